@@ -1,0 +1,133 @@
+/*
+ * cachet plugin ABI: what a backend shared object exports.
+ *
+ * A backend is a shared object (libtool -module) that exports one function,
+ * cachet_backend_entry(), returning a pointer to a const vtable.  The loader
+ * refuses a vtable whose abi_version differs from CACHET_BACKEND_ABI_VERSION.
+ *
+ * A backend stores opaque bytes under opaque keys.  It never sees cachet's
+ * value header, expiration, or invalidation: the region does all that.  It
+ * reports failures by returning a status and describing them with
+ * cachet_backend_error() (never by printing).
+ *
+ * Memory: a value a backend hands back (get, get_multi) must come from
+ * malloc(); the caller frees it with free().
+ *
+ * Threads: the region calls a backend from many threads at once unless the
+ * vtable sets CACHET_CAP_SERIALIZE, in which case calls on one instance are
+ * serialized by the region.
+ */
+#ifndef CACHET_BACKEND_H
+#define CACHET_BACKEND_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <cachet/cachet.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bump on any incompatible change to the structs below. */
+#define CACHET_BACKEND_ABI_VERSION 1
+
+/* capability bits (cachet_backend_ops.caps) */
+#define CACHET_CAP_SERIALIZE   0x01u  /* not thread-safe: the region serializes calls */
+#define CACHET_CAP_SERVER_TTL  0x02u  /* honours a server-side TTL argument */
+#define CACHET_CAP_DIST_LOCK   0x04u  /* lock/unlock work across processes */
+#define CACHET_CAP_PERSISTENT  0x08u  /* values survive the process */
+
+/* key rules (cachet_backend_ops.key_rules): keys breaking them are mangled */
+#define CACHET_KEY_NO_SPACE    0x01u  /* no space bytes */
+#define CACHET_KEY_NO_CONTROL  0x02u  /* no bytes < 0x20 or 0x7f */
+
+/* One backend argument: backend_argument = name:value, split on the first colon. */
+typedef struct {
+    const char *name;
+    const char *value;
+} cachet_backend_arg;
+
+typedef struct {
+    const cachet_backend_arg *args;
+    size_t nargs;
+    int debug;                 /* debug_cache_backend */
+} cachet_backend_params;
+
+/* One item of a multi-operation, with the key already prefixed/mangled. */
+typedef struct {
+    const char   *key;
+    size_t        klen;
+    void         *value;       /* get_multi: set by the backend (malloc); set_multi: read */
+    size_t        len;
+    cachet_status status;      /* set by the backend for each item */
+} cachet_backend_item;
+
+typedef void (*cachet_backend_report_fn)(void *arg, const char *name, const char *value);
+
+typedef struct cachet_backend_ops {
+    unsigned    abi_version;   /* CACHET_BACKEND_ABI_VERSION */
+    const char *name;          /* canonical name, e.g. "memory" */
+    unsigned    caps;          /* CACHET_CAP_* */
+    size_t      max_key_len;   /* longest key accepted; 0 = no limit */
+    unsigned    key_rules;     /* CACHET_KEY_* */
+
+    /* Parse args, allocate the instance.  Unknown or malformed arguments are
+     * CACHET_EINVAL with a message naming the argument. */
+    cachet_status (*open)(const cachet_backend_params *p, void **state);
+    void          (*close)(void *state);
+
+    /* CACHET_OK (value from malloc) or CACHET_MISS, else an error. */
+    cachet_status (*get)(void *state, const char *key, size_t klen, void **value, size_t *len);
+    cachet_status (*set)(void *state, const char *key, size_t klen, const void *value, size_t len);
+    /* Deleting an absent key is CACHET_OK. */
+    cachet_status (*del)(void *state, const char *key, size_t klen);
+
+    /* Optional (NULL: the region loops over get/set/del).  Return CACHET_OK
+     * when every item was handled, else the first error; set each status. */
+    cachet_status (*get_multi)(void *state, cachet_backend_item *items, size_t n);
+    cachet_status (*set_multi)(void *state, cachet_backend_item *items, size_t n);
+    cachet_status (*delete_multi)(void *state, cachet_backend_item *items, size_t n);
+
+    /* Optional cross-process lock for get_or_create (NULL: in-process only).
+     * lock: CACHET_OK when taken, CACHET_MISS when held by another; token
+     * identifies the owner for unlock. */
+    cachet_status (*lock)(void *state, const char *key, size_t klen, void **token);
+    cachet_status (*unlock)(void *state, const char *key, size_t klen, void *token);
+
+    /* Optional: describe servers / own counters, one call of fn each. */
+    cachet_status (*report)(void *state, cachet_backend_report_fn fn, void *arg);
+    /* Optional: drop expired/dead entries, reclaim space. */
+    cachet_status (*compact)(void *state);
+} cachet_backend_ops;
+
+/* The one symbol a plugin exports. */
+typedef const cachet_backend_ops *(*cachet_backend_entry_fn)(void);
+#define CACHET_BACKEND_ENTRY_SYMBOL "cachet_backend_entry"
+
+/* ---- services libcachet offers to plugins ---- */
+
+/* Records the detail of a failure for cachet_errmsg() and returns st, so a
+ * backend can write `return cachet_backend_error(CACHET_EINVAL, "...")`. */
+cachet_status cachet_backend_error(cachet_status st, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Sends a message to the service's logger (if any). */
+void cachet_backend_log(cachet_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Argument helpers: they name the backend and the argument in the error. */
+const char   *cachet_backend_arg_get(const cachet_backend_params *p, const char *name);
+cachet_status cachet_backend_arg_long(const cachet_backend_params *p, const char *backend,
+                                      const char *name, long dflt, long min, long max, long *out);
+cachet_status cachet_backend_arg_double(const cachet_backend_params *p, const char *backend,
+                                        const char *name, double dflt, double min, double max,
+                                        double *out);
+cachet_status cachet_backend_arg_bool(const cachet_backend_params *p, const char *backend,
+                                      const char *name, int dflt, int *out);
+/* Fails naming the first argument not in the NULL-terminated list. */
+cachet_status cachet_backend_args_check(const cachet_backend_params *p, const char *backend,
+                                        const char *const *known);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CACHET_BACKEND_H */

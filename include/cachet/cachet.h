@@ -1,0 +1,131 @@
+/*
+ * cachet — a caching layer for C services, after dogpile.cache and oslo.cache.
+ *
+ * A region (the API below) stores values under string keys in a backend
+ * chosen at run time by an oslo.cache-style [cache] ini section.  Every
+ * function is safe to call from many threads on one region.  The library
+ * never prints and never exits: failures come back as a cachet_status, with
+ * detail in cachet_errmsg().
+ */
+#ifndef CACHET_CACHET_H
+#define CACHET_CACHET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CACHET_VERSION_MAJOR 0
+#define CACHET_VERSION_MINOR 1
+#define CACHET_VERSION_PATCH 0
+
+typedef enum {
+    CACHET_OK = 0,
+    CACHET_MISS = 1,          /* absent, expired, or invalidated (dogpile's NO_VALUE) */
+    CACHET_EINVAL = -1,       /* bad argument or bad configuration */
+    CACHET_ENOMEM = -2,
+    CACHET_ENOBACKEND = -3,   /* no such backend, or its plugin failed to load */
+    CACHET_EUNAVAILABLE = -4, /* server down, refused, or timed out */
+    CACHET_ETOOBIG = -5,      /* key or value over what the backend accepts */
+    CACHET_ECORRUPT = -6,     /* stored bytes failed to decode or to verify */
+    CACHET_ETIMEDOUT = -7,    /* waited too long for a lock or a pooled connection */
+    CACHET_EBACKEND = -8,     /* any other backend failure */
+    CACHET_ENOTSUP = -9,      /* the backend cannot do this operation */
+} cachet_status;
+
+/* A short constant description of a status ("miss", "backend unavailable"). */
+const char *cachet_strerror(cachet_status st);
+/* Thread-local detail of this thread's last failure: names the file, line,
+ * option or backend that was wrong.  Valid until this thread's next call. */
+const char *cachet_errmsg(void);
+
+/* ---- logging: the library never prints; install a callback to see it ---- */
+typedef enum {
+    CACHET_LOG_DEBUG = 0,
+    CACHET_LOG_INFO = 1,
+    CACHET_LOG_WARNING = 2,
+    CACHET_LOG_ERROR = 3,
+} cachet_log_level;
+typedef void (*cachet_log_fn)(void *arg, cachet_log_level level, const char *msg);
+/* Process-wide.  NULL removes the callback.  Debug messages are produced only
+ * for regions whose config sets debug_cache_backend = true. */
+void cachet_set_logger(cachet_log_fn fn, void *arg);
+
+/* ---- configuration: an oslo.cache [cache] section ---- */
+typedef struct cachet_config cachet_config;
+cachet_config *cachet_config_new(void);
+/* Set one option by its oslo.cache name; backend_argument accumulates. */
+cachet_status  cachet_config_set(cachet_config *c, const char *option, const char *value);
+cachet_status  cachet_config_load(cachet_config *c, const char *path, const char *section);   /* section NULL = "cache" */
+cachet_status  cachet_config_parse(cachet_config *c, const char *text, const char *section);
+void           cachet_config_free(cachet_config *c);
+
+/* What the config resolves to, as the region will open it: the canonical
+ * backend name ("null", "memory", "dbm", "memcached", "memcache_pool",
+ * "redis", "redis_sentinel", "redis_cluster", or an absolute .so path) and
+ * the effective backend arguments (backend_argument merged with the
+ * memcache_* / redis_* options, as oslo.cache does).  NULL when unset. */
+const char *cachet_config_backend(const cachet_config *c);
+const char *cachet_config_backend_arg(const cachet_config *c, const char *name);
+/* The n-th effective backend argument, for listing; returns 0 past the end. */
+int cachet_config_backend_arg_at(const cachet_config *c, size_t i,
+                                 const char **name, const char **value);
+
+/* ---- the region ---- */
+typedef struct cachet_region cachet_region;
+cachet_status cachet_region_open(const cachet_config *c, cachet_region **out);
+void          cachet_region_close(cachet_region *r);
+/* The canonical name of the backend the region runs on. */
+const char   *cachet_region_backend(const cachet_region *r);
+
+cachet_status cachet_get(cachet_region *r, const char *key, void **value, size_t *len);
+cachet_status cachet_set(cachet_region *r, const char *key, const void *value, size_t len);
+cachet_status cachet_delete(cachet_region *r, const char *key);
+/* Frees a value handed out by cachet (get, get_multi, get_or_create). */
+void          cachet_free(void *value);
+
+typedef struct {
+    const char   *key;
+    void         *value;   /* get_multi: filled (free with cachet_free); set_multi: read */
+    size_t        len;
+    cachet_status status;  /* per item: CACHET_OK, CACHET_MISS or an error */
+} cachet_item;
+cachet_status cachet_get_multi(cachet_region *r, cachet_item *items, size_t n);
+cachet_status cachet_set_multi(cachet_region *r, cachet_item *items, size_t n);
+cachet_status cachet_delete_multi(cachet_region *r, const char *const *keys, size_t n);
+
+/* A creator hands back a value from malloc(); the region takes it. */
+typedef cachet_status (*cachet_creator)(void *arg, const char *key, void **value, size_t *len);
+cachet_status cachet_get_or_create(cachet_region *r, const char *key,
+                                   cachet_creator create, void *arg,
+                                   void **value, size_t *len);
+
+void cachet_invalidate(cachet_region *r, int hard);   /* hard: values are gone; soft: stale */
+
+/* ---- statistics of this process's region ---- */
+typedef struct {
+    uint64_t hits;
+    uint64_t misses;          /* absent, expired or invalidated */
+    uint64_t sets;
+    uint64_t deletes;
+    uint64_t errors;          /* backend failures returned or absorbed */
+    uint64_t creator_calls;
+    uint64_t lock_waits;      /* get_or_create callers that waited for another's creator */
+    uint64_t stale_served;    /* old values served while another caller regenerates */
+    uint64_t corrupt;         /* stored bytes without a valid cachet header */
+    uint64_t fallbacks;       /* get_or_create calls that bypassed a failing backend */
+} cachet_stat_counters;
+cachet_status cachet_stats(cachet_region *r, cachet_stat_counters *out);
+
+/* The backend's own view: one callback per server or counter.  name is
+ * "server" for a per-server line (value: "host:port up" ...). */
+typedef void (*cachet_report_fn)(void *arg, const char *name, const char *value);
+/* Round-trips nothing; asks the backend for its servers' state. */
+cachet_status cachet_backend_report(cachet_region *r, cachet_report_fn fn, void *arg);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CACHET_CACHET_H */

@@ -1,0 +1,421 @@
+/* Reading an oslo.cache [cache] section.  libinih does the ini syntax; a
+ * reader of our own feeds it so that we know the line of every option, and
+ * a load is all-or-nothing: it parses into a copy that replaces the config
+ * only when the whole file was good. */
+#include "config.h"
+#include <errno.h>
+#include <ini.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "internal.h"
+#include "config_priv.h"
+
+cachet_status cachet__cfg_resolve(cachet_config *c);   /* config_resolve.c */
+
+/* ---- typed access ---- */
+
+const char *cachet__cfg_str(const cachet_config *c, int id)
+{
+    return c->val[id] ? c->val[id] : cachet_options[id].dflt;
+}
+
+int cachet__cfg_bool(const cachet_config *c, int id)
+{
+    int b = 0;
+    const char *t = cachet__cfg_str(c, id);
+    return t && cachet_parse_bool(t, &b) == 0 ? b : 0;
+}
+
+long cachet__cfg_long(const cachet_config *c, int id)
+{
+    long l = 0;
+    const char *t = cachet__cfg_str(c, id);
+    return t && cachet_parse_long(t, &l) == 0 ? l : 0;
+}
+
+double cachet__cfg_double(const cachet_config *c, int id)
+{
+    double d = 0;
+    const char *t = cachet__cfg_str(c, id);
+    return t && cachet_parse_double(t, &d) == 0 ? d : 0;
+}
+
+void cachet__cfg_where(const cachet_config *c, int id, char *buf, size_t size)
+{
+    if (c->line[id] && c->file[id])
+        snprintf(buf, size, "%s:%d: ", c->file[id], c->line[id]);
+    else
+        buf[0] = '\0';
+}
+
+/* ---- life cycle ---- */
+
+CACHET_EXPORT cachet_config *cachet_config_new(void)
+{
+    cachet_config *c = calloc(1, sizeof *c);
+    if (c && cachet__cfg_resolve(c) != CACHET_OK) {
+        cachet_config_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+static void free_args(cachet_backend_arg *a, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free((char *)a[i].name);
+        free((char *)a[i].value);
+    }
+    free(a);
+}
+
+static void config_clear(cachet_config *c)
+{
+    for (int i = 0; i < OPT__COUNT; i++)
+        free(c->val[i]);
+    free_args(c->bargs, c->nbargs);
+    free(c->bargs_line);
+    for (size_t i = 0; i < c->nfiles; i++)
+        free(c->files[i]);
+    free(c->files);
+    free(c->backend);
+    free_args(c->eff, c->neff);
+    memset(c, 0, sizeof *c);
+}
+
+CACHET_EXPORT void cachet_config_free(cachet_config *c)
+{
+    if (c) {
+        config_clear(c);
+        free(c);
+    }
+}
+
+static const char *intern_file(cachet_config *c, const char *name)
+{
+    char **f;
+    for (size_t i = 0; i < c->nfiles; i++)
+        if (strcmp(c->files[i], name) == 0)
+            return c->files[i];
+    f = realloc(c->files, (c->nfiles + 1) * sizeof *f);
+    if (!f)
+        return NULL;
+    c->files = f;
+    if (!(f[c->nfiles] = cachet__strdup(name)))
+        return NULL;
+    return f[c->nfiles++];
+}
+
+/* A deep copy, so that a failed load leaves the original untouched. */
+static cachet_config *config_clone(const cachet_config *src)
+{
+    cachet_config *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    for (size_t i = 0; i < src->nfiles; i++)
+        if (!intern_file(c, src->files[i]))
+            goto fail;
+    for (int i = 0; i < OPT__COUNT; i++) {
+        if (src->val[i] && !(c->val[i] = cachet__strdup(src->val[i])))
+            goto fail;
+        c->line[i] = src->line[i];
+        c->file[i] = src->file[i] ? intern_file(c, src->file[i]) : NULL;
+    }
+    if (src->nbargs) {
+        c->bargs = calloc(src->nbargs, sizeof *c->bargs);
+        c->bargs_line = calloc(src->nbargs, sizeof *c->bargs_line);
+        if (!c->bargs || !c->bargs_line)
+            goto fail;
+        for (size_t i = 0; i < src->nbargs; i++, c->nbargs++) {
+            c->bargs[i].name = cachet__strdup(src->bargs[i].name);
+            c->bargs[i].value = cachet__strdup(src->bargs[i].value);
+            c->bargs_line[i] = src->bargs_line[i];
+            if (!c->bargs[i].name || !c->bargs[i].value) {
+                c->nbargs++;
+                goto fail;
+            }
+        }
+    }
+    return c;
+fail:
+    cachet_config_free(c);
+    return NULL;
+}
+
+/* ---- setting one option ---- */
+
+static cachet_status add_backend_argument(cachet_config *c, const char *value, int line)
+{
+    const char *colon = strchr(value, ':');
+    cachet_backend_arg *a;
+    int *l;
+
+    if (!colon || colon == value)
+        return cachet__error(CACHET_EINVAL, "option backend_argument: '%s' is not name:value", value);
+    a = realloc(c->bargs, (c->nbargs + 1) * sizeof *a);
+    if (!a)
+        return CACHET_ENOMEM;
+    c->bargs = a;
+    l = realloc(c->bargs_line, (c->nbargs + 1) * sizeof *l);
+    if (!l)
+        return CACHET_ENOMEM;
+    c->bargs_line = l;
+    a[c->nbargs].name = cachet__strndup(value, (size_t)(colon - value));
+    a[c->nbargs].value = cachet__strdup(colon + 1);
+    if (!a[c->nbargs].name || !a[c->nbargs].value) {
+        free((char *)a[c->nbargs].name);
+        free((char *)a[c->nbargs].value);
+        return CACHET_ENOMEM;
+    }
+    l[c->nbargs++] = line;
+    return CACHET_OK;
+}
+
+/* Trims blanks at both ends, in place. */
+static char *trim(char *s)
+{
+    char *e;
+    while (*s == ' ' || *s == '\t')
+        s++;
+    e = s + strlen(s);
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' || e[-1] == '\n'))
+        *--e = '\0';
+    return s;
+}
+
+static cachet_status set_option(cachet_config *c, const char *option, const char *value,
+                                const char *file, int line)
+{
+    int id = cachet_option_find(option);
+    char *copy, *v;
+    cachet_status st;
+
+    if (id < 0)
+        return cachet__error(CACHET_EINVAL, "unknown option '%s' (not an oslo.cache [cache] option)",
+                             option);
+    if (!(copy = cachet__strdup(value ? value : "")))
+        return CACHET_ENOMEM;
+    v = trim(copy);
+    if (cachet_options[id].type == OPT_MULTISTR) {
+        st = *v ? add_backend_argument(c, v, line) : CACHET_OK;   /* empty: nothing added */
+        free(copy);
+        return st;
+    }
+    if (!*v) {                      /* an empty value means unset */
+        free(copy);
+        free(c->val[id]);
+        c->val[id] = NULL;
+        c->line[id] = 0;
+        return CACHET_OK;
+    }
+    if ((st = cachet_option_check(id, v)) != CACHET_OK) {
+        free(copy);
+        return st;
+    }
+    free(c->val[id]);
+    c->val[id] = cachet__strdup(v);
+    free(copy);
+    if (!c->val[id])
+        return CACHET_ENOMEM;
+    c->line[id] = line;
+    c->file[id] = file;
+    return CACHET_OK;
+}
+
+CACHET_EXPORT cachet_status cachet_config_set(cachet_config *c, const char *option, const char *value)
+{
+    cachet_status st;
+    if (!c || !option)
+        return cachet__error(CACHET_EINVAL, "cachet_config_set: NULL config or option");
+    if ((st = set_option(c, option, value, NULL, 0)) != CACHET_OK)
+        return st;
+    return cachet__cfg_resolve(c);
+}
+
+/* ---- parsing ---- */
+
+typedef struct {
+    /* input: a FILE or a string */
+    FILE       *f;
+    const char *s;
+    /* position */
+    int         line;            /* line being read, 1-based */
+    bool        at_line_start;
+    bool        continuation;    /* this line began with a blank */
+    /* target */
+    cachet_config *c;
+    const char *section;
+    const char *label;           /* file name or "<config text>" for messages */
+    const char *file;            /* interned file name, NULL for text */
+    char        prev_name[128];
+    cachet_status st;
+} parse_ctx;
+
+/* inih calls this for each chunk of a line (a long line takes several
+ * calls); counting the chunks that start a line gives the line number. */
+static char *read_chunk(char *buf, int size, void *stream)
+{
+    parse_ctx *p = stream;
+    int n = 0;
+
+    if (size < 2)
+        return NULL;
+    if (p->f) {
+        if (!fgets(buf, size, p->f))
+            return NULL;
+        n = (int)strlen(buf);
+    } else {
+        if (!*p->s)
+            return NULL;
+        while (n < size - 1 && p->s[n]) {
+            buf[n] = p->s[n];
+            if (p->s[n++] == '\n')
+                break;
+        }
+        buf[n] = '\0';
+        p->s += n;
+    }
+    if (p->at_line_start) {
+        p->line++;
+        p->continuation = buf[0] == ' ' || buf[0] == '\t';
+    }
+    p->at_line_start = n > 0 && buf[n - 1] == '\n';
+    return buf;
+}
+
+static int on_option(void *user, const char *section, const char *name, const char *value)
+{
+    parse_ctx *p = user;
+    cachet_config *c = p->c;
+    cachet_status st;
+    int id;
+
+    if (strcmp(section, p->section) != 0)
+        return 1;                     /* other sections are not ours */
+    id = cachet_option_find(name);
+    if (p->continuation && strcmp(name, p->prev_name) == 0 && id >= 0 &&
+        cachet_options[id].type != OPT_MULTISTR) {
+        /* a continuation line: oslo.config joins it to the value */
+        const char *old = c->val[id] ? c->val[id] : "";
+        size_t n = strlen(old) + strlen(value) + 2;
+        char *joined = malloc(n);
+        if (!joined) {
+            p->st = CACHET_ENOMEM;
+            return 0;
+        }
+        snprintf(joined, n, "%s%s%s", old, *old ? "\n" : "", value);
+        st = set_option(c, name, joined, p->file, p->line);
+        free(joined);
+    } else {
+        st = set_option(c, name, value, p->file, p->line);
+    }
+    snprintf(p->prev_name, sizeof p->prev_name, "%s", name);
+    if (st != CACHET_OK) {
+        cachet__error_prefix("%s:%d", p->label, p->line);
+        p->st = st;
+        return 0;
+    }
+    return 1;
+}
+
+/* libinih's knobs are process-wide variables in Debian's build: set the
+ * ones oslo.config's syntax needs for the parse and put them back after,
+ * under a lock so two cachet loads do not interleave. */
+static pthread_mutex_t inih_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int run_inih(parse_ctx *p)
+{
+    bool use_stack = ini_use_stack, realloc_ok = ini_allow_realloc,
+         inline_c = ini_allow_inline_comments, multi = ini_allow_multiline,
+         stop = ini_stop_on_first_error;
+    int max_line = ini_max_line, initial = ini_initial_alloc, r;
+
+    pthread_mutex_lock(&inih_lock);
+    ini_use_stack = false;             /* heap line buffer ...          */
+    ini_allow_realloc = true;          /* ... that grows: long lines    */
+    ini_max_line = 1 << 20;
+    ini_initial_alloc = 512;
+    ini_allow_inline_comments = false; /* oslo.config has none: ';' is data */
+    ini_allow_multiline = true;
+    ini_stop_on_first_error = true;
+    r = ini_parse_stream(read_chunk, p, on_option, p);
+    ini_use_stack = use_stack;
+    ini_allow_realloc = realloc_ok;
+    ini_max_line = max_line;
+    ini_initial_alloc = initial;
+    ini_allow_inline_comments = inline_c;
+    ini_allow_multiline = multi;
+    ini_stop_on_first_error = stop;
+    pthread_mutex_unlock(&inih_lock);
+    return r;
+}
+
+static cachet_status parse_into(cachet_config *c, FILE *f, const char *text,
+                                const char *label, const char *section)
+{
+    cachet_config *tmp = config_clone(c);
+    parse_ctx p = {0};
+    cachet_status st;
+    int r;
+
+    if (!tmp)
+        return cachet__error(CACHET_ENOMEM, "%s: out of memory", label);
+    p.f = f;
+    p.s = text;
+    p.at_line_start = true;
+    p.c = tmp;
+    p.section = section ? section : "cache";
+    p.label = label;
+    p.file = f ? intern_file(tmp, label) : NULL;
+    p.st = CACHET_OK;
+    if (f && !p.file) {
+        cachet_config_free(tmp);
+        return cachet__error(CACHET_ENOMEM, "%s: out of memory", label);
+    }
+    r = run_inih(&p);
+    if (r != 0 && p.st == CACHET_OK) {
+        if (r < 0)
+            p.st = cachet__error(CACHET_ENOMEM, "%s: out of memory while parsing", label);
+        else
+            p.st = cachet__error(CACHET_EINVAL, "%s:%d: syntax error (expected [section] "
+                                 "or name = value)", label, r);
+    }
+    st = p.st;
+    if (st == CACHET_OK && (st = cachet__cfg_resolve(tmp)) == CACHET_OK)
+        st = cachet__cfg_validate(tmp);
+    if (st != CACHET_OK) {
+        cachet_config_free(tmp);
+        return st;
+    }
+    /* success: tmp becomes c */
+    config_clear(c);
+    *c = *tmp;
+    free(tmp);
+    return CACHET_OK;
+}
+
+CACHET_EXPORT cachet_status cachet_config_load(cachet_config *c, const char *path, const char *section)
+{
+    FILE *f;
+    cachet_status st;
+
+    if (!c || !path)
+        return cachet__error(CACHET_EINVAL, "cachet_config_load: NULL config or path");
+    if (!(f = fopen(path, "r")))
+        return cachet__error(CACHET_EINVAL, "%s: cannot open: %s", path, strerror(errno));
+    st = parse_into(c, f, NULL, path, section);
+    if (st == CACHET_OK && ferror(f))
+        st = cachet__error(CACHET_EINVAL, "%s: read error", path);
+    fclose(f);
+    return st;
+}
+
+CACHET_EXPORT cachet_status cachet_config_parse(cachet_config *c, const char *text, const char *section)
+{
+    if (!c || !text)
+        return cachet__error(CACHET_EINVAL, "cachet_config_parse: NULL config or text");
+    return parse_into(c, NULL, text, "<config text>", section);
+}

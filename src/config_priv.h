@@ -1,0 +1,36 @@
+/* The parsed [cache] section and what it resolves to (internal). */
+#ifndef CACHET_CONFIG_INTERNAL_H
+#define CACHET_CONFIG_INTERNAL_H
+
+#include <cachet/backend.h>
+#include "options.h"
+
+struct cachet_config {
+    char *val[OPT__COUNT];          /* text as set; NULL = oslo.cache's default */
+    int   line[OPT__COUNT];         /* where it was set; 0 = from code */
+    const char *file[OPT__COUNT];   /* points into files[] */
+    cachet_backend_arg *bargs;      /* backend_argument, in order (owned) */
+    int   *bargs_line;
+    size_t nbargs;
+    char **files;                   /* names of the files loaded (owned) */
+    size_t nfiles;
+    /* resolved after every change: see resolve() */
+    char *backend;                  /* canonical name */
+    cachet_backend_arg *eff;        /* effective backend arguments (owned) */
+    size_t neff;
+};
+
+/* Typed access to options whose text was checked when set. */
+const char *cachet__cfg_str(const cachet_config *c, int id);      /* NULL = None */
+int         cachet__cfg_bool(const cachet_config *c, int id);
+long        cachet__cfg_long(const cachet_config *c, int id);
+double      cachet__cfg_double(const cachet_config *c, int id);
+
+/* Cross-option checks (e.g. backend_expiration_time >= expiration_time);
+ * messages name the file and line where the option was set. */
+cachet_status cachet__cfg_validate(const cachet_config *c);
+
+/* "file:line: " or "" for an option set from code, for messages. */
+void cachet__cfg_where(const cachet_config *c, int id, char *buf, size_t size);
+
+#endif

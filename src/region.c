@@ -1,0 +1,392 @@
+/* The region: key preparation, the value header, expiration and
+ * invalidation, statistics, and dispatch to the backend vtable. */
+#include "config.h"
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "internal.h"
+#include "config_priv.h"
+#include "loader.h"
+#include "region.h"
+#include "value.h"
+
+#define COUNT CACHET_COUNT
+
+/* ---- clocks ---- */
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* For expiration checks a few milliseconds of lag do not matter, and the
+ * coarse clock costs a fraction of the precise one on the hot path. */
+static int64_t coarse_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* A creation time strictly after the last invalidation, so a value set in
+ * the same nanosecond as cachet_invalidate() is not hidden by it. */
+static int64_t creation_time(cachet_region *r)
+{
+    int64_t t = now_ns();
+    int64_t h = atomic_load_explicit(&r->hard_invalidated_ns, memory_order_acquire);
+    int64_t s = atomic_load_explicit(&r->soft_invalidated_ns, memory_order_acquire);
+    if (t <= h)
+        t = h + 1;
+    if (t <= s)
+        t = s + 1;
+    return t;
+}
+
+/* ---- backend calls (serialized for backends that ask for it) ---- */
+
+#define BK_CALL(r, call) CACHET_BK_CALL(r, st, call)
+
+static cachet_status bk_get(cachet_region *r, const cachet_key *k, void **buf, size_t *len)
+{
+    cachet_status st;
+    BK_CALL(r, r->ops->get(r->state, k->key, k->klen, buf, len));
+    return st;
+}
+
+static cachet_status bk_set(cachet_region *r, const cachet_key *k, const void *buf, size_t len)
+{
+    cachet_status st;
+    BK_CALL(r, r->ops->set(r->state, k->key, k->klen, buf, len));
+    return st;
+}
+
+static cachet_status bk_del(cachet_region *r, const cachet_key *k)
+{
+    cachet_status st;
+    BK_CALL(r, r->ops->del(r->state, k->key, k->klen));
+    return st;
+}
+
+/* A failure that the backend did not describe still gets a message. */
+cachet_status cachet__region_failed(cachet_region *r, cachet_status st, const char *op, const char *key)
+{
+    COUNT(r, errors);
+    if (!cachet_errmsg()[0])
+        cachet__error(st, "backend %s: %s %s: %s", r->backend, op, key, cachet_strerror(st));
+    if (r->debug)
+        cachet__log(CACHET_LOG_DEBUG, "%s %s failed: %s", op, key, cachet_errmsg());
+    return st;
+}
+
+/* ---- open / close ---- */
+
+CACHET_EXPORT cachet_status cachet_region_open(const cachet_config *c, cachet_region **out)
+{
+    cachet_region *r;
+    cachet_backend_params params;
+    const cachet_backend_ops *ops;
+    cachet_status st;
+    char where[512];
+    long exp;
+
+    if (!c || !out)
+        return cachet__error(CACHET_EINVAL, "cachet_region_open: NULL config or out");
+    *out = NULL;
+    if ((st = cachet__cfg_validate(c)) != CACHET_OK)
+        return st;
+    if ((st = cachet_loader_get(c->backend, &ops)) != CACHET_OK) {
+        cachet__cfg_where(c, OPT_BACKEND, where, sizeof where);
+        if (where[0])
+            cachet__error_prefix("%.*s", (int)strlen(where) - 2, where);
+        return st;
+    }
+    if (!(r = calloc(1, sizeof *r)) || !(r->backend = cachet__strdup(ops->name ? ops->name : c->backend))) {
+        free(r);
+        return cachet__error(CACHET_ENOMEM, "cachet_region_open: out of memory");
+    }
+    r->ops = ops;
+    r->keys.max_len = ops->max_key_len;
+    r->keys.rules = ops->key_rules;
+    r->keys.prefix = "";
+    exp = cachet__cfg_long(c, OPT_EXPIRATION_TIME);
+    r->expiration_ns = exp < 0 ? -1 : (int64_t)exp * 1000000000;
+    r->debug = cachet__cfg_bool(c, OPT_DEBUG_CACHE_BACKEND);
+    r->serialize = (ops->caps & CACHET_CAP_SERIALIZE) != 0;
+    pthread_mutex_init(&r->serial_lock, NULL);
+    params.args = c->eff;
+    params.nargs = c->neff;
+    params.debug = r->debug;
+    cachet__error(CACHET_OK, "%s", "");
+    if ((st = ops->open(&params, &r->state)) != CACHET_OK) {
+        if (!cachet_errmsg()[0])
+            cachet__error(st, "backend %s: open failed: %s", r->backend, cachet_strerror(st));
+        pthread_mutex_destroy(&r->serial_lock);
+        free(r->backend);
+        free(r);
+        return st;
+    }
+    if (r->debug)
+        cachet__log(CACHET_LOG_DEBUG, "region opened on backend %s", r->backend);
+    *out = r;
+    return CACHET_OK;
+}
+
+CACHET_EXPORT void cachet_region_close(cachet_region *r)
+{
+    if (!r)
+        return;
+    r->ops->close(r->state);
+    pthread_mutex_destroy(&r->serial_lock);
+    free(r->backend);
+    free(r);
+}
+
+CACHET_EXPORT const char *cachet_region_backend(const cachet_region *r)
+{
+    return r ? r->backend : NULL;
+}
+
+/* ---- values ---- */
+
+CACHET_EXPORT void cachet_free(void *value)
+{
+    if (value)
+        free((uint8_t *)value - CACHET_VALUE_HDR);
+}
+
+/* How a decoded value stands against expiration and invalidation. */
+freshness cachet__region_freshness(cachet_region *r, const cachet_value_meta *m)
+{
+    if (m->created_ns <= atomic_load_explicit(&r->hard_invalidated_ns, memory_order_acquire))
+        return DEAD;
+    if (m->created_ns <= atomic_load_explicit(&r->soft_invalidated_ns, memory_order_acquire))
+        return STALE;
+    if (r->expiration_ns == 0)
+        return STALE;                 /* dogpile: expiration_time 0 expires at once */
+    if (r->expiration_ns > 0 && coarse_now_ns() - m->created_ns > r->expiration_ns)
+        return STALE;
+    return FRESH;
+}
+
+/* Checks bytes from the backend.  Foreign or truncated bytes are a miss and
+ * a counted corruption, never a failure of the caller's request. */
+cachet_status cachet__region_decode(cachet_region *r, const char *key, void *buf, size_t len,
+                            cachet_value_meta *m)
+{
+    if (cachet_value_decode(buf, len, m) != CACHET_OK) {
+        COUNT(r, corrupt);
+        if (r->debug)
+            cachet__log(CACHET_LOG_DEBUG, "get %s: %s", key, cachet_errmsg());
+        free(buf);
+        return CACHET_ECORRUPT;
+    }
+    return CACHET_OK;
+}
+
+/* Wraps a payload in the header: one buffer of header + payload. */
+void *cachet__region_encode(cachet_region *r, const void *value, size_t len, size_t *outlen)
+{
+    cachet_value_meta m = {creation_time(r), 0};
+    uint8_t *buf = malloc(CACHET_VALUE_HDR + len + 1);
+    if (!buf)
+        return NULL;
+    cachet_value_header(buf, &m, len);
+    if (len)
+        memcpy(buf + CACHET_VALUE_HDR, value, len);
+    buf[CACHET_VALUE_HDR + len] = '\0';
+    *outlen = CACHET_VALUE_HDR + len;
+    return buf;
+}
+
+/* ---- single-key operations ---- */
+
+/* Gets and classifies: CACHET_OK with *fresh set, CACHET_MISS, or an error. */
+static cachet_status region_lookup(cachet_region *r, const char *key, void **value, size_t *len,
+                                   freshness *fresh)
+{
+    cachet_key k;
+    void *buf;
+    size_t blen;
+    cachet_value_meta m;
+    cachet_status st;
+
+    if ((st = cachet_key_make(&r->keys, key, &k)) != CACHET_OK)
+        return cachet__error(st, "get %s: out of memory", key);
+    st = bk_get(r, &k, &buf, &blen);
+    cachet_key_release(&k);
+    if (st == CACHET_MISS)
+        return CACHET_MISS;
+    if (st != CACHET_OK)
+        return cachet__region_failed(r, st, "get", key);
+    if (cachet__region_decode(r, key, buf, blen, &m) != CACHET_OK)
+        return CACHET_MISS;
+    *fresh = cachet__region_freshness(r, &m);
+    *value = cachet_value_payload(buf);
+    *len = blen - CACHET_VALUE_HDR;
+    return CACHET_OK;
+}
+
+CACHET_EXPORT cachet_status cachet_get(cachet_region *r, const char *key, void **value, size_t *len)
+{
+    freshness f;
+    void *v;
+    size_t n;
+    cachet_status st;
+
+    if (!r || !key || !value)
+        return cachet__error(CACHET_EINVAL, "cachet_get: NULL region, key or value");
+    *value = NULL;
+    if (len)
+        *len = 0;
+    st = region_lookup(r, key, &v, &n, &f);
+    if (st == CACHET_OK && f != FRESH) {
+        cachet_free(v);
+        st = CACHET_MISS;
+    }
+    if (st == CACHET_MISS) {
+        COUNT(r, misses);
+        return CACHET_MISS;
+    }
+    if (st != CACHET_OK)
+        return st;
+    COUNT(r, hits);
+    *value = v;
+    if (len)
+        *len = n;
+    return CACHET_OK;
+}
+
+static cachet_status store_encoded(cachet_region *r, const char *key, const void *buf, size_t blen)
+{
+    cachet_key k;
+    cachet_status st;
+
+    if ((st = cachet_key_make(&r->keys, key, &k)) != CACHET_OK)
+        return cachet__error(st, "set %s: out of memory", key);
+    cachet__error(CACHET_OK, "%s", "");
+    st = bk_set(r, &k, buf, blen);
+    cachet_key_release(&k);
+    if (st != CACHET_OK)
+        return cachet__region_failed(r, st, "set", key);
+    COUNT(r, sets);
+    return CACHET_OK;
+}
+
+CACHET_EXPORT cachet_status cachet_set(cachet_region *r, const char *key, const void *value, size_t len)
+{
+    void *buf;
+    size_t blen;
+    cachet_status st;
+
+    if (!r || !key || (!value && len))
+        return cachet__error(CACHET_EINVAL, "cachet_set: NULL region, key or value");
+    if (!(buf = cachet__region_encode(r, value, len, &blen)))
+        return cachet__error(CACHET_ENOMEM, "set %s: out of memory", key);
+    st = store_encoded(r, key, buf, blen);
+    free(buf);
+    return st;
+}
+
+CACHET_EXPORT cachet_status cachet_delete(cachet_region *r, const char *key)
+{
+    cachet_key k;
+    cachet_status st;
+
+    if (!r || !key)
+        return cachet__error(CACHET_EINVAL, "cachet_delete: NULL region or key");
+    if ((st = cachet_key_make(&r->keys, key, &k)) != CACHET_OK)
+        return cachet__error(st, "delete %s: out of memory", key);
+    cachet__error(CACHET_OK, "%s", "");
+    st = bk_del(r, &k);
+    cachet_key_release(&k);
+    if (st != CACHET_OK && st != CACHET_MISS)
+        return cachet__region_failed(r, st, "delete", key);
+    COUNT(r, deletes);
+    return CACHET_OK;
+}
+
+/* ---- get_or_create ---- */
+
+CACHET_EXPORT cachet_status cachet_get_or_create(cachet_region *r, const char *key,
+                                                 cachet_creator create, void *arg,
+                                                 void **value, size_t *len)
+{
+    void *v = NULL, *buf;
+    size_t n = 0, blen;
+    freshness f;
+    cachet_status st;
+
+    if (!r || !key || !create || !value)
+        return cachet__error(CACHET_EINVAL, "cachet_get_or_create: NULL region, key, creator or value");
+    *value = NULL;
+    if (len)
+        *len = 0;
+    st = region_lookup(r, key, &v, &n, &f);
+    if (st == CACHET_OK && f == FRESH) {
+        COUNT(r, hits);
+        *value = v;
+        if (len)
+            *len = n;
+        return CACHET_OK;
+    }
+    if (st == CACHET_OK)
+        cachet_free(v);
+    else if (st != CACHET_MISS)
+        COUNT(r, fallbacks);          /* the cache failed: the creator still answers */
+    COUNT(r, misses);
+    COUNT(r, creator_calls);
+    v = NULL;
+    n = 0;
+    if ((st = create(arg, key, &v, &n)) != CACHET_OK) {
+        free(v);
+        if (!cachet_errmsg()[0])
+            cachet__error(st, "get_or_create %s: the creator failed: %s", key, cachet_strerror(st));
+        return st;
+    }
+    buf = cachet__region_encode(r, v, n, &blen);
+    free(v);
+    if (!buf)
+        return cachet__error(CACHET_ENOMEM, "get_or_create %s: out of memory", key);
+    if (store_encoded(r, key, buf, blen) != CACHET_OK)
+        COUNT(r, fallbacks);          /* value still goes back to the caller */
+    *value = cachet_value_payload(buf);
+    if (len)
+        *len = n;
+    return CACHET_OK;
+}
+
+/* ---- invalidation ---- */
+
+CACHET_EXPORT void cachet_invalidate(cachet_region *r, int hard)
+{
+    if (!r)
+        return;
+    atomic_store_explicit(hard ? &r->hard_invalidated_ns : &r->soft_invalidated_ns, now_ns(),
+                          memory_order_release);
+}
+
+/* ---- stats and reports ---- */
+
+CACHET_EXPORT cachet_status cachet_stats(cachet_region *r, cachet_stat_counters *o)
+{
+    if (!r || !o)
+        return cachet__error(CACHET_EINVAL, "cachet_stats: NULL region or output");
+#define LOAD(f) o->f = atomic_load_explicit(&r->stats.f, memory_order_relaxed)
+    LOAD(hits); LOAD(misses); LOAD(sets); LOAD(deletes); LOAD(errors);
+    LOAD(creator_calls); LOAD(lock_waits); LOAD(stale_served); LOAD(corrupt); LOAD(fallbacks);
+#undef LOAD
+    return CACHET_OK;
+}
+
+CACHET_EXPORT cachet_status cachet_backend_report(cachet_region *r, cachet_report_fn fn, void *arg)
+{
+    cachet_status st;
+    if (!r || !fn)
+        return cachet__error(CACHET_EINVAL, "cachet_backend_report: NULL region or callback");
+    if (!r->ops->report)
+        return CACHET_OK;
+    BK_CALL(r, r->ops->report(r->state, fn, arg));
+    return st;
+}

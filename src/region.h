@@ -1,0 +1,45 @@
+/* The region: what a service holds.  Internal layout. */
+#ifndef CACHET_REGION_INTERNAL_H
+#define CACHET_REGION_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <cachet/backend.h>
+#include "key.h"
+
+typedef struct {
+    _Atomic uint64_t hits, misses, sets, deletes, errors, creator_calls,
+                     lock_waits, stale_served, corrupt, fallbacks;
+} cachet_region_stats;
+
+struct cachet_region {
+    const cachet_backend_ops *ops;
+    void                    *state;
+    char                    *backend;         /* canonical name */
+    cachet_key_policy        keys;
+    int64_t                  expiration_ns;   /* < 0: never expires */
+    int                      debug;
+    int                      serialize;       /* backend asked for CACHET_CAP_SERIALIZE */
+    pthread_mutex_t          serial_lock;
+    _Atomic int64_t          hard_invalidated_ns;   /* values created at or before: gone */
+    _Atomic int64_t          soft_invalidated_ns;   /* values created at or before: stale */
+    cachet_region_stats      stats;
+};
+
+/* Shared by region.c and region_multi.c. */
+typedef enum { FRESH, STALE, DEAD } freshness;
+#include "value.h"
+cachet_status cachet__region_failed(cachet_region *r, cachet_status st, const char *op, const char *key);
+freshness     cachet__region_freshness(cachet_region *r, const cachet_value_meta *m);
+cachet_status cachet__region_decode(cachet_region *r, const char *key, void *buf, size_t len,
+                                    cachet_value_meta *m);
+void         *cachet__region_encode(cachet_region *r, const void *value, size_t len, size_t *outlen);
+
+#define CACHET_COUNT(r, field) atomic_fetch_add_explicit(&(r)->stats.field, 1, memory_order_relaxed)
+#define CACHET_BK_CALL(r, st, call) do {                              \
+        if ((r)->serialize) pthread_mutex_lock(&(r)->serial_lock);    \
+        (st) = (call);                                                \
+        if ((r)->serialize) pthread_mutex_unlock(&(r)->serial_lock);  \
+    } while (0)
+
+#endif
