@@ -137,6 +137,10 @@ static cachet_status find_and_open(const char *name, const cachet_backend_ops **
             return cachet__error(CACHET_ENOBACKEND, "backend %s: no such file", name);
         return r > 0 ? CACHET_OK : CACHET_ENOBACKEND;
     }
+    if (!strchr(name, '/') && !strstr(name, "..") && strchr(name, '.'))
+        return cachet__error(CACHET_ENOBACKEND, "backend %s: cachet has no such backend (it has "
+                             "null, memory, dbm, memcached, memcache_pool, redis, redis_sentinel, "
+                             "redis_cluster, and plugins by plain name or absolute .so path)", name);
     if (!is_plain_name(name))
         return cachet__error(CACHET_EINVAL, "backend '%s': a backend name holds only letters, "
                              "digits, '_' and '-' (or is an absolute path to a .so)", name);

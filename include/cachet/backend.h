@@ -100,7 +100,11 @@ typedef struct cachet_backend_ops {
     cachet_status (*compact)(void *state);
 } cachet_backend_ops;
 
-/* The one symbol a plugin exports. */
+/* The one symbol a plugin exports (declared here so a plugin's definition
+ * is checked against it; the attribute keeps it visible when the plugin is
+ * built with -fvisibility=hidden). */
+#define CACHET_BACKEND_EXPORT __attribute__((visibility("default")))
+CACHET_BACKEND_EXPORT const struct cachet_backend_ops *cachet_backend_entry(void);
 typedef const cachet_backend_ops *(*cachet_backend_entry_fn)(void);
 #define CACHET_BACKEND_ENTRY_SYMBOL "cachet_backend_entry"
 

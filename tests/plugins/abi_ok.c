@@ -1,0 +1,77 @@
+/* A third-party plugin as the tests build it: loaded by absolute path.  It
+ * keeps one value, enough to show the region really dispatches to it. */
+#include <stdlib.h>
+#include <string.h>
+#include <cachet/backend.h>
+
+typedef struct {
+    char  *key, *val;
+    size_t klen, vlen;
+} one;
+
+static cachet_status t_open(const cachet_backend_params *p, void **state)
+{
+    static const char *const known[] = {"greeting", NULL};
+    cachet_status st = cachet_backend_args_check(p, "abi_ok", known);
+    if (st != CACHET_OK)
+        return st;
+    *state = calloc(1, sizeof(one));
+    return *state ? CACHET_OK : CACHET_ENOMEM;
+}
+
+static void t_close(void *state)
+{
+    one *o = state;
+    free(o->key);
+    free(o->val);
+    free(o);
+}
+
+static cachet_status t_get(void *state, const char *key, size_t klen, void **value, size_t *len)
+{
+    one *o = state;
+    if (!o->key || o->klen != klen || memcmp(o->key, key, klen) != 0)
+        return CACHET_MISS;
+    if (!(*value = malloc(o->vlen ? o->vlen : 1)))
+        return CACHET_ENOMEM;
+    memcpy(*value, o->val, o->vlen);
+    *len = o->vlen;
+    return CACHET_OK;
+}
+
+static cachet_status t_set(void *state, const char *key, size_t klen, const void *value, size_t len)
+{
+    one *o = state;
+    free(o->key);
+    free(o->val);
+    o->key = malloc(klen + 1);
+    o->val = malloc(len + 1);
+    if (!o->key || !o->val)
+        return CACHET_ENOMEM;
+    memcpy(o->key, key, klen);
+    memcpy(o->val, value, len);
+    o->klen = klen;
+    o->vlen = len;
+    return CACHET_OK;
+}
+
+static cachet_status t_del(void *state, const char *key, size_t klen)
+{
+    one *o = state;
+    if (o->key && o->klen == klen && memcmp(o->key, key, klen) == 0) {
+        free(o->key);
+        o->key = NULL;
+    }
+    return CACHET_OK;
+}
+
+static const cachet_backend_ops ops = {
+    .abi_version = CACHET_BACKEND_ABI_VERSION,
+    .name = "abi_ok",
+    .open = t_open, .close = t_close, .get = t_get, .set = t_set, .del = t_del,
+};
+
+__attribute__((visibility("default"))) const cachet_backend_ops *cachet_backend_entry(void)
+{
+    return &ops;
+}

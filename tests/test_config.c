@@ -1,0 +1,301 @@
+/* The [cache] section: seed configs users paste, every oslo.cache option,
+ * and the errors for what is wrong (naming file, line and option). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cachet/cachet.h>
+
+#define CONF(name) TEST_SRCDIR "/tests/configs/" name
+
+static cachet_config *load(const char *path)
+{
+    cachet_config *c = cachet_config_new();
+    assert_non_null(c);
+    cachet_status st = cachet_config_load(c, path, NULL);
+    if (st != CACHET_OK)
+        fail_msg("loading %s: %s", path, cachet_errmsg());
+    return c;
+}
+
+static cachet_config *parse(const char *text, cachet_status expect)
+{
+    cachet_config *c = cachet_config_new();
+    assert_non_null(c);
+    assert_int_equal(cachet_config_parse(c, text, NULL), expect);
+    return c;
+}
+
+static void assert_contains(const char *hay, const char *needle)
+{
+    if (!strstr(hay, needle))
+        fail_msg("'%s' does not contain '%s'", hay, needle);
+}
+
+static void keystone_memcached(void **state)
+{
+    cachet_config *c = load(CONF("keystone.conf"));
+    assert_string_equal(cachet_config_backend(c), "memcached");
+    assert_string_equal(cachet_config_backend_arg(c, "url"), "127.0.0.1:11211");
+    assert_string_equal(cachet_config_backend_arg(c, "dead_retry"), "30");
+    assert_string_equal(cachet_config_backend_arg(c, "socket_timeout"), "0.5");
+    assert_null(cachet_config_backend_arg(c, "pool_maxsize"));   /* not a pool */
+    cachet_config_free(c);
+}
+
+static void nova_memcache_pool(void **state)
+{
+    cachet_config *c = load(CONF("nova.conf"));
+    assert_string_equal(cachet_config_backend(c), "memcache_pool");
+    assert_string_equal(cachet_config_backend_arg(c, "url"),
+                        "127.0.0.1:11211,127.0.0.2:11211,[::1]:11211");
+    assert_string_equal(cachet_config_backend_arg(c, "pool_maxsize"), "20");
+    assert_string_equal(cachet_config_backend_arg(c, "pool_flush_on_reconnect"), "true");
+    assert_string_equal(cachet_config_backend_arg(c, "pool_connection_get_timeout"), "10");
+    assert_string_equal(cachet_config_backend_arg(c, "dead_retry"), "300");
+    cachet_config_free(c);
+}
+
+static void redis_url(void **state)
+{
+    cachet_config *c = load(CONF("redis.conf"));
+    assert_string_equal(cachet_config_backend(c), "redis");
+    assert_string_equal(cachet_config_backend_arg(c, "url"), "redis://127.0.0.1:6379/2");
+    assert_string_equal(cachet_config_backend_arg(c, "distributed_lock"), "true");
+    assert_null(cachet_config_backend_arg(c, "dead_retry"));    /* memcache options stay out */
+    cachet_config_free(c);
+}
+
+static void redis_from_options(void **state)
+{
+    cachet_config *c = parse("[cache]\nenabled = true\nbackend = redis\n"
+                             "redis_server = 127.0.0.1:7000\nredis_db = 3\n"
+                             "redis_password = s3cret\n", CACHET_OK);
+    assert_string_equal(cachet_config_backend_arg(c, "url"), "redis://:s3cret@127.0.0.1:7000/3");
+    cachet_config_free(c);
+}
+
+static void every_oslo_option_loads(void **state)
+{
+    cachet_config *c = load(CONF("oslo-cache-3.2-all-options.conf"));
+    assert_string_equal(cachet_config_backend(c), "null");    /* enabled = false */
+    cachet_config_free(c);
+    c = load(CONF("oslo-cache-newer-options.conf"));
+    assert_string_equal(cachet_config_backend(c), "null");
+    cachet_config_free(c);
+}
+
+static void enabled_false_means_null(void **state)
+{
+    cachet_config *c = parse("[cache]\nbackend = dogpile.cache.memory\n", CACHET_OK);
+    assert_string_equal(cachet_config_backend(c), "null");
+    assert_int_equal(cachet_config_set(c, "enabled", "true"), CACHET_OK);
+    assert_string_equal(cachet_config_backend(c), "memory");
+    cachet_config_free(c);
+}
+
+static void backend_spellings(void **state)
+{
+    static const char *const pairs[][2] = {
+        {"memory", "memory"}, {"dogpile.cache.memory", "memory"},
+        {"dogpile.cache.memory_pickle", "memory"}, {"oslo_cache.dict", "memory"},
+        {"null", "null"}, {"dogpile.cache.null", "null"},
+        {"dbm", "dbm"}, {"dogpile.cache.dbm", "dbm"},
+        {"memcached", "memcached"}, {"dogpile.cache.memcached", "memcached"},
+        {"dogpile.cache.pylibmc", "memcached"}, {"dogpile.cache.bmemcached", "memcached"},
+        {"dogpile.cache.pymemcache", "memcached"},
+        {"memcache_pool", "memcache_pool"}, {"oslo_cache.memcache_pool", "memcache_pool"},
+        {"redis", "redis"}, {"dogpile.cache.redis", "redis"},
+        {"dogpile.cache.redis_sentinel", "redis_sentinel"},
+        {"dogpile.cache.redis_cluster", "redis_cluster"},
+    };
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        cachet_config *c = cachet_config_new();
+        assert_int_equal(cachet_config_set(c, "enabled", "true"), CACHET_OK);
+        assert_int_equal(cachet_config_set(c, "backend", pairs[i][0]), CACHET_OK);
+        assert_string_equal(cachet_config_backend(c), pairs[i][1]);
+        cachet_config_free(c);
+    }
+}
+
+/* Writes text to a temporary file named like a real config. */
+static char *tmpconf(const char *text)
+{
+    static char path[64];
+    int fd;
+    strcpy(path, "/tmp/cachet-test-XXXXXX.conf");
+    fd = mkstemps(path, 5);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    return path;
+}
+
+static void unknown_option_names_file_line_option(void **state)
+{
+    char *path = tmpconf("[DEFAULT]\nwhatever = 1\n[cache]\nenabled = true\nmemcache_servrs = a:1\n");
+    cachet_config *c = cachet_config_new();
+    assert_int_equal(cachet_config_load(c, path, NULL), CACHET_EINVAL);
+    assert_contains(cachet_errmsg(), path);
+    assert_contains(cachet_errmsg(), ":5:");
+    assert_contains(cachet_errmsg(), "memcache_servrs");
+    unlink(path);
+    cachet_config_free(c);
+}
+
+static void malformed_values(void **state)
+{
+    static const struct { const char *text, *line, *what; } bad[] = {
+        {"[cache]\n\nexpiration_time = ten\n", ":3:", "expiration_time"},
+        {"[cache]\nmemcache_socket_timeout = fast\n", ":2:", "memcache_socket_timeout"},
+        {"[cache]\nenabled = maybe\n", ":2:", "enabled"},
+        {"[cache]\nbackend_argument = nocolon\n", ":2:", "backend_argument"},
+        {"[cache]\nredis_db = -1\n", ":2:", "redis_db"},
+        {"[cache]\nretry_attempts = 0\n", ":2:", "retry_attempts"},
+        {"[cache]\ntls_enabled = true\n", ":2:", "tls_enabled"},
+        {"[cache]\nproxies = my.module.Proxy\n", ":2:", "proxies"},
+        {"[cache]\nexpiration_time = 600\nbackend_expiration_time = 60\n", ":3:",
+         "backend_expiration_time"},
+        {"[cache]\nthis line has no equals sign\n", ":2:", "syntax"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *path = tmpconf(bad[i].text);
+        cachet_config *c = cachet_config_new();
+        assert_int_equal(cachet_config_load(c, path, NULL), CACHET_EINVAL);
+        assert_contains(cachet_errmsg(), path);
+        assert_contains(cachet_errmsg(), bad[i].line);
+        assert_contains(cachet_errmsg(), bad[i].what);
+        unlink(path);
+        cachet_config_free(c);
+    }
+}
+
+static void missing_file_is_named(void **state)
+{
+    cachet_config *c = cachet_config_new();
+    assert_int_equal(cachet_config_load(c, "/nonexistent/dir/app.conf", NULL), CACHET_EINVAL);
+    assert_contains(cachet_errmsg(), "/nonexistent/dir/app.conf");
+    cachet_config_free(c);
+}
+
+static void failed_load_loses_nothing(void **state)
+{
+    cachet_config *c = load(CONF("keystone.conf"));
+    assert_int_equal(cachet_config_parse(c, "[cache]\nbackend = redis\nbogus = 1\n", NULL),
+                     CACHET_EINVAL);
+    assert_string_equal(cachet_config_backend(c), "memcached");
+    assert_string_equal(cachet_config_backend_arg(c, "url"), "127.0.0.1:11211");
+    cachet_config_free(c);
+}
+
+static void config_set_from_code(void **state)
+{
+    cachet_config *c = cachet_config_new();
+    assert_int_equal(cachet_config_set(c, "enabled", "yes"), CACHET_OK);
+    assert_int_equal(cachet_config_set(c, "backend", "oslo_cache.memcache_pool"), CACHET_OK);
+    assert_int_equal(cachet_config_set(c, "memcache_servers", "10.1.1.1:11211"), CACHET_OK);
+    assert_string_equal(cachet_config_backend_arg(c, "url"), "10.1.1.1:11211");
+    /* backend_argument url wins over memcache_servers, as in oslo.cache */
+    assert_int_equal(cachet_config_set(c, "backend_argument", "url:127.0.0.9:1"), CACHET_OK);
+    assert_string_equal(cachet_config_backend_arg(c, "url"), "127.0.0.9:1");
+    /* memcache_* options win over a backend_argument of the same name */
+    assert_int_equal(cachet_config_set(c, "backend_argument", "dead_retry:5"), CACHET_OK);
+    assert_int_equal(cachet_config_set(c, "memcache_dead_retry", "7"), CACHET_OK);
+    assert_string_equal(cachet_config_backend_arg(c, "dead_retry"), "7");
+    assert_int_equal(cachet_config_set(c, "no_such_option", "1"), CACHET_EINVAL);
+    assert_contains(cachet_errmsg(), "no_such_option");
+    assert_int_equal(cachet_config_set(c, "memcache_pool_maxsize", "lots"), CACHET_EINVAL);
+    assert_contains(cachet_errmsg(), "memcache_pool_maxsize");
+    cachet_config_free(c);
+}
+
+static void empty_values_mean_unset(void **state)
+{
+    cachet_config *c = parse("[cache]\nenabled = true\nbackend = memory\n"
+                             "backend_argument =\nproxies =\nexpiration_time =\n", CACHET_OK);
+    assert_string_equal(cachet_config_backend(c), "memory");
+    assert_false(cachet_config_backend_arg_at(c, 0, NULL, NULL));   /* no arguments at all */
+    cachet_config_free(c);
+}
+
+static void other_sections_and_custom_section(void **state)
+{
+    cachet_config *c = parse("[DEFAULT]\nanything = goes\n[cache]\nenabled = true\nbackend = memory\n"
+                             "[database]\nconnection = sqlite://\n", CACHET_OK);
+    assert_string_equal(cachet_config_backend(c), "memory");
+    cachet_config_free(c);
+    c = cachet_config_new();
+    assert_int_equal(cachet_config_parse(c, "[cache]\nenabled = true\nbackend = redis\n"
+                                            "[mycache]\nenabled = true\nbackend = memory\n",
+                                         "mycache"), CACHET_OK);
+    assert_string_equal(cachet_config_backend(c), "memory");
+    cachet_config_free(c);
+}
+
+static void long_lines_and_semicolons(void **state)
+{
+    size_t n = 400, len = 128 + n * 20;
+    char *text = malloc(len), *servers = malloc(n * 20);
+    size_t pos = 0;
+    for (size_t i = 0; i < n; i++)
+        pos += (size_t)sprintf(servers + pos, "%s10.0.%zu.%zu:11211", i ? "," : "", i / 250, i % 250);
+    snprintf(text, len, "[cache]\nenabled = true\nbackend = memcached\nmemcache_servers = %s\n", servers);
+    cachet_config *c = parse(text, CACHET_OK);
+    assert_true(strlen(servers) > 5000);
+    assert_string_equal(cachet_config_backend_arg(c, "url"), servers);
+    cachet_config_free(c);
+    free(text);
+    free(servers);
+    /* oslo.config has no inline comments: ';' and '#' inside a value are data */
+    c = parse("[cache]\nenabled = true\nbackend = memcached\nmemcache_sasl_enabled = true\n"
+              "memcache_password = a;b #c\n", CACHET_OK);
+    assert_string_equal(cachet_config_backend_arg(c, "password"), "a;b #c");
+    cachet_config_free(c);
+}
+
+static void continuation_lines(void **state)
+{
+    cachet_config *c = parse("[cache]\nenabled = true\nbackend = memcached\n"
+                             "memcache_servers = 127.0.0.1:1,\n  127.0.0.1:2\n", CACHET_OK);
+    assert_string_equal(cachet_config_backend_arg(c, "url"), "127.0.0.1:1,\n127.0.0.1:2");
+    cachet_config_free(c);
+}
+
+static void repeated_backend_argument_last_wins(void **state)
+{
+    cachet_config *c = parse("[cache]\nenabled = true\nbackend = memory\n"
+                             "backend_argument = max_count:10\nbackend_argument = max_size:100\n"
+                             "backend_argument = max_count:20\n", CACHET_OK);
+    assert_string_equal(cachet_config_backend_arg(c, "max_count"), "20");
+    assert_string_equal(cachet_config_backend_arg(c, "max_size"), "100");
+    cachet_config_free(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(keystone_memcached),
+        cmocka_unit_test(nova_memcache_pool),
+        cmocka_unit_test(redis_url),
+        cmocka_unit_test(redis_from_options),
+        cmocka_unit_test(every_oslo_option_loads),
+        cmocka_unit_test(enabled_false_means_null),
+        cmocka_unit_test(backend_spellings),
+        cmocka_unit_test(unknown_option_names_file_line_option),
+        cmocka_unit_test(malformed_values),
+        cmocka_unit_test(missing_file_is_named),
+        cmocka_unit_test(failed_load_loses_nothing),
+        cmocka_unit_test(config_set_from_code),
+        cmocka_unit_test(empty_values_mean_unset),
+        cmocka_unit_test(other_sections_and_custom_section),
+        cmocka_unit_test(long_lines_and_semicolons),
+        cmocka_unit_test(continuation_lines),
+        cmocka_unit_test(repeated_backend_argument_last_wins),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
