@@ -1,5 +1,9 @@
 /* A third-party plugin as the tests build it: loaded by absolute path.  It
- * keeps one value, enough to show the region really dispatches to it. */
+ * keeps one value, enough to show the region really dispatches to it, and
+ * has knobs the region tests use to hand the region bad bytes and failures:
+ *   get "raw:BYTES"      returns BYTES as stored bytes (foreign data)
+ *   truncate_by:N        returns the stored value N bytes short
+ *   fail:true            every operation fails with CACHET_EUNAVAILABLE */
 #include <stdlib.h>
 #include <string.h>
 #include <cachet/backend.h>
@@ -7,16 +11,29 @@
 typedef struct {
     char  *key, *val;
     size_t klen, vlen;
+    long   truncate_by;
+    int    fail;
 } one;
 
 static cachet_status t_open(const cachet_backend_params *p, void **state)
 {
-    static const char *const known[] = {"greeting", NULL};
+    static const char *const known[] = {"truncate_by", "fail", NULL};
+    one *o;
+    long cut;
+    int fail;
     cachet_status st = cachet_backend_args_check(p, "abi_ok", known);
+    if (st == CACHET_OK)
+        st = cachet_backend_arg_long(p, "abi_ok", "truncate_by", 0, 0, 1 << 20, &cut);
+    if (st == CACHET_OK)
+        st = cachet_backend_arg_bool(p, "abi_ok", "fail", 0, &fail);
     if (st != CACHET_OK)
         return st;
-    *state = calloc(1, sizeof(one));
-    return *state ? CACHET_OK : CACHET_ENOMEM;
+    if (!(o = calloc(1, sizeof *o)))
+        return CACHET_ENOMEM;
+    o->truncate_by = cut;
+    o->fail = fail;
+    *state = o;
+    return CACHET_OK;
 }
 
 static void t_close(void *state)
@@ -30,18 +47,29 @@ static void t_close(void *state)
 static cachet_status t_get(void *state, const char *key, size_t klen, void **value, size_t *len)
 {
     one *o = state;
+    if (o->fail)
+        return cachet_backend_error(CACHET_EUNAVAILABLE, "abi_ok: told to fail");
+    if (klen > 4 && memcmp(key, "raw:", 4) == 0) {
+        if (!(*value = malloc(klen - 4)))
+            return CACHET_ENOMEM;
+        memcpy(*value, key + 4, klen - 4);
+        *len = klen - 4;
+        return CACHET_OK;
+    }
     if (!o->key || o->klen != klen || memcmp(o->key, key, klen) != 0)
         return CACHET_MISS;
     if (!(*value = malloc(o->vlen ? o->vlen : 1)))
         return CACHET_ENOMEM;
     memcpy(*value, o->val, o->vlen);
-    *len = o->vlen;
+    *len = o->vlen > (size_t)o->truncate_by ? o->vlen - (size_t)o->truncate_by : 0;
     return CACHET_OK;
 }
 
 static cachet_status t_set(void *state, const char *key, size_t klen, const void *value, size_t len)
 {
     one *o = state;
+    if (o->fail)
+        return cachet_backend_error(CACHET_EUNAVAILABLE, "abi_ok: told to fail");
     free(o->key);
     free(o->val);
     o->key = malloc(klen + 1);
@@ -58,6 +86,8 @@ static cachet_status t_set(void *state, const char *key, size_t klen, const void
 static cachet_status t_del(void *state, const char *key, size_t klen)
 {
     one *o = state;
+    if (o->fail)
+        return cachet_backend_error(CACHET_EUNAVAILABLE, "abi_ok: told to fail");
     if (o->key && o->klen == klen && memcmp(o->key, key, klen) == 0) {
         free(o->key);
         o->key = NULL;

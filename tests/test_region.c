@@ -1,0 +1,303 @@
+/* The region over real plugins: values round-trip byte for byte, the
+ * multi-operations, expiration and invalidation, bad stored bytes, a
+ * failing backend, and the statistics that count all of it. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <cachet/cachet.h>
+
+#define TEST_PLUGIN TEST_BUILDDIR "/tests/plugins/.libs/abi_ok.so"
+
+static cachet_region *open_with(const char *backend, const char *const *options)
+{
+    cachet_config *c = cachet_config_new();
+    cachet_region *r = NULL;
+    assert_int_equal(cachet_config_set(c, "enabled", "true"), CACHET_OK);
+    assert_int_equal(cachet_config_set(c, "backend", backend), CACHET_OK);
+    for (size_t i = 0; options && options[i]; i += 2)
+        assert_int_equal(cachet_config_set(c, options[i], options[i + 1]), CACHET_OK);
+    if (cachet_region_open(c, &r) != CACHET_OK)
+        fail_msg("open %s: %s", backend, cachet_errmsg());
+    cachet_config_free(c);
+    return r;
+}
+
+static void binary_values_round_trip(void **state)
+{
+    cachet_region *r = open_with("memory", NULL);
+    const char bin[] = {'a', 0, 'b', 0, (char)0xff, '\n'};
+    void *v;
+    size_t n;
+
+    assert_int_equal(cachet_set(r, "bin", bin, sizeof bin), CACHET_OK);
+    assert_int_equal(cachet_get(r, "bin", &v, &n), CACHET_OK);
+    assert_int_equal(n, sizeof bin);
+    assert_memory_equal(v, bin, sizeof bin);
+    cachet_free(v);
+    /* empty value: a hit with length 0 */
+    assert_int_equal(cachet_set(r, "empty", "", 0), CACHET_OK);
+    assert_int_equal(cachet_get(r, "empty", &v, &n), CACHET_OK);
+    assert_int_equal(n, 0);
+    cachet_free(v);
+    /* keys with spaces and long keys are fine on a backend that takes them */
+    char longkey[600];
+    memset(longkey, 'k', sizeof longkey - 1);
+    longkey[sizeof longkey - 1] = 0;
+    assert_int_equal(cachet_set(r, longkey, "L", 1), CACHET_OK);
+    assert_int_equal(cachet_set(r, "with space", "S", 1), CACHET_OK);
+    assert_int_equal(cachet_get(r, longkey, &v, &n), CACHET_OK);
+    assert_memory_equal(v, "L", 1);
+    cachet_free(v);
+    assert_int_equal(cachet_delete(r, "bin"), CACHET_OK);
+    assert_int_equal(cachet_get(r, "bin", &v, &n), CACHET_MISS);
+    assert_null(v);
+    assert_int_equal(cachet_delete(r, "never-there"), CACHET_OK);
+    cachet_region_close(r);
+}
+
+static void null_backend_stores_nothing(void **state)
+{
+    cachet_region *r = open_with("dogpile.cache.null", NULL);
+    void *v;
+    size_t n;
+    assert_int_equal(cachet_set(r, "k", "v", 1), CACHET_OK);
+    assert_int_equal(cachet_get(r, "k", &v, &n), CACHET_MISS);
+    cachet_region_close(r);
+}
+
+static void multi_operations(void **state)
+{
+    cachet_region *r = open_with("memory", NULL);
+    char keys[50][16], vals[50][16];
+    cachet_item items[50];
+    const char *dkeys[25];
+
+    for (int i = 0; i < 50; i++) {
+        snprintf(keys[i], sizeof keys[i], "key%d", i);
+        snprintf(vals[i], sizeof vals[i], "value-%d", i * 7);
+        items[i] = (cachet_item){keys[i], vals[i], strlen(vals[i]), CACHET_EINVAL};
+    }
+    assert_int_equal(cachet_set_multi(r, items, 50), CACHET_OK);
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(items[i].status, CACHET_OK);
+    for (int i = 0; i < 25; i++)
+        dkeys[i] = keys[2 * i];                 /* delete the even ones */
+    assert_int_equal(cachet_delete_multi(r, dkeys, 25), CACHET_OK);
+    for (int i = 0; i < 50; i++)
+        items[i] = (cachet_item){keys[i], NULL, 0, CACHET_EINVAL};
+    assert_int_equal(cachet_get_multi(r, items, 50), CACHET_OK);   /* misses are handled */
+    for (int i = 0; i < 50; i++) {
+        if (i % 2 == 0) {
+            assert_int_equal(items[i].status, CACHET_MISS);
+            assert_null(items[i].value);
+        } else {
+            assert_int_equal(items[i].status, CACHET_OK);
+            assert_int_equal(items[i].len, strlen(vals[i]));
+            assert_memory_equal(items[i].value, vals[i], items[i].len);
+            cachet_free(items[i].value);
+        }
+    }
+    cachet_stat_counters s;
+    assert_int_equal(cachet_stats(r, &s), CACHET_OK);
+    assert_int_equal(s.sets, 50);
+    assert_int_equal(s.deletes, 25);
+    assert_int_equal(s.hits, 25);
+    assert_int_equal(s.misses, 25);
+    cachet_region_close(r);
+}
+
+static void multi_fallback_loop_on_backend_without_multi(void **state)
+{
+    /* the test plugin has no multi-operations: the core loops */
+    cachet_region *r = open_with(TEST_PLUGIN, NULL);
+    cachet_item items[2] = {{"a", "1", 1, 0}, {"b", "22", 2, 0}};
+    assert_int_equal(cachet_set_multi(r, items, 2), CACHET_OK);
+    items[0] = (cachet_item){"a", NULL, 0, 0};
+    items[1] = (cachet_item){"b", NULL, 0, 0};
+    assert_int_equal(cachet_get_multi(r, items, 2), CACHET_OK);
+    /* it keeps one value: the last one set */
+    assert_int_equal(items[0].status, CACHET_MISS);
+    assert_int_equal(items[1].status, CACHET_OK);
+    assert_memory_equal(items[1].value, "22", 2);
+    cachet_free(items[1].value);
+    cachet_region_close(r);
+}
+
+static void expiration(void **state)
+{
+    static const char *const opts[] = {"expiration_time", "1", NULL};
+    cachet_region *r = open_with("memory", opts);
+    void *v;
+    size_t n;
+    assert_int_equal(cachet_set(r, "k", "v", 1), CACHET_OK);
+    assert_int_equal(cachet_get(r, "k", &v, &n), CACHET_OK);
+    cachet_free(v);
+    usleep(1150 * 1000);
+    assert_int_equal(cachet_get(r, "k", &v, &n), CACHET_MISS);
+    cachet_region_close(r);
+
+    static const char *const never[] = {"expiration_time", "-1", NULL};
+    r = open_with("memory", never);
+    assert_int_equal(cachet_set(r, "k", "v", 1), CACHET_OK);
+    assert_int_equal(cachet_get(r, "k", &v, &n), CACHET_OK);
+    cachet_free(v);
+    cachet_region_close(r);
+}
+
+static void invalidation_hard_and_soft(void **state)
+{
+    cachet_region *r = open_with("memory", NULL);
+    void *v;
+    size_t n;
+    for (int hard = 0; hard <= 1; hard++) {
+        assert_int_equal(cachet_set(r, "old", "o", 1), CACHET_OK);
+        cachet_invalidate(r, hard);
+        /* set in the same instant as the invalidation: not hidden */
+        assert_int_equal(cachet_set(r, "new", "n", 1), CACHET_OK);
+        assert_int_equal(cachet_get(r, "old", &v, &n), CACHET_MISS);
+        assert_int_equal(cachet_get(r, "new", &v, &n), CACHET_OK);
+        assert_memory_equal(v, "n", 1);
+        cachet_free(v);
+    }
+    cachet_region_close(r);
+}
+
+static cachet_status make_value(void *arg, const char *key, void **value, size_t *len)
+{
+    int *calls = arg;
+    char *v = malloc(32);
+    (*calls)++;
+    *len = (size_t)snprintf(v, 32, "made:%s", key);
+    *value = v;
+    return CACHET_OK;
+}
+
+static cachet_status fail_creator(void *arg, const char *key, void **value, size_t *len)
+{
+    (*(int *)arg)++;
+    return CACHET_EBACKEND;
+}
+
+static void get_or_create_basics(void **state)
+{
+    cachet_region *r = open_with("memory", NULL);
+    int calls = 0;
+    void *v;
+    size_t n;
+    assert_int_equal(cachet_get_or_create(r, "g", make_value, &calls, &v, &n), CACHET_OK);
+    assert_int_equal(calls, 1);
+    assert_int_equal(n, 6);
+    assert_memory_equal(v, "made:g", 6);
+    cachet_free(v);
+    assert_int_equal(cachet_get_or_create(r, "g", make_value, &calls, &v, &n), CACHET_OK);
+    assert_int_equal(calls, 1);                 /* a hit: no creator call */
+    assert_memory_equal(v, "made:g", 6);
+    cachet_free(v);
+    calls = 0;
+    assert_int_equal(cachet_get_or_create(r, "h", fail_creator, &calls, &v, &n), CACHET_EBACKEND);
+    assert_int_equal(calls, 1);
+    assert_null(v);
+    cachet_region_close(r);
+}
+
+static void foreign_and_truncated_bytes_are_misses(void **state)
+{
+    cachet_region *r = open_with(TEST_PLUGIN, NULL);
+    cachet_stat_counters s;
+    int calls = 0;
+    void *v;
+    size_t n;
+    assert_int_equal(cachet_get(r, "raw:not a cachet value", &v, &n), CACHET_MISS);
+    assert_int_equal(cachet_get(r, "raw:x", &v, &n), CACHET_MISS);    /* shorter than a header */
+    assert_int_equal(cachet_get(r, "raw:\xca\xc4" "ET\x01", &v, &n), CACHET_MISS);
+    /* get_or_create replaces foreign bytes with a created value */
+    assert_int_equal(cachet_get_or_create(r, "raw:junk", make_value, &calls, &v, &n), CACHET_OK);
+    assert_int_equal(calls, 1);
+    cachet_free(v);
+    assert_int_equal(cachet_stats(r, &s), CACHET_OK);
+    assert_int_equal(s.corrupt, 4);
+    cachet_region_close(r);
+
+    static const char *const cut[] = {"backend_argument", "truncate_by:3", NULL};
+    r = open_with(TEST_PLUGIN, cut);
+    assert_int_equal(cachet_set(r, "t", "0123456789", 10), CACHET_OK);
+    assert_int_equal(cachet_get(r, "t", &v, &n), CACHET_MISS);
+    assert_int_equal(cachet_stats(r, &s), CACHET_OK);
+    assert_int_equal(s.corrupt, 1);
+    cachet_region_close(r);
+}
+
+static void failing_backend(void **state)
+{
+    static const char *const failing[] = {"backend_argument", "fail:true", NULL};
+    cachet_region *r = open_with(TEST_PLUGIN, failing);
+    cachet_stat_counters s;
+    int calls = 0;
+    void *v;
+    size_t n;
+    assert_int_equal(cachet_get(r, "k", &v, &n), CACHET_EUNAVAILABLE);
+    assert_non_null(strstr(cachet_errmsg(), "told to fail"));
+    assert_int_equal(cachet_set(r, "k", "v", 1), CACHET_EUNAVAILABLE);
+    /* get_or_create: the cache is an optimisation, the creator answers */
+    assert_int_equal(cachet_get_or_create(r, "k", make_value, &calls, &v, &n), CACHET_OK);
+    assert_memory_equal(v, "made:k", 6);
+    cachet_free(v);
+    assert_int_equal(cachet_stats(r, &s), CACHET_OK);
+    assert_true(s.fallbacks >= 1);
+    assert_int_equal(s.errors, 4);             /* get, set, and get+set inside get_or_create */
+    cachet_region_close(r);
+}
+
+static void bad_arguments(void **state)
+{
+    cachet_region *r = open_with("memory", NULL);
+    void *v;
+    size_t n;
+    assert_int_equal(cachet_get(r, NULL, &v, &n), CACHET_EINVAL);
+    assert_int_equal(cachet_set(r, "k", NULL, 3), CACHET_EINVAL);
+    assert_int_equal(cachet_get(NULL, "k", &v, &n), CACHET_EINVAL);
+    assert_int_equal(cachet_region_open(NULL, &r), CACHET_EINVAL);
+    cachet_free(NULL);
+    cachet_region_close(NULL);
+    cachet_region_close(r);
+}
+
+static void memory_backend_bounds_through_region(void **state)
+{
+    static const char *const opts[] = {"backend_argument", "max_count:2", NULL};
+    cachet_region *r = open_with("oslo_cache.dict", opts);
+    void *v;
+    size_t n;
+    assert_int_equal(cachet_set(r, "a", "1", 1), CACHET_OK);
+    assert_int_equal(cachet_set(r, "b", "2", 1), CACHET_OK);
+    assert_int_equal(cachet_set(r, "c", "3", 1), CACHET_OK);
+    assert_int_equal(cachet_get(r, "a", &v, &n), CACHET_MISS);     /* least recently used */
+    assert_int_equal(cachet_get(r, "c", &v, &n), CACHET_OK);
+    cachet_free(v);
+    cachet_region_close(r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(binary_values_round_trip),
+        cmocka_unit_test(null_backend_stores_nothing),
+        cmocka_unit_test(multi_operations),
+        cmocka_unit_test(multi_fallback_loop_on_backend_without_multi),
+        cmocka_unit_test(expiration),
+        cmocka_unit_test(invalidation_hard_and_soft),
+        cmocka_unit_test(get_or_create_basics),
+        cmocka_unit_test(foreign_and_truncated_bytes_are_misses),
+        cmocka_unit_test(failing_backend),
+        cmocka_unit_test(bad_arguments),
+        cmocka_unit_test(memory_backend_bounds_through_region),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
