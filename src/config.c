@@ -19,7 +19,7 @@ cachet_status cachet__cfg_resolve(cachet_config *c);   /* config_resolve.c */
 
 const char *cachet__cfg_str(const cachet_config *c, int id)
 {
-    return c->val[id] ? c->val[id] : cachet_options[id].dflt;
+    return c->val[id] ? c->val[id] : cachet_option_table[id].dflt;
 }
 
 int cachet__cfg_bool(const cachet_config *c, int id)
@@ -199,7 +199,7 @@ static cachet_status set_option(cachet_config *c, const char *option, const char
     if (!(copy = cachet__strdup(value ? value : "")))
         return CACHET_ENOMEM;
     v = trim(copy);
-    if (cachet_options[id].type == OPT_MULTISTR) {
+    if (cachet_option_table[id].type == OPT_MULTISTR) {
         st = *v ? add_backend_argument(c, v, line) : CACHET_OK;   /* empty: nothing added */
         free(copy);
         return st;
@@ -297,7 +297,7 @@ static int on_option(void *user, const char *section, const char *name, const ch
         return 1;                     /* other sections are not ours */
     id = cachet_option_find(name);
     if (p->continuation && strcmp(name, p->prev_name) == 0 && id >= 0 &&
-        cachet_options[id].type != OPT_MULTISTR) {
+        cachet_option_table[id].type != OPT_MULTISTR) {
         /* a continuation line: oslo.config joins it to the value */
         const char *old = c->val[id] ? c->val[id] : "";
         size_t n = strlen(old) + strlen(value) + 2;

@@ -14,7 +14,7 @@
 #define MINMAX(a, b) 1, 1, (double)(a), (double)(b)
 
 
-const cachet_option cachet_options[OPT__COUNT] = {
+const cachet_option cachet_option_table[OPT__COUNT] = {
 #define OPTION(id, name, type, dflt, lim, unsup) [id] = {name, type, dflt, lim, NULL, unsup},
 #include "options.def"
 #undef OPTION
@@ -23,7 +23,7 @@ const cachet_option cachet_options[OPT__COUNT] = {
 int cachet_option_find(const char *name)
 {
     for (int i = 0; i < OPT__COUNT; i++)
-        if (strcmp(cachet_options[i].name, name) == 0)
+        if (strcmp(cachet_option_table[i].name, name) == 0)
             return i;
     return -1;
 }
@@ -74,7 +74,7 @@ static int asks_for_unsupported(const cachet_option *o, const char *text)
 
 int cachet_option_check(int id, const char *text)
 {
-    const cachet_option *o = &cachet_options[id];
+    const cachet_option *o = &cachet_option_table[id];
     double d = 0;
     long l;
     int b;

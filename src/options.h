@@ -35,7 +35,7 @@ enum {
     OPT__COUNT
 };
 
-extern const cachet_option cachet_options[OPT__COUNT];
+extern const cachet_option cachet_option_table[OPT__COUNT];
 
 /* Index of the option called name, or -1. */
 int cachet_option_find(const char *name);

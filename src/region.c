@@ -115,6 +115,7 @@ CACHET_EXPORT cachet_status cachet_region_open(const cachet_config *c, cachet_re
     r->debug = cachet__cfg_bool(c, OPT_DEBUG_CACHE_BACKEND);
     r->serialize = (ops->caps & CACHET_CAP_SERIALIZE) != 0;
     pthread_mutex_init(&r->serial_lock, NULL);
+    keylock_init(&r->locks);
     params.args = c->eff;
     params.nargs = c->neff;
     params.debug = r->debug;
@@ -122,6 +123,7 @@ CACHET_EXPORT cachet_status cachet_region_open(const cachet_config *c, cachet_re
     if ((st = ops->open(&params, &r->state)) != CACHET_OK) {
         if (!cachet_errmsg()[0])
             cachet__error(st, "backend %s: open failed: %s", r->backend, cachet_strerror(st));
+        keylock_destroy(&r->locks);
         pthread_mutex_destroy(&r->serial_lock);
         free(r->backend);
         free(r);
@@ -138,6 +140,7 @@ CACHET_EXPORT void cachet_region_close(cachet_region *r)
     if (!r)
         return;
     r->ops->close(r->state);
+    keylock_destroy(&r->locks);
     pthread_mutex_destroy(&r->serial_lock);
     free(r->backend);
     free(r);
@@ -156,16 +159,33 @@ CACHET_EXPORT void cachet_free(void *value)
         free((uint8_t *)value - CACHET_VALUE_HDR);
 }
 
+cachet_rule cachet__region_rule(const cachet_region *r, const cachet_options *o)
+{
+    cachet_rule rule = {r->expiration_ns, 0};
+    if (o) {
+        if (o->ignore_expiration) {
+            rule.expiration_ns = -1;
+            rule.ignore_soft = 1;
+        } else if (o->expiration_time < 0) {
+            rule.expiration_ns = -1;
+        } else if (o->expiration_time > 0) {
+            rule.expiration_ns = (int64_t)(o->expiration_time * 1e9);
+        }
+    }
+    return rule;
+}
+
 /* How a decoded value stands against expiration and invalidation. */
-freshness cachet__region_freshness(cachet_region *r, const cachet_value_meta *m)
+freshness cachet__region_freshness(cachet_region *r, const cachet_value_meta *m, cachet_rule rule)
 {
     if (m->created_ns <= atomic_load_explicit(&r->hard_invalidated_ns, memory_order_acquire))
         return DEAD;
-    if (m->created_ns <= atomic_load_explicit(&r->soft_invalidated_ns, memory_order_acquire))
+    if (!rule.ignore_soft &&
+        m->created_ns <= atomic_load_explicit(&r->soft_invalidated_ns, memory_order_acquire))
         return STALE;
-    if (r->expiration_ns == 0)
+    if (rule.expiration_ns == 0)
         return STALE;                 /* dogpile: expiration_time 0 expires at once */
-    if (r->expiration_ns > 0 && coarse_now_ns() - m->created_ns > r->expiration_ns)
+    if (rule.expiration_ns > 0 && coarse_now_ns() - m->created_ns > rule.expiration_ns)
         return STALE;
     return FRESH;
 }
@@ -203,34 +223,33 @@ void *cachet__region_encode(cachet_region *r, const void *value, size_t len, siz
 /* ---- single-key operations ---- */
 
 /* Gets and classifies: CACHET_OK with *fresh set, CACHET_MISS, or an error. */
-static cachet_status region_lookup(cachet_region *r, const char *key, void **value, size_t *len,
-                                   freshness *fresh)
+cachet_status cachet__region_lookup(cachet_region *r, const cachet_key *k, const char *key,
+                                    cachet_rule rule, void **value, size_t *len, freshness *fresh)
 {
-    cachet_key k;
     void *buf;
     size_t blen;
     cachet_value_meta m;
     cachet_status st;
 
-    if ((st = cachet_key_make(&r->keys, key, &k)) != CACHET_OK)
-        return cachet__error(st, "get %s: out of memory", key);
-    st = bk_get(r, &k, &buf, &blen);
-    cachet_key_release(&k);
+    cachet__error(CACHET_OK, "%s", "");
+    st = bk_get(r, k, &buf, &blen);
     if (st == CACHET_MISS)
         return CACHET_MISS;
     if (st != CACHET_OK)
         return cachet__region_failed(r, st, "get", key);
     if (cachet__region_decode(r, key, buf, blen, &m) != CACHET_OK)
         return CACHET_MISS;
-    *fresh = cachet__region_freshness(r, &m);
+    *fresh = cachet__region_freshness(r, &m, rule);
     *value = cachet_value_payload(buf);
     *len = blen - CACHET_VALUE_HDR;
     return CACHET_OK;
 }
 
-CACHET_EXPORT cachet_status cachet_get(cachet_region *r, const char *key, void **value, size_t *len)
+CACHET_EXPORT cachet_status cachet_get_ex(cachet_region *r, const char *key, const cachet_options *o,
+                                          void **value, size_t *len)
 {
     freshness f;
+    cachet_key k;
     void *v;
     size_t n;
     cachet_status st;
@@ -240,7 +259,10 @@ CACHET_EXPORT cachet_status cachet_get(cachet_region *r, const char *key, void *
     *value = NULL;
     if (len)
         *len = 0;
-    st = region_lookup(r, key, &v, &n, &f);
+    if ((st = cachet_key_make(&r->keys, key, &k)) != CACHET_OK)
+        return cachet__error(st, "get %s: out of memory", key);
+    st = cachet__region_lookup(r, &k, key, cachet__region_rule(r, o), &v, &n, &f);
+    cachet_key_release(&k);
     if (st == CACHET_OK && f != FRESH) {
         cachet_free(v);
         st = CACHET_MISS;
@@ -258,16 +280,18 @@ CACHET_EXPORT cachet_status cachet_get(cachet_region *r, const char *key, void *
     return CACHET_OK;
 }
 
-static cachet_status store_encoded(cachet_region *r, const char *key, const void *buf, size_t blen)
+CACHET_EXPORT cachet_status cachet_get(cachet_region *r, const char *key, void **value, size_t *len)
 {
-    cachet_key k;
+    return cachet_get_ex(r, key, NULL, value, len);
+}
+
+cachet_status cachet__region_store(cachet_region *r, const cachet_key *k, const char *key,
+                                   const void *buf, size_t blen)
+{
     cachet_status st;
 
-    if ((st = cachet_key_make(&r->keys, key, &k)) != CACHET_OK)
-        return cachet__error(st, "set %s: out of memory", key);
     cachet__error(CACHET_OK, "%s", "");
-    st = bk_set(r, &k, buf, blen);
-    cachet_key_release(&k);
+    st = bk_set(r, k, buf, blen);
     if (st != CACHET_OK)
         return cachet__region_failed(r, st, "set", key);
     COUNT(r, sets);
@@ -276,6 +300,7 @@ static cachet_status store_encoded(cachet_region *r, const char *key, const void
 
 CACHET_EXPORT cachet_status cachet_set(cachet_region *r, const char *key, const void *value, size_t len)
 {
+    cachet_key k;
     void *buf;
     size_t blen;
     cachet_status st;
@@ -284,7 +309,12 @@ CACHET_EXPORT cachet_status cachet_set(cachet_region *r, const char *key, const 
         return cachet__error(CACHET_EINVAL, "cachet_set: NULL region, key or value");
     if (!(buf = cachet__region_encode(r, value, len, &blen)))
         return cachet__error(CACHET_ENOMEM, "set %s: out of memory", key);
-    st = store_encoded(r, key, buf, blen);
+    if ((st = cachet_key_make(&r->keys, key, &k)) == CACHET_OK) {
+        st = cachet__region_store(r, &k, key, buf, blen);
+        cachet_key_release(&k);
+    } else {
+        cachet__error(st, "set %s: out of memory", key);
+    }
     free(buf);
     return st;
 }
@@ -304,56 +334,6 @@ CACHET_EXPORT cachet_status cachet_delete(cachet_region *r, const char *key)
     if (st != CACHET_OK && st != CACHET_MISS)
         return cachet__region_failed(r, st, "delete", key);
     COUNT(r, deletes);
-    return CACHET_OK;
-}
-
-/* ---- get_or_create ---- */
-
-CACHET_EXPORT cachet_status cachet_get_or_create(cachet_region *r, const char *key,
-                                                 cachet_creator create, void *arg,
-                                                 void **value, size_t *len)
-{
-    void *v = NULL, *buf;
-    size_t n = 0, blen;
-    freshness f;
-    cachet_status st;
-
-    if (!r || !key || !create || !value)
-        return cachet__error(CACHET_EINVAL, "cachet_get_or_create: NULL region, key, creator or value");
-    *value = NULL;
-    if (len)
-        *len = 0;
-    st = region_lookup(r, key, &v, &n, &f);
-    if (st == CACHET_OK && f == FRESH) {
-        COUNT(r, hits);
-        *value = v;
-        if (len)
-            *len = n;
-        return CACHET_OK;
-    }
-    if (st == CACHET_OK)
-        cachet_free(v);
-    else if (st != CACHET_MISS)
-        COUNT(r, fallbacks);          /* the cache failed: the creator still answers */
-    COUNT(r, misses);
-    COUNT(r, creator_calls);
-    v = NULL;
-    n = 0;
-    if ((st = create(arg, key, &v, &n)) != CACHET_OK) {
-        free(v);
-        if (!cachet_errmsg()[0])
-            cachet__error(st, "get_or_create %s: the creator failed: %s", key, cachet_strerror(st));
-        return st;
-    }
-    buf = cachet__region_encode(r, v, n, &blen);
-    free(v);
-    if (!buf)
-        return cachet__error(CACHET_ENOMEM, "get_or_create %s: out of memory", key);
-    if (store_encoded(r, key, buf, blen) != CACHET_OK)
-        COUNT(r, fallbacks);          /* value still goes back to the caller */
-    *value = cachet_value_payload(buf);
-    if (len)
-        *len = n;
     return CACHET_OK;
 }
 

@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <cachet/backend.h>
 #include "key.h"
+#include "keylock.h"
 
 typedef struct {
     _Atomic uint64_t hits, misses, sets, deletes, errors, creator_calls,
@@ -24,13 +25,28 @@ struct cachet_region {
     _Atomic int64_t          hard_invalidated_ns;   /* values created at or before: gone */
     _Atomic int64_t          soft_invalidated_ns;   /* values created at or before: stale */
     cachet_region_stats      stats;
+    keylock_table            locks;           /* get_or_create's per-key locks */
 };
 
 /* Shared by region.c and region_multi.c. */
 typedef enum { FRESH, STALE, DEAD } freshness;
 #include "value.h"
 cachet_status cachet__region_failed(cachet_region *r, cachet_status st, const char *op, const char *key);
-freshness     cachet__region_freshness(cachet_region *r, const cachet_value_meta *m);
+cachet_status cachet__get_or_create_key(cachet_region *r, const cachet_key *k, const char *key,
+                                       cachet_creator create, void *arg,
+                                       const cachet_options *o, void **value, size_t *len);
+
+/* How a value is judged fresh: from the region and a call's options. */
+typedef struct {
+    int64_t expiration_ns;    /* < 0 never, 0 at once */
+    int     ignore_soft;
+} cachet_rule;
+cachet_rule   cachet__region_rule(const cachet_region *r, const cachet_options *o);
+freshness     cachet__region_freshness(cachet_region *r, const cachet_value_meta *m, cachet_rule rule);
+cachet_status cachet__region_lookup(cachet_region *r, const cachet_key *k, const char *key,
+                                    cachet_rule rule, void **value, size_t *len, freshness *fresh);
+cachet_status cachet__region_store(cachet_region *r, const cachet_key *k, const char *key,
+                                   const void *buf, size_t blen);
 cachet_status cachet__region_decode(cachet_region *r, const char *key, void *buf, size_t len,
                                     cachet_value_meta *m);
 void         *cachet__region_encode(cachet_region *r, const void *value, size_t len, size_t *outlen);

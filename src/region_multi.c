@@ -45,9 +45,11 @@ CACHET_EXPORT cachet_status cachet_get_multi(cachet_region *r, cachet_item *item
 {
     batch b = {0};
     cachet_status st, first = CACHET_OK;
+    cachet_rule rule;
 
     if (!r || (!items && n))
         return cachet__error(CACHET_EINVAL, "cachet_get_multi: NULL region or items");
+    rule = cachet__region_rule(r, NULL);
     for (size_t i = 0; i < n; i++) {
         items[i].value = NULL;
         items[i].len = 0;
@@ -72,7 +74,7 @@ CACHET_EXPORT cachet_status cachet_get_multi(cachet_region *r, cachet_item *item
         if (bi->status == CACHET_OK) {
             if (cachet__region_decode(r, items[i].key, bi->value, bi->len, &m) != CACHET_OK) {
                 bi->status = CACHET_MISS;       /* decode freed the foreign bytes */
-            } else if (cachet__region_freshness(r, &m) != FRESH) {
+            } else if (cachet__region_freshness(r, &m, rule) != FRESH) {
                 free(bi->value);
                 bi->status = CACHET_MISS;
             } else {

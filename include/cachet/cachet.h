@@ -104,6 +104,50 @@ cachet_status cachet_get_or_create(cachet_region *r, const char *key,
 
 void cachet_invalidate(cachet_region *r, int hard);   /* hard: values are gone; soft: stale */
 
+/* ---- per-call options: the _ex variants ----
+ * A zeroed struct (or NULL) means the region's behaviour. */
+typedef int (*cachet_should_cache_fn)(void *arg, const char *key, const void *value, size_t len);
+typedef struct {
+    /* Seconds a value stays fresh for this call, read-side as in dogpile:
+     * 0 = the region's expiration_time, -1 = never expires, > 0 = override
+     * (fractions allowed). */
+    double expiration_time;
+    /* Nonzero: a value that is there is returned however old it is, and
+     * whether or not it was soft-invalidated.  Hard-invalidated values stay
+     * gone. */
+    int    ignore_expiration;
+    /* get_or_create: asked before a created value is stored; 0 = return it
+     * to the caller (and to waiting threads) without storing it. */
+    cachet_should_cache_fn should_cache;
+    void  *should_cache_arg;
+} cachet_options;
+
+cachet_status cachet_get_ex(cachet_region *r, const char *key, const cachet_options *o,
+                            void **value, size_t *len);
+cachet_status cachet_get_or_create_ex(cachet_region *r, const char *key,
+                                      cachet_creator create, void *arg,
+                                      const cachet_options *o, void **value, size_t *len);
+
+/* get_or_create for many keys: one call of the creator for all the keys
+ * that are missing (it fills value from malloc, len and status of each item
+ * it is given; the region takes the values).  Keys another thread is
+ * creating are waited for and get that thread's value. */
+typedef cachet_status (*cachet_multi_creator)(void *arg, cachet_item *items, size_t n);
+cachet_status cachet_get_or_create_multi(cachet_region *r, cachet_item *items, size_t n,
+                                         cachet_multi_creator create, void *arg,
+                                         const cachet_options *o);
+
+/* ---- memoising C functions (dogpile's cache_on_arguments) ----
+ * The key is "function|arg1 arg2 ..." (with "function|namespace|..." when a
+ * namespace is given), as dogpile's function_key_generator builds it.
+ * Returns the bytes the key needs including the NUL; writes at most size. */
+size_t cachet_function_key(char *buf, size_t size, const char *function, const char *namespace_,
+                           const char *const *args, size_t nargs);
+/* get_or_create under that key. */
+cachet_status cachet_memoize(cachet_region *r, const char *function, const char *const *args,
+                             size_t nargs, cachet_creator create, void *arg,
+                             void **value, size_t *len);
+
 /* ---- statistics of this process's region ---- */
 typedef struct {
     uint64_t hits;

@@ -1,0 +1,242 @@
+/* get_or_create: dogpile.cache's CacheRegion.get_or_create, for threads.
+ *
+ * - A fresh value is returned at once (the hot path takes no lock).
+ * - No value (absent, hard-invalidated, foreign bytes): one thread per key
+ *   runs the creator; the others wait and get the value it made.
+ * - A stale value (expired, soft-invalidated): one thread regenerates; the
+ *   others get the stale value at once, without waiting.
+ * - The creator's error goes to its caller; waiters then look again and one
+ *   of them becomes the creator.
+ * - A failing backend never fails the call: the creator answers, and the
+ *   fallback is counted.
+ * - With a backend that offers a cross-process lock (distributed_lock), the
+ *   thread that holds the in-process lock also takes the backend's, so one
+ *   process in the fleet regenerates. */
+#include "config.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "internal.h"
+#include "region.h"
+
+#define COUNT CACHET_COUNT
+
+/* Hands the caller the payload of an encoded buffer. */
+static void give(void *buf, size_t blen, void **value, size_t *len)
+{
+    *value = cachet_value_payload(buf);
+    if (len)
+        *len = blen - CACHET_VALUE_HDR;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Takes the backend's cross-process lock, if it has one that is turned on.
+ * Returns 1 when taken (unlock after), 0 when there is none or it failed
+ * (go on without it: the cache must not block the service), and -1 when
+ * another process holds it and a stale value can be served instead. */
+static int take_backend_lock(cachet_region *r, const cachet_key *k, int have_stale,
+                             const char *key, cachet_rule rule, void **fresh_buf,
+                             size_t *fresh_len, void **token)
+{
+    cachet_status st;
+    for (;;) {
+        if (!r->ops->lock)
+            return 0;
+        CACHET_BK_CALL(r, st, r->ops->lock(r->state, k->key, k->klen, token));
+        if (st == CACHET_OK)
+            return 1;
+        if (st != CACHET_MISS)
+            return 0;                 /* ENOTSUP (turned off) or a failure */
+        if (have_stale)
+            return -1;
+        /* another process creates: poll the cache until its value lands or
+         * its lock expires (lock_timeout in the backend) */
+        COUNT(r, lock_waits);
+        sleep_ms(10);
+        void *v;
+        size_t n;
+        freshness f;
+        if (cachet__region_lookup(r, k, key, rule, &v, &n, &f) == CACHET_OK) {
+            if (f == FRESH) {
+                *fresh_buf = (uint8_t *)v - CACHET_VALUE_HDR;
+                *fresh_len = n + CACHET_VALUE_HDR;
+                return 2;
+            }
+            cachet_free(v);
+        }
+    }
+}
+
+static void release_backend_lock(cachet_region *r, const cachet_key *k, void *token)
+{
+    cachet_status st;
+    CACHET_BK_CALL(r, st, r->ops->unlock(r->state, k->key, k->klen, token));
+    (void)st;
+}
+
+/* The creator's part, with the key's in-process lock held (e may be NULL
+ * when there was no memory for a lock entry).  Publishes to waiters. */
+static cachet_status create_locked(cachet_region *r, const cachet_key *k, const char *key,
+                                   cachet_creator create, void *arg, const cachet_options *o,
+                                   cachet_rule rule, keylock_entry *e, void *stale, size_t stale_len,
+                                   int cache_failed, void **value, size_t *len)
+{
+    void *v = NULL, *buf, *token = NULL;
+    size_t n = 0, blen;
+    freshness f;
+    cachet_status st;
+    int locked = 0;
+
+    /* Look again: the value may have landed while we took the lock. */
+    if (!cache_failed &&
+        cachet__region_lookup(r, k, key, rule, &v, &n, &f) == CACHET_OK) {
+        if (f == FRESH) {
+            buf = (uint8_t *)v - CACHET_VALUE_HDR;
+            keylock_publish(&r->locks, e, buf, n + CACHET_VALUE_HDR);
+            cachet_free(stale);
+            COUNT(r, hits);
+            give(buf, n + CACHET_VALUE_HDR, value, len);
+            return CACHET_OK;
+        }
+        cachet_free(v);
+    }
+    if (!cache_failed) {
+        locked = take_backend_lock(r, k, stale != NULL, key, rule, &buf, &blen, &token);
+        if (locked == 2) {            /* another process's value arrived */
+            keylock_publish(&r->locks, e, buf, blen);
+            cachet_free(stale);
+            COUNT(r, hits);
+            give(buf, blen, value, len);
+            return CACHET_OK;
+        }
+        if (locked < 0) {             /* another process regenerates: serve stale */
+            keylock_publish(&r->locks, e, NULL, 0);
+            COUNT(r, stale_served);
+            *value = stale;
+            if (len)
+                *len = stale_len;
+            return CACHET_OK;
+        }
+    }
+    COUNT(r, misses);
+    COUNT(r, creator_calls);
+    v = NULL;
+    n = 0;
+    cachet__error(CACHET_OK, "%s", "");
+    st = create(arg, key, &v, &n);
+    if (st != CACHET_OK || (!v && n)) {
+        free(v);
+        if (st == CACHET_OK)
+            st = cachet__error(CACHET_EINVAL, "get_or_create %s: the creator returned NULL", key);
+        else if (!cachet_errmsg()[0])
+            cachet__error(st, "get_or_create %s: the creator failed: %s", key, cachet_strerror(st));
+        if (locked > 0)
+            release_backend_lock(r, k, token);
+        keylock_publish(&r->locks, e, NULL, 0);
+        cachet_free(stale);
+        return st;
+    }
+    buf = cachet__region_encode(r, v, n, &blen);
+    if (!buf) {
+        free(v);
+        if (locked > 0)
+            release_backend_lock(r, k, token);
+        keylock_publish(&r->locks, e, NULL, 0);
+        cachet_free(stale);
+        return cachet__error(CACHET_ENOMEM, "get_or_create %s: out of memory", key);
+    }
+    if (!o || !o->should_cache || o->should_cache(o->should_cache_arg, key, v, n)) {
+        if (cachet__region_store(r, k, key, buf, blen) != CACHET_OK)
+            COUNT(r, fallbacks);      /* the value still goes back to the callers */
+    }
+    free(v);
+    if (locked > 0)
+        release_backend_lock(r, k, token);
+    keylock_publish(&r->locks, e, buf, blen);
+    cachet_free(stale);
+    give(buf, blen, value, len);
+    return CACHET_OK;
+}
+
+cachet_status cachet__get_or_create_key(cachet_region *r, const cachet_key *k, const char *key,
+                                       cachet_creator create, void *arg, const cachet_options *o,
+                                       void **value, size_t *len)
+{
+    cachet_rule rule = cachet__region_rule(r, o);
+
+    for (;;) {
+        void *v = NULL, *buf;
+        size_t n = 0, blen;
+        freshness f = DEAD;
+        keylock_entry *e;
+        int waited, cache_failed;
+        cachet_status st = cachet__region_lookup(r, k, key, rule, &v, &n, &f);
+
+        if (st == CACHET_OK && f == FRESH) {
+            COUNT(r, hits);
+            *value = v;
+            if (len)
+                *len = n;
+            return CACHET_OK;
+        }
+        cache_failed = st != CACHET_OK && st != CACHET_MISS;
+        if (cache_failed)
+            COUNT(r, fallbacks);
+        if (st == CACHET_OK && f == DEAD) {
+            cachet_free(v);
+            v = NULL;
+        }
+        switch (keylock_acquire(&r->locks, k->key, k->klen, v == NULL, &e, &buf, &blen, &waited)) {
+        case KL_BUSY:                 /* someone regenerates: the stale value now */
+            COUNT(r, stale_served);
+            *value = v;
+            if (len)
+                *len = n;
+            return CACHET_OK;
+        case KL_RESULT:               /* waited, and got the creator's value */
+            COUNT(r, lock_waits);
+            give(buf, blen, value, len);
+            return CACHET_OK;
+        case KL_RETRY:                /* the creator failed: look again */
+            COUNT(r, lock_waits);
+            cachet_free(v);
+            continue;
+        case KL_CREATE:
+            return create_locked(r, k, key, create, arg, o, rule, e, v, n, cache_failed,
+                                 value, len);
+        }
+    }
+}
+
+CACHET_EXPORT cachet_status cachet_get_or_create_ex(cachet_region *r, const char *key,
+                                                    cachet_creator create, void *arg,
+                                                    const cachet_options *o, void **value,
+                                                    size_t *len)
+{
+    cachet_key k;
+    cachet_status st;
+
+    if (!r || !key || !create || !value)
+        return cachet__error(CACHET_EINVAL, "cachet_get_or_create: NULL region, key, creator or value");
+    *value = NULL;
+    if (len)
+        *len = 0;
+    if ((st = cachet_key_make(&r->keys, key, &k)) != CACHET_OK)
+        return cachet__error(st, "get_or_create %s: out of memory", key);
+    st = cachet__get_or_create_key(r, &k, key, create, arg, o, value, len);
+    cachet_key_release(&k);
+    return st;
+}
+
+CACHET_EXPORT cachet_status cachet_get_or_create(cachet_region *r, const char *key,
+                                                 cachet_creator create, void *arg,
+                                                 void **value, size_t *len)
+{
+    return cachet_get_or_create_ex(r, key, create, arg, NULL, value, len);
+}

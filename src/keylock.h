@@ -1,0 +1,48 @@
+/* Per-key creator locks for get_or_create (dogpile's Lock, in-process).
+ *
+ * One entry exists per key that some thread is creating or waiting on; it
+ * carries the creator's result to the threads that waited for it, so they
+ * get the value the creator made even when the backend could not store it
+ * (null backend, a dead server). */
+#ifndef CACHET_KEYLOCK_H
+#define CACHET_KEYLOCK_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cachet/cachet.h>
+
+#define KEYLOCK_STRIPES 64
+
+typedef struct keylock_entry keylock_entry;
+
+typedef struct {
+    pthread_mutex_t mu;
+    keylock_entry  *head;
+} keylock_stripe;
+
+typedef struct {
+    keylock_stripe stripes[KEYLOCK_STRIPES];
+} keylock_table;
+
+void keylock_init(keylock_table *t);
+void keylock_destroy(keylock_table *t);
+
+typedef enum {
+    KL_CREATE,      /* the caller holds the key: it must create, then keylock_publish */
+    KL_RESULT,      /* another thread created: buf and len hold a copy of its encoded value */
+    KL_BUSY,        /* (try only) another thread holds the key */
+    KL_RETRY,       /* the creator failed: look in the cache again, then try again */
+} keylock_outcome;
+
+/* Takes the key's lock, or waits for its holder's result (wait = 1), or
+ * reports KL_BUSY (wait = 0).  *waited tells whether the call blocked. */
+keylock_outcome keylock_acquire(keylock_table *t, const char *key, size_t klen, int wait,
+                                keylock_entry **e, void **buf, size_t *len, int *waited);
+
+/* The holder hands its result to the waiters (buf NULL: the creator failed,
+ * waiters retry) and gives up the key.  buf is copied only if some thread
+ * is waiting. */
+void keylock_publish(keylock_table *t, keylock_entry *e, const void *buf, size_t len);
+
+#endif

@@ -1,0 +1,395 @@
+/* get_or_create under threads: the dogpile lock, stale values served while
+ * one thread regenerates, failing creators, invalidation, the _ex options,
+ * get_or_create_multi and memoisation. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <cachet/cachet.h>
+
+static cachet_region *open_backend(const char *backend, const char *expiration)
+{
+    cachet_config *c = cachet_config_new();
+    cachet_region *r = NULL;
+    assert_int_equal(cachet_config_set(c, "enabled", "true"), CACHET_OK);
+    assert_int_equal(cachet_config_set(c, "backend", backend), CACHET_OK);
+    if (expiration)
+        assert_int_equal(cachet_config_set(c, "expiration_time", expiration), CACHET_OK);
+    if (cachet_region_open(c, &r) != CACHET_OK)
+        fail_msg("open %s: %s", backend, cachet_errmsg());
+    cachet_config_free(c);
+    return r;
+}
+
+/* A creator that takes a while, counts its calls, and says when it ended. */
+typedef struct {
+    atomic_int  calls;
+    atomic_int  finished;
+    int         sleep_ms;
+    int         fail;
+    const char *payload;
+} slow_creator;
+
+static cachet_status slow_create(void *arg, const char *key, void **value, size_t *len)
+{
+    slow_creator *c = arg;
+    atomic_fetch_add(&c->calls, 1);
+    usleep((useconds_t)c->sleep_ms * 1000);
+    atomic_store(&c->finished, 1);
+    if (c->fail)
+        return CACHET_EBACKEND;
+    *value = strdup(c->payload);
+    *len = strlen(c->payload);
+    return CACHET_OK;
+}
+
+typedef struct {
+    cachet_region *r;
+    slow_creator  *creator;
+    pthread_barrier_t *start;
+    cachet_status  st;
+    char           got[32];
+    int            creator_done_on_return;
+} caller;
+
+static void *call_get_or_create(void *arg)
+{
+    caller *c = arg;
+    void *v = NULL;
+    size_t n = 0;
+    pthread_barrier_wait(c->start);
+    c->st = cachet_get_or_create(c->r, "hot", slow_create, c->creator, &v, &n);
+    c->creator_done_on_return = atomic_load(&c->creator->finished);
+    if (c->st == CACHET_OK) {
+        snprintf(c->got, sizeof c->got, "%.*s", (int)n, (char *)v);
+        cachet_free(v);
+    }
+    return NULL;
+}
+
+static void run_callers(cachet_region *r, slow_creator *sc, caller *cs, int n)
+{
+    pthread_t t[64];
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, (unsigned)n);
+    for (int i = 0; i < n; i++) {
+        cs[i] = (caller){.r = r, .creator = sc, .start = &start};
+        assert_int_equal(pthread_create(&t[i], NULL, call_get_or_create, &cs[i]), 0);
+    }
+    for (int i = 0; i < n; i++)
+        pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&start);
+}
+
+static void absent_key_32_threads_one_creator(const char *backend)
+{
+    cachet_region *r = open_backend(backend, NULL);
+    slow_creator sc = {.sleep_ms = 200, .payload = "v1"};
+    caller cs[32];
+    cachet_stat_counters s;
+
+    run_callers(r, &sc, cs, 32);
+    assert_int_equal(atomic_load(&sc.calls), 1);
+    for (int i = 0; i < 32; i++) {
+        assert_int_equal(cs[i].st, CACHET_OK);
+        assert_string_equal(cs[i].got, "v1");
+    }
+    assert_int_equal(cachet_stats(r, &s), CACHET_OK);
+    assert_int_equal(s.creator_calls, 1);
+    cachet_region_close(r);
+}
+
+static void absent_key_memory(void **state) { absent_key_32_threads_one_creator("memory"); }
+/* the null backend stores nothing: the waiters still get the creator's value */
+static void absent_key_null(void **state) { absent_key_32_threads_one_creator("null"); }
+
+static void expired_key_one_regeneration_others_stale(void **state)
+{
+    cachet_region *r = open_backend("memory", "1");
+    slow_creator sc = {.sleep_ms = 200, .payload = "new"};
+    caller cs[32];
+    int stale = 0, fresh = 0;
+    cachet_stat_counters s;
+
+    assert_int_equal(cachet_set(r, "hot", "old", 3), CACHET_OK);
+    usleep(1100 * 1000);                       /* now expired */
+    run_callers(r, &sc, cs, 32);
+    assert_int_equal(atomic_load(&sc.calls), 1);
+    for (int i = 0; i < 32; i++) {
+        assert_int_equal(cs[i].st, CACHET_OK);
+        if (strcmp(cs[i].got, "old") == 0) {
+            stale++;
+            /* served without waiting: the creator had not finished */
+            assert_int_equal(cs[i].creator_done_on_return, 0);
+        } else {
+            assert_string_equal(cs[i].got, "new");
+            fresh++;
+        }
+    }
+    assert_int_equal(stale, 31);
+    assert_int_equal(fresh, 1);
+    assert_int_equal(cachet_stats(r, &s), CACHET_OK);
+    assert_int_equal(s.stale_served, 31);
+    cachet_region_close(r);
+}
+
+static void failing_creator_no_deadlock(void **state)
+{
+    cachet_region *r = open_backend("memory", NULL);
+    slow_creator bad = {.sleep_ms = 50, .fail = 1};
+    slow_creator good = {.sleep_ms = 1, .payload = "ok"};
+    caller cs[8];
+    void *v;
+    size_t n;
+
+    run_callers(r, &bad, cs, 8);
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(cs[i].st, CACHET_EBACKEND);
+    assert_true(atomic_load(&bad.calls) >= 1);
+    assert_int_equal(cachet_get_or_create(r, "hot", slow_create, &good, &v, &n), CACHET_OK);
+    assert_memory_equal(v, "ok", 2);
+    cachet_free(v);
+    cachet_region_close(r);
+}
+
+static void soft_invalidation_serves_stale_while_one_regenerates(void **state)
+{
+    cachet_region *r = open_backend("memory", NULL);
+    slow_creator sc = {.sleep_ms = 200, .payload = "regen"};
+    caller cs[8];
+    void *v;
+    size_t n;
+    int stale = 0;
+
+    assert_int_equal(cachet_set(r, "hot", "before", 6), CACHET_OK);
+    cachet_invalidate(r, 0);
+    assert_int_equal(cachet_get(r, "hot", &v, &n), CACHET_MISS);    /* get: a miss */
+    run_callers(r, &sc, cs, 8);
+    assert_int_equal(atomic_load(&sc.calls), 1);
+    for (int i = 0; i < 8; i++)
+        stale += strcmp(cs[i].got, "before") == 0;
+    assert_int_equal(stale, 7);
+    assert_int_equal(cachet_get(r, "hot", &v, &n), CACHET_OK);
+    assert_memory_equal(v, "regen", 5);
+    cachet_free(v);
+
+    /* hard: nobody gets the old value; all wait for the one creator */
+    sc = (slow_creator){.sleep_ms = 100, .payload = "after"};
+    cachet_invalidate(r, 1);
+    run_callers(r, &sc, cs, 8);
+    assert_int_equal(atomic_load(&sc.calls), 1);
+    for (int i = 0; i < 8; i++)
+        assert_string_equal(cs[i].got, "after");
+    cachet_region_close(r);
+}
+
+static int never_cache(void *arg, const char *key, const void *value, size_t len)
+{
+    (*(int *)arg)++;
+    return 0;
+}
+
+static void ex_options(void **state)
+{
+    cachet_region *r = open_backend("memory", NULL);      /* region: 600 s */
+    slow_creator sc = {.payload = "made"};
+    cachet_options o = {0};
+    void *v;
+    size_t n;
+    int asked = 0;
+
+    assert_int_equal(cachet_set(r, "k", "v", 1), CACHET_OK);
+    usleep(300 * 1000);
+    o.expiration_time = 0.1;                               /* older than 0.1 s: expired */
+    assert_int_equal(cachet_get_ex(r, "k", &o, &v, &n), CACHET_MISS);
+    o.expiration_time = 10;
+    assert_int_equal(cachet_get_ex(r, "k", &o, &v, &n), CACHET_OK);
+    cachet_free(v);
+    /* ignore_expiration: soft-invalidated values come back; hard ones do not */
+    cachet_invalidate(r, 0);
+    assert_int_equal(cachet_get(r, "k", &v, &n), CACHET_MISS);
+    o = (cachet_options){.ignore_expiration = 1};
+    assert_int_equal(cachet_get_ex(r, "k", &o, &v, &n), CACHET_OK);
+    cachet_free(v);
+    cachet_invalidate(r, 1);
+    assert_int_equal(cachet_get_ex(r, "k", &o, &v, &n), CACHET_MISS);
+    /* should_cache = no: returned, not stored */
+    o = (cachet_options){.should_cache = never_cache, .should_cache_arg = &asked};
+    assert_int_equal(cachet_get_or_create_ex(r, "nc", slow_create, &sc, &o, &v, &n), CACHET_OK);
+    assert_memory_equal(v, "made", 4);
+    cachet_free(v);
+    assert_int_equal(asked, 1);
+    assert_int_equal(cachet_get(r, "nc", &v, &n), CACHET_MISS);
+    /* -1: never expires, even on a region whose values expire at once */
+    cachet_region_close(r);
+    r = open_backend("memory", "0");
+    assert_int_equal(cachet_set(r, "k", "v", 1), CACHET_OK);
+    assert_int_equal(cachet_get(r, "k", &v, &n), CACHET_MISS);
+    o = (cachet_options){.expiration_time = -1};
+    assert_int_equal(cachet_get_ex(r, "k", &o, &v, &n), CACHET_OK);
+    cachet_free(v);
+    cachet_region_close(r);
+}
+
+/* Multi creator: counts calls and keys, makes "v:<key>". */
+typedef struct {
+    atomic_int calls;
+    atomic_int keys;
+    int sleep_ms;
+} multi_creator;
+
+static cachet_status make_many(void *arg, cachet_item *items, size_t n)
+{
+    multi_creator *m = arg;
+    atomic_fetch_add(&m->calls, 1);
+    atomic_fetch_add(&m->keys, (int)n);
+    usleep((useconds_t)m->sleep_ms * 1000);
+    for (size_t i = 0; i < n; i++) {
+        char *v = malloc(64);
+        items[i].len = (size_t)snprintf(v, 64, "v:%s", items[i].key);
+        items[i].value = v;
+        items[i].status = CACHET_OK;
+    }
+    return CACHET_OK;
+}
+
+static void get_or_create_multi_one_call(void **state)
+{
+    cachet_region *r = open_backend("memory", NULL);
+    multi_creator m = {0};
+    cachet_item items[4] = {{.key = "a"}, {.key = "b"}, {.key = "c"}, {.key = "d"}};
+    assert_int_equal(cachet_set(r, "b", "cached-b", 8), CACHET_OK);
+    assert_int_equal(cachet_get_or_create_multi(r, items, 4, make_many, &m, NULL), CACHET_OK);
+    assert_int_equal(atomic_load(&m.calls), 1);
+    assert_int_equal(atomic_load(&m.keys), 3);            /* b was there */
+    assert_memory_equal(items[0].value, "v:a", 3);
+    assert_memory_equal(items[1].value, "cached-b", 8);
+    assert_memory_equal(items[3].value, "v:d", 3);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(items[i].status, CACHET_OK);
+        cachet_free(items[i].value);
+    }
+    /* all there now: no call */
+    assert_int_equal(cachet_get_or_create_multi(r, items, 4, make_many, &m, NULL), CACHET_OK);
+    assert_int_equal(atomic_load(&m.calls), 1);
+    for (int i = 0; i < 4; i++)
+        cachet_free(items[i].value);
+    cachet_region_close(r);
+}
+
+typedef struct {
+    cachet_region *r;
+    multi_creator *m;
+    pthread_barrier_t *start;
+    int first;
+    cachet_status st;
+    int ok;
+} multi_caller;
+
+static void *call_multi(void *arg)
+{
+    multi_caller *c = arg;
+    char names[20][8];
+    cachet_item items[20];
+    /* overlapping sets: thread i asks for keys i .. i+19 (of 0..39) */
+    for (int k = 0; k < 20; k++) {
+        snprintf(names[k], sizeof names[k], "m%d", (c->first + k) % 40);
+        items[k] = (cachet_item){names[k], NULL, 0, CACHET_MISS};
+    }
+    pthread_barrier_wait(c->start);
+    c->st = cachet_get_or_create_multi(c->r, items, 20, make_many, c->m, NULL);
+    c->ok = 1;
+    for (int k = 0; k < 20; k++) {
+        char want[16];
+        int wl = snprintf(want, sizeof want, "v:%s", names[k]);
+        if (items[k].status != CACHET_OK || items[k].len != (size_t)wl ||
+            memcmp(items[k].value, want, (size_t)wl) != 0)
+            c->ok = 0;
+        cachet_free(items[k].value);
+    }
+    return NULL;
+}
+
+static void get_or_create_multi_threads_each_key_once(void **state)
+{
+    cachet_region *r = open_backend("null", NULL);          /* nothing stored: waiters must share */
+    multi_creator m = {.sleep_ms = 100};
+    multi_caller cs[8];
+    pthread_t t[8];
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, 8);
+    for (int i = 0; i < 8; i++) {
+        cs[i] = (multi_caller){r, &m, &start, i * 5, CACHET_EINVAL, 0};
+        pthread_create(&t[i], NULL, call_multi, &cs[i]);
+    }
+    for (int i = 0; i < 8; i++)
+        pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&start);
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(cs[i].st, CACHET_OK);
+        assert_true(cs[i].ok);
+    }
+    /* 8 threads x 20 keys over 40 distinct keys: each created once */
+    assert_int_equal(atomic_load(&m.keys), 40);
+    cachet_region_close(r);
+}
+
+static cachet_status make_square(void *arg, const char *key, void **value, size_t *len)
+{
+    (*(int *)arg)++;
+    char *v = malloc(32);
+    *len = (size_t)snprintf(v, 32, "%ld", strtol(strchr(key, '|') + 1, NULL, 10) * strtol(strchr(key, '|') + 1, NULL, 10));
+    *value = v;
+    return CACHET_OK;
+}
+
+static void memoize(void **state)
+{
+    cachet_region *r = open_backend("memory", NULL);
+    const char *args[] = {"12"};
+    const char *two[] = {"a", "b"};
+    char key[64];
+    int calls = 0;
+    void *v;
+    size_t n;
+
+    assert_int_equal(cachet_function_key(key, sizeof key, "mod:square", NULL, args, 1), 14);
+    assert_string_equal(key, "mod:square|12");
+    cachet_function_key(key, sizeof key, "f", "ns", two, 2);
+    assert_string_equal(key, "f|ns|a b");
+    assert_int_equal(cachet_function_key(key, 4, "long_function", NULL, two, 2), 18);
+    assert_string_equal(key, "lon");                            /* truncated, terminated */
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(cachet_memoize(r, "square", args, 1, make_square, &calls, &v, &n), CACHET_OK);
+        assert_memory_equal(v, "144", 3);
+        cachet_free(v);
+    }
+    assert_int_equal(calls, 1);
+    assert_int_equal(cachet_get(r, "square|12", &v, &n), CACHET_OK);
+    cachet_free(v);
+    cachet_region_close(r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(absent_key_memory),
+        cmocka_unit_test(absent_key_null),
+        cmocka_unit_test(expired_key_one_regeneration_others_stale),
+        cmocka_unit_test(failing_creator_no_deadlock),
+        cmocka_unit_test(soft_invalidation_serves_stale_while_one_regenerates),
+        cmocka_unit_test(ex_options),
+        cmocka_unit_test(get_or_create_multi_one_call),
+        cmocka_unit_test(get_or_create_multi_threads_each_key_once),
+        cmocka_unit_test(memoize),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
