@@ -1,0 +1,233 @@
+/* Starting and stopping the real servers the tests talk to.  Every server
+ * listens on 127.0.0.1 only, on a port nobody else holds, and is killed
+ * when the test process exits, whatever way it exits. */
+#define _GNU_SOURCE
+#include "servers.h"
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_SERVERS 32
+static test_server *started[MAX_SERVERS];
+
+static void remember(test_server *s)
+{
+    static int hooked;
+    if (!hooked) {
+        atexit(test_servers_stop_all);
+        hooked = 1;
+    }
+    for (int i = 0; i < MAX_SERVERS; i++)
+        if (started[i] == s || !started[i]) {
+            started[i] = s;
+            return;
+        }
+}
+
+static void forget(test_server *s)
+{
+    for (int i = 0; i < MAX_SERVERS; i++)
+        if (started[i] == s)
+            started[i] = NULL;
+}
+
+int test_free_port(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+    if (fd < 0)
+        return -1;
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+int test_wait_port(int port, int timeout_ms)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    for (int waited = 0; waited <= timeout_ms; waited += 20) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+        if (fd >= 0)
+            close(fd);
+        if (ok)
+            return 0;
+        usleep(20 * 1000);
+    }
+    return -1;
+}
+
+/* Splits extra into argv words at blanks (no quoting: tests pass simple words). */
+static int split_words(char *buf, char **argv, int max)
+{
+    int n = 0;
+    for (char *t = strtok(buf, " \t\n"); t && n < max; t = strtok(NULL, " \t\n"))
+        argv[n++] = t;
+    return n;
+}
+
+static pid_t spawn(char **argv)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_RDWR);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);   /* never outlive the test */
+        if (devnull >= 0) {
+            dup2(devnull, 0);
+            dup2(devnull, 1);
+            dup2(devnull, 2);
+        }
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+static int start(test_server *s)
+{
+    char *argv[64], portbuf[16], conf[128], buf[sizeof s->extra];
+    int argc = 0;
+
+    snprintf(portbuf, sizeof portbuf, "%d", s->port);
+    if (strcmp(s->kind, "memcached") == 0) {
+        argv[argc++] = "memcached";
+        argv[argc++] = "-l";
+        argv[argc++] = "127.0.0.1";
+        argv[argc++] = "-p";
+        argv[argc++] = portbuf;
+        argv[argc++] = "-U";
+        argv[argc++] = "0";
+        argv[argc++] = "-u";
+        argv[argc++] = "root";
+        argv[argc++] = "-m";
+        argv[argc++] = "64";
+        snprintf(buf, sizeof buf, "%s", s->extra);
+        argc += split_words(buf, argv + argc, 40);
+    } else {
+        /* redis-server and sentinel read a config file in the scratch dir */
+        FILE *f;
+        int sentinel = strcmp(s->kind, "sentinel") == 0;
+        snprintf(conf, sizeof conf, "%s/%s.conf", s->dir, s->kind);
+        if (!(f = fopen(conf, "w")))
+            return -1;
+        fprintf(f, "bind 127.0.0.1\nport %d\ndir %s\nsave \"\"\nappendonly no\n"
+                   "protected-mode no\n%s%s\n",
+                s->port, s->dir, sentinel ? "" : "daemonize no\n", s->extra);
+        fclose(f);
+        argv[argc++] = sentinel ? "redis-sentinel" : "redis-server";
+        argv[argc++] = conf;
+    }
+    argv[argc] = NULL;
+    if ((s->pid = spawn(argv)) < 0)
+        return -1;
+    remember(s);
+    if (test_wait_port(s->port, 5000) != 0) {
+        test_server_kill(s);
+        return -1;
+    }
+    return 0;
+}
+
+static int start_kind(test_server *s, const char *kind, int port, const char *extra)
+{
+    memset(s, 0, sizeof *s);
+    snprintf(s->kind, sizeof s->kind, "%s", kind);
+    snprintf(s->extra, sizeof s->extra, "%s", extra ? extra : "");
+    if (strcmp(kind, "memcached") != 0) {
+        snprintf(s->dir, sizeof s->dir, "/tmp/cachet-%s-XXXXXX", kind);
+        if (!mkdtemp(s->dir))
+            return -1;
+    }
+    for (int attempt = 0; attempt < 5; attempt++) {   /* a free port can be taken meanwhile */
+        s->port = port ? port : test_free_port();
+        if (s->port > 0 && start(s) == 0)
+            return 0;
+        if (port)
+            break;
+    }
+    return -1;
+}
+
+int test_memcached_start(test_server *s, int port, const char *extra)
+{
+    return start_kind(s, "memcached", port, extra);
+}
+
+int test_redis_start(test_server *s, int port, const char *extra)
+{
+    return start_kind(s, "redis", port, extra);
+}
+
+int test_sentinel_start(test_server *s, int port, const char *extra)
+{
+    return start_kind(s, "sentinel", port, extra);
+}
+
+int test_server_restart(test_server *s)
+{
+    if (s->pid > 0)
+        test_server_stop(s);
+    for (int attempt = 0; attempt < 50; attempt++) {   /* the port may linger a moment */
+        if (start(s) == 0)
+            return 0;
+        usleep(100 * 1000);
+    }
+    return -1;
+}
+
+static void stop_with(test_server *s, int sig)
+{
+    if (s->pid > 0) {
+        kill(s->pid, sig);
+        waitpid(s->pid, NULL, 0);
+        s->pid = 0;
+    }
+    forget(s);
+}
+
+void test_server_stop(test_server *s) { stop_with(s, SIGTERM); }
+void test_server_kill(test_server *s) { stop_with(s, SIGKILL); }
+
+void test_servers_stop_all(void)
+{
+    for (int i = 0; i < MAX_SERVERS; i++)
+        if (started[i])
+            test_server_kill(started[i]);
+}
+
+int test_blackhole_start(test_blackhole *b)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    b->fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (b->fd < 0 || bind(b->fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        listen(b->fd, 1024) != 0 || getsockname(b->fd, (struct sockaddr *)&a, &len) != 0) {
+        if (b->fd >= 0)
+            close(b->fd);
+        return -1;
+    }
+    b->port = ntohs(a.sin_port);
+    return 0;
+}
+
+void test_blackhole_stop(test_blackhole *b)
+{
+    if (b->fd >= 0)
+        close(b->fd);
+    b->fd = -1;
+}
