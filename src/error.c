@@ -30,6 +30,11 @@ CACHET_EXPORT const char *cachet_errmsg(void)
     return errmsg;
 }
 
+void cachet__error_clear(void)
+{
+    errmsg[0] = '\0';
+}
+
 cachet_status cachet__verror(cachet_status st, const char *fmt, va_list ap)
 {
     vsnprintf(errmsg, sizeof errmsg, fmt, ap);

@@ -128,7 +128,7 @@ static cachet_status create_locked(cachet_region *r, const cachet_key *k, const 
     COUNT(r, creator_calls);
     v = NULL;
     n = 0;
-    cachet__error(CACHET_OK, "%s", "");
+    cachet__error_clear();
     st = create(arg, key, &v, &n);
     if (st != CACHET_OK || (!v && n)) {
         free(v);

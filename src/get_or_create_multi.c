@@ -124,7 +124,7 @@ CACHET_EXPORT cachet_status cachet_get_or_create_multi(cachet_region *r, cachet_
     if (nb) {
         size_t b = 0;
         COUNT(r, creator_calls);
-        cachet__error(CACHET_OK, "%s", "");
+        cachet__error_clear();
         st = create(arg, batch, nb);
         for (size_t i = 0; i < n; i++) {
             cachet_item *it;

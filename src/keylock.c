@@ -47,6 +47,33 @@ void keylock_destroy(keylock_table *t)
         pthread_mutex_destroy(&t->stripes[i].mu);
 }
 
+void keylock_fork_prepare(keylock_table *t)
+{
+    for (int i = 0; i < KEYLOCK_STRIPES; i++)
+        pthread_mutex_lock(&t->stripes[i].mu);
+}
+
+void keylock_fork_parent(keylock_table *t)
+{
+    for (int i = KEYLOCK_STRIPES - 1; i >= 0; i--)
+        pthread_mutex_unlock(&t->stripes[i].mu);
+}
+
+void keylock_fork_child(keylock_table *t)
+{
+    for (int i = KEYLOCK_STRIPES - 1; i >= 0; i--) {
+        keylock_entry *e = t->stripes[i].head, *next;
+        for (; e; e = next) {
+            next = e->next;
+            free(e->result);
+            free(e->key);
+            free(e);          /* its condition variable has no waiter left here */
+        }
+        t->stripes[i].head = NULL;
+        pthread_mutex_unlock(&t->stripes[i].mu);
+    }
+}
+
 static keylock_stripe *stripe_of(keylock_table *t, uint64_t h)
 {
     return &t->stripes[(h >> 32) % KEYLOCK_STRIPES];

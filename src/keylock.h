@@ -27,6 +27,11 @@ typedef struct {
 
 void keylock_init(keylock_table *t);
 void keylock_destroy(keylock_table *t);
+/* fork(): hold every stripe across it; in the child, forget all entries
+ * (their holders and waiters are threads of the parent). */
+void keylock_fork_prepare(keylock_table *t);
+void keylock_fork_parent(keylock_table *t);
+void keylock_fork_child(keylock_table *t);
 
 typedef enum {
     KL_CREATE,      /* the caller holds the key: it must create, then keylock_publish */

@@ -119,7 +119,7 @@ CACHET_EXPORT cachet_status cachet_region_open(const cachet_config *c, cachet_re
     params.args = c->eff;
     params.nargs = c->neff;
     params.debug = r->debug;
-    cachet__error(CACHET_OK, "%s", "");
+    cachet__error_clear();
     if ((st = ops->open(&params, &r->state)) != CACHET_OK) {
         if (!cachet_errmsg()[0])
             cachet__error(st, "backend %s: open failed: %s", r->backend, cachet_strerror(st));
@@ -131,6 +131,7 @@ CACHET_EXPORT cachet_status cachet_region_open(const cachet_config *c, cachet_re
     }
     if (r->debug)
         cachet__log(CACHET_LOG_DEBUG, "region opened on backend %s", r->backend);
+    cachet__region_track(r);
     *out = r;
     return CACHET_OK;
 }
@@ -139,6 +140,7 @@ CACHET_EXPORT void cachet_region_close(cachet_region *r)
 {
     if (!r)
         return;
+    cachet__region_untrack(r);
     r->ops->close(r->state);
     keylock_destroy(&r->locks);
     pthread_mutex_destroy(&r->serial_lock);
@@ -231,7 +233,7 @@ cachet_status cachet__region_lookup(cachet_region *r, const cachet_key *k, const
     cachet_value_meta m;
     cachet_status st;
 
-    cachet__error(CACHET_OK, "%s", "");
+    cachet__error_clear();
     st = bk_get(r, k, &buf, &blen);
     if (st == CACHET_MISS)
         return CACHET_MISS;
@@ -290,7 +292,7 @@ cachet_status cachet__region_store(cachet_region *r, const cachet_key *k, const 
 {
     cachet_status st;
 
-    cachet__error(CACHET_OK, "%s", "");
+    cachet__error_clear();
     st = bk_set(r, k, buf, blen);
     if (st != CACHET_OK)
         return cachet__region_failed(r, st, "set", key);
@@ -328,7 +330,7 @@ CACHET_EXPORT cachet_status cachet_delete(cachet_region *r, const char *key)
         return cachet__error(CACHET_EINVAL, "cachet_delete: NULL region or key");
     if ((st = cachet_key_make(&r->keys, key, &k)) != CACHET_OK)
         return cachet__error(st, "delete %s: out of memory", key);
-    cachet__error(CACHET_OK, "%s", "");
+    cachet__error_clear();
     st = bk_del(r, &k);
     cachet_key_release(&k);
     if (st != CACHET_OK && st != CACHET_MISS)

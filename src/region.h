@@ -26,12 +26,17 @@ struct cachet_region {
     _Atomic int64_t          soft_invalidated_ns;   /* values created at or before: stale */
     cachet_region_stats      stats;
     keylock_table            locks;           /* get_or_create's per-key locks */
+    struct cachet_region    *next_open;       /* the list fork handlers walk */
 };
 
 /* Shared by region.c and region_multi.c. */
 typedef enum { FRESH, STALE, DEAD } freshness;
 #include "value.h"
 cachet_status cachet__region_failed(cachet_region *r, cachet_status st, const char *op, const char *key);
+/* region_fork.c: the open regions fork() handlers look after. */
+void cachet__region_track(cachet_region *r);
+void cachet__region_untrack(cachet_region *r);
+
 cachet_status cachet__get_or_create_key(cachet_region *r, const cachet_key *k, const char *key,
                                        cachet_creator create, void *arg,
                                        const cachet_options *o, void **value, size_t *len);

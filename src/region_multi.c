@@ -59,7 +59,7 @@ CACHET_EXPORT cachet_status cachet_get_multi(cachet_region *r, cachet_item *item
         batch_release(&b, n);
         return st;
     }
-    cachet__error(CACHET_OK, "%s", "");
+    cachet__error_clear();
     if (r->ops->get_multi) {
         CACHET_BK_CALL(r, st, r->ops->get_multi(r->state, b.items, n));
     } else {
@@ -118,7 +118,7 @@ CACHET_EXPORT cachet_status cachet_set_multi(cachet_region *r, cachet_item *item
             goto out;
         }
     }
-    cachet__error(CACHET_OK, "%s", "");
+    cachet__error_clear();
     if (r->ops->set_multi) {
         CACHET_BK_CALL(r, st, r->ops->set_multi(r->state, b.items, n));
     } else {
@@ -159,7 +159,7 @@ CACHET_EXPORT cachet_status cachet_delete_multi(cachet_region *r, const char *co
         batch_release(&b, n);
         return st;
     }
-    cachet__error(CACHET_OK, "%s", "");
+    cachet__error_clear();
     if (r->ops->delete_multi) {
         CACHET_BK_CALL(r, st, r->ops->delete_multi(r->state, b.items, n));
     } else {

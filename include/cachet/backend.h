@@ -98,6 +98,15 @@ typedef struct cachet_backend_ops {
     cachet_status (*report)(void *state, cachet_backend_report_fn fn, void *arg);
     /* Optional: drop expired/dead entries, reclaim space. */
     cachet_status (*compact)(void *state);
+
+    /* Optional fork() hooks, called by the region's pthread_atfork handlers
+     * for every open instance: prepare takes the instance's locks so no
+     * other thread holds them across the fork; parent releases them; child
+     * releases them and drops what the child must not share with the
+     * parent (sockets: a child must open its own connections). */
+    void (*fork_prepare)(void *state);
+    void (*fork_parent)(void *state);
+    void (*fork_child)(void *state);
 } cachet_backend_ops;
 
 /* The one symbol a plugin exports (declared here so a plugin's definition
