@@ -96,8 +96,13 @@ typedef struct cachet_backend_ops {
 
     /* Optional: describe servers / own counters, one call of fn each. */
     cachet_status (*report)(void *state, cachet_backend_report_fn fn, void *arg);
-    /* Optional: drop expired/dead entries, reclaim space. */
+    /* Optional: reclaim space (e.g. rewrite a file without its holes). */
     cachet_status (*compact)(void *state);
+    /* Optional, for backends with no server-side TTL: visit every stored
+     * value and delete those for which keep() returns 0.  The region's keep
+     * drops expired, invalidated and foreign values. */
+    cachet_status (*sweep)(void *state, int (*keep)(void *arg, const void *value, size_t len),
+                           void *arg, size_t *removed);
 
     /* Optional fork() hooks, called by the region's pthread_atfork handlers
      * for every open instance: prepare takes the instance's locks so no

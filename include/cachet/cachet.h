@@ -163,6 +163,13 @@ typedef struct {
 } cachet_stat_counters;
 cachet_status cachet_stats(cachet_region *r, cachet_stat_counters *out);
 
+/* Deletes values that can never be served again (expired beyond the
+ * region's expiration_time, hard-invalidated, or not cachet's) and then
+ * lets the backend reclaim space.  For backends without a server-side TTL
+ * (dbm, memory); CACHET_ENOTSUP where there is nothing to do.  *removed
+ * (may be NULL) counts the deleted values. */
+cachet_status cachet_compact(cachet_region *r, size_t *removed);
+
 /* The backend's own view: one callback per server or counter.  name is
  * "server" for a per-server line (value: "host:port up" ...). */
 typedef void (*cachet_report_fn)(void *arg, const char *name, const char *value);

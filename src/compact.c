@@ -1,0 +1,44 @@
+/* cachet_compact: the region decides which stored values are dead (the
+ * backend cannot read cachet's header), the backend deletes them and
+ * reclaims the space. */
+#include "config.h"
+#include "internal.h"
+#include "region.h"
+
+/* 1 to keep a value: decodable, not hard-invalidated, not expired under
+ * the region's rule.  Soft-invalidated values are kept: get_or_create can
+ * still serve them while it regenerates. */
+static int keep_value(void *arg, const void *value, size_t len)
+{
+    cachet_region *r = arg;
+    cachet_value_meta m;
+    cachet_rule rule = cachet__region_rule(r, NULL);
+    if (cachet_value_decode(value, len, &m) != CACHET_OK)
+        return 0;
+    rule.ignore_soft = 1;
+    return cachet__region_freshness(r, &m, rule) == FRESH;
+}
+
+CACHET_EXPORT cachet_status cachet_compact(cachet_region *r, size_t *removed)
+{
+    cachet_status st = CACHET_OK;
+    size_t n = 0;
+
+    if (removed)
+        *removed = 0;
+    if (!r)
+        return cachet__error(CACHET_EINVAL, "cachet_compact: NULL region");
+    if (!r->ops->sweep && !r->ops->compact)
+        return cachet__error(CACHET_ENOTSUP, "backend %s: nothing to compact (values expire on "
+                             "the server or with the process)", r->backend);
+    cachet__error_clear();
+    if (r->ops->sweep)
+        CACHET_BK_CALL(r, st, r->ops->sweep(r->state, keep_value, r, &n));
+    if (st == CACHET_OK && r->ops->compact)
+        CACHET_BK_CALL(r, st, r->ops->compact(r->state));
+    if (removed)
+        *removed = n;
+    if (st != CACHET_OK)
+        return cachet__region_failed(r, st, "compact", "(all keys)");
+    return CACHET_OK;
+}
