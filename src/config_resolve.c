@@ -172,7 +172,9 @@ cachet_status cachet__cfg_resolve(cachet_config *c)
 
     if (!nb)
         return cachet__error(CACHET_ENOMEM, "config: out of memory");
-    for (size_t i = 0; i < c->nbargs; i++)
+    /* null takes no arguments: a disabled section keeps its backend_argument
+     * lines for when it is enabled again, and dogpile's null ignores them */
+    for (size_t i = 0; strcmp(b, "null") != 0 && i < c->nbargs; i++)
         put(&l, c->bargs[i].name, c->bargs[i].value);
     if (is_memcache(b))
         memcache_args(&l, c, strcmp(b, "memcache_pool") == 0);

@@ -175,7 +175,8 @@ cachet_status cachet__get_or_create_key(cachet_region *r, const cachet_key *k, c
         size_t n = 0, blen;
         freshness f = DEAD;
         keylock_entry *e;
-        int waited, cache_failed;
+        uint64_t gen;
+        int cache_failed;
         cachet_status st = cachet__region_lookup(r, k, key, rule, &v, &n, &f);
 
         if (st == CACHET_OK && f == FRESH) {
@@ -192,7 +193,8 @@ cachet_status cachet__get_or_create_key(cachet_region *r, const cachet_key *k, c
             cachet_free(v);
             v = NULL;
         }
-        switch (keylock_acquire(&r->locks, k->key, k->klen, v == NULL, &e, &buf, &blen, &waited)) {
+        switch (keylock_acquire(&r->locks, k->key, k->klen, v ? KL_TRY : KL_WAIT, &e, &gen,
+                                &buf, &blen)) {
         case KL_BUSY:                 /* someone regenerates: the stale value now */
             COUNT(r, stale_served);
             *value = v;
@@ -210,6 +212,9 @@ cachet_status cachet__get_or_create_key(cachet_region *r, const cachet_key *k, c
         case KL_CREATE:
             return create_locked(r, k, key, create, arg, o, rule, e, v, n, cache_failed,
                                  value, len);
+        default:                      /* KL_SUBSCRIBED: not asked for */
+            cachet_free(v);
+            return cachet__error(CACHET_EBACKEND, "get_or_create %s: lock table error", key);
         }
     }
 }

@@ -1,9 +1,10 @@
-/* get_or_create_multi: one get for all keys, one creator call for all the
- * keys this thread may create, one store for what it created.  Keys that
- * another thread is creating are waited for one by one afterwards, when
- * this thread holds no key lock, so two threads with overlapping key sets
- * cannot deadlock; a waiter gets the value that other thread made (unlike
- * dogpile.cache 1.1.8, where each waiter regenerates in turn). */
+/* get_or_create_multi: one get per key, one creator call for all the keys
+ * this thread may create, one store each for what it created.  For keys
+ * another thread is creating, this thread subscribes to that thread's
+ * result before creating its own batch and collects it afterwards, when it
+ * holds no key lock: two threads with overlapping key sets cannot deadlock,
+ * and a waiter gets the value the other thread made (unlike dogpile.cache
+ * 1.1.8, where each waiter regenerates in turn). */
 #include "config.h"
 #include <stdlib.h>
 #include <string.h>
@@ -12,12 +13,13 @@
 
 #define COUNT CACHET_COUNT
 
-enum { TODO_NONE, TODO_CREATE, TODO_WAIT };
+enum { TODO_NONE, TODO_CREATE, TODO_AWAIT };
 
 typedef struct {
     cachet_key     key;
     int            todo;
     keylock_entry *lock;
+    uint64_t       generation;   /* TODO_AWAIT: the publish to wait for */
     void          *stale;        /* payload of a stale value, or NULL */
     size_t         stale_len;
 } slot;
@@ -78,7 +80,6 @@ CACHET_EXPORT cachet_status cachet_get_or_create_multi(cachet_region *r, cachet_
         void *v = NULL, *buf;
         size_t len = 0, blen;
         freshness f = DEAD;
-        int waited;
         if (items[i].status != CACHET_MISS)
             continue;
         st = cachet__region_lookup(r, &slots[i].key, items[i].key, rule, &v, &len, &f);
@@ -95,28 +96,25 @@ CACHET_EXPORT cachet_status cachet_get_or_create_multi(cachet_region *r, cachet_
             cachet_free(v);
             v = NULL;
         }
-        /* 2. take the keys nobody else is creating; never wait while holding */
-        switch (keylock_acquire(&r->locks, slots[i].key.key, slots[i].key.klen, 0,
-                                &slots[i].lock, &buf, &blen, &waited)) {
+        /* 2. take the keys nobody else is creating, subscribe to the others;
+         * never block while holding */
+        switch (keylock_acquire(&r->locks, slots[i].key.key, slots[i].key.klen,
+                                v ? KL_TRY : KL_SUBSCRIBE, &slots[i].lock,
+                                &slots[i].generation, &buf, &blen)) {
         case KL_CREATE:
             slots[i].todo = TODO_CREATE;
             slots[i].stale = v;
             slots[i].stale_len = len;
             batch[nb++] = (cachet_item){items[i].key, NULL, 0, CACHET_MISS};
             break;
-        case KL_BUSY:
-            if (v) {
-                COUNT(r, stale_served);
-                items[i].value = v;
-                items[i].len = len;
-                items[i].status = CACHET_OK;
-            } else {
-                slots[i].todo = TODO_WAIT;
-            }
+        case KL_BUSY:                 /* another thread regenerates: the stale value */
+            COUNT(r, stale_served);
+            items[i].value = v;
+            items[i].len = len;
+            items[i].status = CACHET_OK;
             break;
-        default:                      /* not returned without waiting */
-            cachet_free(v);
-            slots[i].todo = TODO_WAIT;
+        default:                      /* KL_SUBSCRIBED */
+            slots[i].todo = TODO_AWAIT;
             break;
         }
     }
@@ -159,12 +157,23 @@ CACHET_EXPORT cachet_status cachet_get_or_create_multi(cachet_region *r, cachet_
             cachet_free(slots[i].stale);
         }
     }
-    /* 4. the keys others were creating, with no lock held now */
+    /* 4. the keys others were creating, with no lock held now: their
+     * result, or (if their creator failed) the single-key path */
     for (size_t i = 0; i < n; i++) {
         one_of_many m = {create, arg};
-        if (slots[i].todo == TODO_WAIT)
+        void *buf;
+        size_t blen;
+        if (slots[i].todo != TODO_AWAIT)
+            continue;
+        COUNT(r, lock_waits);
+        if (keylock_await(&r->locks, slots[i].lock, slots[i].generation, &buf, &blen) == KL_RESULT) {
+            items[i].value = cachet_value_payload(buf);
+            items[i].len = blen - CACHET_VALUE_HDR;
+            items[i].status = CACHET_OK;
+        } else {
             items[i].status = cachet__get_or_create_key(r, &slots[i].key, items[i].key, create_one,
                                                         &m, o, &items[i].value, &items[i].len);
+        }
     }
     for (size_t i = 0; i < n; i++) {
         cachet_key_release(&slots[i].key);

@@ -112,39 +112,13 @@ static void unref(keylock_stripe *s, keylock_entry *e)
     free(e);
 }
 
-keylock_outcome keylock_acquire(keylock_table *t, const char *key, size_t klen, int wait,
-                                keylock_entry **out, void **buf, size_t *len, int *waited)
+/* Waits (stripe locked) for the publish after gen, then takes the result. */
+static keylock_outcome await_locked(keylock_stripe *s, keylock_entry *e, uint64_t gen,
+                                    void **buf, size_t *len)
 {
-    uint64_t h = hash_key(key, klen), gen;
-    keylock_stripe *s = stripe_of(t, h);
-    keylock_entry *e;
-    keylock_outcome o;
-
-    *waited = 0;
-    pthread_mutex_lock(&s->mu);
-    if (!(e = find_or_add(s, h, key, klen))) {
-        /* no memory for an entry: create without the lock rather than fail */
-        pthread_mutex_unlock(&s->mu);
-        *out = NULL;
-        return KL_CREATE;
-    }
-    if (!e->held) {
-        e->held = 1;
-        e->refs++;
-        pthread_mutex_unlock(&s->mu);
-        *out = e;
-        return KL_CREATE;
-    }
-    if (!wait) {
-        pthread_mutex_unlock(&s->mu);
-        return KL_BUSY;
-    }
-    e->refs++;
-    *waited = 1;
-    gen = e->generation;
+    keylock_outcome o = KL_RETRY;
     while (e->held && e->generation == gen)
         pthread_cond_wait(&e->cond, &s->mu);
-    o = KL_RETRY;
     if (e->generation != gen && e->result) {
         void *copy = malloc(e->result_len + 1);
         if (copy) {
@@ -155,6 +129,53 @@ keylock_outcome keylock_acquire(keylock_table *t, const char *key, size_t klen, 
         }
     }
     unref(s, e);
+    return o;
+}
+
+keylock_outcome keylock_acquire(keylock_table *t, const char *key, size_t klen, keylock_mode mode,
+                                keylock_entry **out, uint64_t *generation, void **buf, size_t *len)
+{
+    uint64_t h = hash_key(key, klen);
+    keylock_stripe *s = stripe_of(t, h);
+    keylock_entry *e;
+    keylock_outcome o;
+
+    pthread_mutex_lock(&s->mu);
+    if (!(e = find_or_add(s, h, key, klen))) {
+        /* no memory for an entry: create without the lock rather than fail */
+        pthread_mutex_unlock(&s->mu);
+        *out = NULL;
+        return KL_CREATE;
+    }
+    *out = e;
+    if (!e->held) {
+        e->held = 1;
+        e->refs++;
+        pthread_mutex_unlock(&s->mu);
+        return KL_CREATE;
+    }
+    if (mode == KL_TRY) {
+        pthread_mutex_unlock(&s->mu);
+        return KL_BUSY;
+    }
+    e->refs++;
+    *generation = e->generation;
+    if (mode == KL_SUBSCRIBE) {
+        pthread_mutex_unlock(&s->mu);
+        return KL_SUBSCRIBED;
+    }
+    o = await_locked(s, e, *generation, buf, len);
+    pthread_mutex_unlock(&s->mu);
+    return o;
+}
+
+keylock_outcome keylock_await(keylock_table *t, keylock_entry *e, uint64_t generation,
+                              void **buf, size_t *len)
+{
+    keylock_stripe *s = stripe_of(t, e->hash);
+    keylock_outcome o;
+    pthread_mutex_lock(&s->mu);
+    o = await_locked(s, e, generation, buf, len);
     pthread_mutex_unlock(&s->mu);
     return o;
 }

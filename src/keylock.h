@@ -38,12 +38,24 @@ typedef enum {
     KL_RESULT,      /* another thread created: buf and len hold a copy of its encoded value */
     KL_BUSY,        /* (try only) another thread holds the key */
     KL_RETRY,       /* the creator failed: look in the cache again, then try again */
+    KL_SUBSCRIBED,  /* (subscribe only) registered as a waiter: call keylock_await */
 } keylock_outcome;
 
-/* Takes the key's lock, or waits for its holder's result (wait = 1), or
- * reports KL_BUSY (wait = 0).  *waited tells whether the call blocked. */
-keylock_outcome keylock_acquire(keylock_table *t, const char *key, size_t klen, int wait,
-                                keylock_entry **e, void **buf, size_t *len, int *waited);
+typedef enum {
+    KL_WAIT,        /* block until the holder publishes */
+    KL_TRY,         /* never block: KL_BUSY if held */
+    KL_SUBSCRIBE,   /* never block: if held, register as a waiter (KL_SUBSCRIBED)
+                       and collect the result later with keylock_await */
+} keylock_mode;
+
+/* Takes the key's lock, or waits for / subscribes to its holder's result. */
+keylock_outcome keylock_acquire(keylock_table *t, const char *key, size_t klen, keylock_mode mode,
+                                keylock_entry **e, uint64_t *generation, void **buf, size_t *len);
+
+/* For a KL_SUBSCRIBED entry: waits for the publish after generation;
+ * KL_RESULT (buf and len set) or KL_RETRY.  Drops the subscription. */
+keylock_outcome keylock_await(keylock_table *t, keylock_entry *e, uint64_t generation,
+                              void **buf, size_t *len);
 
 /* The holder hands its result to the waiters (buf NULL: the creator failed,
  * waiters retry) and gives up the key.  buf is copied only if some thread

@@ -16,8 +16,8 @@ CACHET_EXPORT size_t cachet_function_key(char *buf, size_t size, const char *fun
 #define APPEND(s) do {                                             \
         const char *s_ = (s);                                      \
         size_t l_ = strlen(s_);                                    \
-        if (buf && need + l_ < size)                               \
-            memcpy(buf + need, s_, l_);                            \
+        if (buf && need + 1 < size)                                \
+            memcpy(buf + need, s_, need + l_ < size ? l_ : size - 1 - need); \
         need += l_;                                                \
     } while (0)
     APPEND(function ? function : "");

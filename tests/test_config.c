@@ -92,10 +92,16 @@ static void every_oslo_option_loads(void **state)
 
 static void enabled_false_means_null(void **state)
 {
-    cachet_config *c = parse("[cache]\nbackend = dogpile.cache.memory\n", CACHET_OK);
+    cachet_config *c = parse("[cache]\nbackend = dogpile.cache.memory\n"
+                             "backend_argument = max_count:5\n", CACHET_OK);
+    cachet_region *r;
     assert_string_equal(cachet_config_backend(c), "null");
+    assert_null(cachet_config_backend_arg(c, "max_count"));     /* null takes none */
+    assert_int_equal(cachet_region_open(c, &r), CACHET_OK);
+    cachet_region_close(r);
     assert_int_equal(cachet_config_set(c, "enabled", "true"), CACHET_OK);
     assert_string_equal(cachet_config_backend(c), "memory");
+    assert_string_equal(cachet_config_backend_arg(c, "max_count"), "5");
     cachet_config_free(c);
 }
 
