@@ -4,6 +4,7 @@
 #include "config.h"
 #include "internal.h"
 #include "region.h"
+#include "region_read.h"
 
 /* 1 to keep a value: decodable, not hard-invalidated, not expired under
  * the region's rule.  Soft-invalidated values are kept: get_or_create can
@@ -13,7 +14,7 @@ static int keep_value(void *arg, const void *value, size_t len)
     cachet_region *r = arg;
     cachet_value_meta m;
     cachet_rule rule = cachet__region_rule(r, NULL);
-    if (cachet_value_decode(value, len, &m) != CACHET_OK)
+    if (!cachet_value_valid(value, len, &m))
         return 0;
     rule.ignore_soft = 1;
     return cachet__region_freshness(r, &m, rule) == FRESH;

@@ -6,6 +6,14 @@
 #include "internal.h"
 
 static _Thread_local char errmsg[CACHET_ERRMSG_MAX];
+/* Whether errmsg was written since the last cachet__error_clear() (so a
+ * failure can tell whether the backend described it).  A
+ * separate one-byte flag with the initial-exec TLS model, so clearing it on
+ * every get is one store rather than a call to __tls_get_addr (the message
+ * buffer itself stays general-dynamic: 1 KiB is too much to take from the
+ * static TLS surplus a dlopen()ed module — an nginx or apache module linking
+ * libcachet — can count on). */
+static _Thread_local unsigned char errmsg_set __attribute__((tls_model("initial-exec")));
 
 CACHET_EXPORT const char *cachet_strerror(cachet_status st)
 {
@@ -27,17 +35,23 @@ CACHET_EXPORT const char *cachet_strerror(cachet_status st)
 
 CACHET_EXPORT const char *cachet_errmsg(void)
 {
-    return errmsg;
+    return errmsg;     /* the last failure's, until the next failure */
+}
+
+int cachet__error_isset(void)
+{
+    return errmsg_set;
 }
 
 void cachet__error_clear(void)
 {
-    errmsg[0] = '\0';
+    errmsg_set = 0;
 }
 
 cachet_status cachet__verror(cachet_status st, const char *fmt, va_list ap)
 {
     vsnprintf(errmsg, sizeof errmsg, fmt, ap);
+    errmsg_set = 1;
     return st;
 }
 
@@ -57,8 +71,9 @@ void cachet__error_prefix(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
-    snprintf(old, sizeof old, "%.*s", (int)sizeof old - 1, errmsg);
+    snprintf(old, sizeof old, "%.*s", (int)sizeof old - 1, cachet_errmsg());
     snprintf(errmsg, sizeof errmsg, "%s: %s", prefix, old);
+    errmsg_set = 1;
 }
 
 CACHET_EXPORT cachet_status cachet_backend_error(cachet_status st, const char *fmt, ...)

@@ -19,6 +19,7 @@
 #include <time.h>
 #include "internal.h"
 #include "region.h"
+#include "region_read.h"
 
 #define COUNT CACHET_COUNT
 
@@ -134,7 +135,7 @@ static cachet_status create_locked(cachet_region *r, const cachet_key *k, const 
         free(v);
         if (st == CACHET_OK)
             st = cachet__error(CACHET_EINVAL, "get_or_create %s: the creator returned NULL", key);
-        else if (!cachet_errmsg()[0])
+        else if (!cachet__error_isset())
             cachet__error(st, "get_or_create %s: the creator failed: %s", key, cachet_strerror(st));
         if (locked > 0)
             release_backend_lock(r, k, token);

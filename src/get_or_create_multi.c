@@ -10,6 +10,7 @@
 #include <string.h>
 #include "internal.h"
 #include "region.h"
+#include "region_read.h"
 
 #define COUNT CACHET_COUNT
 
@@ -138,7 +139,7 @@ CACHET_EXPORT cachet_status cachet_get_or_create_multi(cachet_region *r, cachet_
                 items[i].status = st != CACHET_OK ? st
                                 : it->status != CACHET_OK && it->status != CACHET_MISS ? it->status
                                 : CACHET_EBACKEND;
-                if (!cachet_errmsg()[0])
+                if (!cachet__error_isset())
                     cachet__error(items[i].status, "get_or_create_multi %s: the creator gave no value",
                                   items[i].key);
                 keylock_publish(&r->locks, slots[i].lock, NULL, 0);

@@ -18,6 +18,7 @@ cachet_status cachet__verror(cachet_status st, const char *fmt, va_list ap);
 /* Empties this thread's message (one byte written: cheap on hot paths), so
  * a failure after it can tell whether the backend described itself. */
 void cachet__error_clear(void);
+int  cachet__error_isset(void);
 /* Prepends "prefix: " to this thread's message (e.g. the backend name). */
 void cachet__error_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -71,9 +71,3 @@ int cachet_key_make(const cachet_key_policy *pol, const char *key, cachet_key *o
     out->klen = total;
     return CACHET_OK;
 }
-
-void cachet_key_release(cachet_key *k)
-{
-    free(k->heap);
-    k->heap = NULL;
-}

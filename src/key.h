@@ -5,6 +5,7 @@
 #define CACHET_KEY_H
 
 #include <stddef.h>
+#include <stdlib.h>
 #include <cachet/backend.h>
 
 #define CACHET_KEY_INLINE 256
@@ -25,7 +26,13 @@ typedef struct {
 
 /* CACHET_OK or CACHET_ENOMEM. */
 int  cachet_key_make(const cachet_key_policy *pol, const char *key, cachet_key *out);
-void cachet_key_release(cachet_key *k);
+static inline void cachet_key_release(cachet_key *k)
+{
+    if (k->heap) {                   /* rare: only long prefixed keys */
+        free(k->heap);
+        k->heap = NULL;
+    }
+}
 
 /* 40 hex digits + NUL of SHA-1(data). */
 void cachet_sha1_hex(const void *data, size_t len, char out[41]);

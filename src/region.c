@@ -8,6 +8,7 @@
 #include "config_priv.h"
 #include "loader.h"
 #include "region.h"
+#include "region_read.h"
 #include "value.h"
 
 #define COUNT CACHET_COUNT
@@ -18,15 +19,6 @@ static int64_t now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-/* For expiration checks a few milliseconds of lag do not matter, and the
- * coarse clock costs a fraction of the precise one on the hot path. */
-static int64_t coarse_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
@@ -48,13 +40,6 @@ static int64_t creation_time(cachet_region *r)
 
 #define BK_CALL(r, call) CACHET_BK_CALL(r, st, call)
 
-static cachet_status bk_get(cachet_region *r, const cachet_key *k, void **buf, size_t *len)
-{
-    cachet_status st;
-    BK_CALL(r, r->ops->get(r->state, k->key, k->klen, buf, len));
-    return st;
-}
-
 static cachet_status bk_set(cachet_region *r, const cachet_key *k, const void *buf, size_t len)
 {
     cachet_status st;
@@ -73,7 +58,7 @@ static cachet_status bk_del(cachet_region *r, const cachet_key *k)
 cachet_status cachet__region_failed(cachet_region *r, cachet_status st, const char *op, const char *key)
 {
     COUNT(r, errors);
-    if (!cachet_errmsg()[0])
+    if (!cachet__error_isset())
         cachet__error(st, "backend %s: %s %s: %s", r->backend, op, key, cachet_strerror(st));
     if (r->debug)
         cachet__log(CACHET_LOG_DEBUG, "%s %s failed: %s", op, key, cachet_errmsg());
@@ -112,6 +97,7 @@ CACHET_EXPORT cachet_status cachet_region_open(const cachet_config *c, cachet_re
     r->keys.prefix = "";
     exp = cachet__cfg_long(c, OPT_EXPIRATION_TIME);
     r->expiration_ns = exp < 0 ? -1 : (int64_t)exp * 1000000000;
+    r->default_rule = (cachet_rule){r->expiration_ns, 0};
     r->debug = cachet__cfg_bool(c, OPT_DEBUG_CACHE_BACKEND);
     r->serialize = (ops->caps & CACHET_CAP_SERIALIZE) != 0;
     pthread_mutex_init(&r->serial_lock, NULL);
@@ -121,7 +107,7 @@ CACHET_EXPORT cachet_status cachet_region_open(const cachet_config *c, cachet_re
     params.debug = r->debug;
     cachet__error_clear();
     if ((st = ops->open(&params, &r->state)) != CACHET_OK) {
-        if (!cachet_errmsg()[0])
+        if (!cachet__error_isset())
             cachet__error(st, "backend %s: open failed: %s", r->backend, cachet_strerror(st));
         keylock_destroy(&r->locks);
         pthread_mutex_destroy(&r->serial_lock);
@@ -177,34 +163,15 @@ cachet_rule cachet__region_rule(const cachet_region *r, const cachet_options *o)
     return rule;
 }
 
-/* How a decoded value stands against expiration and invalidation. */
-freshness cachet__region_freshness(cachet_region *r, const cachet_value_meta *m, cachet_rule rule)
+void cachet__region_corrupt(cachet_region *r, const char *key, void *buf, size_t len)
 {
-    if (m->created_ns <= atomic_load_explicit(&r->hard_invalidated_ns, memory_order_acquire))
-        return DEAD;
-    if (!rule.ignore_soft &&
-        m->created_ns <= atomic_load_explicit(&r->soft_invalidated_ns, memory_order_acquire))
-        return STALE;
-    if (rule.expiration_ns == 0)
-        return STALE;                 /* dogpile: expiration_time 0 expires at once */
-    if (rule.expiration_ns > 0 && coarse_now_ns() - m->created_ns > rule.expiration_ns)
-        return STALE;
-    return FRESH;
-}
-
-/* Checks bytes from the backend.  Foreign or truncated bytes are a miss and
- * a counted corruption, never a failure of the caller's request. */
-cachet_status cachet__region_decode(cachet_region *r, const char *key, void *buf, size_t len,
-                            cachet_value_meta *m)
-{
-    if (cachet_value_decode(buf, len, m) != CACHET_OK) {
-        COUNT(r, corrupt);
-        if (r->debug)
-            cachet__log(CACHET_LOG_DEBUG, "get %s: %s", key, cachet_errmsg());
-        free(buf);
-        return CACHET_ECORRUPT;
+    cachet_value_meta m;
+    COUNT(r, corrupt);
+    if (r->debug) {
+        cachet_value_decode(buf, len, &m);       /* for the message */
+        cachet__log(CACHET_LOG_DEBUG, "get %s: %s", key, cachet_errmsg());
     }
-    return CACHET_OK;
+    free(buf);
 }
 
 /* Wraps a payload in the header: one buffer of header + payload. */
@@ -224,36 +191,15 @@ void *cachet__region_encode(cachet_region *r, const void *value, size_t len, siz
 
 /* ---- single-key operations ---- */
 
-/* Gets and classifies: CACHET_OK with *fresh set, CACHET_MISS, or an error. */
-cachet_status cachet__region_lookup(cachet_region *r, const cachet_key *k, const char *key,
-                                    cachet_rule rule, void **value, size_t *len, freshness *fresh)
+/* get and get_ex share this; inlined into both so that the plain get, the
+ * hottest call of all, is one function deep before the backend. */
+static inline cachet_status get_common(cachet_region *r, const char *key, const cachet_options *o,
+                                       void **value, size_t *len)
 {
-    void *buf;
-    size_t blen;
-    cachet_value_meta m;
-    cachet_status st;
-
-    cachet__error_clear();
-    st = bk_get(r, k, &buf, &blen);
-    if (st == CACHET_MISS)
-        return CACHET_MISS;
-    if (st != CACHET_OK)
-        return cachet__region_failed(r, st, "get", key);
-    if (cachet__region_decode(r, key, buf, blen, &m) != CACHET_OK)
-        return CACHET_MISS;
-    *fresh = cachet__region_freshness(r, &m, rule);
-    *value = cachet_value_payload(buf);
-    *len = blen - CACHET_VALUE_HDR;
-    return CACHET_OK;
-}
-
-CACHET_EXPORT cachet_status cachet_get_ex(cachet_region *r, const char *key, const cachet_options *o,
-                                          void **value, size_t *len)
-{
-    freshness f;
+    freshness f = DEAD;
     cachet_key k;
-    void *v;
-    size_t n;
+    void *v = NULL;
+    size_t n = 0;
     cachet_status st;
 
     if (!r || !key || !value)
@@ -263,7 +209,8 @@ CACHET_EXPORT cachet_status cachet_get_ex(cachet_region *r, const char *key, con
         *len = 0;
     if ((st = cachet_key_make(&r->keys, key, &k)) != CACHET_OK)
         return cachet__error(st, "get %s: out of memory", key);
-    st = cachet__region_lookup(r, &k, key, cachet__region_rule(r, o), &v, &n, &f);
+    st = cachet__region_lookup(r, &k, key, o ? cachet__region_rule(r, o) : r->default_rule,
+                               &v, &n, &f);
     cachet_key_release(&k);
     if (st == CACHET_OK && f != FRESH) {
         cachet_free(v);
@@ -282,9 +229,15 @@ CACHET_EXPORT cachet_status cachet_get_ex(cachet_region *r, const char *key, con
     return CACHET_OK;
 }
 
+CACHET_EXPORT cachet_status cachet_get_ex(cachet_region *r, const char *key, const cachet_options *o,
+                                          void **value, size_t *len)
+{
+    return get_common(r, key, o, value, len);
+}
+
 CACHET_EXPORT cachet_status cachet_get(cachet_region *r, const char *key, void **value, size_t *len)
 {
-    return cachet_get_ex(r, key, NULL, value, len);
+    return get_common(r, key, NULL, value, len);
 }
 
 cachet_status cachet__region_store(cachet_region *r, const cachet_key *k, const char *key,

@@ -8,6 +8,12 @@
 #include "key.h"
 #include "keylock.h"
 
+/* How a value is judged fresh: from the region and a call's options. */
+typedef struct {
+    int64_t expiration_ns;    /* < 0 never, 0 at once */
+    int     ignore_soft;
+} cachet_rule;
+
 typedef struct {
     _Atomic uint64_t hits, misses, sets, deletes, errors, creator_calls,
                      lock_waits, stale_served, corrupt, fallbacks;
@@ -19,6 +25,7 @@ struct cachet_region {
     char                    *backend;         /* canonical name */
     cachet_key_policy        keys;
     int64_t                  expiration_ns;   /* < 0: never expires */
+    cachet_rule              default_rule;    /* for calls without options */
     int                      debug;
     int                      serialize;       /* backend asked for CACHET_CAP_SERIALIZE */
     pthread_mutex_t          serial_lock;
@@ -41,19 +48,11 @@ cachet_status cachet__get_or_create_key(cachet_region *r, const cachet_key *k, c
                                        cachet_creator create, void *arg,
                                        const cachet_options *o, void **value, size_t *len);
 
-/* How a value is judged fresh: from the region and a call's options. */
-typedef struct {
-    int64_t expiration_ns;    /* < 0 never, 0 at once */
-    int     ignore_soft;
-} cachet_rule;
 cachet_rule   cachet__region_rule(const cachet_region *r, const cachet_options *o);
-freshness     cachet__region_freshness(cachet_region *r, const cachet_value_meta *m, cachet_rule rule);
-cachet_status cachet__region_lookup(cachet_region *r, const cachet_key *k, const char *key,
-                                    cachet_rule rule, void **value, size_t *len, freshness *fresh);
+/* Counts and logs a value that failed to decode, and frees it. */
+void          cachet__region_corrupt(cachet_region *r, const char *key, void *buf, size_t len);
 cachet_status cachet__region_store(cachet_region *r, const cachet_key *k, const char *key,
                                    const void *buf, size_t blen);
-cachet_status cachet__region_decode(cachet_region *r, const char *key, void *buf, size_t len,
-                                    cachet_value_meta *m);
 void         *cachet__region_encode(cachet_region *r, const void *value, size_t len, size_t *outlen);
 
 #define CACHET_COUNT(r, field) atomic_fetch_add_explicit(&(r)->stats.field, 1, memory_order_relaxed)

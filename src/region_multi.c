@@ -6,6 +6,7 @@
 #include <string.h>
 #include "internal.h"
 #include "region.h"
+#include "region_read.h"
 
 /* Prepared keys for n items; all released by keys_release. */
 typedef struct {

@@ -2,6 +2,7 @@
  * fixed offset and little-endian byte order, so values written on one
  * machine read on another (docs/value-format.md). */
 #include "config.h"
+#include <endian.h>
 #include <stdlib.h>
 #include <string.h>
 #include "internal.h"
@@ -9,18 +10,19 @@
 
 static const uint8_t magic[4] = {0xCA, 0xC4, 'E', 'T'};
 
+/* Fixed-width little-endian fields, read and written with one load or
+ * store each (memcpy of 8 bytes compiles to a mov): this is on every get. */
 static void put_le64(uint8_t *p, uint64_t v)
 {
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
+    v = htole64(v);
+    memcpy(p, &v, 8);
 }
 
 static uint64_t get_le64(const uint8_t *p)
 {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return le64toh(v);
 }
 
 void cachet_value_header(uint8_t hdr[CACHET_VALUE_HDR], const cachet_value_meta *m, size_t len)
@@ -37,10 +39,13 @@ void cachet_value_header(uint8_t hdr[CACHET_VALUE_HDR], const cachet_value_meta 
 cachet_status cachet_value_decode(const void *buf, size_t len, cachet_value_meta *m)
 {
     const uint8_t *p = buf;
+    uint32_t word, want;
     if (len < CACHET_VALUE_HDR)
         return cachet__error(CACHET_ECORRUPT, "stored value is %zu bytes, shorter than the %d-byte header",
                              len, CACHET_VALUE_HDR);
-    if (memcmp(p, magic, 4) != 0)
+    memcpy(&word, p, 4);
+    memcpy(&want, magic, 4);
+    if (word != want)
         return cachet__error(CACHET_ECORRUPT, "stored value has no cachet header (foreign bytes)");
     if (p[4] != CACHET_VALUE_VERSION)
         return cachet__error(CACHET_ECORRUPT, "stored value has format version %u, this cachet reads %u",
