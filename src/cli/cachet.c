@@ -147,14 +147,10 @@ static const struct {
 int main(int argc, char **argv)
 {
     cli_source src = { 0 };
-    const char **ov = calloc((size_t)argc, sizeof *ov);
+    const char **ov;
     const char *described = "";
     int opt, rc;
 
-    if (!ov)
-        return CLI_ERROR;
-    src.overrides = ov;
-    src.section = "cache";
     if (argc > 1 && strcmp(argv[1], "--help") == 0) {
         usage(stdout);
         return CLI_OK;
@@ -163,6 +159,10 @@ int main(int argc, char **argv)
         printf("cachet %d.%d.%d\n", CACHET_VERSION_MAJOR, CACHET_VERSION_MINOR, CACHET_VERSION_PATCH);
         return CLI_OK;
     }
+    if (!(ov = calloc((size_t)argc, sizeof *ov)))
+        return CLI_ERROR;
+    src.overrides = ov;
+    src.section = "cache";
     /* "+": stop at the command, so its own options (bench --keys) are its */
     while ((opt = getopt(argc, argv, "+c:s:o:h")) != -1) {
         switch (opt) {
