@@ -411,6 +411,356 @@ static void threads_share_a_bounded_pool(void **state)
     cachet_region_close(r);
 }
 
+/* ---- part 2: failures, fork, the distributed lock ---- */
+
+static int creator_calls;
+
+static cachet_status make_fallback(void *arg, const char *key, void **value, size_t *len)
+{
+    creator_calls++;
+    *value = strdup("from-creator");
+    *len = strlen("from-creator");
+    return CACHET_OK;
+}
+
+static void killed_server_fails_fast_then_restarted_is_used(void **state)
+{
+    static test_server s;
+    cachet_region *r;
+    void *v;
+    size_t n;
+    double t0, el;
+    cachet_status st;
+
+    assert_int_equal(test_redis_start(&s, 0, NULL), 0);
+    r = open_redis(s.port, "backend_argument = socket_timeout:0.5\n"
+                   "backend_argument = dead_retry:1\n");
+    assert_int_equal(cachet_set(r, "k", "before", 6), CACHET_OK);
+    test_server_kill(&s);
+    t0 = now_s();
+    st = cachet_get(r, "k", &v, &n);
+    el = now_s() - t0;
+    assert_int_equal(st, CACHET_EUNAVAILABLE);
+    assert_true(el < 0.5);   /* within socket_timeout */
+    assert_non_null(strstr(cachet_errmsg(), "redis"));
+    /* next calls fail at once (marked down), get_or_create falls back */
+    t0 = now_s();
+    assert_int_equal(cachet_set(r, "k", "x", 1), CACHET_EUNAVAILABLE);
+    creator_calls = 0;
+    assert_int_equal(cachet_get_or_create(r, "k", make_fallback, NULL, &v, &n), CACHET_OK);
+    assert_int_equal(creator_calls, 1);
+    assert_memory_equal(v, "from-creator", n);
+    cachet_free(v);
+    assert_true(now_s() - t0 < 0.5);
+    /* restarted (empty: no persistence): used again without reopening */
+    assert_int_equal(test_server_restart(&s), 0);
+    t0 = now_s();
+    while ((st = cachet_set(r, "k", "after", 5)) != CACHET_OK && now_s() - t0 < 5)
+        sleep_s(0.1);
+    assert_int_equal(st, CACHET_OK);
+    check_value(r, "k", "after");
+    /* a restart while connections sit in the pool: the first call after it
+     * reconnects instead of failing */
+    test_server_stop(&s);
+    assert_int_equal(test_server_restart(&s), 0);
+    assert_int_equal(cachet_set(r, "k2", "again", 5), CACHET_OK);
+    check_value(r, "k2", "again");
+    cachet_region_close(r);
+    test_server_stop(&s);
+}
+
+typedef struct {
+    cachet_region *r;
+    int slow, ok, unavailable, other;
+} bh_worker;
+
+static void *blackhole_reader(void *arg)
+{
+    bh_worker *w = arg;
+    for (int i = 0; i < 20; i++) {
+        void *v;
+        size_t n;
+        double t0 = now_s();
+        cachet_status st = cachet_get(w->r, "k", &v, &n);
+        if (now_s() - t0 >= 0.45)
+            w->slow++;
+        if (st == CACHET_EUNAVAILABLE)
+            w->unavailable++;
+        else if (st == CACHET_OK)
+            w->ok++, cachet_free(v);
+        else
+            w->other++;
+    }
+    return NULL;
+}
+
+static int blackhole_round(cachet_region *r, int *unavailable)
+{
+    pthread_t t[4];
+    bh_worker w[4];
+    int slow = 0;
+    *unavailable = 0;
+    for (int i = 0; i < 4; i++) {
+        w[i] = (bh_worker){r, 0, 0, 0, 0};
+        pthread_create(&t[i], NULL, blackhole_reader, &w[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        slow += w[i].slow;
+        *unavailable += w[i].unavailable;
+    }
+    return slow;
+}
+
+static void blackhole_host_stalls_once_then_fails_fast(void **state)
+{
+    test_blackhole b;
+    cachet_region *r;
+    double t0;
+    int slow = 0, unavailable;
+    void *v;
+    size_t n;
+
+    assert_int_equal(test_blackhole_start(&b), 0);
+    t0 = now_s();
+    r = open_redis(b.port, "backend_argument = socket_timeout:0.5\n"
+                   "backend_argument = dead_retry:1.5\n");
+    if (now_s() - t0 >= 0.45)
+        slow++;                              /* the open's PING is the one stall */
+    assert_true(now_s() - t0 < 0.5 + 1.0);  /* bounded by socket_timeout */
+    slow += blackhole_round(r, &unavailable);
+    print_message("blackhole: %d slow (open included), %d of 80 gets unavailable\n", slow,
+                  unavailable);
+    assert_int_equal(unavailable, 80);
+    assert_true(slow <= 1);
+    /* get_or_create answers from the creator at once */
+    creator_calls = 0;
+    t0 = now_s();
+    assert_int_equal(cachet_get_or_create(r, "k", make_fallback, NULL, &v, &n), CACHET_OK);
+    cachet_free(v);
+    assert_true(now_s() - t0 < 0.45);
+    /* after dead_retry one thread probes (one stall); the others fail fast
+     * instead of queueing behind it */
+    sleep_s(1.6);
+    slow = blackhole_round(r, &unavailable);
+    print_message("blackhole after dead_retry: %d slow, %d of 80 gets unavailable\n", slow,
+                  unavailable);
+    assert_int_equal(unavailable, 80);
+    if (slow > 1)
+        fail_msg("%d calls stalled after dead_retry; want at most 1", slow);
+    cachet_region_close(r);
+    test_blackhole_stop(&b);
+}
+
+/* A region opened before fork(): parent and child use it at the same time,
+ * each on its own connections (a shared socket would mix replies). */
+static int fork_reader(cachet_region *r, const char *key, const char *want, int rounds)
+{
+    for (int i = 0; i < rounds; i++) {
+        void *v;
+        size_t n;
+        if (cachet_get(r, key, &v, &n) != CACHET_OK)
+            return 1;
+        int bad = n != strlen(want) || memcmp(v, want, n) != 0;
+        cachet_free(v);
+        if (bad)
+            return 2;
+    }
+    return 0;
+}
+
+static void region_opened_before_fork_works_in_child(void **state)
+{
+    cachet_region *r = open_redis(redis_main.port, NULL);
+    int status;
+    pid_t pid;
+
+    assert_int_equal(cachet_set(r, "parent-key", "parent-value", 12), CACHET_OK);
+    assert_int_equal(cachet_set(r, "child-key", "child-value-xx", 14), CACHET_OK);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int rc = fork_reader(r, "child-key", "child-value-xx", 300);
+        if (rc == 0 && cachet_set(r, "from-child", "hello", 5) != CACHET_OK)
+            rc = 3;
+        _exit(rc);   /* not exit(): the harness's atexit would stop the servers */
+    }
+    assert_int_equal(fork_reader(r, "parent-key", "parent-value", 300), 0);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    check_value(r, "from-child", "hello");
+    assert_int_equal(fork_reader(r, "parent-key", "parent-value", 10), 0);
+    cachet_region_close(r);
+}
+
+/* distributed_lock across processes */
+
+static int *shared_calls;   /* creator calls in all processes (MAP_SHARED) */
+
+static cachet_status slow_creator(void *arg, const char *key, void **value, size_t *len)
+{
+    __atomic_add_fetch(shared_calls, 1, __ATOMIC_SEQ_CST);
+    sleep_s(0.5);
+    *value = strdup("made-once");
+    *len = 9;
+    return CACHET_OK;
+}
+
+static void lock_config(char *extra, size_t size, const char *timeout)
+{
+    snprintf(extra, size, "backend_argument = distributed_lock:true\n"
+             "backend_argument = lock_timeout:%s\n", timeout);
+}
+
+static void distributed_lock_four_processes_one_creator(void **state)
+{
+    char extra[256];
+    int gate[2], status, ok = 0;
+    pid_t pids[4];
+
+    shared_calls = mmap(NULL, sizeof *shared_calls, PROT_READ | PROT_WRITE,
+                        MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(shared_calls != MAP_FAILED);
+    *shared_calls = 0;
+    lock_config(extra, sizeof extra, "5");
+    freeReplyObject(raw(redis_main.port, 0, "DEL %s", "dl-key"));
+    assert_int_equal(pipe(gate), 0);
+    for (int i = 0; i < 4; i++) {
+        pids[i] = fork();
+        assert_true(pids[i] >= 0);
+        if (pids[i] == 0) {
+            char c;
+            cachet_region *r;
+            void *v;
+            size_t n;
+            int rc;
+            close(gate[1]);
+            r = open_redis(redis_main.port, extra);   /* each process its own region */
+            if (read(gate[0], &c, 1) < 0)
+                _exit(9);
+            rc = cachet_get_or_create(r, "dl-key", slow_creator, NULL, &v, &n) != CACHET_OK ? 1
+                 : (n != 9 || memcmp(v, "made-once", 9) != 0) ? 2 : 0;
+            _exit(rc);
+        }
+    }
+    close(gate[0]);
+    sleep_s(0.3);
+    close(gate[1]);   /* all four start together */
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+            ok++;
+    }
+    assert_int_equal(ok, 4);
+    assert_int_equal(*shared_calls, 1);
+    /* the lock was released by its owner */
+    assert_int_equal(raw_int(redis_main.port, 0, "EXISTS %s", "_lockdl-key"), 0);
+    munmap(shared_calls, sizeof *shared_calls);
+}
+
+static cachet_status hang_creator(void *arg, const char *key, void **value, size_t *len)
+{
+    int fd = *(int *)arg;
+    if (write(fd, "x", 1) < 0)
+        _exit(8);
+    for (;;)
+        pause();   /* killed while holding the lock */
+}
+
+static cachet_status quick_creator(void *arg, const char *key, void **value, size_t *len)
+{
+    creator_calls++;
+    *value = strdup("taken-over");
+    *len = 10;
+    return CACHET_OK;
+}
+
+static void dead_lock_holder_is_taken_over_after_lock_timeout(void **state)
+{
+    char extra[256], c;
+    int sig[2], status;
+    pid_t pid;
+    cachet_region *r;
+    void *v;
+    size_t n;
+    double t0, el;
+    long long pttl;
+
+    lock_config(extra, sizeof extra, "2");
+    freeReplyObject(raw(redis_main.port, 0, "DEL %s", "hl-key"));
+    assert_int_equal(pipe(sig), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        cachet_region *cr = open_redis(redis_main.port, extra);
+        close(sig[0]);
+        cachet_get_or_create(cr, "hl-key", hang_creator, &sig[1], &v, &n);
+        _exit(7);
+    }
+    close(sig[1]);
+    assert_int_equal(read(sig[0], &c, 1), 1);   /* the child holds the lock */
+    t0 = now_s();
+    pttl = raw_int(redis_main.port, 0, "PTTL %s", "_lockhl-key");
+    assert_true(pttl > 0 && pttl <= 2000);
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    r = open_redis(redis_main.port, extra);
+    creator_calls = 0;
+    assert_int_equal(cachet_get_or_create(r, "hl-key", quick_creator, NULL, &v, &n), CACHET_OK);
+    el = now_s() - t0;
+    assert_int_equal(creator_calls, 1);
+    assert_memory_equal(v, "taken-over", 10);
+    cachet_free(v);
+    /* it waited for the lock to expire, not much longer */
+    assert_true(el >= 1.5);
+    assert_true(el < 2.0 + 3.0);
+    cachet_region_close(r);
+    close(sig[0]);
+}
+
+/* the lock through the raw vtable: never blocks, owner-only release,
+ * ENOTSUP when distributed_lock is off */
+#include <dlfcn.h>
+#include <cachet/backend.h>
+
+static void lock_is_released_only_by_its_owner(void **state)
+{
+    void *h = dlopen(TEST_BUILDDIR "/backends/.libs/redis.so", RTLD_NOW | RTLD_LOCAL);
+    cachet_backend_entry_fn entry;
+    const cachet_backend_ops *ops;
+    char url[64];
+    cachet_backend_arg args[3] = {{"url", url}, {"distributed_lock", "true"},
+                                  {"lock_timeout", "10"}};
+    cachet_backend_params p = {args, 3, 0};
+    void *inst, *tok1, *tok2;
+
+    assert_non_null(h);
+    *(void **)&entry = dlsym(h, CACHET_BACKEND_ENTRY_SYMBOL);
+    ops = entry();
+    assert_true(ops->caps & CACHET_CAP_DIST_LOCK);
+    assert_true(ops->caps & CACHET_CAP_SERVER_TTL);
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", redis_main.port);
+    assert_int_equal(ops->open(&p, &inst), CACHET_OK);
+    assert_int_equal(ops->lock(inst, "lk", 2, &tok1), CACHET_OK);
+    assert_int_equal(ops->lock(inst, "lk", 2, &tok2), CACHET_MISS);   /* held: no wait */
+    /* the lock expired and someone else took it: the old owner's unlock
+     * must leave the new owner's lock alone */
+    freeReplyObject(raw(redis_main.port, 0, "SET %s %s", "_locklk", "someone-else"));
+    assert_int_equal(ops->unlock(inst, "lk", 2, tok1), CACHET_OK);
+    assert_int_equal(raw_int(redis_main.port, 0, "EXISTS %s", "_locklk"), 1);
+    freeReplyObject(raw(redis_main.port, 0, "DEL %s", "_locklk"));
+    assert_int_equal(ops->lock(inst, "lk", 2, &tok1), CACHET_OK);
+    assert_int_equal(ops->unlock(inst, "lk", 2, tok1), CACHET_OK);
+    assert_int_equal(raw_int(redis_main.port, 0, "EXISTS %s", "_locklk"), 0);
+    ops->close(inst);
+    args[1].value = "false";
+    assert_int_equal(ops->open(&p, &inst), CACHET_OK);
+    assert_int_equal(ops->lock(inst, "lk", 2, &tok1), CACHET_ENOTSUP);
+    ops->close(inst);
+    dlclose(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest plain[] = {
@@ -424,6 +774,12 @@ int main(void)
         cmocka_unit_test(unix_socket_url),
         cmocka_unit_test(bad_arguments_name_the_argument),
         cmocka_unit_test(threads_share_a_bounded_pool),
+        cmocka_unit_test(killed_server_fails_fast_then_restarted_is_used),
+        cmocka_unit_test(blackhole_host_stalls_once_then_fails_fast),
+        cmocka_unit_test(region_opened_before_fork_works_in_child),
+        cmocka_unit_test(distributed_lock_four_processes_one_creator),
+        cmocka_unit_test(dead_lock_holder_is_taken_over_after_lock_timeout),
+        cmocka_unit_test(lock_is_released_only_by_its_owner),
     };
     int failed;
     setenv("CACHET_PLUGIN_PATH", TEST_BUILDDIR "/backends/.libs", 1);
