@@ -336,7 +336,7 @@ static cachet_status acquire(rserver *s, int fresh, rconn **out)
 {
     const rcfg *cfg = &s->in->cfg;
     char name[R_HOST_MAX + 16], why[sizeof s->why];
-    double deadline = r_now() + cfg->pool_timeout, now;
+    double deadline = 0, now;
     struct timespec ts;
     rconn *cn;
     raddr a;
@@ -379,6 +379,8 @@ static cachet_status acquire(rserver *s, int fresh, rconn **out)
         if (s->nopen < (size_t)cfg->pool_maxsize)
             break;
         now = r_now();
+        if (deadline == 0)
+            deadline = now + cfg->pool_timeout;
         if (now >= deadline) {
             rserver_name(s, name, sizeof name);
             pthread_mutex_unlock(&s->mu);
