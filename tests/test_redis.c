@@ -761,6 +761,95 @@ static void lock_is_released_only_by_its_owner(void **state)
     dlclose(h);
 }
 
+/* ---- sentinel ---- */
+
+static int info_has(int port, const char *section, const char *needle)
+{
+    redisContext *c;
+    redisReply *r;
+    struct timeval tv = {1, 0};
+    int has = 0;
+    c = redisConnectWithTimeout("127.0.0.1", port, tv);
+    if (!c || c->err) {
+        if (c)
+            redisFree(c);
+        return 0;
+    }
+    redisSetTimeout(c, tv);
+    r = redisCommand(c, "INFO %s", section);
+    if (r && r->type == REDIS_REPLY_STRING)
+        has = strstr(r->str, needle) != NULL;
+    if (r)
+        freeReplyObject(r);
+    redisFree(c);
+    return has;
+}
+
+static void sentinel_failover_is_followed(void **state)
+{
+    static test_server master, replica, sentinels[3];
+    char extra[512], text[1024], need[64];
+    cachet_region *r;
+    cachet_status st = CACHET_EUNAVAILABLE;
+    double t0;
+    void *v;
+    size_t n;
+
+    assert_int_equal(test_redis_start(&master, 0, NULL), 0);
+    snprintf(extra, sizeof extra, "replicaof 127.0.0.1 %d", master.port);
+    assert_int_equal(test_redis_start(&replica, 0, extra), 0);
+    snprintf(extra, sizeof extra, "sentinel monitor mymaster 127.0.0.1 %d 2\n"
+             "sentinel down-after-milliseconds mymaster 1000\n"
+             "sentinel failover-timeout mymaster 3000\n", master.port);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(test_sentinel_start(&sentinels[i], 0, extra), 0);
+    /* the replica is in sync and every sentinel knows it and the others */
+    t0 = now_s();
+    while (!info_has(replica.port, "replication", "master_link_status:up") && now_s() - t0 < 10)
+        sleep_s(0.1);
+    assert_true(info_has(replica.port, "replication", "master_link_status:up"));
+    for (int i = 0; i < 3; i++) {
+        while (!info_has(sentinels[i].port, "sentinel", "slaves=1,sentinels=3") && now_s() - t0 < 20)
+            sleep_s(0.1);
+        assert_true(info_has(sentinels[i].port, "sentinel", "slaves=1,sentinels=3"));
+    }
+    snprintf(text, sizeof text, "[cache]\nenabled = true\nbackend = dogpile.cache.redis_sentinel\n"
+             "redis_sentinels = 127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d\n"
+             "redis_sentinel_service_name = mymaster\nredis_socket_timeout = 0.5\n"
+             "backend_argument = dead_retry:0.5\n",
+             sentinels[0].port, sentinels[1].port, sentinels[2].port);
+    r = open_text(text);
+    assert_string_equal(cachet_region_backend(r), "redis_sentinel");
+    assert_int_equal(cachet_set(r, "before", "failover", 8), CACHET_OK);
+    check_value(r, "before", "failover");
+    assert_int_equal(raw_int(master.port, 0, "EXISTS %s", "before"), 1);
+    freeReplyObject(raw(master.port, 0, "WAIT 1 2000"));
+    /* the master dies; without reopening the region, sets and gets work
+     * again once the sentinels have promoted the replica */
+    test_server_kill(&master);
+    t0 = now_s();
+    while (now_s() - t0 < 40) {
+        st = cachet_set(r, "after", "promoted", 8);
+        if (st == CACHET_OK && cachet_get(r, "after", &v, &n) == CACHET_OK) {
+            cachet_free(v);
+            break;
+        }
+        st = CACHET_EUNAVAILABLE;
+        sleep_s(0.2);
+    }
+    print_message("sentinel: writable again %.1f s after the master died\n", now_s() - t0);
+    assert_int_equal(st, CACHET_OK);
+    check_value(r, "after", "promoted");
+    check_value(r, "before", "failover");   /* replicated before the kill */
+    snprintf(need, sizeof need, "role:master");
+    assert_true(info_has(replica.port, "replication", need));
+    assert_int_equal(raw_int(replica.port, 0, "EXISTS %s", "after"), 1);
+    cachet_region_close(r);
+    for (int i = 0; i < 3; i++)
+        test_server_stop(&sentinels[i]);
+    test_server_stop(&replica);
+}
+
 int main(void)
 {
     const struct CMUnitTest plain[] = {
@@ -781,8 +870,13 @@ int main(void)
         cmocka_unit_test(dead_lock_holder_is_taken_over_after_lock_timeout),
         cmocka_unit_test(lock_is_released_only_by_its_owner),
     };
+    const struct CMUnitTest ha[] = {
+        cmocka_unit_test(sentinel_failover_is_followed),
+    };
     int failed;
     setenv("CACHET_PLUGIN_PATH", TEST_BUILDDIR "/backends/.libs", 1);
     failed = cmocka_run_group_tests_name("redis", plain, setup_main, teardown_main);
+    if (!getenv("CACHET_TEST_ONLY_PLAIN"))
+        failed += cmocka_run_group_tests_name("redis sentinel and cluster", ha, NULL, NULL);
     return failed;
 }
