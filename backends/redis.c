@@ -130,6 +130,7 @@ static void build_set(const rinst *in, setcmd *sc, rcmd *cmd, const char *key, s
     cmd->argc = n;
     cmd->argv = sc->argv;
     cmd->argvlen = sc->lens;
+    cmd->own[0] = cmd->own[1] = NULL;
 }
 
 static cachet_status too_big(const rinst *in, size_t len)
@@ -170,7 +171,7 @@ static cachet_status open_mode(const cachet_backend_params *p, void **state, int
              * clear message; a server that is down only gets marked. */
             const char *argv[] = {"PING"};
             size_t lens[] = {4};
-            rcmd cmd = {1, argv, lens};
+            rcmd cmd = {1, argv, lens, {NULL, NULL}};
             redisReply *rep;
             st = run(in, &cmd, 1, &rep);
             if (st == CACHET_OK)
@@ -219,7 +220,7 @@ static cachet_status r_get(void *state, const char *key, size_t klen, void **val
     rinst *in = state;
     const char *argv[2] = {"GET", key};
     size_t lens[2] = {3, klen};
-    rcmd cmd = {2, argv, lens};
+    rcmd cmd = {2, argv, lens, {NULL, NULL}};
     redisReply *rep;
     cachet_status st;
 
@@ -256,7 +257,7 @@ static cachet_status r_del(void *state, const char *key, size_t klen)
     rinst *in = state;
     const char *argv[2] = {"DEL", key};
     size_t lens[2] = {3, klen};
-    rcmd cmd = {2, argv, lens};
+    rcmd cmd = {2, argv, lens, {NULL, NULL}};
     redisReply *rep;
     cachet_status st;
 
@@ -297,6 +298,8 @@ static cachet_status keys_cmd(const char *kw, const cachet_backend_item *items, 
     cmd->argc = (int)(n + 1);
     cmd->argv = argv;
     cmd->argvlen = lens;
+    cmd->own[0] = (void *)argv;
+    cmd->own[1] = lens;
     return CACHET_OK;
 }
 
@@ -531,7 +534,7 @@ static cachet_status r_lock(void *state, const char *key, size_t klen, void **to
     size_t lklen;
     const char *argv[6];
     size_t lens[6];
-    rcmd cmd = {6, argv, lens};
+    rcmd cmd = {6, argv, lens, {NULL, NULL}};
     redisReply *rep;
     cachet_status st;
 
@@ -572,7 +575,7 @@ static cachet_status r_unlock(void *state, const char *key, size_t klen, void *t
     size_t lklen;
     const char *argv[5];
     size_t lens[5];
-    rcmd cmd = {5, argv, lens};
+    rcmd cmd = {5, argv, lens, {NULL, NULL}};
     redisReply *rep;
     cachet_status st;
 

@@ -92,6 +92,7 @@ typedef struct {
     int          argc;
     const char **argv;
     size_t      *argvlen;
+    void        *own[2];        /* freed after use when set (argv arrays from malloc) */
 } rcmd;
 
 /* the instance: every mode */
@@ -142,7 +143,7 @@ cachet_status rcluster_exec1(rinst *in, const char *key, size_t klen, rcmd *cmd,
  * command for a group of items of one slot. */
 typedef cachet_status (*rcluster_group_fn)(void *arg, size_t *idx, size_t n, rcmd *cmd);
 typedef cachet_status (*rcluster_done_fn)(void *arg, size_t *idx, size_t n, redisReply *rep);
-cachet_status rcluster_exec_multi(rinst *in, const cachet_backend_item *items, size_t n,
+cachet_status rcluster_exec_multi(rinst *in, cachet_backend_item *items, size_t n,
                                   int one_per_key, rcluster_group_fn build,
                                   rcluster_done_fn done, void *arg);
 void          rcluster_fork(rinst *in, int phase);   /* 0 prepare, 1 parent, 2 child */

@@ -850,6 +850,198 @@ static void sentinel_failover_is_followed(void **state)
     test_server_stop(&replica);
 }
 
+/* ---- cluster ---- */
+
+static test_server cnodes[3];
+
+static char *raw_str(int port, const char *fmt, const char *arg)
+{
+    redisReply *r = raw(port, 0, fmt, arg);
+    char *s = strdup(r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS ? r->str : "");
+    freeReplyObject(r);
+    return s;
+}
+
+/* the node (index into cnodes) that has key */
+static int node_with(const char *key)
+{
+    for (int i = 0; i < 3; i++)
+        if (raw_int(cnodes[i].port, 0, "EXISTS %s", key) == 1)
+            return i;
+    return -1;
+}
+
+typedef struct {
+    cachet_region *r;
+    volatile int stop;
+    long reads, wrong;
+    char first_error[1024];
+} mig_reader;
+
+static void *migration_reader(void *arg)
+{
+    mig_reader *m = arg;
+    char keys[20][32], want[20][32];
+    while (!m->stop) {
+        cachet_item items[20];
+        for (int i = 0; i < 20; i++) {
+            snprintf(keys[i], sizeof keys[i], "{mig}k%d", i);
+            snprintf(want[i], sizeof want[i], "value-%d", i);
+            items[i] = (cachet_item){keys[i], NULL, 0, CACHET_EINVAL};
+        }
+        cachet_status st = cachet_get_multi(m->r, items, 20);
+        for (int i = 0; i < 20; i++) {
+            m->reads++;
+            if (items[i].status != CACHET_OK || items[i].len != strlen(want[i]) ||
+                memcmp(items[i].value, want[i], items[i].len) != 0) {
+                if (!m->wrong)
+                    snprintf(m->first_error, sizeof m->first_error, "get_multi %s: %s %s",
+                             keys[i], cachet_strerror(items[i].status), cachet_errmsg());
+                m->wrong++;
+            }
+            if (items[i].status == CACHET_OK)
+                cachet_free(items[i].value);
+        }
+        (void)st;
+        for (int i = 0; i < 20; i++) {
+            void *v;
+            size_t n;
+            m->reads++;
+            st = cachet_get(m->r, keys[i], &v, &n);
+            if (st != CACHET_OK || n != strlen(want[i]) || memcmp(v, want[i], n) != 0) {
+                if (!m->wrong)
+                    snprintf(m->first_error, sizeof m->first_error, "get %s: %s %s", keys[i],
+                             cachet_strerror(st), cachet_errmsg());
+                m->wrong++;
+            }
+            if (st == CACHET_OK)
+                cachet_free(v);
+        }
+    }
+    return NULL;
+}
+
+static void cluster_spreads_keys_and_follows_a_migrating_slot(void **state)
+{
+    char cmd[512], text[512], key[32], val[32];
+    const char *extra = "cluster-enabled yes\ncluster-config-file nodes.conf\n"
+                        "cluster-node-timeout 5000";
+    int per_node[3] = {0, 0, 0}, src, dst;
+    cachet_region *r;
+    cachet_item items[300];
+    char keys[300][16], vals[300][16];
+    double t0;
+
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(test_redis_start(&cnodes[i], 0, extra), 0);
+    snprintf(cmd, sizeof cmd, "redis-cli --cluster create 127.0.0.1:%d 127.0.0.1:%d "
+             "127.0.0.1:%d --cluster-yes >/dev/null 2>&1", cnodes[0].port, cnodes[1].port,
+             cnodes[2].port);
+    assert_int_equal(system(cmd), 0);
+    t0 = now_s();
+    for (int i = 0; i < 3; i++)
+        while (!info_has(cnodes[i].port, "", "") && now_s() - t0 < 1)
+            sleep_s(0.05);
+    for (int i = 0; i < 3; i++) {
+        char *ci;
+        for (;;) {
+            ci = raw_str(cnodes[i].port, "CLUSTER INFO%s", "");
+            if (strstr(ci, "cluster_state:ok") || now_s() - t0 > 20)
+                break;
+            free(ci);
+            sleep_s(0.1);
+        }
+        assert_non_null(strstr(ci, "cluster_state:ok"));
+        free(ci);
+    }
+    snprintf(text, sizeof text, "[cache]\nenabled = true\nbackend = dogpile.cache.redis_cluster\n"
+             "backend_argument = startup_nodes:127.0.0.1:%d,127.0.0.1:%d\n"
+             "backend_argument = socket_timeout:1\n", cnodes[0].port, cnodes[1].port);
+    r = open_text(text);
+    assert_string_equal(cachet_region_backend(r), "redis_cluster");
+    /* single keys spread over all three masters */
+    for (int i = 0; i < 60; i++) {
+        snprintf(key, sizeof key, "spread%d", i);
+        snprintf(val, sizeof val, "v%d", i);
+        assert_int_equal(cachet_set(r, key, val, strlen(val)), CACHET_OK);
+        check_value(r, key, val);
+        int nd = node_with(key);
+        assert_true(nd >= 0);
+        per_node[nd]++;
+    }
+    for (int i = 0; i < 3; i++)
+        assert_true(per_node[i] > 0);
+    /* hash tags keep keys together */
+    assert_int_equal(cachet_set(r, "{user7}.name", "n", 1), CACHET_OK);
+    assert_int_equal(cachet_set(r, "{user7}.mail", "m", 1), CACHET_OK);
+    assert_int_equal(node_with("{user7}.name"), node_with("{user7}.mail"));
+    /* multi-ops across slots */
+    for (int i = 0; i < 300; i++) {
+        snprintf(keys[i], sizeof keys[i], "multi%d", i);
+        snprintf(vals[i], sizeof vals[i], "mv%d", i);
+        items[i] = (cachet_item){keys[i], vals[i], strlen(vals[i]), CACHET_EINVAL};
+    }
+    assert_int_equal(cachet_set_multi(r, items, 300), CACHET_OK);
+    for (int i = 0; i < 300; i++)
+        items[i] = (cachet_item){keys[i], NULL, 0, CACHET_EINVAL};
+    assert_int_equal(cachet_get_multi(r, items, 300), CACHET_OK);
+    for (int i = 0; i < 300; i++) {
+        assert_int_equal(items[i].status, CACHET_OK);
+        assert_memory_equal(items[i].value, vals[i], items[i].len);
+        cachet_free(items[i].value);
+    }
+    {
+        const char *dk[3] = {keys[0], keys[1], keys[2]};
+        void *v;
+        size_t n;
+        assert_int_equal(cachet_delete_multi(r, dk, 3), CACHET_OK);
+        assert_int_equal(cachet_get(r, keys[1], &v, &n), CACHET_MISS);
+    }
+    /* a slot migrates while a reader runs */
+    for (int i = 0; i < 20; i++) {
+        snprintf(key, sizeof key, "{mig}k%d", i);
+        snprintf(val, sizeof val, "value-%d", i);
+        assert_int_equal(cachet_set(r, key, val, strlen(val)), CACHET_OK);
+    }
+    src = node_with("{mig}k0");
+    dst = (src + 1) % 3;
+    long long slot = raw_int(cnodes[src].port, 0, "CLUSTER KEYSLOT %s", "{mig}");
+    char *src_id = raw_str(cnodes[src].port, "CLUSTER MYID%s", "");
+    char *dst_id = raw_str(cnodes[dst].port, "CLUSTER MYID%s", "");
+    mig_reader m = {r, 0, 0, 0, ""};
+    pthread_t t;
+    pthread_create(&t, NULL, migration_reader, &m);
+    sleep_s(0.3);
+    freeReplyObject(raw(cnodes[dst].port, 0, "CLUSTER SETSLOT %lld IMPORTING %s", slot, src_id));
+    freeReplyObject(raw(cnodes[src].port, 0, "CLUSTER SETSLOT %lld MIGRATING %s", slot, dst_id));
+    for (int i = 0; i < 20; i++) {   /* one key at a time: the reader sees ASK and TRYAGAIN */
+        snprintf(key, sizeof key, "{mig}k%d", i);
+        redisReply *mr = raw(cnodes[src].port, 0, "MIGRATE 127.0.0.1 %d %s 0 5000",
+                             cnodes[dst].port, key);
+        assert_int_equal(mr->type, REDIS_REPLY_STATUS);
+        freeReplyObject(mr);
+        sleep_s(0.05);
+    }
+    for (int i = 0; i < 3; i++)
+        freeReplyObject(raw(cnodes[i].port, 0, "CLUSTER SETSLOT %lld NODE %s", slot, dst_id));
+    sleep_s(0.5);
+    m.stop = 1;
+    pthread_join(t, NULL);
+    print_message("cluster: %ld reads during the migration, %ld wrong\n", m.reads, m.wrong);
+    if (m.wrong)
+        fail_msg("%ld of %ld reads wrong; first: %s", m.wrong, m.reads, m.first_error);
+    assert_true(m.reads > 100);
+    assert_int_equal(node_with("{mig}k7"), dst);
+    check_value(r, "{mig}k7", "value-7");
+    assert_int_equal(cachet_set(r, "{mig}new", "after", 5), CACHET_OK);
+    assert_int_equal(node_with("{mig}new"), dst);
+    free(src_id);
+    free(dst_id);
+    cachet_region_close(r);
+    for (int i = 0; i < 3; i++)
+        test_server_stop(&cnodes[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest plain[] = {
@@ -872,6 +1064,7 @@ int main(void)
     };
     const struct CMUnitTest ha[] = {
         cmocka_unit_test(sentinel_failover_is_followed),
+        cmocka_unit_test(cluster_spreads_keys_and_follows_a_migrating_slot),
     };
     int failed;
     setenv("CACHET_PLUGIN_PATH", TEST_BUILDDIR "/backends/.libs", 1);
