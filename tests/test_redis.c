@@ -873,7 +873,7 @@ static int node_with(const char *key)
 
 typedef struct {
     cachet_region *r;
-    volatile int stop;
+    int stop;           /* atomic */
     long reads, wrong;
     char first_error[1024];
 } mig_reader;
@@ -882,7 +882,7 @@ static void *migration_reader(void *arg)
 {
     mig_reader *m = arg;
     char keys[20][32], want[20][32];
-    while (!m->stop) {
+    while (!__atomic_load_n(&m->stop, __ATOMIC_ACQUIRE)) {
         cachet_item items[20];
         for (int i = 0; i < 20; i++) {
             snprintf(keys[i], sizeof keys[i], "{mig}k%d", i);
@@ -1032,7 +1032,7 @@ static void cluster_spreads_keys_and_follows_a_migrating_slot(void **state)
     for (int i = 0; i < 3; i++)
         freeReplyObject(raw(cnodes[i].port, 0, "CLUSTER SETSLOT %lld NODE %s", slot, dst_id));
     sleep_s(0.5);
-    m.stop = 1;
+    __atomic_store_n(&m.stop, 1, __ATOMIC_RELEASE);
     pthread_join(t, NULL);
     print_message("cluster: %ld reads during the migration, %ld wrong\n", m.reads, m.wrong);
     if (m.wrong)
