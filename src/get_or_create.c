@@ -116,6 +116,21 @@ static cachet_status create_locked(cachet_region *r, const cachet_key *k, const 
             give(buf, blen, value, len);
             return CACHET_OK;
         }
+        /* Taken: look once more, as dogpile does after acquiring its
+         * mutex.  Another process may have stored its value and released
+         * the lock between our last look and our taking it. */
+        if (locked == 1 && cachet__region_lookup(r, k, key, rule, &v, &n, &f) == CACHET_OK) {
+            if (f == FRESH) {
+                release_backend_lock(r, k, token);
+                buf = (uint8_t *)v - CACHET_VALUE_HDR;
+                keylock_publish(&r->locks, e, buf, n + CACHET_VALUE_HDR);
+                cachet_free(stale);
+                COUNT(r, hits);
+                give(buf, n + CACHET_VALUE_HDR, value, len);
+                return CACHET_OK;
+            }
+            cachet_free(v);
+        }
         if (locked < 0) {             /* another process regenerates: serve stale */
             keylock_publish(&r->locks, e, NULL, 0);
             COUNT(r, stale_served);

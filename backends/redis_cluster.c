@@ -1,0 +1,498 @@
+/* redis_cluster: keys to slots (CRC16-XMODEM of the key, or of its {hash
+ * tag}, mod 16384), slots to master nodes (CLUSTER SLOTS), and the
+ * redirections a cluster answers while slots move:
+ *   -MOVED slot host:port   the slot lives there now: note it, refresh the
+ *                           whole map (one thread at a time), retry there;
+ *   -ASK slot host:port     this key only, this once: ASKING + the command
+ *                           on that node, no map change;
+ *   -TRYAGAIN               a multi-key command during a migration: retry;
+ *   -CLUSTERDOWN            unavailable.
+ * Multi-key operations are split by slot (MGET and DEL across slots are
+ * refused by a cluster), pipelined per node; a group that gets redirected
+ * is redone key by key through the single-key path.
+ * Every node is an rserver (redis_conn.c): its own pool and health. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "redis.h"
+
+#define NSLOTS    16384
+#define MAX_NODES 128
+#define MAX_REDIRECTS 8
+
+typedef struct rcluster {
+    pthread_mutex_t  refresh_mu;  /* one CLUSTER SLOTS at a time */
+    pthread_mutex_t  nodes_mu;    /* guards nodes[] growth */
+    pthread_rwlock_t map_lock;    /* guards slots[] */
+    rserver         *nodes[MAX_NODES];   /* kept until close */
+    size_t           nnodes;
+    int16_t          slots[NSLOTS];      /* node index, -1 unknown */
+    unsigned         version;
+} rcluster;
+
+/* ---- CRC16-XMODEM (poly 0x1021, init 0), as redis's crc16.c ---- */
+
+uint16_t rcluster_crc16(const char *buf, size_t len)
+{
+    uint16_t crc = 0;
+    for (size_t i = 0; i < len; i++) {
+        crc ^= (uint16_t)((unsigned char)buf[i] << 8);
+        for (int b = 0; b < 8; b++)
+            crc = (crc & 0x8000) ? (uint16_t)((crc << 1) ^ 0x1021) : (uint16_t)(crc << 1);
+    }
+    return crc;
+}
+
+unsigned rcluster_slot(const char *key, size_t klen)
+{
+    const char *open = memchr(key, '{', klen), *close;
+    if (open) {
+        size_t rest = klen - (size_t)(open - key) - 1;
+        close = memchr(open + 1, '}', rest);
+        if (close && close > open + 1)   /* "{}" is no tag: the whole key hashes */
+            return rcluster_crc16(open + 1, (size_t)(close - open - 1)) & (NSLOTS - 1);
+    }
+    return rcluster_crc16(key, klen) & (NSLOTS - 1);
+}
+
+/* ---- nodes ---- */
+
+/* The node at a (added when new); its index in *idx.  NULL when full. */
+static rserver *node_get(rinst *in, const raddr *a, int *idx)
+{
+    rcluster *cl = in->cluster;
+    rserver *s = NULL;
+    pthread_mutex_lock(&cl->nodes_mu);
+    for (size_t i = 0; i < cl->nnodes; i++)
+        if (cl->nodes[i]->addr.port == a->port && strcmp(cl->nodes[i]->addr.host, a->host) == 0) {
+            s = cl->nodes[i];
+            *idx = (int)i;
+            break;
+        }
+    if (!s && cl->nnodes < MAX_NODES && (s = malloc(sizeof *s)) != NULL) {
+        rserver_init(s, in, a, NULL);
+        s->state = RS_UP;   /* named by the cluster itself: no probe first */
+        *idx = (int)cl->nnodes;
+        cl->nodes[cl->nnodes++] = s;
+    }
+    pthread_mutex_unlock(&cl->nodes_mu);
+    return s;
+}
+
+static rserver *node_at(rcluster *cl, int idx)
+{
+    rserver *s;
+    pthread_mutex_lock(&cl->nodes_mu);
+    s = idx >= 0 && (size_t)idx < cl->nnodes ? cl->nodes[idx] : NULL;
+    pthread_mutex_unlock(&cl->nodes_mu);
+    return s;
+}
+
+static rserver *node_for_slot(rcluster *cl, unsigned slot, unsigned *version)
+{
+    int idx;
+    pthread_rwlock_rdlock(&cl->map_lock);
+    idx = cl->slots[slot];
+    if (version)
+        *version = cl->version;
+    pthread_rwlock_unlock(&cl->map_lock);
+    return node_at(cl, idx);
+}
+
+/* ---- the slot map ---- */
+
+/* Parses a CLUSTER SLOTS reply into map; asked: the node that answered
+ * (an empty ip means its own). */
+static int parse_slots(rinst *in, const redisReply *rep, const raddr *asked, int16_t *map)
+{
+    int got = 0;
+    if (rep->type != REDIS_REPLY_ARRAY)
+        return 0;
+    for (size_t i = 0; i < rep->elements; i++) {
+        const redisReply *e = rep->element[i], *m;
+        raddr a;
+        int idx;
+        if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
+            e->element[0]->type != REDIS_REPLY_INTEGER || e->element[1]->type != REDIS_REPLY_INTEGER)
+            continue;
+        m = e->element[2];
+        if (m->type != REDIS_REPLY_ARRAY || m->elements < 2 || m->element[0]->type != REDIS_REPLY_STRING ||
+            m->element[1]->type != REDIS_REPLY_INTEGER || m->element[0]->len >= sizeof a.host)
+            continue;
+        if (m->element[0]->len == 0 || strcmp(m->element[0]->str, "?") == 0)
+            memcpy(a.host, asked->host, sizeof a.host);
+        else
+            snprintf(a.host, sizeof a.host, "%s", m->element[0]->str);
+        a.port = (int)m->element[1]->integer;
+        if (!node_get(in, &a, &idx))
+            continue;
+        for (long long s = e->element[0]->integer; s <= e->element[1]->integer && s < NSLOTS; s++)
+            if (s >= 0) {
+                map[s] = (int16_t)idx;
+                got = 1;
+            }
+    }
+    return got;
+}
+
+/* Asks the known nodes, then the startup nodes, for CLUSTER SLOTS.
+ * seen: the map version the caller acted on; when another thread already
+ * refreshed past it, nothing is asked. */
+static cachet_status refresh(rinst *in, unsigned seen, int wait)
+{
+    rcluster *cl = in->cluster;
+    const char *argv[2] = {"CLUSTER", "SLOTS"};
+    size_t lens[2] = {7, 5};
+    rcmd cmd = {2, argv, lens, {NULL, NULL}};
+    int16_t *map;
+    cachet_status st = CACHET_EUNAVAILABLE;
+    size_t n;
+
+    if (wait)
+        pthread_mutex_lock(&cl->refresh_mu);
+    else if (pthread_mutex_trylock(&cl->refresh_mu) != 0)
+        return CACHET_OK;
+    pthread_rwlock_rdlock(&cl->map_lock);
+    if (cl->version != seen) {
+        pthread_rwlock_unlock(&cl->map_lock);
+        pthread_mutex_unlock(&cl->refresh_mu);
+        return CACHET_OK;
+    }
+    pthread_rwlock_unlock(&cl->map_lock);
+    if (!(map = malloc(NSLOTS * sizeof *map))) {
+        pthread_mutex_unlock(&cl->refresh_mu);
+        return cachet_backend_error(CACHET_ENOMEM, "backend %s: out of memory", in->cfg.name);
+    }
+    pthread_mutex_lock(&cl->nodes_mu);
+    n = cl->nnodes;
+    pthread_mutex_unlock(&cl->nodes_mu);
+    for (size_t i = 0; i < n + in->cfg.nsentinels && st != CACHET_OK; i++) {
+        rserver *s;
+        redisReply *rep;
+        raddr a;
+        int idx;
+        if (i < n) {
+            s = node_at(cl, (int)i);
+        } else {
+            s = node_get(in, &in->cfg.sentinels[i - n], &idx);
+        }
+        if (!s)
+            continue;
+        if (rserver_exec(s, &cmd, 1, &rep) != CACHET_OK)
+            continue;
+        rserver_addr(s, &a);
+        memset(map, 0xff, NSLOTS * sizeof *map);
+        if (parse_slots(in, rep, &a, map)) {
+            pthread_rwlock_wrlock(&cl->map_lock);
+            memcpy(cl->slots, map, sizeof cl->slots);
+            cl->version++;
+            pthread_rwlock_unlock(&cl->map_lock);
+            st = CACHET_OK;
+        }
+        freeReplyObject(rep);
+    }
+    free(map);
+    pthread_mutex_unlock(&cl->refresh_mu);
+    if (st != CACHET_OK)
+        return cachet_backend_error(CACHET_EUNAVAILABLE, "backend %s: no node answered CLUSTER "
+                                    "SLOTS (last: %s)", in->cfg.name, cachet_errmsg());
+    return st;
+}
+
+cachet_status rcluster_open(rinst *in)
+{
+    rcluster *cl = calloc(1, sizeof *cl);
+    cachet_status st;
+    if (!cl)
+        return cachet_backend_error(CACHET_ENOMEM, "backend %s: out of memory", in->cfg.name);
+    pthread_mutex_init(&cl->refresh_mu, NULL);
+    pthread_mutex_init(&cl->nodes_mu, NULL);
+    pthread_rwlock_init(&cl->map_lock, NULL);
+    memset(cl->slots, 0xff, sizeof cl->slots);
+    in->cluster = cl;
+    st = refresh(in, 0, 1);
+    if (st == CACHET_EINVAL)
+        return st;   /* AUTH refused: a configuration error */
+    if (st != CACHET_OK)
+        cachet_backend_log(CACHET_LOG_WARNING, "%s", cachet_errmsg());
+    return CACHET_OK;   /* the cluster may come later */
+}
+
+void rcluster_close(rinst *in)
+{
+    rcluster *cl = in->cluster;
+    if (!cl)
+        return;
+    for (size_t i = 0; i < cl->nnodes; i++) {
+        rserver_destroy(cl->nodes[i]);
+        free(cl->nodes[i]);
+    }
+    pthread_rwlock_destroy(&cl->map_lock);
+    pthread_mutex_destroy(&cl->nodes_mu);
+    pthread_mutex_destroy(&cl->refresh_mu);
+    free(cl);
+    in->cluster = NULL;
+}
+
+/* ---- redirections ---- */
+
+/* "MOVED 3999 127.0.0.1:6381" / "ASK ..." into a; 1 parsed. */
+static int parse_redirect(const char *msg, const char *kw, raddr *a)
+{
+    size_t kl = strlen(kw);
+    const char *sp;
+    if (strncmp(msg, kw, kl) != 0 || msg[kl] != ' ' || !(sp = strchr(msg + kl + 1, ' ')))
+        return 0;
+    return raddr_parse(sp + 1, 6379, a) == 0;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+cachet_status rcluster_exec1(rinst *in, const char *key, size_t klen, rcmd *cmd, redisReply **rep)
+{
+    rcluster *cl = in->cluster;
+    unsigned slot = rcluster_slot(key, klen), version = 0;
+    rserver *ask = NULL;
+    cachet_status st;
+    int refreshed = 0;
+
+    *rep = NULL;
+    for (int tries = 0; tries < MAX_REDIRECTS; tries++) {
+        redisReply *r;
+        raddr a;
+        int idx;
+        if (ask) {
+            const char *av[1] = {"ASKING"};
+            size_t al[1] = {6};
+            rcmd two[2] = {{1, av, al, {NULL, NULL}}, *cmd};
+            redisReply *reps[2];
+            st = rserver_exec(ask, two, 2, reps);
+            ask = NULL;
+            if (st != CACHET_OK)
+                return st;
+            freeReplyObject(reps[0]);
+            r = reps[1];
+        } else {
+            rserver *s = node_for_slot(cl, slot, &version);
+            if (!s) {
+                if (refreshed++ || refresh(in, version, 1) != CACHET_OK ||
+                    !(s = node_for_slot(cl, slot, &version)))
+                    return cachet_backend_error(CACHET_EUNAVAILABLE, "backend %s: no node serves "
+                                                "slot %u", in->cfg.name, slot);
+            }
+            uint64_t before = __atomic_load_n(&s->failures, __ATOMIC_RELAXED);
+            st = rserver_exec(s, cmd, 1, &r);
+            if (st != CACHET_OK) {
+                /* a node that just failed may have been replaced: look again once */
+                if (st == CACHET_EUNAVAILABLE && !refreshed &&
+                    __atomic_load_n(&s->failures, __ATOMIC_RELAXED) != before) {
+                    refreshed = 1;
+                    if (refresh(in, version, 1) == CACHET_OK && node_for_slot(cl, slot, NULL) != s)
+                        continue;
+                }
+                return st;
+            }
+        }
+        if (r->type != REDIS_REPLY_ERROR) {
+            *rep = r;
+            return CACHET_OK;
+        }
+        if (parse_redirect(r->str, "MOVED", &a)) {
+            if (node_get(in, &a, &idx)) {
+                pthread_rwlock_wrlock(&cl->map_lock);
+                cl->slots[slot] = (int16_t)idx;
+                pthread_rwlock_unlock(&cl->map_lock);
+            }
+            freeReplyObject(r);
+            refresh(in, version, 0);   /* the other slots that moved with it */
+            continue;
+        }
+        if (parse_redirect(r->str, "ASK", &a)) {
+            freeReplyObject(r);
+            if (!(ask = node_get(in, &a, &idx)))
+                return cachet_backend_error(CACHET_EBACKEND, "backend %s: too many nodes",
+                                            in->cfg.name);
+            continue;
+        }
+        if (strncmp(r->str, "TRYAGAIN", 8) == 0) {
+            freeReplyObject(r);
+            sleep_ms(10 << (tries < 4 ? tries : 4));
+            continue;
+        }
+        if (strncmp(r->str, "CLUSTERDOWN", 11) == 0) {
+            st = cachet_backend_error(CACHET_EUNAVAILABLE, "backend %s: slot %u: %s",
+                                      in->cfg.name, slot, r->str);
+            freeReplyObject(r);
+            return st;
+        }
+        *rep = r;   /* another error: the caller words it */
+        return CACHET_OK;
+    }
+    return cachet_backend_error(CACHET_EUNAVAILABLE, "backend %s: slot %u: still redirected "
+                                "after %d tries", in->cfg.name, slot, MAX_REDIRECTS);
+}
+
+/* ---- multi-key: split by slot, pipelined per node ---- */
+
+typedef struct {
+    unsigned slot;
+    size_t   i;
+} slot_item;
+
+static int by_slot(const void *a, const void *b)
+{
+    const slot_item *x = a, *y = b;
+    return x->slot != y->slot ? (x->slot < y->slot ? -1 : 1) : (x->i < y->i ? -1 : x->i > y->i);
+}
+
+static void cmd_release(rcmd *c)
+{
+    free(c->own[0]);
+    free(c->own[1]);
+    c->own[0] = c->own[1] = NULL;
+}
+
+/* One item again through the single-key path (after a redirect). */
+static void redo_one(rinst *in, cachet_backend_item *items, size_t i, rcluster_group_fn build,
+                     rcluster_done_fn done, void *arg)
+{
+    rcmd cmd;
+    redisReply *rep;
+    cachet_status st = build(arg, &i, 1, &cmd);
+    if (st != CACHET_OK) {
+        items[i].status = cachet_backend_error(st, "backend %s: out of memory", in->cfg.name);
+        return;
+    }
+    st = rcluster_exec1(in, items[i].key, items[i].klen, &cmd, &rep);
+    cmd_release(&cmd);
+    if (st != CACHET_OK) {
+        items[i].status = st;
+        return;
+    }
+    done(arg, &i, 1, rep);
+    freeReplyObject(rep);
+}
+
+cachet_status rcluster_exec_multi(rinst *in, cachet_backend_item *items, size_t n,
+                                  int one_per_key, rcluster_group_fn build,
+                                  rcluster_done_fn done, void *arg)
+{
+    rcluster *cl = in->cluster;
+    slot_item *si = malloc(n * sizeof *si);
+    size_t *order = malloc(n * sizeof *order), *gstart = malloc((n + 1) * sizeof *gstart);
+    int *gnode = malloc(n * sizeof *gnode);
+    rcmd *cmds = malloc(n * sizeof *cmds);
+    redisReply **reps = calloc(n, sizeof *reps);
+    size_t *gidx = malloc(n * sizeof *gidx);
+    size_t ng = 0, g, i;
+    cachet_status first = CACHET_OK;
+
+    if (!si || !order || !gstart || !gnode || !cmds || !reps || !gidx) {
+        free(si), free(order), free(gstart), free(gnode), free(cmds), free(reps), free(gidx);
+        for (i = 0; i < n; i++)
+            items[i].status = CACHET_ENOMEM;
+        return cachet_backend_error(CACHET_ENOMEM, "backend %s: out of memory", in->cfg.name);
+    }
+    for (i = 0; i < n; i++)
+        si[i] = (slot_item){rcluster_slot(items[i].key, items[i].klen), i};
+    qsort(si, n, sizeof *si, by_slot);
+    /* groups: runs of one slot (or single items) */
+    pthread_rwlock_rdlock(&cl->map_lock);
+    for (i = 0; i < n; i++) {
+        order[i] = si[i].i;
+        if (i == 0 || one_per_key || si[i].slot != si[i - 1].slot) {
+            gstart[ng] = i;
+            gnode[ng++] = cl->slots[si[i].slot];
+        }
+    }
+    pthread_rwlock_unlock(&cl->map_lock);
+    gstart[ng] = n;
+    /* per node: every group of the node in one pipeline */
+    for (g = 0; g < ng; g++) {
+        int node = gnode[g];
+        size_t k = 0;
+        rserver *s;
+        cachet_status st;
+        if (node == -2)
+            continue;   /* done with an earlier node */
+        s = node_at(cl, node);
+        for (size_t h = g; h < ng; h++) {
+            if (gnode[h] != node)
+                continue;
+            gidx[k] = h;
+            if (build(arg, order + gstart[h], gstart[h + 1] - gstart[h], &cmds[k]) != CACHET_OK)
+                break;
+            k++;
+        }
+        st = s ? rserver_exec(s, cmds, k, reps) : CACHET_EUNAVAILABLE;
+        for (size_t j = 0; j < k; j++) {
+            size_t h = gidx[j], *idx = order + gstart[h], cnt = gstart[h + 1] - gstart[h];
+            cmd_release(&cmds[j]);
+            gnode[h] = -2;
+            if (st == CACHET_OK && reps[j]->type != REDIS_REPLY_ERROR) {
+                done(arg, idx, cnt, reps[j]);
+            } else if (st == CACHET_OK || !s) {
+                /* redirected (or no node known): key by key, with redirects handled */
+                for (size_t q = 0; q < cnt; q++)
+                    redo_one(in, items, idx[q], build, done, arg);
+            } else {
+                for (size_t q = 0; q < cnt; q++)
+                    items[idx[q]].status = st;
+                if (first == CACHET_OK)
+                    first = st;
+            }
+        }
+        if (st == CACHET_OK)
+            rreplies_free(reps, k);
+    }
+    free(si), free(order), free(gstart), free(gnode), free(cmds), free(reps), free(gidx);
+    return first;
+}
+
+/* ---- fork and report ---- */
+
+void rcluster_fork(rinst *in, int phase)
+{
+    rcluster *cl = in->cluster;
+    if (phase == 0) {
+        pthread_mutex_lock(&cl->refresh_mu);
+        pthread_mutex_lock(&cl->nodes_mu);
+        pthread_rwlock_wrlock(&cl->map_lock);
+        for (size_t i = 0; i < cl->nnodes; i++)
+            rserver_fork_prepare(cl->nodes[i]);
+        return;
+    }
+    for (size_t i = 0; i < cl->nnodes; i++)
+        phase == 1 ? rserver_fork_parent(cl->nodes[i]) : rserver_fork_child(cl->nodes[i]);
+    pthread_rwlock_unlock(&cl->map_lock);
+    pthread_mutex_unlock(&cl->nodes_mu);
+    pthread_mutex_unlock(&cl->refresh_mu);
+}
+
+void rcluster_report(rinst *in, cachet_backend_report_fn fn, void *arg)
+{
+    rcluster *cl = in->cluster;
+    size_t n, counts[MAX_NODES] = {0};
+    char buf[600];
+
+    pthread_rwlock_rdlock(&cl->map_lock);
+    for (size_t s = 0; s < NSLOTS; s++)
+        if (cl->slots[s] >= 0)
+            counts[cl->slots[s]]++;
+    pthread_rwlock_unlock(&cl->map_lock);
+    pthread_mutex_lock(&cl->nodes_mu);
+    n = cl->nnodes;
+    pthread_mutex_unlock(&cl->nodes_mu);
+    for (size_t i = 0; i < n; i++) {
+        size_t len;
+        rserver_describe(cl->nodes[i], buf, sizeof buf);
+        len = strlen(buf);
+        snprintf(buf + len, sizeof buf - len, " slots=%zu", counts[i]);
+        fn(arg, "server", buf);
+    }
+}

@@ -1,0 +1,1082 @@
+/* The redis backends against real redis-server / redis-sentinel processes
+ * on loopback: the config a user pastes, multi-ops in one round trip,
+ * server-side TTL, foreign bytes, AUTH, a killed and restarted server, a
+ * host that never answers, fork, the distributed lock across processes,
+ * sentinel failover and a cluster with a slot migrating under a reader. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <hiredis/hiredis.h>
+#include <cachet/cachet.h>
+#include "servers.h"
+
+#define HDR 24   /* cachet's value header (docs/value-format.md) */
+
+static test_server redis_main;   /* shared by the plain tests */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_s(double s)
+{
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+/* A raw hiredis command on port (db selected first when db > 0). */
+static redisReply *raw(int port, int db, const char *fmt, ...)
+{
+    struct timeval tv = {5, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+    redisReply *r;
+    va_list ap;
+    if (!c || c->err)
+        fail_msg("raw connect to %d: %s", port, c ? c->errstr : "oom");
+    redisSetTimeout(c, tv);
+    if (db > 0)
+        freeReplyObject(redisCommand(c, "SELECT %d", db));
+    va_start(ap, fmt);
+    r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    if (!r)
+        fail_msg("raw command on %d: %s", port, c->errstr);
+    redisFree(c);
+    return r;
+}
+
+static long long raw_int(int port, int db, const char *fmt, const char *arg)
+{
+    redisReply *r = raw(port, db, fmt, arg);
+    long long v = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    freeReplyObject(r);
+    return v;
+}
+
+/* calls=N of one command in INFO commandstats, 0 if never called */
+static long stat_calls(int port, const char *cmd)
+{
+    redisReply *r = raw(port, 0, "INFO commandstats");
+    char needle[64];
+    const char *p;
+    long n = 0;
+    snprintf(needle, sizeof needle, "cmdstat_%s:calls=", cmd);
+    if ((p = strstr(r->str, needle)) != NULL)
+        n = strtol(p + strlen(needle), NULL, 10);
+    freeReplyObject(r);
+    return n;
+}
+
+static cachet_region *open_text(const char *text)
+{
+    cachet_config *c = cachet_config_new();
+    cachet_region *r = NULL;
+    if (cachet_config_parse(c, text, "cache") != CACHET_OK)
+        fail_msg("config: %s", cachet_errmsg());
+    if (cachet_region_open(c, &r) != CACHET_OK)
+        fail_msg("open: %s", cachet_errmsg());
+    cachet_config_free(c);
+    return r;
+}
+
+/* [cache] for the redis backend on port with extra lines */
+static cachet_region *open_redis(int port, const char *extra)
+{
+    char text[2048];
+    snprintf(text, sizeof text, "[cache]\nenabled = true\nbackend = dogpile.cache.redis\n"
+             "backend_argument = url:redis://127.0.0.1:%d/0\n%s", port, extra ? extra : "");
+    return open_text(text);
+}
+
+static int setup_main(void **state)
+{
+    if (test_redis_start(&redis_main, 0, NULL) != 0)
+        return -1;
+    return 0;
+}
+
+static int teardown_main(void **state)
+{
+    test_server_stop(&redis_main);
+    return 0;
+}
+
+static void check_value(cachet_region *r, const char *key, const char *want)
+{
+    void *v;
+    size_t n;
+    cachet_status st = cachet_get(r, key, &v, &n);
+    if (st != CACHET_OK)
+        fail_msg("get %s: %s (%s)", key, cachet_strerror(st), cachet_errmsg());
+    assert_int_equal(n, strlen(want));
+    assert_memory_equal(v, want, n);
+    cachet_free(v);
+}
+
+/* ---- part 1: the single server ---- */
+
+static void pasted_config_round_trip_lands_in_db_2(void **state)
+{
+    char text[512];
+    const char bin[] = {'x', 0, 'y', (char)0xff, '\r', '\n'};
+    void *v;
+    size_t n;
+    snprintf(text, sizeof text, "[cache]\nenabled = true\nbackend = dogpile.cache.redis\n"
+             "backend_argument = url:redis://127.0.0.1:%d/2\nexpiration_time = 300\n",
+             redis_main.port);
+    cachet_region *r = open_text(text);
+    assert_string_equal(cachet_region_backend(r), "redis");
+    assert_int_equal(cachet_set(r, "pasted", bin, sizeof bin), CACHET_OK);
+    assert_int_equal(cachet_get(r, "pasted", &v, &n), CACHET_OK);
+    assert_int_equal(n, sizeof bin);
+    assert_memory_equal(v, bin, n);
+    cachet_free(v);
+    /* raw hiredis: the key is in db 2, not in db 0, with header + payload */
+    assert_int_equal(raw_int(redis_main.port, 2, "STRLEN %s", "pasted"), HDR + sizeof bin);
+    assert_int_equal(raw_int(redis_main.port, 0, "EXISTS %s", "pasted"), 0);
+    /* empty value, delete, miss */
+    assert_int_equal(cachet_set(r, "empty", "", 0), CACHET_OK);
+    assert_int_equal(cachet_get(r, "empty", &v, &n), CACHET_OK);
+    assert_int_equal(n, 0);
+    cachet_free(v);
+    assert_int_equal(cachet_delete(r, "pasted"), CACHET_OK);
+    assert_int_equal(cachet_get(r, "pasted", &v, &n), CACHET_MISS);
+    assert_int_equal(raw_int(redis_main.port, 2, "EXISTS %s", "pasted"), 0);
+    assert_int_equal(cachet_delete(r, "never-there"), CACHET_OK);
+    cachet_region_close(r);
+}
+
+static void oslo_redis_options_build_the_url(void **state)
+{
+    char text[512];
+    snprintf(text, sizeof text, "[cache]\nenabled = true\nbackend = dogpile.cache.redis\n"
+             "redis_server = 127.0.0.1:%d\nredis_db = 3\nredis_socket_timeout = 0.5\n",
+             redis_main.port);
+    cachet_region *r = open_text(text);
+    assert_int_equal(cachet_set(r, "oslo", "v", 1), CACHET_OK);
+    check_value(r, "oslo", "v");
+    assert_int_equal(raw_int(redis_main.port, 3, "EXISTS %s", "oslo"), 1);
+    cachet_region_close(r);
+}
+
+static void host_port_db_arguments(void **state)
+{
+    char text[512];
+    snprintf(text, sizeof text, "[cache]\nenabled = true\nbackend = redis\n"
+             "backend_argument = host:127.0.0.1\nbackend_argument = port:%d\n"
+             "backend_argument = db:4\n", redis_main.port);
+    cachet_region *r = open_text(text);
+    assert_int_equal(cachet_set(r, "hp", "v", 1), CACHET_OK);
+    assert_int_equal(raw_int(redis_main.port, 4, "EXISTS %s", "hp"), 1);
+    cachet_region_close(r);
+}
+
+static void multi_ops_take_one_round_trip(void **state)
+{
+    cachet_region *r = open_redis(redis_main.port, NULL);
+    char keys[100][16], vals[100][24];
+    cachet_item items[100];
+    const char *dkeys[50];
+
+    for (int i = 0; i < 100; i++) {
+        snprintf(keys[i], sizeof keys[i], "m%d", i);
+        snprintf(vals[i], sizeof vals[i], "value-%d", i * 13);
+        items[i] = (cachet_item){keys[i], vals[i], strlen(vals[i]), CACHET_EINVAL};
+    }
+    freeReplyObject(raw(redis_main.port, 0, "CONFIG RESETSTAT"));
+    assert_int_equal(cachet_set_multi(r, items, 100), CACHET_OK);
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(items[i].status, CACHET_OK);
+    for (int i = 0; i < 50; i++)
+        dkeys[i] = keys[2 * i];
+    assert_int_equal(cachet_delete_multi(r, dkeys, 50), CACHET_OK);
+    for (int i = 0; i < 100; i++)
+        items[i] = (cachet_item){keys[i], NULL, 0, CACHET_EINVAL};
+    assert_int_equal(cachet_get_multi(r, items, 100), CACHET_OK);
+    for (int i = 0; i < 100; i++) {
+        if (i % 2 == 0) {
+            assert_int_equal(items[i].status, CACHET_MISS);
+        } else {
+            assert_int_equal(items[i].status, CACHET_OK);
+            assert_int_equal(items[i].len, strlen(vals[i]));
+            assert_memory_equal(items[i].value, vals[i], items[i].len);
+            cachet_free(items[i].value);
+        }
+    }
+    /* one MGET and one DEL; the 100 SETs went in one pipeline */
+    assert_int_equal(stat_calls(redis_main.port, "mget"), 1);
+    assert_int_equal(stat_calls(redis_main.port, "get"), 0);
+    assert_int_equal(stat_calls(redis_main.port, "del"), 1);
+    assert_int_equal(stat_calls(redis_main.port, "set"), 100);
+    cachet_region_close(r);
+}
+
+static void server_side_ttl(void **state)
+{
+    char extra[] = "expiration_time = 10\nbackend_argument = redis_expiration_time:20\n";
+    cachet_region *r = open_redis(redis_main.port, extra);
+    long long ttl;
+    assert_int_equal(cachet_set(r, "ttl", "v", 1), CACHET_OK);
+    ttl = raw_int(redis_main.port, 0, "TTL %s", "ttl");
+    assert_true(ttl > 0 && ttl <= 20);
+    cachet_region_close(r);
+    /* backend_expiration_time (newer oslo.cache) becomes redis_expiration_time */
+    r = open_redis(redis_main.port, "expiration_time = 10\nbackend_expiration_time = 30\n");
+    assert_int_equal(cachet_set(r, "ttl2", "v", 1), CACHET_OK);
+    ttl = raw_int(redis_main.port, 0, "TTL %s", "ttl2");
+    assert_true(ttl > 20 && ttl <= 30);
+    cachet_region_close(r);
+    /* none by default */
+    r = open_redis(redis_main.port, NULL);
+    assert_int_equal(cachet_set(r, "ttl3", "v", 1), CACHET_OK);
+    assert_int_equal(raw_int(redis_main.port, 0, "TTL %s", "ttl3"), -1);
+    cachet_region_close(r);
+}
+
+static void foreign_bytes_are_a_miss(void **state)
+{
+    cachet_region *r = open_redis(redis_main.port, NULL);
+    cachet_stat_counters s;
+    void *v;
+    size_t n;
+    freeReplyObject(raw(redis_main.port, 0, "SET %s %s", "foreign", "written by someone else"));
+    freeReplyObject(raw(redis_main.port, 0, "SET %s %s", "short", "ab"));
+    assert_int_equal(cachet_get(r, "foreign", &v, &n), CACHET_MISS);
+    assert_int_equal(cachet_get(r, "short", &v, &n), CACHET_MISS);
+    /* a hash under the key: WRONGTYPE is an error, not a crash */
+    freeReplyObject(raw(redis_main.port, 0, "HSET %s %s %s", "ahash", "f", "v"));
+    assert_true(cachet_get(r, "ahash", &v, &n) != CACHET_OK);
+    assert_int_equal(cachet_stats(r, &s), CACHET_OK);
+    assert_true(s.corrupt >= 2);
+    cachet_region_close(r);
+}
+
+static void wrong_password_is_clear_and_secret(void **state)
+{
+    static test_server s;
+    const char *secret = "Tr0ub4dor-wrong-pw";
+    char text[512];
+    cachet_config *c;
+    cachet_region *r = NULL;
+    cachet_status st;
+
+    assert_int_equal(test_redis_start(&s, 0, "requirepass right-password-123"), 0);
+    snprintf(text, sizeof text, "[cache]\nenabled = true\nbackend = dogpile.cache.redis\n"
+             "backend_argument = url:redis://:%s@127.0.0.1:%d/0\n", secret, s.port);
+    c = cachet_config_new();
+    assert_int_equal(cachet_config_parse(c, text, NULL), CACHET_OK);
+    st = cachet_region_open(c, &r);
+    assert_int_not_equal(st, CACHET_OK);
+    assert_null(r);
+    assert_non_null(strstr(cachet_errmsg(), "AUTH"));
+    assert_null(strstr(cachet_errmsg(), secret));
+    cachet_config_free(c);
+    /* the oslo options, with a username (ACL) */
+    snprintf(text, sizeof text, "[cache]\nenabled = true\nbackend = dogpile.cache.redis\n"
+             "redis_server = 127.0.0.1:%d\nredis_username = default\nredis_password = %s\n",
+             s.port, secret);
+    c = cachet_config_new();
+    assert_int_equal(cachet_config_parse(c, text, NULL), CACHET_OK);
+    assert_int_not_equal(cachet_region_open(c, &r), CACHET_OK);
+    assert_null(strstr(cachet_errmsg(), secret));
+    cachet_config_free(c);
+    /* a malformed url shows no password either */
+    c = cachet_config_new();
+    snprintf(text, sizeof text, "[cache]\nenabled = true\nbackend = redis\n"
+             "backend_argument = url:redis://user:%s@127.0.0.1:notaport/0\n", secret);
+    assert_int_equal(cachet_config_parse(c, text, NULL), CACHET_OK);
+    assert_int_equal(cachet_region_open(c, &r), CACHET_EINVAL);
+    assert_non_null(strstr(cachet_errmsg(), "url"));
+    assert_null(strstr(cachet_errmsg(), secret));
+    cachet_config_free(c);
+    /* the right password works, percent-encoded in the url */
+    snprintf(text, sizeof text, "[cache]\nenabled = true\nbackend = redis\n"
+             "backend_argument = url:redis://:right%%2Dpassword-123@127.0.0.1:%d/1\n", s.port);
+    r = open_text(text);
+    assert_int_equal(cachet_set(r, "k", "v", 1), CACHET_OK);
+    check_value(r, "k", "v");
+    cachet_region_close(r);
+    test_server_stop(&s);
+}
+
+static void unix_socket_url(void **state)
+{
+    static test_server s;
+    char extra[256], text[512], path[200];
+    int n = snprintf(path, sizeof path, "/tmp/cachet-redis-test-%d.sock", (int)getpid());
+    assert_true(n > 0);
+    snprintf(extra, sizeof extra, "unixsocket %s\nunixsocketperm 700", path);
+    assert_int_equal(test_redis_start(&s, 0, extra), 0);
+    snprintf(text, sizeof text, "[cache]\nenabled = true\nbackend = redis\n"
+             "backend_argument = url:unix://%s?db=5\n", path);
+    cachet_region *r = open_text(text);
+    assert_int_equal(cachet_set(r, "unix", "v", 1), CACHET_OK);
+    check_value(r, "unix", "v");
+    assert_int_equal(raw_int(s.port, 5, "EXISTS %s", "unix"), 1);
+    cachet_region_close(r);
+    test_server_stop(&s);
+    unlink(path);
+}
+
+static void bad_arguments_name_the_argument(void **state)
+{
+    static const struct { const char *line, *needle; } bad[] = {
+        {"backend_argument = url:http://x/", "url"},
+        {"backend_argument = url:rediss://127.0.0.1/0", "TLS"},
+        {"backend_argument = socket_timeout:abc", "socket_timeout"},
+        {"backend_argument = pool_maxsize:0", "pool_maxsize"},
+        {"backend_argument = bogus:1", "bogus"},
+        {"backend_argument = distributed_lock:maybe", "distributed_lock"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char text[512];
+        cachet_config *c = cachet_config_new();
+        cachet_region *r = NULL;
+        snprintf(text, sizeof text, "[cache]\nenabled = true\nbackend = redis\n%s\n", bad[i].line);
+        assert_int_equal(cachet_config_parse(c, text, NULL), CACHET_OK);
+        assert_int_equal(cachet_region_open(c, &r), CACHET_EINVAL);
+        if (!strstr(cachet_errmsg(), bad[i].needle))
+            fail_msg("'%s' does not name '%s'", cachet_errmsg(), bad[i].needle);
+        cachet_config_free(c);
+    }
+}
+
+/* many threads, a small pool: every call is served, no more than
+ * pool_maxsize connections are ever open */
+typedef struct {
+    cachet_region *r;
+    int id, errors;
+} worker;
+
+static void *hammer(void *arg)
+{
+    worker *w = arg;
+    char key[32], val[32];
+    for (int i = 0; i < 300; i++) {
+        void *v;
+        size_t n;
+        snprintf(key, sizeof key, "t%d-%d", w->id, i % 10);
+        snprintf(val, sizeof val, "v%d-%d", w->id, i);
+        if (cachet_set(w->r, key, val, strlen(val)) != CACHET_OK)
+            w->errors++;
+        if (cachet_get(w->r, key, &v, &n) != CACHET_OK || n != strlen(val) ||
+            memcmp(v, val, n) != 0)
+            w->errors++;
+        else
+            cachet_free(v);
+    }
+    return NULL;
+}
+
+static long connected_clients(int port)
+{
+    redisReply *r = raw(port, 0, "INFO clients");
+    const char *p = strstr(r->str, "connected_clients:");
+    long n = p ? strtol(p + 18, NULL, 10) : -1;
+    freeReplyObject(r);
+    return n;
+}
+
+static void threads_share_a_bounded_pool(void **state)
+{
+    cachet_region *r = open_redis(redis_main.port, "backend_argument = pool_maxsize:3\n");
+    pthread_t t[8];
+    worker w[8];
+    long before = connected_clients(redis_main.port);
+    for (int i = 0; i < 8; i++) {
+        w[i] = (worker){r, i, 0};
+        pthread_create(&t[i], NULL, hammer, &w[i]);
+    }
+    for (int i = 0; i < 8; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(w[i].errors, 0);
+    }
+    /* before counts the open-time connection, now also the raw one */
+    assert_true(connected_clients(redis_main.port) <= before + 3);
+    cachet_region_close(r);
+}
+
+/* ---- part 2: failures, fork, the distributed lock ---- */
+
+static int creator_calls;
+
+static cachet_status make_fallback(void *arg, const char *key, void **value, size_t *len)
+{
+    creator_calls++;
+    *value = strdup("from-creator");
+    *len = strlen("from-creator");
+    return CACHET_OK;
+}
+
+static void killed_server_fails_fast_then_restarted_is_used(void **state)
+{
+    static test_server s;
+    cachet_region *r;
+    void *v;
+    size_t n;
+    double t0, el;
+    cachet_status st;
+
+    assert_int_equal(test_redis_start(&s, 0, NULL), 0);
+    r = open_redis(s.port, "backend_argument = socket_timeout:0.5\n"
+                   "backend_argument = dead_retry:1\n");
+    assert_int_equal(cachet_set(r, "k", "before", 6), CACHET_OK);
+    test_server_kill(&s);
+    t0 = now_s();
+    st = cachet_get(r, "k", &v, &n);
+    el = now_s() - t0;
+    assert_int_equal(st, CACHET_EUNAVAILABLE);
+    assert_true(el < 0.5);   /* within socket_timeout */
+    assert_non_null(strstr(cachet_errmsg(), "redis"));
+    /* next calls fail at once (marked down), get_or_create falls back */
+    t0 = now_s();
+    assert_int_equal(cachet_set(r, "k", "x", 1), CACHET_EUNAVAILABLE);
+    creator_calls = 0;
+    assert_int_equal(cachet_get_or_create(r, "k", make_fallback, NULL, &v, &n), CACHET_OK);
+    assert_int_equal(creator_calls, 1);
+    assert_memory_equal(v, "from-creator", n);
+    cachet_free(v);
+    assert_true(now_s() - t0 < 0.5);
+    /* restarted (empty: no persistence): used again without reopening */
+    assert_int_equal(test_server_restart(&s), 0);
+    t0 = now_s();
+    while ((st = cachet_set(r, "k", "after", 5)) != CACHET_OK && now_s() - t0 < 5)
+        sleep_s(0.1);
+    assert_int_equal(st, CACHET_OK);
+    check_value(r, "k", "after");
+    /* a restart while connections sit in the pool: the first call after it
+     * reconnects instead of failing */
+    test_server_stop(&s);
+    assert_int_equal(test_server_restart(&s), 0);
+    assert_int_equal(cachet_set(r, "k2", "again", 5), CACHET_OK);
+    check_value(r, "k2", "again");
+    cachet_region_close(r);
+    test_server_stop(&s);
+}
+
+typedef struct {
+    cachet_region *r;
+    int slow, ok, unavailable, other;
+} bh_worker;
+
+static void *blackhole_reader(void *arg)
+{
+    bh_worker *w = arg;
+    for (int i = 0; i < 20; i++) {
+        void *v;
+        size_t n;
+        double t0 = now_s();
+        cachet_status st = cachet_get(w->r, "k", &v, &n);
+        if (now_s() - t0 >= 0.45)
+            w->slow++;
+        if (st == CACHET_EUNAVAILABLE)
+            w->unavailable++;
+        else if (st == CACHET_OK)
+            w->ok++, cachet_free(v);
+        else
+            w->other++;
+    }
+    return NULL;
+}
+
+static int blackhole_round(cachet_region *r, int *unavailable)
+{
+    pthread_t t[4];
+    bh_worker w[4];
+    int slow = 0;
+    *unavailable = 0;
+    for (int i = 0; i < 4; i++) {
+        w[i] = (bh_worker){r, 0, 0, 0, 0};
+        pthread_create(&t[i], NULL, blackhole_reader, &w[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        slow += w[i].slow;
+        *unavailable += w[i].unavailable;
+    }
+    return slow;
+}
+
+static void blackhole_host_stalls_once_then_fails_fast(void **state)
+{
+    test_blackhole b;
+    cachet_region *r;
+    double t0;
+    int slow = 0, unavailable;
+    void *v;
+    size_t n;
+
+    assert_int_equal(test_blackhole_start(&b), 0);
+    t0 = now_s();
+    r = open_redis(b.port, "backend_argument = socket_timeout:0.5\n"
+                   "backend_argument = dead_retry:1.5\n");
+    if (now_s() - t0 >= 0.45)
+        slow++;                              /* the open's PING is the one stall */
+    assert_true(now_s() - t0 < 0.5 + 1.0);  /* bounded by socket_timeout */
+    slow += blackhole_round(r, &unavailable);
+    print_message("blackhole: %d slow (open included), %d of 80 gets unavailable\n", slow,
+                  unavailable);
+    assert_int_equal(unavailable, 80);
+    assert_true(slow <= 1);
+    /* get_or_create answers from the creator at once */
+    creator_calls = 0;
+    t0 = now_s();
+    assert_int_equal(cachet_get_or_create(r, "k", make_fallback, NULL, &v, &n), CACHET_OK);
+    cachet_free(v);
+    assert_true(now_s() - t0 < 0.45);
+    /* after dead_retry one thread probes (one stall); the others fail fast
+     * instead of queueing behind it */
+    sleep_s(1.6);
+    slow = blackhole_round(r, &unavailable);
+    print_message("blackhole after dead_retry: %d slow, %d of 80 gets unavailable\n", slow,
+                  unavailable);
+    assert_int_equal(unavailable, 80);
+    if (slow > 1)
+        fail_msg("%d calls stalled after dead_retry; want at most 1", slow);
+    cachet_region_close(r);
+    test_blackhole_stop(&b);
+}
+
+/* A region opened before fork(): parent and child use it at the same time,
+ * each on its own connections (a shared socket would mix replies). */
+static int fork_reader(cachet_region *r, const char *key, const char *want, int rounds)
+{
+    for (int i = 0; i < rounds; i++) {
+        void *v;
+        size_t n;
+        if (cachet_get(r, key, &v, &n) != CACHET_OK)
+            return 1;
+        int bad = n != strlen(want) || memcmp(v, want, n) != 0;
+        cachet_free(v);
+        if (bad)
+            return 2;
+    }
+    return 0;
+}
+
+static void region_opened_before_fork_works_in_child(void **state)
+{
+    cachet_region *r = open_redis(redis_main.port, NULL);
+    int status;
+    pid_t pid;
+
+    assert_int_equal(cachet_set(r, "parent-key", "parent-value", 12), CACHET_OK);
+    assert_int_equal(cachet_set(r, "child-key", "child-value-xx", 14), CACHET_OK);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int rc = fork_reader(r, "child-key", "child-value-xx", 300);
+        if (rc == 0 && cachet_set(r, "from-child", "hello", 5) != CACHET_OK)
+            rc = 3;
+        _exit(rc);   /* not exit(): the harness's atexit would stop the servers */
+    }
+    assert_int_equal(fork_reader(r, "parent-key", "parent-value", 300), 0);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    check_value(r, "from-child", "hello");
+    assert_int_equal(fork_reader(r, "parent-key", "parent-value", 10), 0);
+    cachet_region_close(r);
+}
+
+/* distributed_lock across processes */
+
+static int *shared_calls;   /* creator calls in all processes (MAP_SHARED) */
+
+static cachet_status slow_creator(void *arg, const char *key, void **value, size_t *len)
+{
+    __atomic_add_fetch(shared_calls, 1, __ATOMIC_SEQ_CST);
+    sleep_s(0.5);
+    *value = strdup("made-once");
+    *len = 9;
+    return CACHET_OK;
+}
+
+static void lock_config(char *extra, size_t size, const char *timeout)
+{
+    snprintf(extra, size, "backend_argument = distributed_lock:true\n"
+             "backend_argument = lock_timeout:%s\n", timeout);
+}
+
+static void distributed_lock_four_processes_one_creator(void **state)
+{
+    char extra[256];
+    int gate[2], status, ok = 0;
+    pid_t pids[4];
+
+    shared_calls = mmap(NULL, sizeof *shared_calls, PROT_READ | PROT_WRITE,
+                        MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(shared_calls != MAP_FAILED);
+    *shared_calls = 0;
+    lock_config(extra, sizeof extra, "5");
+    freeReplyObject(raw(redis_main.port, 0, "DEL %s", "dl-key"));
+    assert_int_equal(pipe(gate), 0);
+    for (int i = 0; i < 4; i++) {
+        pids[i] = fork();
+        assert_true(pids[i] >= 0);
+        if (pids[i] == 0) {
+            char c;
+            cachet_region *r;
+            void *v;
+            size_t n;
+            int rc;
+            close(gate[1]);
+            r = open_redis(redis_main.port, extra);   /* each process its own region */
+            if (read(gate[0], &c, 1) < 0)
+                _exit(9);
+            rc = cachet_get_or_create(r, "dl-key", slow_creator, NULL, &v, &n) != CACHET_OK ? 1
+                 : (n != 9 || memcmp(v, "made-once", 9) != 0) ? 2 : 0;
+            _exit(rc);
+        }
+    }
+    close(gate[0]);
+    sleep_s(0.3);
+    close(gate[1]);   /* all four start together */
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+            ok++;
+    }
+    assert_int_equal(ok, 4);
+    assert_int_equal(*shared_calls, 1);
+    /* the lock was released by its owner */
+    assert_int_equal(raw_int(redis_main.port, 0, "EXISTS %s", "_lockdl-key"), 0);
+    munmap(shared_calls, sizeof *shared_calls);
+}
+
+static cachet_status hang_creator(void *arg, const char *key, void **value, size_t *len)
+{
+    int fd = *(int *)arg;
+    if (write(fd, "x", 1) < 0)
+        _exit(8);
+    for (;;)
+        pause();   /* killed while holding the lock */
+}
+
+static cachet_status quick_creator(void *arg, const char *key, void **value, size_t *len)
+{
+    creator_calls++;
+    *value = strdup("taken-over");
+    *len = 10;
+    return CACHET_OK;
+}
+
+static void dead_lock_holder_is_taken_over_after_lock_timeout(void **state)
+{
+    char extra[256], c;
+    int sig[2], status;
+    pid_t pid;
+    cachet_region *r;
+    void *v;
+    size_t n;
+    double t0, el;
+    long long pttl;
+
+    lock_config(extra, sizeof extra, "2");
+    freeReplyObject(raw(redis_main.port, 0, "DEL %s", "hl-key"));
+    assert_int_equal(pipe(sig), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        cachet_region *cr = open_redis(redis_main.port, extra);
+        close(sig[0]);
+        cachet_get_or_create(cr, "hl-key", hang_creator, &sig[1], &v, &n);
+        _exit(7);
+    }
+    close(sig[1]);
+    assert_int_equal(read(sig[0], &c, 1), 1);   /* the child holds the lock */
+    t0 = now_s();
+    pttl = raw_int(redis_main.port, 0, "PTTL %s", "_lockhl-key");
+    assert_true(pttl > 0 && pttl <= 2000);
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    r = open_redis(redis_main.port, extra);
+    creator_calls = 0;
+    assert_int_equal(cachet_get_or_create(r, "hl-key", quick_creator, NULL, &v, &n), CACHET_OK);
+    el = now_s() - t0;
+    assert_int_equal(creator_calls, 1);
+    assert_memory_equal(v, "taken-over", 10);
+    cachet_free(v);
+    /* it waited for the lock to expire, not much longer */
+    assert_true(el >= 1.5);
+    assert_true(el < 2.0 + 3.0);
+    cachet_region_close(r);
+    close(sig[0]);
+}
+
+/* the lock through the raw vtable: never blocks, owner-only release,
+ * ENOTSUP when distributed_lock is off */
+#include <dlfcn.h>
+#include <cachet/backend.h>
+
+static void lock_is_released_only_by_its_owner(void **state)
+{
+    void *h = dlopen(TEST_BUILDDIR "/backends/.libs/redis.so", RTLD_NOW | RTLD_LOCAL);
+    cachet_backend_entry_fn entry;
+    const cachet_backend_ops *ops;
+    char url[64];
+    cachet_backend_arg args[3] = {{"url", url}, {"distributed_lock", "true"},
+                                  {"lock_timeout", "10"}};
+    cachet_backend_params p = {args, 3, 0};
+    void *inst, *tok1, *tok2;
+
+    assert_non_null(h);
+    *(void **)&entry = dlsym(h, CACHET_BACKEND_ENTRY_SYMBOL);
+    ops = entry();
+    assert_true(ops->caps & CACHET_CAP_DIST_LOCK);
+    assert_true(ops->caps & CACHET_CAP_SERVER_TTL);
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", redis_main.port);
+    assert_int_equal(ops->open(&p, &inst), CACHET_OK);
+    assert_int_equal(ops->lock(inst, "lk", 2, &tok1), CACHET_OK);
+    assert_int_equal(ops->lock(inst, "lk", 2, &tok2), CACHET_MISS);   /* held: no wait */
+    /* the lock expired and someone else took it: the old owner's unlock
+     * must leave the new owner's lock alone */
+    freeReplyObject(raw(redis_main.port, 0, "SET %s %s", "_locklk", "someone-else"));
+    assert_int_equal(ops->unlock(inst, "lk", 2, tok1), CACHET_OK);
+    assert_int_equal(raw_int(redis_main.port, 0, "EXISTS %s", "_locklk"), 1);
+    freeReplyObject(raw(redis_main.port, 0, "DEL %s", "_locklk"));
+    assert_int_equal(ops->lock(inst, "lk", 2, &tok1), CACHET_OK);
+    assert_int_equal(ops->unlock(inst, "lk", 2, tok1), CACHET_OK);
+    assert_int_equal(raw_int(redis_main.port, 0, "EXISTS %s", "_locklk"), 0);
+    ops->close(inst);
+    args[1].value = "false";
+    assert_int_equal(ops->open(&p, &inst), CACHET_OK);
+    assert_int_equal(ops->lock(inst, "lk", 2, &tok1), CACHET_ENOTSUP);
+    ops->close(inst);
+    dlclose(h);
+}
+
+/* ---- sentinel ---- */
+
+static int info_has(int port, const char *section, const char *needle)
+{
+    redisContext *c;
+    redisReply *r;
+    struct timeval tv = {1, 0};
+    int has = 0;
+    c = redisConnectWithTimeout("127.0.0.1", port, tv);
+    if (!c || c->err) {
+        if (c)
+            redisFree(c);
+        return 0;
+    }
+    redisSetTimeout(c, tv);
+    r = redisCommand(c, "INFO %s", section);
+    if (r && r->type == REDIS_REPLY_STRING)
+        has = strstr(r->str, needle) != NULL;
+    if (r)
+        freeReplyObject(r);
+    redisFree(c);
+    return has;
+}
+
+static void sentinel_failover_is_followed(void **state)
+{
+    static test_server master, replica, sentinels[3];
+    char extra[512], text[1024], need[64];
+    cachet_region *r;
+    cachet_status st = CACHET_EUNAVAILABLE;
+    double t0;
+    void *v;
+    size_t n;
+
+    assert_int_equal(test_redis_start(&master, 0, NULL), 0);
+    snprintf(extra, sizeof extra, "replicaof 127.0.0.1 %d", master.port);
+    assert_int_equal(test_redis_start(&replica, 0, extra), 0);
+    snprintf(extra, sizeof extra, "sentinel monitor mymaster 127.0.0.1 %d 2\n"
+             "sentinel down-after-milliseconds mymaster 1000\n"
+             "sentinel failover-timeout mymaster 3000\n", master.port);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(test_sentinel_start(&sentinels[i], 0, extra), 0);
+    /* the replica is in sync and every sentinel knows it and the others */
+    t0 = now_s();
+    while (!info_has(replica.port, "replication", "master_link_status:up") && now_s() - t0 < 10)
+        sleep_s(0.1);
+    assert_true(info_has(replica.port, "replication", "master_link_status:up"));
+    for (int i = 0; i < 3; i++) {
+        while (!info_has(sentinels[i].port, "sentinel", "slaves=1,sentinels=3") && now_s() - t0 < 20)
+            sleep_s(0.1);
+        assert_true(info_has(sentinels[i].port, "sentinel", "slaves=1,sentinels=3"));
+    }
+    snprintf(text, sizeof text, "[cache]\nenabled = true\nbackend = dogpile.cache.redis_sentinel\n"
+             "redis_sentinels = 127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d\n"
+             "redis_sentinel_service_name = mymaster\nredis_socket_timeout = 0.5\n"
+             "backend_argument = dead_retry:0.5\n",
+             sentinels[0].port, sentinels[1].port, sentinels[2].port);
+    r = open_text(text);
+    assert_string_equal(cachet_region_backend(r), "redis_sentinel");
+    assert_int_equal(cachet_set(r, "before", "failover", 8), CACHET_OK);
+    check_value(r, "before", "failover");
+    assert_int_equal(raw_int(master.port, 0, "EXISTS %s", "before"), 1);
+    freeReplyObject(raw(master.port, 0, "WAIT 1 2000"));
+    /* the master dies; without reopening the region, sets and gets work
+     * again once the sentinels have promoted the replica */
+    test_server_kill(&master);
+    t0 = now_s();
+    while (now_s() - t0 < 40) {
+        st = cachet_set(r, "after", "promoted", 8);
+        if (st == CACHET_OK && cachet_get(r, "after", &v, &n) == CACHET_OK) {
+            cachet_free(v);
+            break;
+        }
+        st = CACHET_EUNAVAILABLE;
+        sleep_s(0.2);
+    }
+    print_message("sentinel: writable again %.1f s after the master died\n", now_s() - t0);
+    assert_int_equal(st, CACHET_OK);
+    check_value(r, "after", "promoted");
+    check_value(r, "before", "failover");   /* replicated before the kill */
+    snprintf(need, sizeof need, "role:master");
+    assert_true(info_has(replica.port, "replication", need));
+    assert_int_equal(raw_int(replica.port, 0, "EXISTS %s", "after"), 1);
+    cachet_region_close(r);
+    for (int i = 0; i < 3; i++)
+        test_server_stop(&sentinels[i]);
+    test_server_stop(&replica);
+}
+
+/* ---- cluster ---- */
+
+static test_server cnodes[3];
+
+static char *raw_str(int port, const char *fmt, const char *arg)
+{
+    redisReply *r = raw(port, 0, fmt, arg);
+    char *s = strdup(r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS ? r->str : "");
+    freeReplyObject(r);
+    return s;
+}
+
+/* the node (index into cnodes) that has key */
+static int node_with(const char *key)
+{
+    for (int i = 0; i < 3; i++)
+        if (raw_int(cnodes[i].port, 0, "EXISTS %s", key) == 1)
+            return i;
+    return -1;
+}
+
+typedef struct {
+    cachet_region *r;
+    int stop;           /* atomic */
+    long reads, wrong;
+    char first_error[1024];
+} mig_reader;
+
+static void *migration_reader(void *arg)
+{
+    mig_reader *m = arg;
+    char keys[20][32], want[20][32];
+    while (!__atomic_load_n(&m->stop, __ATOMIC_ACQUIRE)) {
+        cachet_item items[20];
+        for (int i = 0; i < 20; i++) {
+            snprintf(keys[i], sizeof keys[i], "{mig}k%d", i);
+            snprintf(want[i], sizeof want[i], "value-%d", i);
+            items[i] = (cachet_item){keys[i], NULL, 0, CACHET_EINVAL};
+        }
+        cachet_status st = cachet_get_multi(m->r, items, 20);
+        for (int i = 0; i < 20; i++) {
+            m->reads++;
+            if (items[i].status != CACHET_OK || items[i].len != strlen(want[i]) ||
+                memcmp(items[i].value, want[i], items[i].len) != 0) {
+                if (!m->wrong)
+                    snprintf(m->first_error, sizeof m->first_error, "get_multi %s: %s %s",
+                             keys[i], cachet_strerror(items[i].status), cachet_errmsg());
+                m->wrong++;
+            }
+            if (items[i].status == CACHET_OK)
+                cachet_free(items[i].value);
+        }
+        (void)st;
+        for (int i = 0; i < 20; i++) {
+            void *v;
+            size_t n;
+            m->reads++;
+            st = cachet_get(m->r, keys[i], &v, &n);
+            if (st != CACHET_OK || n != strlen(want[i]) || memcmp(v, want[i], n) != 0) {
+                if (!m->wrong)
+                    snprintf(m->first_error, sizeof m->first_error, "get %s: %s %s", keys[i],
+                             cachet_strerror(st), cachet_errmsg());
+                m->wrong++;
+            }
+            if (st == CACHET_OK)
+                cachet_free(v);
+        }
+    }
+    return NULL;
+}
+
+static void cluster_spreads_keys_and_follows_a_migrating_slot(void **state)
+{
+    char cmd[512], text[512], key[32], val[32];
+    const char *extra = "cluster-enabled yes\ncluster-config-file nodes.conf\n"
+                        "cluster-node-timeout 5000";
+    int per_node[3] = {0, 0, 0}, src, dst;
+    cachet_region *r;
+    cachet_item items[300];
+    char keys[300][16], vals[300][16];
+    double t0;
+
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(test_redis_start(&cnodes[i], 0, extra), 0);
+    snprintf(cmd, sizeof cmd, "redis-cli --cluster create 127.0.0.1:%d 127.0.0.1:%d "
+             "127.0.0.1:%d --cluster-yes >/dev/null 2>&1", cnodes[0].port, cnodes[1].port,
+             cnodes[2].port);
+    assert_int_equal(system(cmd), 0);
+    t0 = now_s();
+    for (int i = 0; i < 3; i++)
+        while (!info_has(cnodes[i].port, "", "") && now_s() - t0 < 1)
+            sleep_s(0.05);
+    for (int i = 0; i < 3; i++) {
+        char *ci;
+        for (;;) {
+            ci = raw_str(cnodes[i].port, "CLUSTER INFO%s", "");
+            if (strstr(ci, "cluster_state:ok") || now_s() - t0 > 20)
+                break;
+            free(ci);
+            sleep_s(0.1);
+        }
+        assert_non_null(strstr(ci, "cluster_state:ok"));
+        free(ci);
+    }
+    snprintf(text, sizeof text, "[cache]\nenabled = true\nbackend = dogpile.cache.redis_cluster\n"
+             "backend_argument = startup_nodes:127.0.0.1:%d,127.0.0.1:%d\n"
+             "backend_argument = socket_timeout:1\n", cnodes[0].port, cnodes[1].port);
+    r = open_text(text);
+    assert_string_equal(cachet_region_backend(r), "redis_cluster");
+    /* single keys spread over all three masters, each sent to the right
+     * one at once: our CRC16 slots agree with the servers' (no MOVED) */
+    for (int i = 0; i < 60; i++) {
+        snprintf(key, sizeof key, "spread%d", i);
+        snprintf(val, sizeof val, "v%d", i);
+        assert_int_equal(cachet_set(r, key, val, strlen(val)), CACHET_OK);
+        check_value(r, key, val);
+    }
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(info_has(cnodes[i].port, "errorstats", "errorstat_MOVED"), 0);
+    assert_int_equal(raw_int(cnodes[0].port, 0, "CLUSTER KEYSLOT %s", "foo"), 12182);
+    for (int i = 0; i < 60; i++) {
+        snprintf(key, sizeof key, "spread%d", i);
+        int nd = node_with(key);   /* raw EXISTS on each node (those get MOVEDs) */
+        assert_true(nd >= 0);
+        per_node[nd]++;
+    }
+    for (int i = 0; i < 3; i++)
+        assert_true(per_node[i] > 0);
+    /* hash tags keep keys together */
+    assert_int_equal(cachet_set(r, "{user7}.name", "n", 1), CACHET_OK);
+    assert_int_equal(cachet_set(r, "{user7}.mail", "m", 1), CACHET_OK);
+    assert_int_equal(node_with("{user7}.name"), node_with("{user7}.mail"));
+    /* multi-ops across slots */
+    for (int i = 0; i < 300; i++) {
+        snprintf(keys[i], sizeof keys[i], "multi%d", i);
+        snprintf(vals[i], sizeof vals[i], "mv%d", i);
+        items[i] = (cachet_item){keys[i], vals[i], strlen(vals[i]), CACHET_EINVAL};
+    }
+    assert_int_equal(cachet_set_multi(r, items, 300), CACHET_OK);
+    for (int i = 0; i < 300; i++)
+        items[i] = (cachet_item){keys[i], NULL, 0, CACHET_EINVAL};
+    assert_int_equal(cachet_get_multi(r, items, 300), CACHET_OK);
+    for (int i = 0; i < 300; i++) {
+        assert_int_equal(items[i].status, CACHET_OK);
+        assert_memory_equal(items[i].value, vals[i], items[i].len);
+        cachet_free(items[i].value);
+    }
+    {
+        const char *dk[3] = {keys[0], keys[1], keys[2]};
+        void *v;
+        size_t n;
+        assert_int_equal(cachet_delete_multi(r, dk, 3), CACHET_OK);
+        assert_int_equal(cachet_get(r, keys[1], &v, &n), CACHET_MISS);
+    }
+    /* a slot migrates while a reader runs */
+    for (int i = 0; i < 20; i++) {
+        snprintf(key, sizeof key, "{mig}k%d", i);
+        snprintf(val, sizeof val, "value-%d", i);
+        assert_int_equal(cachet_set(r, key, val, strlen(val)), CACHET_OK);
+    }
+    src = node_with("{mig}k0");
+    dst = (src + 1) % 3;
+    long long slot = raw_int(cnodes[src].port, 0, "CLUSTER KEYSLOT %s", "{mig}");
+    char *src_id = raw_str(cnodes[src].port, "CLUSTER MYID%s", "");
+    char *dst_id = raw_str(cnodes[dst].port, "CLUSTER MYID%s", "");
+    mig_reader m = {r, 0, 0, 0, ""};
+    pthread_t t;
+    pthread_create(&t, NULL, migration_reader, &m);
+    sleep_s(0.3);
+    freeReplyObject(raw(cnodes[dst].port, 0, "CLUSTER SETSLOT %lld IMPORTING %s", slot, src_id));
+    freeReplyObject(raw(cnodes[src].port, 0, "CLUSTER SETSLOT %lld MIGRATING %s", slot, dst_id));
+    for (int i = 0; i < 20; i++) {   /* one key at a time: the reader sees ASK and TRYAGAIN */
+        snprintf(key, sizeof key, "{mig}k%d", i);
+        redisReply *mr = raw(cnodes[src].port, 0, "MIGRATE 127.0.0.1 %d %s 0 5000",
+                             cnodes[dst].port, key);
+        assert_int_equal(mr->type, REDIS_REPLY_STATUS);
+        freeReplyObject(mr);
+        sleep_s(0.05);
+    }
+    for (int i = 0; i < 3; i++)
+        freeReplyObject(raw(cnodes[i].port, 0, "CLUSTER SETSLOT %lld NODE %s", slot, dst_id));
+    sleep_s(0.5);
+    __atomic_store_n(&m.stop, 1, __ATOMIC_RELEASE);
+    pthread_join(t, NULL);
+    print_message("cluster: %ld reads during the migration, %ld wrong\n", m.reads, m.wrong);
+    if (m.wrong)
+        fail_msg("%ld of %ld reads wrong; first: %s", m.wrong, m.reads, m.first_error);
+    assert_true(m.reads > 100);
+    assert_int_equal(node_with("{mig}k7"), dst);
+    check_value(r, "{mig}k7", "value-7");
+    assert_int_equal(cachet_set(r, "{mig}new", "after", 5), CACHET_OK);
+    assert_int_equal(node_with("{mig}new"), dst);
+    free(src_id);
+    free(dst_id);
+    cachet_region_close(r);
+    for (int i = 0; i < 3; i++)
+        test_server_stop(&cnodes[i]);
+}
+
+int main(void)
+{
+    const struct CMUnitTest plain[] = {
+        cmocka_unit_test(pasted_config_round_trip_lands_in_db_2),
+        cmocka_unit_test(oslo_redis_options_build_the_url),
+        cmocka_unit_test(host_port_db_arguments),
+        cmocka_unit_test(multi_ops_take_one_round_trip),
+        cmocka_unit_test(server_side_ttl),
+        cmocka_unit_test(foreign_bytes_are_a_miss),
+        cmocka_unit_test(wrong_password_is_clear_and_secret),
+        cmocka_unit_test(unix_socket_url),
+        cmocka_unit_test(bad_arguments_name_the_argument),
+        cmocka_unit_test(threads_share_a_bounded_pool),
+        cmocka_unit_test(killed_server_fails_fast_then_restarted_is_used),
+        cmocka_unit_test(blackhole_host_stalls_once_then_fails_fast),
+        cmocka_unit_test(region_opened_before_fork_works_in_child),
+        cmocka_unit_test(distributed_lock_four_processes_one_creator),
+        cmocka_unit_test(dead_lock_holder_is_taken_over_after_lock_timeout),
+        cmocka_unit_test(lock_is_released_only_by_its_owner),
+    };
+    const struct CMUnitTest ha[] = {
+        cmocka_unit_test(sentinel_failover_is_followed),
+        cmocka_unit_test(cluster_spreads_keys_and_follows_a_migrating_slot),
+    };
+    int failed;
+    setenv("CACHET_PLUGIN_PATH", TEST_BUILDDIR "/backends/.libs", 1);
+    failed = cmocka_run_group_tests_name("redis", plain, setup_main, teardown_main);
+    if (!getenv("CACHET_TEST_ONLY_PLAIN"))
+        failed += cmocka_run_group_tests_name("redis sentinel and cluster", ha, NULL, NULL);
+    return failed;
+}
