@@ -41,6 +41,7 @@
 #include <gdbm.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,7 +91,7 @@ typedef struct {
     dev_t     db_dev;
     ino_t     db_ino;
     token    *tokens;             /* dogpile locks held */
-    uint64_t  recoveries, recreated, keys_lost;
+    uint64_t  recoveries, recreated, keys_lost, buckets_lost;
 } dbm;
 
 /* ---- errors ---- */
@@ -337,6 +338,56 @@ static cachet_status get_db(dbm *d, int writer)
     return CACHET_OK;
 }
 
+/* gdbm_recover's complaints go to the service's logger. */
+static void recover_complaint(void *data, char const *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    cachet_backend_log(CACHET_LOG_WARNING, "backend " BACKEND ": recovering %s: %s",
+                       (const char *)data, msg);
+}
+
+/* gdbm writes a store's buckets and directory first and its header last.
+ * A writer killed in between leaves buckets whose free-space tables point
+ * past the header's next_block (space it took from the end of the file),
+ * and gdbm then refuses those whole buckets as malformed, losing every key
+ * in them.  Everything written lies inside the file, so moving next_block
+ * up to the end of the file makes those buckets valid again.  Only the
+ * native 64-bit format that cachet creates is touched:
+ * magic, block_size, dir, dir_size, dir_bits, bucket_size, bucket_elems,
+ * next_block (at byte 32). */
+#define GDBM_MAGIC64_NATIVE 0x13579acfu
+#define NEXT_BLOCK_AT 32
+
+static void repair_next_block(const dbm *d)
+{
+    unsigned char h[NEXT_BLOCK_AT + 8];
+    uint32_t magic;
+    int32_t block;
+    int64_t next, end;
+    struct stat sb;
+    int fd = open(d->path, O_RDWR | O_CLOEXEC);
+
+    if (fd < 0)
+        return;
+    if (pread(fd, h, sizeof h, 0) == (ssize_t)sizeof h && fstat(fd, &sb) == 0) {
+        memcpy(&magic, h, 4);
+        memcpy(&block, h + 4, 4);
+        memcpy(&next, h + NEXT_BLOCK_AT, 8);
+        if (magic == GDBM_MAGIC64_NATIVE && block > 0 && next > 0 && next < sb.st_size) {
+            end = ((int64_t)sb.st_size + block - 1) / block * block;
+            if (pwrite(fd, &end, 8, NEXT_BLOCK_AT) == 8)
+                cachet_backend_log(CACHET_LOG_INFO, "backend " BACKEND ": %s: header's "
+                                   "next_block %lld raised to the end of the file %lld",
+                                   d->path, (long long)next, (long long)end);
+        }
+    }
+    close(fd);
+}
+
 /* The dirty flag is set: a writer died in the middle of a change.  Rebuild
  * the file from what gdbm can read of it.  Under the exclusive lock. */
 static cachet_status recover(dbm *d)
@@ -346,6 +397,7 @@ static cachet_status recover(dbm *d)
     int ec, err;
 
     close_db(d);
+    repair_next_block(d);
     db = gopen(d, d->path, GDBM_WRITER, &ec, &err);
     if (!db && !(ec == GDBM_FILE_OPEN_ERROR && err == ENOENT)) {
         if (ec == GDBM_FILE_OPEN_ERROR)
@@ -354,7 +406,9 @@ static cachet_status recover(dbm *d)
     }
     if (db) {
         memset(&rc, 0, sizeof rc);
-        if (gdbm_recover(db, &rc, GDBM_RCVR_FORCE) != 0) {
+        rc.errfun = recover_complaint;
+        rc.data = d->path;
+        if (gdbm_recover(db, &rc, GDBM_RCVR_FORCE | GDBM_RCVR_ERRFUN) != 0) {
             cachet_status st = gdbm_error_status(d, "cannot recover", gdbm_last_errno(db),
                                                  gdbm_last_syserr(db));
             gdbm_close(db);
@@ -365,9 +419,11 @@ static cachet_status recover(dbm *d)
         gdbm_close(db);
         d->recoveries++;
         d->keys_lost += rc.failed_keys;
+        d->buckets_lost += rc.failed_buckets;
         cachet_backend_log(CACHET_LOG_WARNING, "backend " BACKEND ": %s: a writer died during "
-                           "a change; rebuilt the file (%zu keys kept, %zu lost)", d->path,
-                           rc.recovered_keys, rc.failed_keys);
+                           "a change; rebuilt the file (%zu keys kept, %zu keys and %zu buckets "
+                           "unreadable)", d->path, rc.recovered_keys, rc.failed_keys,
+                           rc.failed_buckets);
     }
     d->hdr.dirty = 0;
     d->hdr.gen++;
@@ -982,7 +1038,7 @@ static cachet_status dbm_report(void *state, cachet_backend_report_fn fn, void *
 {
     dbm *d = state;
     stat_arg s = {0, 0, 0};
-    uint64_t rec, recr, lost;
+    uint64_t rec, recr, lost, blost;
     char buf[32];
     cachet_status st = run(d, 0, op_stat, &s);
 
@@ -990,6 +1046,7 @@ static cachet_status dbm_report(void *state, cachet_backend_report_fn fn, void *
     rec = d->recoveries;
     recr = d->recreated;
     lost = d->keys_lost;
+    blost = d->buckets_lost;
     pthread_mutex_unlock(&d->mu);
     fn(arg, "filename", d->path);
     fn(arg, "rw_lockfile", d->rw_path ? d->rw_path : "false");
@@ -1004,6 +1061,8 @@ static cachet_status dbm_report(void *state, cachet_backend_report_fn fn, void *
     fn(arg, "recoveries", buf);
     snprintf(buf, sizeof buf, "%llu", (unsigned long long)lost);
     fn(arg, "keys_lost", buf);
+    snprintf(buf, sizeof buf, "%llu", (unsigned long long)blost);
+    fn(arg, "buckets_lost", buf);
     snprintf(buf, sizeof buf, "%llu", (unsigned long long)recr);
     fn(arg, "recreated", buf);
     return st < 0 ? st : CACHET_OK;
