@@ -182,6 +182,32 @@ static int admit(mc_inst *m, size_t i, double now)
     return r;
 }
 
+/* Would admit() refuse host i now?  Asked before waiting for a pooled
+ * connection, so that a dead host fails fast even when the pool is busy,
+ * and so that the wait is not counted as an operation in flight (which
+ * would make a busy pool look like a hung host). */
+static int refused(mc_inst *m, size_t i, double now)
+{
+    mc_host *h = &m->hosts[i];
+    int no;
+    pthread_mutex_lock(&h->mu);
+    switch (h->state) {
+    case H_UP:
+        no = h->inflight && now - h->progress > m->suspect_after;
+        break;
+    case H_DEAD:
+        no = now < h->dead_until || h->probing;
+        break;
+    default:
+        no = h->probing;
+        break;
+    }
+    if (no)
+        h->fastfails++;
+    pthread_mutex_unlock(&h->mu);
+    return no;
+}
+
 /* adm: what admit() said; how: END_* */
 static void finish(mc_inst *m, size_t i, int adm, int how)
 {
@@ -867,19 +893,21 @@ cachet_status mc_get(void *state, const char *key, size_t klen, void **value, si
     *len = 0;
     for (size_t r = 0; r < n; r++) {
         size_t i = idx[r];
-        int adm = admit(m, i, now);
+        int adm;
         memcached_return_t rc;
         memcached_st *h;
         uint32_t flags;
         char *v;
 
-        if (adm == ADM_REJECT) {
+        if (refused(m, i, now)) {
             st = unavailable(m, i);
             continue;
         }
-        if (!c && (st = conn_get(m, &c)) != CACHET_OK) {
-            finish(m, i, adm, END_ABORT);
+        if (!c && (st = conn_get(m, &c)) != CACHET_OK)
             return st;
+        if ((adm = admit(m, i, now_s())) == ADM_REJECT) {
+            st = unavailable(m, i);
+            continue;
         }
         if ((adm = enter(m, c, i, adm)) == ADM_REJECT) {
             st = unavailable(m, i);
@@ -967,14 +995,16 @@ cachet_status mc_set(void *state, const char *key, size_t klen, const void *valu
 
     for (size_t r = 0; r < n; r++) {
         size_t i = idx[r];
-        int adm = admit(m, i, now);
-        if (adm == ADM_REJECT) {
+        int adm;
+        if (refused(m, i, now)) {
             acc = combine(acc, unavailable(m, i), &stored);
             continue;
         }
-        if (!c && (st = conn_get(m, &c)) != CACHET_OK) {
-            finish(m, i, adm, END_ABORT);
+        if (!c && (st = conn_get(m, &c)) != CACHET_OK)
             return st;
+        if ((adm = admit(m, i, now_s())) == ADM_REJECT) {
+            acc = combine(acc, unavailable(m, i), &stored);
+            continue;
         }
         if ((adm = enter(m, c, i, adm)) == ADM_REJECT) {
             acc = combine(acc, unavailable(m, i), &stored);
@@ -998,17 +1028,19 @@ cachet_status mc_del(void *state, const char *key, size_t klen)
 
     for (size_t r = 0; r < n; r++) {
         size_t i = idx[r];
-        int adm = admit(m, i, now);
+        int adm;
         memcached_return_t rc;
         memcached_st *h;
 
-        if (adm == ADM_REJECT) {
+        if (refused(m, i, now)) {
             acc = unavailable(m, i);
             continue;
         }
-        if (!c && (st = conn_get(m, &c)) != CACHET_OK) {
-            finish(m, i, adm, END_ABORT);
+        if (!c && (st = conn_get(m, &c)) != CACHET_OK)
             return st;
+        if ((adm = admit(m, i, now_s())) == ADM_REJECT) {
+            acc = unavailable(m, i);
+            continue;
         }
         if ((adm = enter(m, c, i, adm)) == ADM_REJECT) {
             acc = unavailable(m, i);
@@ -1154,7 +1186,9 @@ cachet_status mc_get_multi(void *state, cachet_backend_item *items, size_t n)
         items[k].len = 0;
         items[k].status = CACHET_MISS;
     }
-    if ((st = group(m, items, n, 0, &g)) != CACHET_OK) {
+    /* the connection first: waiting for it must not count as in flight */
+    if ((st = conn_get(m, &c)) != CACHET_OK || (st = group(m, items, n, 0, &g)) != CACHET_OK) {
+        conn_put(m, c);
         for (size_t k = 0; k < n; k++)
             items[k].status = st;
         return st;
@@ -1171,9 +1205,6 @@ cachet_status mc_get_multi(void *state, cachet_backend_item *items, size_t n)
         st = cachet_backend_error(CACHET_ENOMEM, "backend %s: out of memory", m->backend);
         goto abort_all;
     }
-    if (nord && (st = conn_get(m, &c)) != CACHET_OK)
-        goto abort_all;
-
     /* 1. send every server its request */
     for (size_t o = 0; o < nord; o++) {
         size_t i = order[o], cnt = 0;
@@ -1289,6 +1320,7 @@ abort_all:
     free(keys);
     free(klens);
     groups_free(&g);
+    conn_put(m, c);
     return st;
 }
 
@@ -1309,7 +1341,8 @@ static cachet_status write_multi(mc_inst *m, cachet_backend_item *items, size_t 
         return CACHET_OK;
     for (size_t k = 0; k < n; k++)
         items[k].status = CACHET_OK;
-    if ((st = group(m, items, n, 1, &g)) != CACHET_OK) {
+    if ((st = conn_get(m, &c)) != CACHET_OK || (st = group(m, items, n, 1, &g)) != CACHET_OK) {
+        conn_put(m, c);
         for (size_t k = 0; k < n; k++)
             items[k].status = st;
         return st;
@@ -1325,8 +1358,6 @@ static cachet_status write_multi(mc_inst *m, cachet_backend_item *items, size_t 
     /* res: the combined outcome over replicas; unavailable ones were set by group() */
     for (size_t k = 0; k < n; k++)
         res[k] = items[k].status;
-    if (nord && (st = conn_get(m, &c)) != CACHET_OK)
-        goto abort_all;
     for (size_t o = 0; o < nord; o++) {
         size_t i = order[o], last_small = SIZE_MAX;
         memcached_st *h;
@@ -1434,6 +1465,7 @@ abort_all:
     free(res);
     free(stored);
     groups_free(&g);
+    conn_put(m, c);
     return st;
 }
 
@@ -1484,11 +1516,13 @@ static cachet_status lock_op(mc_inst *m, const char *lk, size_t lkl, lock_cmd cm
 
     if (i >= m->nhosts)
         i = 0;
-    if ((adm = admit(m, i, now_s())) == ADM_REJECT)
+    if (refused(m, i, now_s()))
         return unavailable(m, i);
-    if ((st = conn_get(m, &c)) != CACHET_OK) {
-        finish(m, i, adm, END_ABORT);
+    if ((st = conn_get(m, &c)) != CACHET_OK)
         return st;
+    if ((adm = admit(m, i, now_s())) == ADM_REJECT) {
+        conn_put(m, c);
+        return unavailable(m, i);
     }
     if ((adm = enter(m, c, i, adm)) == ADM_REJECT) {
         conn_put(m, c);
