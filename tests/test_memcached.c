@@ -668,6 +668,63 @@ static void pool_exhaustion(void **state)
     test_server_stop(&s1);
 }
 
+/* Idle pool members go after pool_unused_timeout. */
+static void report_conns(void *arg, const char *name, const char *value)
+{
+    if (strcmp(name, "connections") == 0)
+        *(long *)arg = atol(value);
+}
+
+typedef struct {
+    cachet_region *r;
+    pthread_barrier_t *b;
+} burst_arg;
+
+static void *burst(void *arg)
+{
+    burst_arg *a = arg;
+    char key[32];
+    snprintf(key, sizeof key, "burst-%lu", (unsigned long)pthread_self());
+    pthread_barrier_wait(a->b);
+    for (int i = 0; i < 200; i++)
+        cachet_set(a->r, key, "b", 1);
+    return NULL;
+}
+
+static void pool_idle_connections_closed(void **state)
+{
+    test_server s1;
+    char url[64];
+    pthread_t t[4];
+    pthread_barrier_t b;
+    long conns = -1;
+    void *v;
+    size_t n;
+    (void)state;
+
+    assert_int_equal(test_memcached_start(&s1, 0, NULL), 0);
+    snprintf(url, sizeof url, "127.0.0.1:%d", s1.port);
+    cachet_region *r = open_mc("oslo_cache.memcache_pool", url, "memcache_pool_maxsize", "4",
+                               "memcache_pool_unused_timeout", "1", NULL);
+    assert_int_equal(cachet_set(r, "warm", "w", 1), CACHET_OK);
+    pthread_barrier_init(&b, NULL, 4);
+    burst_arg a = {r, &b};
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, burst, &a), 0);
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&b);
+    assert_int_equal(cachet_backend_report(r, report_conns, &conns), CACHET_OK);
+    assert_true(conns >= 1 && conns <= 4);          /* never over pool_maxsize */
+    sleep_s(1.5);
+    assert_int_equal(cachet_get(r, "warm", &v, &n), CACHET_OK);   /* reaps the idle ones */
+    cachet_free(v);
+    assert_int_equal(cachet_backend_report(r, report_conns, &conns), CACHET_OK);
+    assert_int_equal(conns, 1);
+    cachet_region_close(r);
+    test_server_stop(&s1);
+}
+
 /* ---- fork ---- */
 
 static void fork_backend(const char *backend)
@@ -910,6 +967,7 @@ int main(void)
         cmocka_unit_test(dead_host_stalls),
         cmocka_unit_test(get_multi_with_dead_host),
         cmocka_unit_test(pool_exhaustion),
+        cmocka_unit_test(pool_idle_connections_closed),
         cmocka_unit_test(fork_parent_and_child),
         cmocka_unit_test(distributed_lock),
         cmocka_unit_test(oversize_value),
