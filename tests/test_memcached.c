@@ -127,7 +127,7 @@ static const char *const backends[] = {"dogpile.cache.memcached", "oslo_cache.me
 
 /* ---- round trips ---- */
 
-static void round_trip_backend(const char *backend)
+static void round_trip_backend(const char *backend, int binary)
 {
     test_server s1, s2;
     int ports[2];
@@ -142,7 +142,8 @@ static void round_trip_backend(const char *backend)
     assert_int_equal(test_memcached_start(&s2, 0, NULL), 0);
     ports[0] = s1.port;
     ports[1] = s2.port;
-    cachet_region *r = open_mc(backend, url_of(url, sizeof url, ports, 2), NULL);
+    cachet_region *r = open_mc(backend, url_of(url, sizeof url, ports, 2), "arg:binary",
+                               binary ? "true" : "false", NULL);
 
     assert_int_equal(cachet_set(r, "bin", bin, sizeof bin), CACHET_OK);
     assert_int_equal(cachet_get(r, "bin", &v, &n), CACHET_OK);
@@ -231,7 +232,8 @@ static void round_trip(void **state)
 {
     (void)state;
     for (int b = 0; b < 2; b++)
-        round_trip_backend(backends[b]);
+        round_trip_backend(backends[b], 0);
+    round_trip_backend(backends[0], 1);   /* the binary protocol */
 }
 
 static void bad_arguments(void **state)
