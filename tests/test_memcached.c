@@ -30,7 +30,7 @@
  * in any test that forks with a region open (these do: fork(), the
  * distributed lock's processes, and servers.c restarting a server).  Race
  * detection stays on. */
-const char *__tsan_default_options(void);
+__attribute__((visibility("default"))) const char *__tsan_default_options(void);
 const char *__tsan_default_options(void)
 {
     return "detect_deadlocks=0";
