@@ -3,7 +3,8 @@
  *
  *   bench/memcached --port P [--n N]   get hit, set, get_multi(100): one
  *       "RESULT impl op calls/s keys/s cpu_us user_us sys_us" line per run
- *       for cachet-memcached, cachet-memcache_pool and raw-libmemcached
+ *       for cachet-memcached, cachet-memcache_pool and raw-libmemcached,
+ *       measured in 10 interleaved blocks per op (raw uses its own keys)
  *   bench/memcached --stalls            2 live servers and a black hole,
  *       socket_timeout 1, dead_retry 30, 4 threads x 40 gets with a new
  *       thread per request: "STALLS impl slow_gets total_gets" */
@@ -50,26 +51,24 @@ static void die(const char *what)
     exit(2);
 }
 
+/* The three clients, measured in interleaved blocks (raw, cachet memcached,
+ * cachet memcache_pool, then the next block in another order) so that the
+ * machine's slow and fast spells fall on all of them alike. */
 typedef struct {
-    double t, user, sys;
-} mark;
+    const char    *name;
+    cachet_region *r;        /* NULL: raw libmemcached */
+    memcached_st  *mc;
+    double         wall[3], user[3], sys[3];
+    long           calls[3], keys[3];
+} client;
 
-static mark start(void)
-{
-    return (mark){now_s(), user_s(), sys_s()};
-}
-
-/* RESULT impl op calls/s keys/s cpu_us/call user_us/call sys_us/call */
-static void report(const char *impl, const char *op, mark m, long calls, long keys)
-{
-    double dt = now_s() - m.t, du = user_s() - m.user, ds = sys_s() - m.sys;
-    printf("RESULT %s %s %.0f %.0f %.2f %.2f %.2f\n", impl, op, calls / dt, keys / dt,
-           (du + ds) / calls * 1e6, du / calls * 1e6, ds / calls * 1e6);
-    fflush(stdout);
-}
+enum { OP_GET, OP_SET, OP_MULTI };
+static const char *const op_names[] = {"get", "set", "get_multi100"};
 
 static char keys[NKEYS][32];
+static char rawkeys[NKEYS][32];       /* raw's own: its bytes are foreign to cachet */
 static char value[VALUE_LEN];
+static char stored[VALUE_LEN + 32];   /* raw stores as many bytes as cachet (header) */
 
 static cachet_region *open_region(const char *backend, const char *url, const char *timeout,
                                   const char *dead_retry)
@@ -87,99 +86,120 @@ static cachet_region *open_region(const char *backend, const char *url, const ch
     return r;
 }
 
-static void bench_cachet(const char *backend, const char *impl, const char *url, long n)
+static void run_cachet(client *c, int op, long from, long count)
 {
-    cachet_region *r = open_region(backend, url, "1", "30");
     cachet_item items[MULTI];
     void *v;
     size_t len;
-    mark m;
-    long i;
-
-    for (i = 0; i < NKEYS; i++)
-        if (cachet_set(r, keys[i], value, VALUE_LEN) != CACHET_OK)
-            die(cachet_errmsg());
-    m = start();
-    for (i = 0; i < n; i++) {
-        if (cachet_get(r, keys[i % NKEYS], &v, &len) != CACHET_OK)
-            die("cachet get missed");
-        cachet_free(v);
-    }
-    report(impl, "get", m, n, n);
-    m = start();
-    for (i = 0; i < n; i++)
-        if (cachet_set(r, keys[i % NKEYS], value, VALUE_LEN) != CACHET_OK)
-            die(cachet_errmsg());
-    report(impl, "set", m, n, n);
-    m = start();
-    for (i = 0; i < n / 20; i++) {
-        for (int k = 0; k < MULTI; k++)
-            items[k] = (cachet_item){keys[(i * MULTI + k) % NKEYS], NULL, 0, 0};
-        if (cachet_get_multi(r, items, MULTI) != CACHET_OK)
-            die(cachet_errmsg());
-        for (int k = 0; k < MULTI; k++) {
-            if (items[k].status != CACHET_OK)
-                die("cachet get_multi missed");
-            cachet_free(items[k].value);
+    for (long i = from; i < from + count; i++) {
+        if (op == OP_GET) {
+            if (cachet_get(c->r, keys[i % NKEYS], &v, &len) != CACHET_OK)
+                die("cachet get missed");
+            cachet_free(v);
+        } else if (op == OP_SET) {
+            if (cachet_set(c->r, keys[i % NKEYS], value, VALUE_LEN) != CACHET_OK)
+                die(cachet_errmsg());
+        } else {
+            for (int k = 0; k < MULTI; k++)
+                items[k] = (cachet_item){keys[(i * MULTI + k) % NKEYS], NULL, 0, 0};
+            if (cachet_get_multi(c->r, items, MULTI) != CACHET_OK)
+                die(cachet_errmsg());
+            for (int k = 0; k < MULTI; k++) {
+                if (items[k].status != CACHET_OK)
+                    die("cachet get_multi missed");
+                cachet_free(items[k].value);
+            }
         }
     }
-    report(impl, "get_multi100", m, n / 20, n / 20 * MULTI);
-    cachet_region_close(r);
 }
 
-static void bench_raw(int port, long n)
+static void run_raw(client *c, int op, long from, long count)
 {
-    memcached_st *mc = memcached_create(NULL);
     memcached_return_t rc;
     const char *ks[MULTI];
     size_t kl[MULTI], len;
     uint32_t flags;
-    mark m;
-    long i;
+    for (long i = from; i < from + count; i++) {
+        const char *k = rawkeys[i % NKEYS];
+        if (op == OP_GET) {
+            char *v = memcached_get(c->mc, k, strlen(k), &len, &flags, &rc);
+            if (!v)
+                die("raw get missed");
+            free(v);
+        } else if (op == OP_SET) {
+            if (memcached_set(c->mc, k, strlen(k), stored, sizeof stored, 0, 0) !=
+                MEMCACHED_SUCCESS)
+                die("raw set failed");
+        } else {
+            memcached_result_st res, *rp;
+            int got = 0;
+            for (int j = 0; j < MULTI; j++) {
+                ks[j] = rawkeys[(i * MULTI + j) % NKEYS];
+                kl[j] = strlen(ks[j]);
+            }
+            if (memcached_mget(c->mc, ks, kl, MULTI) != MEMCACHED_SUCCESS)
+                die("raw mget failed");
+            memcached_result_create(c->mc, &res);
+            while ((rp = memcached_fetch_result(c->mc, &res, &rc)) != NULL)
+                got += memcached_result_length(rp) > 0;   /* no copy: the least raw can do */
+            memcached_result_free(&res);
+            if (got != MULTI)
+                die("raw mget missed");
+        }
+    }
+}
 
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_TCP_NODELAY, 1);
-    memcached_server_add(mc, "127.0.0.1", (in_port_t)port);
-    /* cachet stores a header before the payload: raw stores as many bytes */
-    char stored[VALUE_LEN + 32];
-    memset(stored, 'v', sizeof stored);
-    for (i = 0; i < NKEYS; i++)
-        if (memcached_set(mc, keys[i], strlen(keys[i]), stored, sizeof stored, 0, 0) !=
-            MEMCACHED_SUCCESS)
-            die("raw set failed");
-    m = start();
-    for (i = 0; i < n; i++) {
-        char *v = memcached_get(mc, keys[i % NKEYS], strlen(keys[i % NKEYS]), &len, &flags, &rc);
-        if (!v)
-            die("raw get missed");
-        free(v);
-    }
-    report("raw-libmemcached", "get", m, n, n);
-    m = start();
-    for (i = 0; i < n; i++)
-        if (memcached_set(mc, keys[i % NKEYS], strlen(keys[i % NKEYS]), stored, sizeof stored, 0,
+static void run_block(client *c, int op, long from, long count)
+{
+    double t = now_s(), u = user_s(), sy = sys_s();
+    if (c->r)
+        run_cachet(c, op, from, count);
+    else
+        run_raw(c, op, from, count);
+    c->wall[op] += now_s() - t;
+    c->user[op] += user_s() - u;
+    c->sys[op] += sys_s() - sy;
+    c->calls[op] += count;
+    c->keys[op] += op == OP_MULTI ? count * MULTI : count;
+}
+
+/* RESULT impl op calls/s keys/s cpu_us/call user_us/call sys_us/call */
+static void report(const client *c, int op)
+{
+    printf("RESULT %s %s %.0f %.0f %.2f %.2f %.2f\n", c->name, op_names[op],
+           c->calls[op] / c->wall[op], c->keys[op] / c->wall[op],
+           (c->user[op] + c->sys[op]) / c->calls[op] * 1e6, c->user[op] / c->calls[op] * 1e6,
+           c->sys[op] / c->calls[op] * 1e6);
+    fflush(stdout);
+}
+
+static void bench_all(int port, const char *url, long n, int rotate)
+{
+    enum { BLOCKS = 10 };
+    client cl[3] = {{.name = "raw-libmemcached"},
+                    {.name = "cachet-memcached"},
+                    {.name = "cachet-memcache_pool"}};
+    cl[0].mc = memcached_create(NULL);
+    memcached_behavior_set(cl[0].mc, MEMCACHED_BEHAVIOR_TCP_NODELAY, 1);
+    memcached_server_add(cl[0].mc, "127.0.0.1", (in_port_t)port);
+    cl[1].r = open_region("memcached", url, "1", "30");
+    cl[2].r = open_region("memcache_pool", url, "1", "30");
+    for (int i = 0; i < NKEYS; i++)
+        if (cachet_set(cl[1].r, keys[i], value, VALUE_LEN) != CACHET_OK ||
+            memcached_set(cl[0].mc, rawkeys[i], strlen(rawkeys[i]), stored, sizeof stored, 0,
                           0) != MEMCACHED_SUCCESS)
-            die("raw set failed");
-    report("raw-libmemcached", "set", m, n, n);
-    m = start();
-    for (i = 0; i < n / 20; i++) {
-        memcached_result_st res, *rp;
-        int got = 0;
-        for (int k = 0; k < MULTI; k++) {
-            ks[k] = keys[(i * MULTI + k) % NKEYS];
-            kl[k] = strlen(ks[k]);
-        }
-        if (memcached_mget(mc, ks, kl, MULTI) != MEMCACHED_SUCCESS)
-            die("raw mget failed");
-        memcached_result_create(mc, &res);
-        while ((rp = memcached_fetch_result(mc, &res, &rc)) != NULL) {
-            got += memcached_result_length(rp) > 0;   /* no copy: the least raw can do */
-        }
-        memcached_result_free(&res);
-        if (got != MULTI)
-            die("raw mget missed");
+            die("cannot store the keys");
+    for (int op = 0; op < 3; op++) {
+        long per = (op == OP_MULTI ? n / 20 : n) / BLOCKS;
+        for (int b = 0; b < BLOCKS; b++)
+            for (int k = 0; k < 3; k++)
+                run_block(&cl[(k + b + rotate) % 3], op, b * per, per);
+        for (int k = 0; k < 3; k++)
+            report(&cl[k], op);
     }
-    report("raw-libmemcached", "get_multi100", m, n / 20, n / 20 * MULTI);
-    memcached_free(mc);
+    memcached_free(cl[0].mc);
+    cachet_region_close(cl[1].r);
+    cachet_region_close(cl[2].r);
 }
 
 /* ---- dead-host stalls ---- */
@@ -276,6 +296,8 @@ int main(int argc, char **argv)
     }
     for (int i = 0; i < NKEYS; i++)
         snprintf(keys[i], sizeof keys[i], "bench-key-%d", i);
+    for (int i = 0; i < NKEYS; i++)
+        snprintf(rawkeys[i], sizeof rawkeys[i], "bench-raw-%d", i);
     memset(value, 'v', sizeof value);
     test_server own;
     if (!port) {
@@ -284,13 +306,7 @@ int main(int argc, char **argv)
         port = own.port;
     }
     snprintf(url, sizeof url, "127.0.0.1:%d", port);
-    /* --rotate k starts with the k-th: runs in turn see the machine's noise */
-    for (int k = 0; k < 3; k++) {
-        switch ((k + rotate) % 3) {
-        case 0: bench_raw(port, n); break;
-        case 1: bench_cachet("memcached", "cachet-memcached", url, n); break;
-        default: bench_cachet("memcache_pool", "cachet-memcache_pool", url, n); break;
-        }
-    }
+    memset(stored, 'v', sizeof stored);
+    bench_all(port, url, n, rotate);
     return 0;
 }
