@@ -1,0 +1,980 @@
+/* The memcached and memcache_pool backends against real memcached servers
+ * started on loopback by tests/servers.c: round trips, consistent hashing,
+ * killed / hung / restarted servers, a host that accepts and never answers,
+ * pool exhaustion, fork(), the distributed lock across processes, oversize
+ * values, long and spaced keys, and bytes written by a foreign client. */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <libmemcached/memcached.h>
+#include <cachet/cachet.h>
+#include "servers.h"
+
+/* Under TSan: region_fork.c's prepare handler holds open_lock and all 64
+ * keylock stripes across fork(), more than the 64 locks TSan's deadlock
+ * detector can track per thread, which makes it abort with a CHECK failure
+ * in any test that forks with a region open (these do: fork(), the
+ * distributed lock's processes, and servers.c restarting a server).  Race
+ * detection stays on. */
+__attribute__((visibility("default"))) const char *__tsan_default_options(void);
+const char *__tsan_default_options(void)
+{
+    return "detect_deadlocks=0";
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void sleep_s(double s)
+{
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* Opens backend on url with oslo-style options (name, value, ..., NULL). */
+static cachet_region *open_mc(const char *backend, const char *url, ...)
+{
+    cachet_config *c = cachet_config_new();
+    cachet_region *r = NULL;
+    char arg[1024];
+    va_list ap;
+    const char *name;
+
+    assert_int_equal(cachet_config_set(c, "enabled", "true"), CACHET_OK);
+    assert_int_equal(cachet_config_set(c, "backend", backend), CACHET_OK);
+    assert_int_equal(cachet_config_set(c, "memcache_servers", url), CACHET_OK);
+    va_start(ap, url);
+    while ((name = va_arg(ap, const char *)) != NULL) {
+        const char *value = va_arg(ap, const char *);
+        if (strncmp(name, "arg:", 4) == 0) {
+            snprintf(arg, sizeof arg, "%s:%s", name + 4, value);
+            assert_int_equal(cachet_config_set(c, "backend_argument", arg), CACHET_OK);
+        } else if (cachet_config_set(c, name, value) != CACHET_OK) {
+            fail_msg("option %s: %s", name, cachet_errmsg());
+        }
+    }
+    va_end(ap);
+    if (cachet_region_open(c, &r) != CACHET_OK)
+        fail_msg("open %s on %s: %s", backend, url, cachet_errmsg());
+    cachet_config_free(c);
+    return r;
+}
+
+static const char *url_of(char *buf, size_t size, const int *ports, size_t n)
+{
+    size_t off = 0;
+    buf[0] = 0;
+    for (size_t i = 0; i < n; i++)
+        off += (size_t)snprintf(buf + off, size - off, "%s127.0.0.1:%d", i ? "," : "", ports[i]);
+    return buf;
+}
+
+/* A raw libmemcached ring built the way the backends build theirs, to
+ * know which server a key lives on. */
+static memcached_st *raw_ring(const int *ports, size_t n)
+{
+    memcached_st *mc = memcached_create(NULL);
+    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_KETAMA_WEIGHTED, 1);
+    for (size_t i = 0; i < n; i++)
+        memcached_server_add(mc, "127.0.0.1", (in_port_t)ports[i]);
+    return mc;
+}
+
+static int port_of_key(memcached_st *ring, const char *key)
+{
+    memcached_return_t rc;
+    const memcached_instance_st *in = memcached_server_by_key(ring, key, strlen(key), &rc);
+    return in ? memcached_server_port(in) : -1;
+}
+
+/* A key (prefix + number) that lives on port. */
+static void key_on(memcached_st *ring, int port, const char *prefix, char *out, size_t size)
+{
+    for (int i = 0;; i++) {
+        snprintf(out, size, "%s%d", prefix, i);
+        if (port_of_key(ring, out) == port)
+            return;
+    }
+}
+
+static memcached_st *raw_one(int port)
+{
+    memcached_st *mc = memcached_create(NULL);
+    memcached_server_add(mc, "127.0.0.1", (in_port_t)port);
+    return mc;
+}
+
+static const char *const backends[] = {"dogpile.cache.memcached", "oslo_cache.memcache_pool"};
+
+/* ---- round trips ---- */
+
+static void round_trip_backend(const char *backend, int binary)
+{
+    test_server s1, s2;
+    int ports[2];
+    char url[256], longkey[301], keys[60][32], vals[60][32];
+    const char bin[] = {'a', 0, 'b', 0, (char)0xff, '\n', ' '};
+    cachet_item items[60];
+    const char *dkeys[30];
+    void *v;
+    size_t n;
+
+    assert_int_equal(test_memcached_start(&s1, 0, NULL), 0);
+    assert_int_equal(test_memcached_start(&s2, 0, NULL), 0);
+    ports[0] = s1.port;
+    ports[1] = s2.port;
+    cachet_region *r = open_mc(backend, url_of(url, sizeof url, ports, 2), "arg:binary",
+                               binary ? "true" : "false", NULL);
+
+    assert_int_equal(cachet_set(r, "bin", bin, sizeof bin), CACHET_OK);
+    assert_int_equal(cachet_get(r, "bin", &v, &n), CACHET_OK);
+    assert_int_equal(n, sizeof bin);
+    assert_memory_equal(v, bin, sizeof bin);
+    cachet_free(v);
+    assert_int_equal(cachet_set(r, "empty", "", 0), CACHET_OK);
+    assert_int_equal(cachet_get(r, "empty", &v, &n), CACHET_OK);
+    assert_int_equal(n, 0);
+    cachet_free(v);
+    assert_int_equal(cachet_delete(r, "bin"), CACHET_OK);
+    assert_int_equal(cachet_get(r, "bin", &v, &n), CACHET_MISS);
+    assert_int_equal(cachet_delete(r, "never-there"), CACHET_OK);
+
+    /* a 300-byte key and keys with spaces and control bytes: mangled, round-trip */
+    memset(longkey, 'k', 300);
+    longkey[300] = 0;
+    assert_int_equal(cachet_set(r, longkey, "L", 1), CACHET_OK);
+    assert_int_equal(cachet_set(r, "with space", "S", 1), CACHET_OK);
+    assert_int_equal(cachet_set(r, "tab\there\n", "T", 1), CACHET_OK);
+    assert_int_equal(cachet_get(r, longkey, &v, &n), CACHET_OK);
+    assert_memory_equal(v, "L", 1);
+    cachet_free(v);
+    assert_int_equal(cachet_get(r, "with space", &v, &n), CACHET_OK);
+    assert_memory_equal(v, "S", 1);
+    cachet_free(v);
+    assert_int_equal(cachet_get(r, "tab\there\n", &v, &n), CACHET_OK);
+    assert_memory_equal(v, "T", 1);
+    cachet_free(v);
+
+    /* multi-operations over both servers */
+    for (int i = 0; i < 60; i++) {
+        snprintf(keys[i], sizeof keys[i], "multi-%d", i);
+        snprintf(vals[i], sizeof vals[i], "value-%d", i * 7);
+        items[i] = (cachet_item){keys[i], vals[i], strlen(vals[i]), CACHET_EINVAL};
+    }
+    assert_int_equal(cachet_set_multi(r, items, 60), CACHET_OK);
+    for (int i = 0; i < 60; i++)
+        assert_int_equal(items[i].status, CACHET_OK);
+    for (int i = 0; i < 30; i++)
+        dkeys[i] = keys[2 * i];
+    assert_int_equal(cachet_delete_multi(r, dkeys, 30), CACHET_OK);
+    for (int i = 0; i < 60; i++)
+        items[i] = (cachet_item){keys[i], NULL, 0, CACHET_EINVAL};
+    assert_int_equal(cachet_get_multi(r, items, 60), CACHET_OK);
+    for (int i = 0; i < 60; i++) {
+        if (i % 2 == 0) {
+            assert_int_equal(items[i].status, CACHET_MISS);
+        } else {
+            assert_int_equal(items[i].status, CACHET_OK);
+            assert_int_equal(items[i].len, strlen(vals[i]));
+            assert_memory_equal(items[i].value, vals[i], items[i].len);
+            cachet_free(items[i].value);
+        }
+    }
+    /* both servers hold some of them: the work was spread */
+    memcached_st *a = raw_one(s1.port), *b = raw_one(s2.port);
+    int on_a = 0, on_b = 0;
+    for (int i = 1; i < 60; i += 2) {
+        size_t vl;
+        uint32_t fl;
+        memcached_return_t rc;
+        char *x = memcached_get(a, keys[i], strlen(keys[i]), &vl, &fl, &rc);
+        on_a += x != NULL;
+        free(x);
+        x = memcached_get(b, keys[i], strlen(keys[i]), &vl, &fl, &rc);
+        on_b += x != NULL;
+        free(x);
+    }
+    assert_int_equal(on_a + on_b, 30);
+    assert_true(on_a > 3 && on_b > 3);
+
+    /* foreign bytes under a key: a miss, never a crash */
+    assert_int_equal(memcached_set(a, "foreign", 7, "not cachet's", 12, 0, 0), MEMCACHED_SUCCESS);
+    assert_int_equal(memcached_set(b, "foreign", 7, "not cachet's", 12, 0, 0), MEMCACHED_SUCCESS);
+    assert_int_equal(cachet_get(r, "foreign", &v, &n), CACHET_MISS);
+    memcached_free(a);
+    memcached_free(b);
+
+    cachet_region_close(r);
+    test_server_stop(&s1);
+    test_server_stop(&s2);
+}
+
+static void round_trip(void **state)
+{
+    (void)state;
+    for (int b = 0; b < 2; b++)
+        round_trip_backend(backends[b], 0);
+    round_trip_backend(backends[0], 1);   /* the binary protocol */
+}
+
+static void bad_arguments(void **state)
+{
+    static const char *const bad[][2] = {
+        {"arg:nonsense", "1"},
+        {"arg:distribution", "random"},
+        {"arg:replicas", "0"},
+        {"enable_socket_keepalive", "true"},
+        {"enable_retry_client", "true"},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cachet_config *c = cachet_config_new();
+        cachet_region *r = NULL;
+        char arg[256];
+        cachet_config_set(c, "enabled", "true");
+        cachet_config_set(c, "backend", "dogpile.cache.memcached");
+        if (strncmp(bad[i][0], "arg:", 4) == 0) {
+            snprintf(arg, sizeof arg, "%s:%s", bad[i][0] + 4, bad[i][1]);
+            cachet_config_set(c, "backend_argument", arg);
+        } else {
+            cachet_config_set(c, bad[i][0], bad[i][1]);
+        }
+        assert_int_equal(cachet_region_open(c, &r), CACHET_EINVAL);
+        const char *needle = strncmp(bad[i][0], "arg:", 4) == 0 ? bad[i][0] + 4 : bad[i][0];
+        if (!strstr(cachet_errmsg(), needle))
+            fail_msg("message does not name %s: %s", needle, cachet_errmsg());
+        cachet_config_free(c);
+    }
+    /* malformed urls */
+    static const char *const urls[] = {"127.0.0.1:0", "127.0.0.1:99999", "[::1", "unix:rel",
+                                       "h:1:0"};
+    for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
+        cachet_config *c = cachet_config_new();
+        cachet_region *r = NULL;
+        char arg[256];
+        cachet_config_set(c, "enabled", "true");
+        cachet_config_set(c, "backend", "oslo_cache.memcache_pool");
+        snprintf(arg, sizeof arg, "url:%s", urls[i]);
+        cachet_config_set(c, "backend_argument", arg);
+        assert_int_equal(cachet_region_open(c, &r), CACHET_EINVAL);
+        assert_non_null(strstr(cachet_errmsg(), "url"));
+        cachet_config_free(c);
+    }
+    /* IPv6 and unix socket forms parse (nothing listens: not used) */
+    cachet_region *r = open_mc("memcached", "[::1]:11311:2,unix:/nonexistent/sock,h:11211:3",
+                               NULL);
+    cachet_region_close(r);
+}
+
+/* ---- consistent hashing ---- */
+
+static void consistent_hashing(void **state)
+{
+    test_server s[4];
+    int ports[4];
+    char url3[256], url4[256], key[32];
+    int kept_ring = 0, hits = 0;
+    const int N = 600;
+    (void)state;
+
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(test_memcached_start(&s[i], 0, NULL), 0);
+        ports[i] = s[i].port;
+    }
+    /* the ring alone: libmemcached's placement for 3 then 4 servers */
+    memcached_st *r3 = raw_ring(ports, 3), *r4 = raw_ring(ports, 4);
+    for (int i = 0; i < N; i++) {
+        snprintf(key, sizeof key, "ch-%d", i);
+        kept_ring += port_of_key(r3, key) == port_of_key(r4, key);
+    }
+    memcached_free(r3);
+    memcached_free(r4);
+    assert_true(kept_ring * 3 >= N * 2);
+
+    /* the backend: values set with 3 servers are still found with 4 */
+    cachet_region *a = open_mc("memcached", url_of(url3, sizeof url3, ports, 3), NULL);
+    for (int i = 0; i < N; i++) {
+        snprintf(key, sizeof key, "ch-%d", i);
+        assert_int_equal(cachet_set(a, key, key, strlen(key)), CACHET_OK);
+    }
+    cachet_region_close(a);
+    cachet_region *b = open_mc("oslo_cache.memcache_pool", url_of(url4, sizeof url4, ports, 4),
+                               NULL);
+    for (int i = 0; i < N; i++) {
+        void *v;
+        size_t n;
+        snprintf(key, sizeof key, "ch-%d", i);
+        if (cachet_get(b, key, &v, &n) == CACHET_OK) {
+            hits++;
+            cachet_free(v);
+        }
+    }
+    cachet_region_close(b);
+    print_message("consistent hashing: %d/%d keys on the same server (ring), %d/%d hits "
+                  "after adding a 4th server\n", kept_ring, N, hits, N);
+    assert_true(hits * 3 >= N * 2);
+    assert_int_equal(hits, kept_ring);   /* the backend places keys as the ring does */
+    for (int i = 0; i < 4; i++)
+        test_server_stop(&s[i]);
+}
+
+/* ---- a killed server, restarted ---- */
+
+static int creator_calls;
+static cachet_status make_value(void *arg, const char *key, void **value, size_t *len)
+{
+    (void)arg, (void)key;
+    creator_calls++;
+    *value = strdup("created");
+    *len = 7;
+    return CACHET_OK;
+}
+
+static void killed_server_backend(const char *backend)
+{
+    test_server s1, s2;
+    int ports[2];
+    char url[256], k1[32], k2[32];
+    void *v;
+    size_t n;
+
+    assert_int_equal(test_memcached_start(&s1, 0, NULL), 0);
+    assert_int_equal(test_memcached_start(&s2, 0, NULL), 0);
+    ports[0] = s1.port;
+    ports[1] = s2.port;
+    memcached_st *ring = raw_ring(ports, 2);
+    key_on(ring, s1.port, "live-", k1, sizeof k1);
+    key_on(ring, s2.port, "doomed-", k2, sizeof k2);
+    memcached_free(ring);
+    cachet_region *r = open_mc(backend, url_of(url, sizeof url, ports, 2),
+                               "memcache_socket_timeout", "1", "memcache_dead_retry", "2", NULL);
+    assert_int_equal(cachet_set(r, k1, "one", 3), CACHET_OK);
+    assert_int_equal(cachet_set(r, k2, "two", 3), CACHET_OK);
+
+    test_server_kill(&s2);
+    double t0 = now_s();
+    assert_int_equal(cachet_get(r, k2, &v, &n), CACHET_EUNAVAILABLE);
+    assert_true(now_s() - t0 < 1.5);              /* within socket_timeout (and a margin) */
+    t0 = now_s();
+    for (int i = 0; i < 20; i++)                  /* and then at once */
+        assert_int_equal(cachet_get(r, k2, &v, &n), CACHET_EUNAVAILABLE);
+    assert_true(now_s() - t0 < 0.5);
+    /* get_or_create falls back to the creator */
+    creator_calls = 0;
+    assert_int_equal(cachet_get_or_create(r, k2, make_value, NULL, &v, &n), CACHET_OK);
+    assert_int_equal(creator_calls, 1);
+    assert_memory_equal(v, "created", 7);
+    cachet_free(v);
+    /* the other server's keys are unaffected */
+    assert_int_equal(cachet_get(r, k1, &v, &n), CACHET_OK);
+    assert_memory_equal(v, "one", 3);
+    cachet_free(v);
+
+    /* restarted: not used before dead_retry, used after */
+    assert_int_equal(test_server_restart(&s2), 0);
+    assert_int_equal(cachet_set(r, k2, "back", 4), CACHET_EUNAVAILABLE);
+    sleep_s(2.3);
+    assert_int_equal(cachet_set(r, k2, "back", 4), CACHET_OK);
+    assert_int_equal(cachet_get(r, k2, &v, &n), CACHET_OK);
+    assert_memory_equal(v, "back", 4);
+    cachet_free(v);
+    cachet_region_close(r);
+    test_server_stop(&s1);
+    test_server_stop(&s2);
+}
+
+static void killed_server(void **state)
+{
+    (void)state;
+    for (int b = 0; b < 2; b++)
+        killed_server_backend(backends[b]);
+}
+
+/* A server that hangs (SIGSTOP) keeps its data; when it comes back,
+ * pool_flush_on_reconnect empties it, and without it the value is there. */
+static void flush_on_reconnect(void **state)
+{
+    (void)state;
+    for (int flush = 0; flush < 2; flush++) {
+        test_server s1, s2;
+        int ports[2];
+        char url[256], k2[32];
+        void *v;
+        size_t n;
+
+        assert_int_equal(test_memcached_start(&s1, 0, NULL), 0);
+        assert_int_equal(test_memcached_start(&s2, 0, NULL), 0);
+        ports[0] = s1.port;
+        ports[1] = s2.port;
+        memcached_st *ring = raw_ring(ports, 2);
+        key_on(ring, s2.port, "hung-", k2, sizeof k2);
+        memcached_free(ring);
+        cachet_region *r = open_mc("oslo_cache.memcache_pool", url_of(url, sizeof url, ports, 2),
+                                   "memcache_socket_timeout", "0.5", "memcache_dead_retry", "1",
+                                   "memcache_pool_flush_on_reconnect", flush ? "true" : "false",
+                                   NULL);
+        assert_int_equal(cachet_set(r, k2, "kept", 4), CACHET_OK);
+        kill(s2.pid, SIGSTOP);
+        double t0 = now_s();
+        assert_int_equal(cachet_get(r, k2, &v, &n), CACHET_EUNAVAILABLE);
+        assert_true(now_s() - t0 < 1.5);
+        assert_int_equal(cachet_get(r, k2, &v, &n), CACHET_EUNAVAILABLE);
+        kill(s2.pid, SIGCONT);
+        sleep_s(1.3);
+        cachet_status st = cachet_get(r, k2, &v, &n);
+        if (flush) {
+            assert_int_equal(st, CACHET_MISS);
+        } else {
+            assert_int_equal(st, CACHET_OK);
+            assert_memory_equal(v, "kept", 4);
+            cachet_free(v);
+        }
+        cachet_region_close(r);
+        test_server_stop(&s1);
+        test_server_stop(&s2);
+    }
+}
+
+/* ---- a host that accepts and never answers ---- */
+
+typedef struct {
+    cachet_region *r;
+    int thread_no, from, count;
+    double t_open;
+    int slow, slow_late;
+    double worst;
+} stall_job;
+
+static void one_get(stall_job *j, int i)
+{
+    char key[32];
+    void *v;
+    size_t n;
+    snprintf(key, sizeof key, "dh-%d-%d", j->thread_no, i);
+    double t0 = now_s();
+    if (cachet_get(j->r, key, &v, &n) == CACHET_OK)
+        cachet_free(v);
+    double t1 = now_s(), d = t1 - t0;
+    if (d > j->worst)
+        j->worst = d;
+    if (d >= 0.5) {
+        j->slow++;
+        if (t0 - j->t_open > 2.0)
+            j->slow_late++;
+    }
+}
+
+static void *long_lived(void *arg)
+{
+    stall_job *j = arg;
+    for (int i = 0; i < j->count; i++) {
+        one_get(j, j->from + i);
+        sleep_s(0.005);
+    }
+    return NULL;
+}
+
+typedef struct {
+    stall_job *j;
+    int i;
+} one_req;
+
+static void *one_request(void *arg)
+{
+    one_req *q = arg;
+    one_get(q->j, q->i);
+    return NULL;
+}
+
+/* A lane that starts a new thread for every request (as a server that
+ * spawns a thread per request would). */
+static void *spawner(void *arg)
+{
+    stall_job *j = arg;
+    for (int i = 0; i < j->count; i++) {
+        pthread_t t;
+        one_req q = {j, j->from + i};
+        assert_int_equal(pthread_create(&t, NULL, one_request, &q), 0);
+        pthread_join(t, NULL);
+        sleep_s(0.005);
+    }
+    return NULL;
+}
+
+/* Runs 4 threads x 40 gets; returns the number of gets >= 0.5 s. */
+static int run_stall_round(cachet_region *r, int per_request, int *late)
+{
+    pthread_t t[4];
+    stall_job j[4];
+    double t_open = now_s();
+    int slow = 0;
+    *late = 0;
+    for (int i = 0; i < 4; i++) {
+        j[i] = (stall_job){r, i, 0, 40, t_open, 0, 0, 0};
+        assert_int_equal(pthread_create(&t[i], NULL, per_request ? spawner : long_lived, &j[i]),
+                         0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        slow += j[i].slow;
+        *late += j[i].slow_late;
+    }
+    return slow;
+}
+
+static void dead_host_stalls(void **state)
+{
+    test_server s1, s2;
+    test_blackhole bh;
+    char url[256];
+    (void)state;
+
+    assert_int_equal(test_memcached_start(&s1, 0, NULL), 0);
+    assert_int_equal(test_memcached_start(&s2, 0, NULL), 0);
+    assert_int_equal(test_blackhole_start(&bh), 0);
+    snprintf(url, sizeof url, "127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d", s1.port, s2.port, bh.port);
+    for (int b = 0; b < 2; b++)
+        for (int per_request = 0; per_request < 2; per_request++) {
+            cachet_region *r = open_mc(backends[b], url, "memcache_socket_timeout", "1",
+                                       "memcache_dead_retry", "30", NULL);
+            int late, slow = run_stall_round(r, per_request, &late);
+            print_message("%s, %s: %d of 160 gets took >= 0.5 s (%d after the first 2 s)\n",
+                          backends[b], per_request ? "a new thread per request"
+                                                   : "long-lived threads", slow, late);
+            assert_true(slow <= 1);
+            assert_int_equal(late, 0);
+            cachet_region_close(r);
+        }
+    test_blackhole_stop(&bh);
+    test_server_stop(&s1);
+    test_server_stop(&s2);
+}
+
+/* get_multi with a dead host: the live servers' values still arrive. */
+static void get_multi_with_dead_host(void **state)
+{
+    test_server s1;
+    test_blackhole bh;
+    char url[256], keys[40][32];
+    cachet_item items[40];
+    int ports[2];
+    (void)state;
+
+    assert_int_equal(test_memcached_start(&s1, 0, NULL), 0);
+    assert_int_equal(test_blackhole_start(&bh), 0);
+    ports[0] = s1.port;
+    ports[1] = bh.port;
+    memcached_st *ring = raw_ring(ports, 2);
+    cachet_region *r = open_mc("oslo_cache.memcache_pool", url_of(url, sizeof url, ports, 2),
+                               "memcache_socket_timeout", "0.5", "memcache_dead_retry", "30",
+                               NULL);
+    for (int i = 0; i < 40; i++) {
+        snprintf(keys[i], sizeof keys[i], "gm-%d", i);
+        if (port_of_key(ring, keys[i]) == s1.port)
+            assert_int_equal(cachet_set(r, keys[i], "v", 1), CACHET_OK);
+        items[i] = (cachet_item){keys[i], NULL, 0, CACHET_EINVAL};
+    }
+    for (int round = 0; round < 2; round++) {
+        double t0 = now_s();
+        assert_int_equal(cachet_get_multi(r, items, 40), CACHET_EUNAVAILABLE);
+        double d = now_s() - t0;
+        assert_true(round == 0 ? d < 1.5 : d < 0.2);   /* one probe stall, then none */
+        for (int i = 0; i < 40; i++) {
+            if (port_of_key(ring, keys[i]) == s1.port) {
+                assert_int_equal(items[i].status, CACHET_OK);
+                cachet_free(items[i].value);
+            } else {
+                assert_int_equal(items[i].status, CACHET_EUNAVAILABLE);
+            }
+            items[i] = (cachet_item){keys[i], NULL, 0, CACHET_EINVAL};
+        }
+    }
+    memcached_free(ring);
+    cachet_region_close(r);
+    test_blackhole_stop(&bh);
+    test_server_stop(&s1);
+}
+
+/* ---- the pool ---- */
+
+typedef struct {
+    cachet_region *r;
+    const char *key;
+} holder_arg;
+
+static void *hold_conn(void *arg)
+{
+    holder_arg *h = arg;
+    void *v;
+    size_t n;
+    cachet_get(h->r, h->key, &v, &n);   /* probes the black hole: holds the only connection */
+    return NULL;
+}
+
+static void pool_exhaustion(void **state)
+{
+    test_server s1;
+    test_blackhole bh;
+    char url[256], kl[32], kb[32];
+    int ports[2];
+    void *v;
+    size_t n;
+    pthread_t t;
+    (void)state;
+
+    assert_int_equal(test_memcached_start(&s1, 0, NULL), 0);
+    assert_int_equal(test_blackhole_start(&bh), 0);
+    ports[0] = s1.port;
+    ports[1] = bh.port;
+    memcached_st *ring = raw_ring(ports, 2);
+    key_on(ring, s1.port, "pl-", kl, sizeof kl);
+    key_on(ring, bh.port, "pb-", kb, sizeof kb);
+    memcached_free(ring);
+    cachet_region *r = open_mc("oslo_cache.memcache_pool", url_of(url, sizeof url, ports, 2),
+                               "memcache_socket_timeout", "3", "memcache_dead_retry", "30",
+                               "memcache_pool_maxsize", "1",
+                               "memcache_pool_connection_get_timeout", "1", NULL);
+    assert_int_equal(cachet_set(r, kl, "x", 1), CACHET_OK);
+    holder_arg h = {r, kb};
+    assert_int_equal(pthread_create(&t, NULL, hold_conn, &h), 0);
+    sleep_s(0.3);
+    double t0 = now_s();
+    assert_int_equal(cachet_get(r, kl, &v, &n), CACHET_ETIMEDOUT);
+    double d = now_s() - t0;
+    assert_true(d > 0.8 && d < 2.0);
+    pthread_join(t, NULL);
+    /* the connection is back: the live server works again at once */
+    assert_int_equal(cachet_get(r, kl, &v, &n), CACHET_OK);
+    cachet_free(v);
+    cachet_region_close(r);
+    test_blackhole_stop(&bh);
+    test_server_stop(&s1);
+}
+
+/* Idle pool members go after pool_unused_timeout. */
+static void report_conns(void *arg, const char *name, const char *value)
+{
+    if (strcmp(name, "connections") == 0)
+        *(long *)arg = atol(value);
+}
+
+typedef struct {
+    cachet_region *r;
+    pthread_barrier_t *b;
+} burst_arg;
+
+static void *burst(void *arg)
+{
+    burst_arg *a = arg;
+    char key[32];
+    snprintf(key, sizeof key, "burst-%lu", (unsigned long)pthread_self());
+    pthread_barrier_wait(a->b);
+    for (int i = 0; i < 200; i++)
+        cachet_set(a->r, key, "b", 1);
+    return NULL;
+}
+
+static void pool_idle_connections_closed(void **state)
+{
+    test_server s1;
+    char url[64];
+    pthread_t t[4];
+    pthread_barrier_t b;
+    long conns = -1;
+    void *v;
+    size_t n;
+    (void)state;
+
+    assert_int_equal(test_memcached_start(&s1, 0, NULL), 0);
+    snprintf(url, sizeof url, "127.0.0.1:%d", s1.port);
+    cachet_region *r = open_mc("oslo_cache.memcache_pool", url, "memcache_pool_maxsize", "4",
+                               "memcache_pool_unused_timeout", "1", NULL);
+    assert_int_equal(cachet_set(r, "warm", "w", 1), CACHET_OK);
+    pthread_barrier_init(&b, NULL, 4);
+    burst_arg a = {r, &b};
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, burst, &a), 0);
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&b);
+    assert_int_equal(cachet_backend_report(r, report_conns, &conns), CACHET_OK);
+    assert_true(conns >= 1 && conns <= 4);          /* never over pool_maxsize */
+    sleep_s(1.5);
+    assert_int_equal(cachet_get(r, "warm", &v, &n), CACHET_OK);   /* reaps the idle ones */
+    cachet_free(v);
+    assert_int_equal(cachet_backend_report(r, report_conns, &conns), CACHET_OK);
+    assert_int_equal(conns, 1);
+    cachet_region_close(r);
+    test_server_stop(&s1);
+}
+
+/* ---- fork ---- */
+
+static void fork_backend(const char *backend)
+{
+    test_server s1;
+    char url[64];
+    void *v;
+    size_t n;
+    int status;
+
+    assert_int_equal(test_memcached_start(&s1, 0, NULL), 0);
+    snprintf(url, sizeof url, "127.0.0.1:%d", s1.port);
+    cachet_region *r = open_mc(backend, url, NULL);
+    assert_int_equal(cachet_set(r, "before", "parent", 6), CACHET_OK);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int ok = cachet_get(r, "before", &v, &n) == CACHET_OK && n == 6 &&
+                 memcmp(v, "parent", 6) == 0;
+        for (int i = 0; ok && i < 50; i++) {
+            char k[32];
+            snprintf(k, sizeof k, "child-%d", i);
+            ok = cachet_set(r, k, "c", 1) == CACHET_OK;
+        }
+        _exit(ok ? 0 : 1);
+    }
+    assert_true(pid > 0);
+    /* the parent goes on meanwhile on its own connections */
+    for (int i = 0; i < 50; i++) {
+        char k[32];
+        snprintf(k, sizeof k, "parent-%d", i);
+        assert_int_equal(cachet_set(r, k, "p", 1), CACHET_OK);
+        assert_int_equal(cachet_get(r, k, &v, &n), CACHET_OK);
+        cachet_free(v);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    /* and after the child is gone */
+    assert_int_equal(cachet_get(r, "child-49", &v, &n), CACHET_OK);
+    cachet_free(v);
+    assert_int_equal(cachet_get(r, "before", &v, &n), CACHET_OK);
+    cachet_free(v);
+    cachet_region_close(r);
+    test_server_stop(&s1);
+}
+
+static void fork_parent_and_child(void **state)
+{
+    (void)state;
+    for (int b = 0; b < 2; b++)
+        fork_backend(backends[b]);
+}
+
+/* ---- the distributed lock ---- */
+
+static const char *lock_log;
+static cachet_status slow_creator(void *arg, const char *key, void **value, size_t *len)
+{
+    (void)arg, (void)key;
+    int fd = open(lock_log, O_WRONLY | O_APPEND | O_CREAT, 0600);
+    if (fd >= 0) {
+        (void)!write(fd, "x", 1);
+        close(fd);
+    }
+    sleep_s(0.5);
+    *value = strdup("made once");
+    *len = 9;
+    return CACHET_OK;
+}
+
+static void distributed_lock(void **state)
+{
+    test_server s1, s2;
+    char url[128], logpath[] = "/tmp/cachet-lock-XXXXXX";
+    int go[2], status;
+    pid_t pids[4];
+    struct stat sb;
+    (void)state;
+
+    assert_int_equal(test_memcached_start(&s1, 0, NULL), 0);
+    assert_int_equal(test_memcached_start(&s2, 0, NULL), 0);
+    snprintf(url, sizeof url, "127.0.0.1:%d,127.0.0.1:%d", s1.port, s2.port);
+    int fd = mkstemp(logpath);
+    assert_true(fd >= 0);
+    close(fd);
+    lock_log = logpath;
+    assert_int_equal(pipe(go), 0);
+    for (int p = 0; p < 4; p++) {
+        pids[p] = fork();
+        if (pids[p] == 0) {
+            char c;
+            close(go[1]);
+            cachet_region *r = open_mc(p % 2 ? "oslo_cache.memcache_pool" : "memcached", url,
+                                       "arg:distributed_lock", "true", NULL);
+            void *v;
+            size_t n;
+            (void)!read(go[0], &c, 1);
+            int ok = cachet_get_or_create(r, "the-lock-key", slow_creator, NULL, &v, &n) ==
+                         CACHET_OK && n == 9 && memcmp(v, "made once", 9) == 0;
+            cachet_region_close(r);
+            _exit(ok ? 0 : 1);
+        }
+        assert_true(pids[p] > 0);
+    }
+    close(go[0]);
+    sleep_s(0.3);
+    assert_int_equal(write(go[1], "gggg", 4), 4);
+    close(go[1]);
+    for (int p = 0; p < 4; p++) {
+        assert_int_equal(waitpid(pids[p], &status, 0), pids[p]);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    assert_int_equal(stat(logpath, &sb), 0);
+    print_message("distributed_lock: the creator ran %lld time(s) in 4 processes\n",
+                  (long long)sb.st_size);
+    assert_int_equal(sb.st_size, 1);
+    unlink(logpath);
+
+    /* turned off, the lock is not offered: every process may create */
+    cachet_region *r = open_mc("memcached", url, NULL);
+    void *v;
+    size_t n;
+    assert_int_equal(cachet_get_or_create(r, "other-key", make_value, NULL, &v, &n), CACHET_OK);
+    cachet_free(v);
+    cachet_region_close(r);
+    test_server_stop(&s1);
+    test_server_stop(&s2);
+}
+
+/* ---- oversize values ---- */
+
+static void oversize_value(void **state)
+{
+    test_server s1;
+    char url[64];
+    void *v;
+    size_t n, big = 2u << 20;
+    char *buf = malloc(big);
+    (void)state;
+
+    memset(buf, 'b', big);
+    assert_int_equal(test_memcached_start(&s1, 0, NULL), 0);   /* -I 1m, the default */
+    snprintf(url, sizeof url, "127.0.0.1:%d", s1.port);
+    for (int b = 0; b < 2; b++) {
+        cachet_region *r = open_mc(backends[b], url, NULL);
+        assert_int_equal(cachet_set(r, "big", "small", 5), CACHET_OK);
+        assert_int_equal(cachet_set(r, "big", buf, big), CACHET_ETOOBIG);
+        assert_int_equal(cachet_get(r, "big", &v, &n), CACHET_MISS);   /* the old one is gone */
+        /* through set_multi too */
+        assert_int_equal(cachet_set(r, "big2", "small", 5), CACHET_OK);
+        cachet_item items[2] = {{"big2", buf, big, 0}, {"fine", "ok", 2, 0}};
+        assert_int_equal(cachet_set_multi(r, items, 2), CACHET_ETOOBIG);
+        assert_int_equal(items[0].status, CACHET_ETOOBIG);
+        assert_int_equal(items[1].status, CACHET_OK);
+        assert_int_equal(cachet_get(r, "big2", &v, &n), CACHET_MISS);
+        assert_int_equal(cachet_get(r, "fine", &v, &n), CACHET_OK);
+        cachet_free(v);
+        /* a value that fits (900 KB) is stored */
+        assert_int_equal(cachet_set(r, "big", buf, 900000), CACHET_OK);
+        assert_int_equal(cachet_get(r, "big", &v, &n), CACHET_OK);
+        assert_int_equal(n, 900000);
+        cachet_free(v);
+        cachet_region_close(r);
+    }
+    free(buf);
+    test_server_stop(&s1);
+}
+
+/* ---- replicas ---- */
+
+static void replicas(void **state)
+{
+    test_server s1, s2, s3;
+    int ports[3];
+    char url[256], key[32];
+    void *v;
+    size_t n;
+    (void)state;
+
+    assert_int_equal(test_memcached_start(&s1, 0, NULL), 0);
+    assert_int_equal(test_memcached_start(&s2, 0, NULL), 0);
+    assert_int_equal(test_memcached_start(&s3, 0, NULL), 0);
+    ports[0] = s1.port;
+    ports[1] = s2.port;
+    ports[2] = s3.port;
+    cachet_region *r = open_mc("memcached", url_of(url, sizeof url, ports, 3),
+                               "memcache_socket_timeout", "1", "memcache_dead_retry", "30",
+                               "arg:replicas", "2", NULL);
+    for (int i = 0; i < 60; i++) {
+        snprintf(key, sizeof key, "rep-%d", i);
+        assert_int_equal(cachet_set(r, key, "r", 1), CACHET_OK);
+    }
+    /* each key on exactly two servers */
+    memcached_st *raw[3] = {raw_one(s1.port), raw_one(s2.port), raw_one(s3.port)};
+    for (int i = 0; i < 60; i++) {
+        int copies = 0;
+        snprintf(key, sizeof key, "rep-%d", i);
+        for (int s = 0; s < 3; s++) {
+            size_t vl;
+            uint32_t fl;
+            memcached_return_t rc;
+            char *x = memcached_get(raw[s], key, strlen(key), &vl, &fl, &rc);
+            copies += x != NULL;
+            free(x);
+        }
+        assert_int_equal(copies, 2);
+    }
+    for (int s = 0; s < 3; s++)
+        memcached_free(raw[s]);
+    /* one server down: every key is still read */
+    test_server_kill(&s2);
+    for (int i = 0; i < 60; i++) {
+        snprintf(key, sizeof key, "rep-%d", i);
+        assert_int_equal(cachet_get(r, key, &v, &n), CACHET_OK);
+        cachet_free(v);
+    }
+    cachet_item items[60];
+    char keys[60][32];
+    for (int i = 0; i < 60; i++) {
+        snprintf(keys[i], sizeof keys[i], "rep-%d", i);
+        items[i] = (cachet_item){keys[i], NULL, 0, 0};
+    }
+    assert_int_equal(cachet_get_multi(r, items, 60), CACHET_OK);
+    for (int i = 0; i < 60; i++) {
+        assert_int_equal(items[i].status, CACHET_OK);
+        cachet_free(items[i].value);
+    }
+    cachet_region_close(r);
+    test_server_stop(&s1);
+    test_server_stop(&s3);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(round_trip),
+        cmocka_unit_test(bad_arguments),
+        cmocka_unit_test(consistent_hashing),
+        cmocka_unit_test(killed_server),
+        cmocka_unit_test(flush_on_reconnect),
+        cmocka_unit_test(dead_host_stalls),
+        cmocka_unit_test(get_multi_with_dead_host),
+        cmocka_unit_test(pool_exhaustion),
+        cmocka_unit_test(pool_idle_connections_closed),
+        cmocka_unit_test(fork_parent_and_child),
+        cmocka_unit_test(distributed_lock),
+        cmocka_unit_test(oversize_value),
+        cmocka_unit_test(replicas),
+    };
+    signal(SIGPIPE, SIG_IGN);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
