@@ -24,18 +24,6 @@
 #include <cachet/cachet.h>
 #include "servers.h"
 
-/* Under TSan: region_fork.c's prepare handler holds open_lock and all 64
- * keylock stripes across fork(), more than the 64 locks TSan's deadlock
- * detector can track per thread, which makes it abort with a CHECK failure
- * in any test that forks with a region open (these do: fork(), the
- * distributed lock's processes, and servers.c restarting a server).  Race
- * detection stays on. */
-__attribute__((visibility("default"))) const char *__tsan_default_options(void);
-const char *__tsan_default_options(void)
-{
-    return "detect_deadlocks=0";
-}
-
 static double now_s(void)
 {
     struct timespec ts;
