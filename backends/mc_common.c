@@ -6,7 +6,11 @@
  * by every connection of an instance:
  *
  *   UNKNOWN  never reached yet: the first operation probes it; the others
- *            fail fast with CACHET_EUNAVAILABLE until the probe ends.
+ *            wait for that probe, but only briefly (first_wait: a quarter
+ *            of socket_timeout, at most 200 ms) so that a service starting
+ *            with many threads does not see errors from a healthy server,
+ *            and then fail fast with CACHET_EUNAVAILABLE: a hung host
+ *            costs them no stall (a wait under 200 ms is not one).
  *   UP       operations go through.  If operations are in flight and none
  *            has completed for suspect_after (a quarter of socket_timeout),
  *            the host is suspected hung and new operations fail fast.
@@ -56,6 +60,7 @@ typedef struct {
     uint32_t weight;
     int      state;
     int      probing;          /* a thread is probing it: the others fail fast */
+    pthread_cond_t probe_done; /* signalled when a probe ends (first contact waits on it) */
     int      was_dead;         /* came back from DEAD (flush on reconnect) */
     unsigned inflight;
     double   dead_until;
@@ -145,12 +150,20 @@ static void cond_init(pthread_cond_t *cv)
 
 /* ---- the host table ---- */
 
+/* How long an operation waits for the first probe of a host never reached. */
+static double first_wait(const mc_inst *m)
+{
+    return m->suspect_after < 0.2 ? m->suspect_after : 0.2;
+}
+
 static int admit(mc_inst *m, size_t i, double now)
 {
     mc_host *h = &m->hosts[i];
     int r = ADM_REJECT;
+    double give_up = now + first_wait(m);
 
     pthread_mutex_lock(&h->mu);
+again:
     switch (h->state) {
     case H_UP:
         if (h->inflight && now - h->progress > m->suspect_after)
@@ -166,6 +179,16 @@ static int admit(mc_inst *m, size_t i, double now)
         /* time for a probe */
         __attribute__((fallthrough));
     default:
+        if (h->probing && h->state == H_UNKNOWN && now < give_up) {
+            /* first contact: the probe of a live server takes a round trip */
+            struct timespec ts;
+            double secs = give_up;
+            ts.tv_sec = (time_t)secs;
+            ts.tv_nsec = (long)((secs - (double)ts.tv_sec) * 1e9);
+            pthread_cond_timedwait(&h->probe_done, &h->mu, &ts);
+            now = now_s();
+            goto again;
+        }
         if (h->probing)
             break;
         h->probing = 1;
@@ -199,7 +222,7 @@ static int refused(mc_inst *m, size_t i, double now)
         no = now < h->dead_until || h->probing;
         break;
     default:
-        no = h->probing;
+        no = 0;              /* never reached: admit() waits briefly for its probe */
         break;
     }
     if (no)
@@ -217,8 +240,10 @@ static void finish(mc_inst *m, size_t i, int adm, int how)
     pthread_mutex_lock(&h->mu);
     if (h->inflight)
         h->inflight--;
-    if (adm == ADM_PROBE || adm == ADM_PROBE_FLUSH)
+    if (adm == ADM_PROBE || adm == ADM_PROBE_FLUSH) {
         h->probing = 0;
+        pthread_cond_broadcast(&h->probe_done);
+    }
     if (how == END_OK) {
         h->progress = now;
         if (h->state != H_UP && (adm == ADM_PROBE || adm == ADM_PROBE_FLUSH)) {
@@ -333,7 +358,10 @@ static cachet_status add_host(mc_inst *m, const char *spec, size_t len)
         snprintf(h->label, sizeof h->label, strchr(h->name, ':') ? "[%s]:%u" : "%s:%u",
                  h->name, (unsigned)h->port);
     }
+    /* (the array may still move while hosts are added: glibc's unused
+     * mutexes and condvars are plain memory, so that is safe) */
     pthread_mutex_init(&h->mu, NULL);
+    cond_init(&h->probe_done);
     m->nhosts++;
     return CACHET_OK;
 }
@@ -871,8 +899,10 @@ void mc_close(void *state)
     /* m->orphans belong to the parent process: forget them */
     if (m->ring)
         memcached_free(m->ring);
-    for (size_t i = 0; i < m->nhosts; i++)
+    for (size_t i = 0; i < m->nhosts; i++) {
+        pthread_cond_destroy(&m->hosts[i].probe_done);
         pthread_mutex_destroy(&m->hosts[i].mu);
+    }
     free(m->hosts);
     pthread_cond_destroy(&m->cv);
     pthread_mutex_destroy(&m->mu);
@@ -1713,6 +1743,8 @@ void mc_fork_child(void *state)
     for (size_t i = m->nhosts; i-- > 0;) {
         m->hosts[i].probing = 0;
         m->hosts[i].inflight = 0;
+        pthread_cond_destroy(&m->hosts[i].probe_done);
+        cond_init(&m->hosts[i].probe_done);
         pthread_mutex_unlock(&m->hosts[i].mu);
     }
     pthread_mutex_unlock(&m->mu);

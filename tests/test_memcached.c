@@ -715,6 +715,62 @@ static void pool_idle_connections_closed(void **state)
     test_server_stop(&s1);
 }
 
+/* A service that starts with many threads: their first operations reach a
+ * server nobody has probed yet at the same moment.  One probes; the others
+ * wait for it briefly instead of failing fast, so none sees an error from a
+ * healthy server. */
+typedef struct {
+    cachet_region *r;
+    pthread_barrier_t *b;
+    int index;
+    cachet_status st;
+} first_arg;
+
+static void *first_contact(void *arg)
+{
+    first_arg *a = arg;
+    char key[32];
+    snprintf(key, sizeof key, "first-%d", a->index);
+    pthread_barrier_wait(a->b);
+    a->st = cachet_set(a->r, key, "f", 1);
+    return NULL;
+}
+
+static void concurrent_first_contact(void **state)
+{
+    enum { N = 8 };
+    test_server s1, s2;
+    char url[96];
+    (void)state;
+
+    assert_int_equal(test_memcached_start(&s1, 0, NULL), 0);
+    assert_int_equal(test_memcached_start(&s2, 0, NULL), 0);
+    snprintf(url, sizeof url, "127.0.0.1:%d,127.0.0.1:%d", s1.port, s2.port);
+    for (size_t k = 0; k < 2; k++) {
+        for (int round = 0; round < 5; round++) {
+            cachet_region *r = open_mc(backends[k], url, NULL);
+            pthread_t t[N];
+            first_arg a[N];
+            pthread_barrier_t b;
+            pthread_barrier_init(&b, NULL, N);
+            for (int i = 0; i < N; i++) {
+                a[i] = (first_arg){r, &b, i, CACHET_EBACKEND};
+                assert_int_equal(pthread_create(&t[i], NULL, first_contact, &a[i]), 0);
+            }
+            for (int i = 0; i < N; i++)
+                pthread_join(t[i], NULL);
+            pthread_barrier_destroy(&b);
+            for (int i = 0; i < N; i++)
+                if (a[i].st != CACHET_OK)
+                    fail_msg("%s round %d thread %d: first set: %s", backends[k], round, i,
+                             cachet_strerror(a[i].st));
+            cachet_region_close(r);
+        }
+    }
+    test_server_stop(&s1);
+    test_server_stop(&s2);
+}
+
 /* ---- fork ---- */
 
 static void fork_backend(const char *backend)
@@ -958,6 +1014,7 @@ int main(void)
         cmocka_unit_test(get_multi_with_dead_host),
         cmocka_unit_test(pool_exhaustion),
         cmocka_unit_test(pool_idle_connections_closed),
+        cmocka_unit_test(concurrent_first_contact),
         cmocka_unit_test(fork_parent_and_child),
         cmocka_unit_test(distributed_lock),
         cmocka_unit_test(oversize_value),
