@@ -42,8 +42,44 @@ static void forget(test_server *s)
             started[i] = NULL;
 }
 
+/* Can something bind 127.0.0.1:port now? */
+static int bindable(int port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fd = socket(AF_INET, SOCK_STREAM, 0), ok;
+    if (fd < 0)
+        return 0;
+    ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    close(fd);
+    return ok;
+}
+
+/* A port below the kernel's ephemeral range: a port bind(0) hands out is
+ * one the kernel may give to any process's next connect() before our
+ * server binds it (seen in CI, where suites run in parallel and open many
+ * client connections).  Random, so parallel suites rarely pick the same
+ * one; start() checks the server that answers is ours anyway. */
 int test_free_port(void)
 {
+    static unsigned seed;
+    int lo = 32768, hi = 60999;
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    if (f) {
+        if (fscanf(f, "%d %d", &lo, &hi) != 2)
+            lo = 32768;
+        fclose(f);
+    }
+    if (!seed)
+        seed = (unsigned)getpid() * 2654435761u ^ (unsigned)time(NULL);
+    if (lo > 12000) {
+        for (int i = 0; i < 200; i++) {
+            int port = 10000 + (int)(rand_r(&seed) % (unsigned)(lo - 10000));
+            if (bindable(port))
+                return port;
+        }
+    }
+    /* no room below the range: let the kernel choose */
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof a;
     int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
@@ -54,6 +90,42 @@ int test_free_port(void)
         port = ntohs(a.sin_port);
     close(fd);
     return port;
+}
+
+/* Is the socket listening on 127.0.0.1:port one of pid's?  (The port
+ * answering is not enough: another process may hold it, and then our
+ * server failed to bind and is exiting.)  /proc/net/tcp gives the
+ * listening socket's inode; pid's fds must hold it. */
+static int listens_for(pid_t pid, int port)
+{
+    char line[512], path[64], link[64], want[64];
+    unsigned long inode = 0;
+    FILE *f = fopen("/proc/net/tcp", "r");
+    if (!f)
+        return 1;                      /* no /proc: cannot tell, trust it */
+    while (fgets(line, sizeof line, f)) {
+        unsigned la, lp, st;
+        unsigned long ino;
+        if (sscanf(line, " %*d: %x:%x %*x:%*x %x %*x:%*x %*x:%*x %*x %*d %*d %lu",
+                   &la, &lp, &st, &ino) == 4 && (int)lp == port && st == 0x0A) {
+            inode = ino;
+            break;
+        }
+    }
+    fclose(f);
+    if (!inode)
+        return 0;
+    snprintf(want, sizeof want, "socket:[%lu]", inode);
+    for (int fd = 0; fd < 1024; fd++) {
+        ssize_t n;
+        snprintf(path, sizeof path, "/proc/%d/fd/%d", (int)pid, fd);
+        if ((n = readlink(path, link, sizeof link - 1)) > 0) {
+            link[n] = '\0';
+            if (strcmp(link, want) == 0)
+                return 1;
+        }
+    }
+    return 0;
 }
 
 int test_wait_port(int port, int timeout_ms)
@@ -92,6 +164,10 @@ static pid_t spawn(char **argv)
             dup2(devnull, 1);
             dup2(devnull, 2);
         }
+        /* none of the test's sockets (a black hole's listener, clients of
+         * other servers) may live on in a server */
+        for (int fd = 3; fd < 4096; fd++)
+            close(fd);
         execvp(argv[0], argv);
         _exit(127);
     }
@@ -139,6 +215,20 @@ static int start(test_server *s)
     if (test_wait_port(s->port, 5000) != 0) {
         test_server_kill(s);
         return -1;
+    }
+    /* the answer may come from another process holding the port; wait a
+     * little for ours to own the listening socket */
+    for (int waited = 0; !listens_for(s->pid, s->port); waited += 10) {
+        if (waitpid(s->pid, NULL, WNOHANG) == s->pid) {   /* ours exited: port taken */
+            s->pid = 0;
+            forget(s);
+            return -1;
+        }
+        if (waited >= 2000) {
+            test_server_kill(s);
+            return -1;
+        }
+        usleep(10 * 1000);
     }
     return 0;
 }
