@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -320,4 +321,51 @@ void test_blackhole_stop(test_blackhole *b)
     if (b->fd >= 0)
         close(b->fd);
     b->fd = -1;
+}
+
+/* 1 when every thread of pid is in state T (stopped). */
+static int all_stopped(pid_t pid)
+{
+    char path[320], buf[512];
+    struct dirent *e;
+    int stopped = 1, seen = 0;
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    if (!d)
+        return 0;
+    while (stopped && (e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "/proc/%d/task/%s/stat", (int)pid, e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        const char *p = strrchr(buf, ')');     /* the state follows "(comm)" */
+        seen = 1;
+        if (!p || p[1] != ' ' || (p[2] != 'T' && p[2] != 't'))
+            stopped = 0;
+    }
+    closedir(d);
+    return stopped && seen;
+}
+
+int test_server_freeze(test_server *s)
+{
+    if (s->pid <= 0 || kill(s->pid, SIGSTOP) != 0)
+        return -1;
+    for (int waited = 0; waited < 2000; waited += 5) {
+        if (all_stopped(s->pid))
+            return 0;
+        usleep(5 * 1000);
+    }
+    return -1;
+}
+
+void test_server_thaw(test_server *s)
+{
+    if (s->pid > 0)
+        kill(s->pid, SIGCONT);
 }

@@ -28,6 +28,11 @@ int  test_sentinel_start(test_server *s, int port, const char *extra);
 int  test_server_restart(test_server *s);
 void test_server_stop(test_server *s);     /* SIGTERM, wait */
 void test_server_kill(test_server *s);     /* SIGKILL, wait */
+/* SIGSTOP, and wait until every thread of the server has stopped (kill()
+ * returns before that: a request sent at once may still be answered);
+ * 0 ok, -1 not stopped within 2 s.  test_server_thaw sends SIGCONT. */
+int  test_server_freeze(test_server *s);
+void test_server_thaw(test_server *s);
 /* Stops every server this process started (also run at exit). */
 void test_servers_stop_all(void);
 

@@ -421,12 +421,12 @@ static void flush_on_reconnect(void **state)
                                    "memcache_pool_flush_on_reconnect", flush ? "true" : "false",
                                    NULL);
         assert_int_equal(cachet_set(r, k2, "kept", 4), CACHET_OK);
-        kill(s2.pid, SIGSTOP);
+        assert_int_equal(test_server_freeze(&s2), 0);
         double t0 = now_s();
         assert_int_equal(cachet_get(r, k2, &v, &n), CACHET_EUNAVAILABLE);
         assert_true(now_s() - t0 < 1.5);
         assert_int_equal(cachet_get(r, k2, &v, &n), CACHET_EUNAVAILABLE);
-        kill(s2.pid, SIGCONT);
+        test_server_thaw(&s2);
         sleep_s(1.3);
         cachet_status st = cachet_get(r, k2, &v, &n);
         if (flush) {
