@@ -1,0 +1,110 @@
+/* The dbm backend (dogpile.cache.dbm) on GNU gdbm: what its source files
+ * share.  The design (locking, the lock file's header, crash recovery, the
+ * dogpile lock) is described at the top of dbm.c.
+ *
+ *   dbm.c           arguments, open/close, fork hooks, the vtable
+ *   dbm_error.c     error messages: system errors and gdbm's
+ *   dbm_lockfile.c  the rw lock file: flock, the header (generation, dirty flag)
+ *   dbm_handle.c    the gdbm handle: opening, building files aside, reuse
+ *   dbm_recover.c   crash recovery (next_block repair, gdbm_recover) and
+ *                   recreate_on_corrupt
+ *   dbm_run.c       running an operation under the mutex and the file lock
+ *   dbm_keys.c      get/set/del and the multi-operations
+ *   dbm_maint.c     sweep, compact, report
+ *   dbm_lock.c      the dogpile lock: per-key OFD locks
+ */
+#ifndef CACHET_BACKEND_DBM_H
+#define CACHET_BACKEND_DBM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <pthread.h>
+#include <gdbm.h>
+#include <cachet/backend.h>
+
+#define BACKEND        "dbm"
+#define FILE_MODE      0600
+
+/* The lock file's header (native byte order: the file never leaves the host). */
+typedef struct {
+    char     magic[8];
+    uint32_t version;
+    uint32_t dirty;       /* a writer began a change and did not finish it */
+    uint64_t gen;         /* bumped by every completed write */
+} lock_hdr;
+
+typedef struct token {
+    int           fd;
+    struct token *next;
+} token;
+
+typedef struct {
+    pthread_mutex_t mu;           /* one operation at a time per instance */
+    char     *path;
+    char     *rw_path;            /* NULL: rw_lockfile = false */
+    char     *dl_path;            /* NULL: dogpile_lockfile = false */
+    int       recreate;           /* recreate_on_corrupt */
+    int       sync;               /* fsync around every write */
+    int       lockfd;             /* the rw lock file, -1 without one */
+    int       lock_rdonly;        /* opened read-only: cannot write the header */
+    int       held;               /* 0, LOCK_SH or LOCK_EX */
+    int       lock_lost;          /* errno of a failed reopen in a forked child */
+    int       marked;             /* this operation set the dirty flag */
+    lock_hdr  hdr;                /* as read under the lock */
+    GDBM_FILE db;                 /* open handle, kept between operations */
+    int       db_writer;
+    uint64_t  db_gen;             /* hdr.gen the handle is current for */
+    dev_t     db_dev;
+    ino_t     db_ino;
+    token    *tokens;             /* dogpile locks held */
+    uint64_t  recoveries, recreated, keys_lost, buckets_lost;
+} dbm;
+
+typedef cachet_status (*op_fn)(dbm *d, void *arg);
+
+/* dbm_error.c */
+cachet_status dbm_sys_error(const char *what, const char *path, int err);
+cachet_status dbm_gdbm_error_status(const dbm *d, const char *what, int ec, int err);
+cachet_status dbm_db_error(const dbm *d, const char *what);
+
+/* dbm_lockfile.c */
+cachet_status dbm_write_hdr(dbm *d);
+cachet_status dbm_lock_rw(dbm *d, int op);
+void dbm_unlock_rw(dbm *d);
+cachet_status dbm_escalate(dbm *d);
+cachet_status dbm_mark_dirty(dbm *d);
+cachet_status dbm_open_lockfile(dbm *d);
+
+/* dbm_handle.c */
+void dbm_close_db(dbm *d);
+GDBM_FILE dbm_gopen(const dbm *d, const char *path, int mode, int *ec, int *err);
+cachet_status dbm_create_db(dbm *d);
+cachet_status dbm_get_db(dbm *d, int writer);
+
+/* dbm_recover.c */
+cachet_status dbm_recover(dbm *d);
+cachet_status dbm_recreate(dbm *d);
+
+/* dbm_run.c */
+cachet_status dbm_run(dbm *d, int excl, op_fn fn, void *arg);
+
+/* dbm_keys.c */
+cachet_status dbm_get(void *state, const char *key, size_t klen, void **value, size_t *len);
+cachet_status dbm_set(void *state, const char *key, size_t klen, const void *value, size_t len);
+cachet_status dbm_del(void *state, const char *key, size_t klen);
+cachet_status dbm_get_multi(void *state, cachet_backend_item *items, size_t n);
+cachet_status dbm_set_multi(void *state, cachet_backend_item *items, size_t n);
+cachet_status dbm_delete_multi(void *state, cachet_backend_item *items, size_t n);
+
+/* dbm_maint.c */
+cachet_status dbm_sweep(void *state, int (*keep)(void *arg, const void *value, size_t len),
+                        void *arg, size_t *removed);
+cachet_status dbm_compact(void *state);
+cachet_status dbm_report(void *state, cachet_backend_report_fn fn, void *arg);
+
+/* dbm_lock.c */
+cachet_status dbm_lock(void *state, const char *key, size_t klen, void **tok);
+cachet_status dbm_unlock(void *state, const char *key, size_t klen, void *tok);
+
+#endif

@@ -1,0 +1,93 @@
+/* The rw lock file: the flock that readers share and writers hold alone,
+ * and its header, with the generation and the dirty flag. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+#include "dbm_internal.h"
+
+#define LOCK_MAGIC     "cachetdb"
+#define LOCK_VERSION   1u
+
+static int flock_retry(int fd, int op)
+{
+    int rc;
+    while ((rc = flock(fd, op)) == -1 && errno == EINTR)
+        ;
+    return rc;
+}
+
+static void read_hdr(dbm *d)
+{
+    lock_hdr h;
+    ssize_t n = pread(d->lockfd, &h, sizeof h, 0);
+    if (n == (ssize_t)sizeof h && memcmp(h.magic, LOCK_MAGIC, 8) == 0 && h.version == LOCK_VERSION)
+        d->hdr = h;
+    else                            /* new, empty or foreign: clean, generation 0 */
+        d->hdr = (lock_hdr){LOCK_MAGIC, LOCK_VERSION, 0, 0};
+}
+
+cachet_status dbm_write_hdr(dbm *d)
+{
+    if (d->lock_rdonly)
+        return cachet_backend_error(CACHET_EBACKEND, "backend " BACKEND ": cannot write %s: "
+                                    "lock file is read-only to this process", d->rw_path);
+    if (pwrite(d->lockfd, &d->hdr, sizeof d->hdr, 0) != (ssize_t)sizeof d->hdr)
+        return dbm_sys_error("cannot write lock file", d->rw_path, errno ? errno : EIO);
+    if (d->sync && fdatasync(d->lockfd) != 0)
+        return dbm_sys_error("cannot sync lock file", d->rw_path, errno);
+    return CACHET_OK;
+}
+
+cachet_status dbm_lock_rw(dbm *d, int op)
+{
+    if (flock_retry(d->lockfd, op) != 0)
+        return dbm_sys_error("cannot lock", d->rw_path, errno);
+    d->held = op;
+    read_hdr(d);
+    return CACHET_OK;
+}
+
+void dbm_unlock_rw(dbm *d)
+{
+    if (d->held) {
+        flock_retry(d->lockfd, LOCK_UN);
+        d->held = 0;
+    }
+}
+
+/* From a shared lock to an exclusive one (not atomic: reread the header). */
+cachet_status dbm_escalate(dbm *d)
+{
+    if (d->lockfd < 0 || d->held == LOCK_EX)
+        return CACHET_OK;
+    dbm_unlock_rw(d);
+    return dbm_lock_rw(d, LOCK_EX);
+}
+
+/* Before the first change of an operation. */
+cachet_status dbm_mark_dirty(dbm *d)
+{
+    if (d->lockfd < 0 || d->marked)
+        return CACHET_OK;
+    d->hdr.dirty = 1;
+    d->marked = 1;
+    return dbm_write_hdr(d);
+}
+
+cachet_status dbm_open_lockfile(dbm *d)
+{
+    d->lock_rdonly = 0;
+    d->lockfd = open(d->rw_path, O_RDWR | O_CREAT | O_CLOEXEC, FILE_MODE);
+    if (d->lockfd < 0 && (errno == EACCES || errno == EROFS)) {
+        d->lockfd = open(d->rw_path, O_RDONLY | O_CLOEXEC);
+        d->lock_rdonly = 1;
+    }
+    if (d->lockfd < 0)
+        return cachet_backend_error(errno == ENOMEM ? CACHET_ENOMEM : CACHET_EBACKEND,
+                                    "backend " BACKEND ": cannot create the lock file %s (beside "
+                                    "the database %s): %s", d->rw_path, d->path, strerror(errno));
+    return CACHET_OK;
+}

@@ -1,0 +1,135 @@
+/* Crash recovery (a writer died with the dirty flag set: repair the
+ * header's next_block, then gdbm_recover) and recreate_on_corrupt. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "dbm_internal.h"
+
+/* gdbm_recover's complaints go to the service's logger. */
+static void recover_complaint(void *data, char const *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    cachet_backend_log(CACHET_LOG_WARNING, "backend " BACKEND ": recovering %s: %s",
+                       (const char *)data, msg);
+}
+
+/* gdbm writes a store's buckets and directory first and its header last.
+ * A writer killed in between leaves buckets whose free-space tables point
+ * past the header's next_block (space it took from the end of the file),
+ * and gdbm then refuses those whole buckets as malformed, losing every key
+ * in them.  Everything written lies inside the file, so moving next_block
+ * up to the end of the file makes those buckets valid again.  Only the
+ * native 64-bit format that cachet creates is touched:
+ * magic, block_size, dir, dir_size, dir_bits, bucket_size, bucket_elems,
+ * next_block (at byte 32). */
+#define GDBM_MAGIC64_NATIVE 0x13579acfu
+#define NEXT_BLOCK_AT 32
+
+static void repair_next_block(const dbm *d)
+{
+    unsigned char h[NEXT_BLOCK_AT + 8];
+    uint32_t magic;
+    int32_t block;
+    int64_t next, end;
+    struct stat sb;
+    int fd = open(d->path, O_RDWR | O_CLOEXEC);
+
+    if (fd < 0)
+        return;
+    if (pread(fd, h, sizeof h, 0) == (ssize_t)sizeof h && fstat(fd, &sb) == 0) {
+        memcpy(&magic, h, 4);
+        memcpy(&block, h + 4, 4);
+        memcpy(&next, h + NEXT_BLOCK_AT, 8);
+        if (magic == GDBM_MAGIC64_NATIVE && block > 0 && next > 0 && next < sb.st_size) {
+            end = ((int64_t)sb.st_size + block - 1) / block * block;
+            if (pwrite(fd, &end, 8, NEXT_BLOCK_AT) == 8)
+                cachet_backend_log(CACHET_LOG_INFO, "backend " BACKEND ": %s: header's "
+                                   "next_block %lld raised to the end of the file %lld",
+                                   d->path, (long long)next, (long long)end);
+        }
+    }
+    close(fd);
+}
+
+/* The dirty flag is set: a writer died in the middle of a change.  Rebuild
+ * the file from what gdbm can read of it.  Under the exclusive lock. */
+cachet_status dbm_recover(dbm *d)
+{
+    gdbm_recovery rc;
+    GDBM_FILE db;
+    int ec, err;
+
+    dbm_close_db(d);
+    repair_next_block(d);
+    db = dbm_gopen(d, d->path, GDBM_WRITER, &ec, &err);
+    if (!db && !(ec == GDBM_FILE_OPEN_ERROR && err == ENOENT)) {
+        if (ec == GDBM_FILE_OPEN_ERROR)
+            return dbm_sys_error("cannot open for recovery", d->path, err);
+        return dbm_gdbm_error_status(d, "cannot recover", ec, err);
+    }
+    if (db) {
+        memset(&rc, 0, sizeof rc);
+        rc.errfun = recover_complaint;
+        rc.data = d->path;
+        if (gdbm_recover(db, &rc, GDBM_RCVR_FORCE | GDBM_RCVR_ERRFUN) != 0) {
+            cachet_status st = dbm_gdbm_error_status(d, "cannot recover", gdbm_last_errno(db),
+                                                     gdbm_last_syserr(db));
+            gdbm_close(db);
+            return st;
+        }
+        if (d->sync)
+            gdbm_sync(db);
+        gdbm_close(db);
+        d->recoveries++;
+        d->keys_lost += rc.failed_keys;
+        d->buckets_lost += rc.failed_buckets;
+        cachet_backend_log(CACHET_LOG_WARNING, "backend " BACKEND ": %s: a writer died during "
+                           "a change; rebuilt the file (%zu keys kept, %zu keys and %zu buckets "
+                           "unreadable)", d->path, rc.recovered_keys, rc.failed_keys,
+                           rc.failed_buckets);
+    }
+    d->hdr.dirty = 0;
+    d->hdr.gen++;
+    return dbm_write_hdr(d);
+}
+
+/* recreate_on_corrupt: start over with an empty file. */
+cachet_status dbm_recreate(dbm *d)
+{
+    cachet_status st;
+
+    if ((st = dbm_escalate(d)) != CACHET_OK)
+        return st;
+    dbm_close_db(d);
+    if (d->lockfd >= 0) {
+        st = dbm_create_db(d);
+    } else {
+        GDBM_FILE db;
+        int ec, err;
+        unlink(d->path);
+        if (!(db = dbm_gopen(d, d->path, GDBM_NEWDB, &ec, &err)))
+            return dbm_gdbm_error_status(d, "cannot recreate", ec, err);
+        gdbm_close(db);
+    }
+    if (st != CACHET_OK)
+        return st;
+    d->recreated++;
+    cachet_backend_log(CACHET_LOG_WARNING, "backend " BACKEND ": %s was damaged or not a gdbm "
+                       "database; recreated it empty (recreate_on_corrupt)", d->path);
+    if (d->lockfd >= 0) {
+        d->hdr.dirty = 0;
+        d->hdr.gen++;
+        d->marked = 0;
+        return dbm_write_hdr(d);
+    }
+    return CACHET_OK;
+}

@@ -1,0 +1,83 @@
+/* Running an operation: the mutex, the file lock, recovery first when a
+ * writer died, a handle, and the generation bumped after a write. */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <sys/file.h>
+#include "dbm_internal.h"
+
+/* The lock for this operation; recovers the file first if a writer died. */
+static cachet_status begin(dbm *d, int excl)
+{
+    cachet_status st;
+
+    d->marked = 0;
+    if (d->lock_lost)
+        return dbm_sys_error("cannot reopen the lock file after fork()", d->rw_path, d->lock_lost);
+    if (d->lockfd < 0)
+        return CACHET_OK;
+    if ((st = dbm_lock_rw(d, excl ? LOCK_EX : LOCK_SH)) != CACHET_OK)
+        return st;
+    if (d->hdr.dirty && (st = dbm_escalate(d)) != CACHET_OK)
+        return st;
+    if (d->hdr.dirty && (st = dbm_recover(d)) != CACHET_OK)
+        return st;
+    return CACHET_OK;
+}
+
+/* After the operation: a complete write bumps the generation and clears
+ * the flag; an incomplete one leaves the flag for the next taker. */
+static cachet_status end(dbm *d, cachet_status st)
+{
+    if (d->lockfd < 0) {
+        dbm_close_db(d);
+        return st;
+    }
+    if (d->marked) {
+        if (st >= 0) {
+            cachet_status wst = CACHET_OK;
+            if (d->sync && d->db && gdbm_sync(d->db) != 0)
+                wst = dbm_db_error(d, "cannot sync");
+            if (wst == CACHET_OK) {
+                d->hdr.dirty = 0;
+                d->hdr.gen++;
+                wst = dbm_write_hdr(d);
+                d->db_gen = d->hdr.gen;       /* our handle made this change */
+            }
+            if (wst != CACHET_OK && st >= 0)
+                st = wst;
+        } else {
+            dbm_close_db(d);
+        }
+        d->marked = 0;
+    }
+    dbm_unlock_rw(d);
+    return st;
+}
+
+/* Runs fn under the mutex and the file lock, with a handle that can write
+ * (excl) or read.  A damaged file is started over once when
+ * recreate_on_corrupt allows. */
+cachet_status dbm_run(dbm *d, int excl, op_fn fn, void *arg)
+{
+    cachet_status st;
+
+    pthread_mutex_lock(&d->mu);
+    for (int attempt = 0;; attempt++) {
+        st = begin(d, excl);
+        if (st == CACHET_OK)
+            st = dbm_get_db(d, excl);
+        if (st == CACHET_OK || st == CACHET_MISS)
+            st = fn(d, st == CACHET_OK ? arg : NULL);
+        if (st == CACHET_ECORRUPT) {
+            dbm_close_db(d);
+            if (d->recreate && attempt == 0 && (st = dbm_recreate(d)) == CACHET_OK) {
+                end(d, CACHET_OK);
+                continue;
+            }
+        }
+        st = end(d, st);
+        break;
+    }
+    pthread_mutex_unlock(&d->mu);
+    return st;
+}
