@@ -3,7 +3,7 @@
  * pool_connection_get_timeout, pool_unused_timeout), and a flush of a
  * server that comes back from the dead (pool_flush_on_reconnect).  The
  * client code and the dead-host table are shared with memcached in
- * mc_common.c. */
+ * the mc_*.c files. */
 #include "mc_common.h"
 
 #define BACKEND "memcache_pool"

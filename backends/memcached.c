@@ -1,7 +1,7 @@
 /* The memcached backend (dogpile.cache.memcached, .pylibmc, .bmemcached,
  * .pymemcache): libmemcached with one connection set per thread, as
  * pylibmc's thread-local client.  The client code, the dead-host table and
- * the arguments are shared with memcache_pool in mc_common.c. */
+ * the arguments are shared with memcache_pool in the mc_*.c files. */
 #include "mc_common.h"
 
 #define BACKEND "memcached"

@@ -1,0 +1,169 @@
+/* The host table shared by every connection of an instance (see the design
+ * comment in mc_internal.h), and the small helpers it rests on. */
+#define _GNU_SOURCE
+#include "mc_internal.h"
+#include <time.h>
+
+/* ---- small helpers ---- */
+
+double mc_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+int mc_is_conn_failure(memcached_return_t rc)
+{
+    switch (rc) {
+    case MEMCACHED_CONNECTION_FAILURE:
+    case MEMCACHED_CONNECTION_SOCKET_CREATE_FAILURE:
+    case MEMCACHED_TIMEOUT:
+    case MEMCACHED_WRITE_FAILURE:
+    case MEMCACHED_READ_FAILURE:
+    case MEMCACHED_UNKNOWN_READ_FAILURE:
+    case MEMCACHED_ERRNO:
+    case MEMCACHED_HOST_LOOKUP_FAILURE:
+    case MEMCACHED_SERVER_MARKED_DEAD:
+    case MEMCACHED_SERVER_TEMPORARILY_DISABLED:
+    case MEMCACHED_PROTOCOL_ERROR:
+    case MEMCACHED_AUTH_PROBLEM:
+    case MEMCACHED_AUTH_FAILURE:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* The pool's waits are timed on the monotonic clock. */
+void mc_cond_init(pthread_cond_t *cv)
+{
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    pthread_cond_init(cv, &a);
+    pthread_condattr_destroy(&a);
+}
+
+/* ---- the host table ---- */
+
+/* How long an operation waits for the first probe of a host never reached. */
+static double first_wait(const mc_inst *m)
+{
+    return m->suspect_after < 0.2 ? m->suspect_after : 0.2;
+}
+
+int mc_admit(mc_inst *m, size_t i, double now)
+{
+    mc_host *h = &m->hosts[i];
+    int r = ADM_REJECT;
+    double give_up = now + first_wait(m);
+
+    pthread_mutex_lock(&h->mu);
+again:
+    switch (h->state) {
+    case H_UP:
+        if (h->inflight && now - h->progress > m->suspect_after)
+            break;                            /* hung: nothing completes */
+        if (!h->inflight)
+            h->progress = now;
+        h->inflight++;
+        r = ADM_OK;
+        break;
+    case H_DEAD:
+        if (now < h->dead_until)
+            break;
+        /* time for a probe */
+        __attribute__((fallthrough));
+    default:
+        if (h->probing && h->state == H_UNKNOWN && now < give_up) {
+            /* first contact: the probe of a live server takes a round trip */
+            struct timespec ts;
+            double secs = give_up;
+            ts.tv_sec = (time_t)secs;
+            ts.tv_nsec = (long)((secs - (double)ts.tv_sec) * 1e9);
+            pthread_cond_timedwait(&h->probe_done, &h->mu, &ts);
+            now = mc_now_s();
+            goto again;
+        }
+        if (h->probing)
+            break;
+        h->probing = 1;
+        h->probes++;
+        if (!h->inflight)
+            h->progress = now;
+        h->inflight++;
+        r = h->was_dead && m->flush_on_reconnect ? ADM_PROBE_FLUSH : ADM_PROBE;
+        break;
+    }
+    if (r == ADM_REJECT)
+        h->fastfails++;
+    pthread_mutex_unlock(&h->mu);
+    return r;
+}
+
+/* Would mc_admit() refuse host i now?  Asked before waiting for a pooled
+ * connection, so that a dead host fails fast even when the pool is busy,
+ * and so that the wait is not counted as an operation in flight (which
+ * would make a busy pool look like a hung host). */
+int mc_refused(mc_inst *m, size_t i, double now)
+{
+    mc_host *h = &m->hosts[i];
+    int no;
+    pthread_mutex_lock(&h->mu);
+    switch (h->state) {
+    case H_UP:
+        no = h->inflight && now - h->progress > m->suspect_after;
+        break;
+    case H_DEAD:
+        no = now < h->dead_until || h->probing;
+        break;
+    default:
+        no = 0;              /* never reached: mc_admit() waits briefly for its probe */
+        break;
+    }
+    if (no)
+        h->fastfails++;
+    pthread_mutex_unlock(&h->mu);
+    return no;
+}
+
+/* adm: what mc_admit() said; how: END_* */
+void mc_finish(mc_inst *m, size_t i, int adm, int how)
+{
+    mc_host *h = &m->hosts[i];
+    double now = mc_now_s();
+
+    pthread_mutex_lock(&h->mu);
+    if (h->inflight)
+        h->inflight--;
+    if (adm == ADM_PROBE || adm == ADM_PROBE_FLUSH) {
+        h->probing = 0;
+        pthread_cond_broadcast(&h->probe_done);
+    }
+    if (how == END_OK) {
+        h->progress = now;
+        if (h->state != H_UP && (adm == ADM_PROBE || adm == ADM_PROBE_FLUSH)) {
+            h->state = H_UP;
+            h->was_dead = 0;
+        }
+    } else if (how == END_FAIL) {
+        if (h->state != H_DEAD || h->dead_until < now + m->dead_retry)
+            h->dead_until = now + m->dead_retry;
+        if (h->state == H_UP || h->state == H_DEAD)
+            h->was_dead = 1;
+        h->state = H_DEAD;
+        h->failures++;
+    }
+    pthread_mutex_unlock(&h->mu);
+    if (how == END_FAIL)
+        cachet_backend_log(CACHET_LOG_WARNING, "backend %s: server %s marked dead for %g s",
+                           m->backend, h->label, m->dead_retry);
+}
+
+cachet_status mc_unavailable(mc_inst *m, size_t i)
+{
+    return cachet_backend_error(CACHET_EUNAVAILABLE, "backend %s: server %s is down "
+                                "(or being probed): failing fast", m->backend,
+                                m->hosts[i].label);
+}

@@ -1,0 +1,134 @@
+/* memcached and memcache_pool on libmemcached, never stalling on a dead host.
+ *
+ * libmemcached keeps its failure state per memcached_st (per clone, per
+ * pool member), and never marks a host whose connection was accepted but
+ * whose reads time out.  So mc_hosts.c keeps its own table of hosts, shared
+ * by every connection of an instance:
+ *
+ *   UNKNOWN  never reached yet: the first operation probes it; the others
+ *            wait for that probe, but only briefly (first_wait: a quarter
+ *            of socket_timeout, at most 200 ms) so that a service starting
+ *            with many threads does not see errors from a healthy server,
+ *            and then fail fast with CACHET_EUNAVAILABLE: a hung host
+ *            costs them no stall (a wait under 200 ms is not one).
+ *   UP       operations go through.  If operations are in flight and none
+ *            has completed for suspect_after (a quarter of socket_timeout),
+ *            the host is suspected hung and new operations fail fast.
+ *   DEAD     until dead_until: operations fail fast.  Then one operation
+ *            probes it (with pool_flush_on_reconnect, the probe is a flush
+ *            of that server), the others fail fast meanwhile.
+ *
+ * So a dead host costs at most one stalled operation per dead_retry in the
+ * process, whatever the threading.
+ *
+ * Distribution: a "ring" memcached_st holds every server (distribution set
+ * before the servers are added) and is used only to hash keys
+ * (memcached_generate_hash, a pure read).  I/O goes through one
+ * single-server memcached_st per server per connection set, so that every
+ * failure is known to belong to one host, and a multi-operation is one
+ * request per server, sent to every server before any is read. */
+#ifndef CACHET_MC_INTERNAL_H
+#define CACHET_MC_INTERNAL_H
+
+/* Internal to the memcached and memcache_pool plugins: the instance, its
+ * host table and connection sets, and the functions the backends/mc_*.c
+ * files share (hidden by -fvisibility=hidden; mc_common.h is the interface). */
+#include "mc_common.h"
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <libmemcached/memcached.h>
+
+#define MAX_REPLICAS   8
+#define MAX_KEY        250
+
+enum { H_UNKNOWN, H_UP, H_DEAD };
+enum { ADM_REJECT, ADM_OK, ADM_PROBE, ADM_PROBE_FLUSH };
+/* how an operation on a host ended */
+enum { END_OK, END_FAIL, END_ABORT };
+
+typedef struct {
+    pthread_mutex_t mu;
+    char     name[400];        /* hostname, or the socket path */
+    char     label[420];       /* name:port for messages */
+    in_port_t port;            /* 0: unix socket */
+    uint32_t weight;
+    int      state;
+    int      probing;          /* a thread is probing it: the others fail fast */
+    pthread_cond_t probe_done; /* signalled when a probe ends (first contact waits on it) */
+    int      was_dead;         /* came back from DEAD (flush on reconnect) */
+    unsigned inflight;
+    double   dead_until;
+    double   progress;         /* last completion, or start of the busy period */
+    uint64_t failures, fastfails, probes, flushes;
+} mc_host;
+
+struct mc_inst;
+typedef struct mc_conn {
+    struct mc_conn *prev, *next;   /* every connection set of the instance */
+    struct mc_conn *idle_next;     /* pool: idle list */
+    struct mc_inst *inst;
+    double          idle_since;
+    unsigned        gen;           /* instance generation it was made in */
+    memcached_st   *srv[];         /* one per host, made on first use */
+} mc_conn;
+
+typedef struct mc_inst {
+    const char   *backend;
+    int           pool;
+    mc_host      *hosts;
+    size_t        nhosts;
+    memcached_st *ring;
+    /* arguments */
+    double        socket_timeout, dead_retry, suspect_after;
+    long          expire;
+    int           binary, dist_lock, replicas;
+    long          lock_timeout;
+    long          pool_max;
+    double        unused_timeout, get_timeout;
+    int           flush_on_reconnect;
+    const char   *sasl_user, *sasl_pass;
+    /* connections */
+    pthread_mutex_t mu;
+    pthread_cond_t  cv;
+    mc_conn        *all;
+    mc_conn        *idle;
+    mc_conn        *orphans;       /* inherited over fork(): never touched again */
+    long            nconns;
+    unsigned        gen;
+    pthread_key_t   tls;
+    int             tls_ok;
+    uint64_t        lock_seq;
+    uint64_t        pool_timeouts;
+} mc_inst;
+
+/* mc_hosts.c: small helpers and the host table */
+double        mc_now_s(void);
+int           mc_is_conn_failure(memcached_return_t rc);
+void          mc_cond_init(pthread_cond_t *cv);
+int           mc_admit(mc_inst *m, size_t i, double now);
+int           mc_refused(mc_inst *m, size_t i, double now);
+void          mc_finish(mc_inst *m, size_t i, int adm, int how);
+cachet_status mc_unavailable(mc_inst *m, size_t i);
+
+/* mc_url.c: url parsing */
+cachet_status mc_parse_url(mc_inst *m, const char *url);
+
+/* mc_conn.c: libmemcached handles and connection sets */
+cachet_status mc_ring_new(mc_inst *m, const char *distribution);
+size_t        mc_placement(const mc_inst *m, const char *key, size_t klen, size_t *idx);
+void          mc_conn_free(mc_conn *c, size_t nhosts);
+void          mc_tls_destroy(void *arg);
+cachet_status mc_conn_get(mc_inst *m, mc_conn **out);
+void          mc_conn_put(mc_inst *m, mc_conn *c);
+memcached_st *mc_handle(mc_inst *m, mc_conn *c, size_t i);
+void          mc_handle_drop(mc_conn *c, size_t i);
+int           mc_settle(mc_inst *m, mc_conn *c, size_t i, int adm, memcached_return_t rc);
+cachet_status mc_error(mc_inst *m, size_t i, memcached_return_t rc, const char *what);
+int           mc_enter(mc_inst *m, mc_conn *c, size_t i, int adm);
+
+/* mc_ops.c: single-key operations */
+cachet_status mc_combine(cachet_status acc, cachet_status st, int *stored);
+
+#endif
