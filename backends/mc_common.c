@@ -246,12 +246,13 @@ void mc_fork_child(void *state)
     for (size_t i = m->nhosts; i-- > 0;) {
         m->hosts[i].probing = 0;
         m->hosts[i].inflight = 0;
-        pthread_cond_destroy(&m->hosts[i].probe_done);
+        /* made anew, never destroyed: a parent thread parked in a timed
+         * wait on it (not holding the mutex fork_prepare took) is counted
+         * as a waiter, and glibc's pthread_cond_destroy waits for waiters
+         * to leave — for ever, in a child where that thread does not exist */
         mc_cond_init(&m->hosts[i].probe_done);
         pthread_mutex_unlock(&m->hosts[i].mu);
     }
     pthread_mutex_unlock(&m->mu);
-    /* pthread objects are re-made: a condvar waited on by vanished threads */
-    pthread_cond_destroy(&m->cv);
-    mc_cond_init(&m->cv);
+    mc_cond_init(&m->cv);           /* likewise: pool waiters of the parent */
 }

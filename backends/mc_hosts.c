@@ -53,7 +53,7 @@ static double first_wait(const mc_inst *m)
     return m->suspect_after < 0.2 ? m->suspect_after : 0.2;
 }
 
-int mc_admit(mc_inst *m, size_t i, double now)
+int mc_admit(mc_inst *m, size_t i, double now, int may_wait)
 {
     mc_host *h = &m->hosts[i];
     int r = ADM_REJECT;
@@ -76,7 +76,7 @@ again:
         /* time for a probe */
         __attribute__((fallthrough));
     default:
-        if (h->probing && h->state == H_UNKNOWN && now < give_up) {
+        if (h->probing && h->state == H_UNKNOWN && may_wait && now < give_up) {
             /* first contact: the probe of a live server takes a round trip */
             struct timespec ts;
             double secs = give_up;

@@ -107,7 +107,11 @@ typedef struct mc_inst {
 double        mc_now_s(void);
 int           mc_is_conn_failure(memcached_return_t rc);
 void          mc_cond_init(pthread_cond_t *cv);
-int           mc_admit(mc_inst *m, size_t i, double now);
+/* may_wait: a host never reached and being probed by another thread is
+ * waited for (briefly) rather than refused; a caller that itself holds a
+ * probe of another host must not wait (two such callers would wait on
+ * each other). */
+int           mc_admit(mc_inst *m, size_t i, double now, int may_wait);
 int           mc_refused(mc_inst *m, size_t i, double now);
 void          mc_finish(mc_inst *m, size_t i, int adm, int how);
 cachet_status mc_unavailable(mc_inst *m, size_t i);

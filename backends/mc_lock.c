@@ -48,7 +48,7 @@ static cachet_status lock_op(mc_inst *m, const char *lk, size_t lkl, lock_cmd cm
         return mc_unavailable(m, i);
     if ((st = mc_conn_get(m, &c)) != CACHET_OK)
         return st;
-    if ((adm = mc_admit(m, i, mc_now_s())) == ADM_REJECT) {
+    if ((adm = mc_admit(m, i, mc_now_s(), 1)) == ADM_REJECT) {
         mc_conn_put(m, c);
         return mc_unavailable(m, i);
     }

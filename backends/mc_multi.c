@@ -15,6 +15,7 @@ typedef struct {
     size_t *pos;        /* item index per (host, slot), grouped by host */
     size_t *start;      /* nhosts + 1 offsets into pos */
     int    *adm;        /* per host: -1 not asked yet, else ADM_* */
+    int     probing;    /* this thread holds a probe of some host: wait on none */
     size_t *chosen;     /* get: the host each item goes to, SIZE_MAX: none */
 } groups;
 
@@ -26,10 +27,15 @@ static void groups_free(groups *g)
     free(g->chosen);
 }
 
-static int host_usable(mc_inst *m, groups *g, size_t i, double now)
+static int host_usable(mc_inst *m, groups *g, size_t i)
 {
-    if (g->adm[i] < 0)
-        g->adm[i] = mc_admit(m, i, now);
+    if (g->adm[i] < 0) {
+        /* the clock is read per host: an earlier host's wait may have
+         * taken up to 200 ms, and admit records `now` as progress */
+        g->adm[i] = mc_admit(m, i, mc_now_s(), !g->probing);
+        if (g->adm[i] == ADM_PROBE || g->adm[i] == ADM_PROBE_FLUSH)
+            g->probing = 1;
+    }
     return g->adm[i] != ADM_REJECT;
 }
 
@@ -40,7 +46,6 @@ static cachet_status group(mc_inst *m, cachet_backend_item *items, size_t n, int
 {
     size_t nh = m->nhosts, *count, total = 0;
     size_t (*pl)[MAX_REPLICAS + 1];
-    double now = mc_now_s();
 
     memset(g, 0, sizeof *g);
     g->start = calloc(nh + 1, sizeof *g->start);
@@ -58,7 +63,7 @@ static cachet_status group(mc_inst *m, cachet_backend_item *items, size_t n, int
     for (size_t k = 0; k < n; k++) {
         size_t idx[MAX_REPLICAS], np = mc_placement(m, items[k].key, items[k].klen, idx), used = 0;
         for (size_t r = 0; r < np; r++) {
-            if (!host_usable(m, g, idx[r], now))
+            if (!host_usable(m, g, idx[r]))
                 continue;
             pl[k][1 + used++] = idx[r];
             count[idx[r]]++;

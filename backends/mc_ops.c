@@ -29,7 +29,7 @@ cachet_status mc_get(void *state, const char *key, size_t klen, void **value, si
         }
         if (!c && (st = mc_conn_get(m, &c)) != CACHET_OK)
             return st;
-        if ((adm = mc_admit(m, i, mc_now_s())) == ADM_REJECT) {
+        if ((adm = mc_admit(m, i, mc_now_s(), 1)) == ADM_REJECT) {
             st = mc_unavailable(m, i);
             continue;
         }
@@ -126,7 +126,7 @@ cachet_status mc_set(void *state, const char *key, size_t klen, const void *valu
         }
         if (!c && (st = mc_conn_get(m, &c)) != CACHET_OK)
             return st;
-        if ((adm = mc_admit(m, i, mc_now_s())) == ADM_REJECT) {
+        if ((adm = mc_admit(m, i, mc_now_s(), 1)) == ADM_REJECT) {
             acc = mc_combine(acc, mc_unavailable(m, i), &stored);
             continue;
         }
@@ -162,7 +162,7 @@ cachet_status mc_del(void *state, const char *key, size_t klen)
         }
         if (!c && (st = mc_conn_get(m, &c)) != CACHET_OK)
             return st;
-        if ((adm = mc_admit(m, i, mc_now_s())) == ADM_REJECT) {
+        if ((adm = mc_admit(m, i, mc_now_s(), 1)) == ADM_REJECT) {
             acc = mc_unavailable(m, i);
             continue;
         }

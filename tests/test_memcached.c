@@ -816,6 +816,64 @@ static void fork_backend(const char *backend)
     test_server_stop(&s1);
 }
 
+/* fork() while one thread probes a hung host and another waits for that
+ * probe: the child must not hang in the fork handlers (glibc's
+ * pthread_cond_destroy on a condvar with a waiter that only exists in the
+ * parent never returns). */
+typedef struct {
+    cachet_region *r;
+    const char *key;
+    double delay;
+} wait_get_arg;
+
+static void *delayed_get(void *arg)
+{
+    wait_get_arg *a = arg;
+    void *v;
+    size_t n;
+    sleep_s(a->delay);
+    if (cachet_get(a->r, a->key, &v, &n) == CACHET_OK)
+        cachet_free(v);
+    return NULL;
+}
+
+static void fork_during_probe(void **state)
+{
+    (void)state;
+    for (size_t k = 0; k < 2; k++) {
+        test_blackhole bh;
+        char url[64];
+        int status = 0;
+        pthread_t prober, waiter;
+
+        assert_int_equal(test_blackhole_start(&bh), 0);
+        snprintf(url, sizeof url, "127.0.0.1:%d", bh.port);
+        cachet_region *r = open_mc(backends[k], url, "memcache_socket_timeout", "2", NULL);
+        wait_get_arg a1 = {r, "fork-probe-1", 0}, a2 = {r, "fork-probe-2", 0.05};
+        assert_int_equal(pthread_create(&prober, NULL, delayed_get, &a1), 0);
+        assert_int_equal(pthread_create(&waiter, NULL, delayed_get, &a2), 0);
+        sleep_s(0.1);                       /* the prober stalls, the waiter waits */
+        pid_t pid = fork();
+        if (pid == 0)
+            _exit(0);                       /* the handlers have run: done */
+        assert_true(pid > 0);
+        double t0 = now_s();
+        pid_t got = 0;
+        while ((got = waitpid(pid, &status, WNOHANG)) == 0 && now_s() - t0 < 5)
+            sleep_s(0.01);
+        if (got == 0) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            fail_msg("%s: the child hung in fork() for 5 s", backends[k]);
+        }
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        pthread_join(prober, NULL);
+        pthread_join(waiter, NULL);
+        cachet_region_close(r);
+        test_blackhole_stop(&bh);
+    }
+}
+
 static void fork_parent_and_child(void **state)
 {
     (void)state;
@@ -1016,6 +1074,7 @@ int main(void)
         cmocka_unit_test(pool_idle_connections_closed),
         cmocka_unit_test(concurrent_first_contact),
         cmocka_unit_test(fork_parent_and_child),
+        cmocka_unit_test(fork_during_probe),
         cmocka_unit_test(distributed_lock),
         cmocka_unit_test(oversize_value),
         cmocka_unit_test(replicas),
