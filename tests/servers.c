@@ -20,9 +20,12 @@
 #include <unistd.h>
 
 #define MAX_SERVERS 32
-static test_server *started[MAX_SERVERS];
+/* The pids of the servers this process started, for the exit handler.  Pids,
+ * not pointers: a test_server usually lives on a test's stack, and a failed
+ * cmocka assertion longjmps out of that frame. */
+static pid_t started[MAX_SERVERS];
 
-static void remember(test_server *s)
+static void remember(pid_t pid)
 {
     static int hooked;
     if (!hooked) {
@@ -30,17 +33,17 @@ static void remember(test_server *s)
         hooked = 1;
     }
     for (int i = 0; i < MAX_SERVERS; i++)
-        if (started[i] == s || !started[i]) {
-            started[i] = s;
+        if (!started[i]) {
+            started[i] = pid;
             return;
         }
 }
 
-static void forget(test_server *s)
+static void forget(pid_t pid)
 {
     for (int i = 0; i < MAX_SERVERS; i++)
-        if (started[i] == s)
-            started[i] = NULL;
+        if (started[i] == pid)
+            started[i] = 0;
 }
 
 /* Can something bind 127.0.0.1:port now? */
@@ -154,12 +157,16 @@ static int split_words(char *buf, char **argv, int max)
     return n;
 }
 
+/* Call from the test's main thread: PR_SET_PDEATHSIG follows the thread
+ * that forked, not the process. */
 static pid_t spawn(char **argv)
 {
-    pid_t pid = fork();
+    pid_t parent = getpid(), pid = fork();
     if (pid == 0) {
         int devnull = open("/dev/null", O_RDWR);
         prctl(PR_SET_PDEATHSIG, SIGKILL);   /* never outlive the test */
+        if (getppid() != parent)            /* it died before prctl took */
+            _exit(127);
         if (devnull >= 0) {
             dup2(devnull, 0);
             dup2(devnull, 1);
@@ -167,8 +174,9 @@ static pid_t spawn(char **argv)
         }
         /* none of the test's sockets (a black hole's listener, clients of
          * other servers) may live on in a server */
-        for (int fd = 3; fd < 4096; fd++)
-            close(fd);
+        if (close_range(3, ~0u, 0) != 0)
+            for (int fd = 3; fd < 4096; fd++)
+                close(fd);
         execvp(argv[0], argv);
         _exit(127);
     }
@@ -212,7 +220,7 @@ static int start(test_server *s)
     argv[argc] = NULL;
     if ((s->pid = spawn(argv)) < 0)
         return -1;
-    remember(s);
+    remember(s->pid);
     if (test_wait_port(s->port, 5000) != 0) {
         test_server_kill(s);
         return -1;
@@ -221,8 +229,8 @@ static int start(test_server *s)
      * little for ours to own the listening socket */
     for (int waited = 0; !listens_for(s->pid, s->port); waited += 10) {
         if (waitpid(s->pid, NULL, WNOHANG) == s->pid) {   /* ours exited: port taken */
+            forget(s->pid);
             s->pid = 0;
-            forget(s);
             return -1;
         }
         if (waited >= 2000) {
@@ -285,10 +293,11 @@ static void stop_with(test_server *s, int sig)
 {
     if (s->pid > 0) {
         kill(s->pid, sig);
+        kill(s->pid, SIGCONT);          /* a frozen server must see the SIGTERM */
         waitpid(s->pid, NULL, 0);
+        forget(s->pid);
         s->pid = 0;
     }
-    forget(s);
 }
 
 void test_server_stop(test_server *s) { stop_with(s, SIGTERM); }
@@ -297,8 +306,11 @@ void test_server_kill(test_server *s) { stop_with(s, SIGKILL); }
 void test_servers_stop_all(void)
 {
     for (int i = 0; i < MAX_SERVERS; i++)
-        if (started[i])
-            test_server_kill(started[i]);
+        if (started[i] > 0) {
+            kill(started[i], SIGKILL);
+            waitpid(started[i], NULL, 0);
+            started[i] = 0;
+        }
 }
 
 int test_blackhole_start(test_blackhole *b)
