@@ -37,6 +37,8 @@ if [ -e "$builddir/backends/.libs/dbm.so" ]; then
         || bad "no $XDG_CACHE_HOME/cachet/cache.db"
     expect 0 "check on the embedded default" -- "$cachet" check
     contains "$tmp/out" "backend: dbm" "check names the dbm backend"
+    expect 0 "check with another dbm file" -- "$cachet" -o "backend_argument=filename:$tmp/other.db" check
+    contains "$tmp/out" "$tmp/other.db" "check names the file the backend opened"
     def="dbm default"
     defopt=""
 else
@@ -133,6 +135,18 @@ expect 2 "a missing argument" -- "$cachet" set onlykey
 expect 2 "no command" -- "$cachet"
 expect 0 "--help" -- "$cachet" --help
 contains "$tmp/out" "usage:" "--help prints the usage"
+expect 0 "--help after options" -- "$cachet" -o backend=memory --help
+contains "$tmp/out" "usage:" "--help after options prints the usage"
+expect 0 "--version" -- "$cachet" --version
+contains "$tmp/out" "cachet 0." "--version prints the version"
+expect 2 "-o backend= (empty) is refused, not the null backend" -- "$cachet" -o backend= set k v
+contains "$tmp/err" "no backend named" "an empty backend says why"
+expect 2 "-s without a config file" -- "$cachet" -s other_cache get x
+contains "$tmp/err" "no config file" "-s without a file says why"
+expect 2 "bench --help names the unknown option" -- "$cachet" -o backend=memory bench --help
+contains "$tmp/err" "unknown option '--help'" "bench names --help as unknown"
+expect 0 "bench on the null backend: misses are not failures" -- "$cachet" -o backend=null bench --keys 10 --duration 0.02
+contains "$tmp/out" "were misses" "bench counts misses"
 
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -37,7 +37,7 @@ typedef struct {
     op_kind             op;
     unsigned            seed;
     /* results */
-    uint64_t            n, failures;
+    uint64_t            n, failures, misses;
     cachet_status       first_error;
     char                first_errmsg[256];
     uint64_t            hist[NBUCKETS];
@@ -114,7 +114,9 @@ static void *run_worker(void *arg)
         t1 = now_ns();
         w->hist[bucket_of(t1 - t0)]++;
         w->n++;
-        if (st != CACHET_OK) {
+        if (st == CACHET_MISS) {
+            w->misses++;               /* not a failure: the null backend, expiration 0 */
+        } else if (st != CACHET_OK) {
             if (!w->failures++) {
                 w->first_error = st;
                 snprintf(w->first_errmsg, sizeof w->first_errmsg, "%s", cachet_errmsg());
@@ -139,7 +141,7 @@ static int run_op(cachet_region *r, const bench_params *p, char **keys, op_kind 
 {
     worker *ws = calloc(p->threads, sizeof *ws);
     pthread_t *tids = calloc(p->threads, sizeof *tids);
-    uint64_t total = 0, failures = 0, *hist = calloc(NBUCKETS, sizeof *hist);
+    uint64_t total = 0, failures = 0, misses = 0, *hist = calloc(NBUCKETS, sizeof *hist);
     uint64_t t0, t1;
     int rc = CLI_OK;
     size_t started = 0;
@@ -167,6 +169,7 @@ static int run_op(cachet_region *r, const bench_params *p, char **keys, op_kind 
     for (size_t i = 0; i < p->threads; i++) {
         total += ws[i].n;
         failures += ws[i].failures;
+        misses += ws[i].misses;
         for (unsigned b = 0; b < NBUCKETS; b++)
             hist[b] += ws[i].hist[b];
     }
@@ -174,6 +177,9 @@ static int run_op(cachet_region *r, const bench_params *p, char **keys, op_kind 
            (double)total / ((double)(t1 - t0) / 1e9),
            percentile(hist, total, 0.50) / 1e3, percentile(hist, total, 0.99) / 1e3,
            percentile(hist, total, 0.999) / 1e3);
+    if (misses)
+        printf("  (%llu of %llu were misses)", (unsigned long long)misses,
+               (unsigned long long)total);
     if (failures) {
         for (size_t i = 0; i < p->threads; i++)
             if (ws[i].failures) {
@@ -209,6 +215,13 @@ static int parse_args(int argc, char **argv, bench_params *p)
     double v;
     for (int i = 0; i < argc; i++) {
         const char *o = argv[i];
+        if (strcmp(o, "--keys") != 0 && strcmp(o, "--value-size") != 0 &&
+            strcmp(o, "--threads") != 0 && strcmp(o, "--duration") != 0 &&
+            strcmp(o, "--op") != 0) {
+            fprintf(stderr, "cachet: bench: unknown option '%s' (options: --keys N, "
+                            "--value-size B, --threads N, --duration S, --op get|set|goc|all)\n", o);
+            return -1;
+        }
         if (i + 1 >= argc) {
             fprintf(stderr, "cachet: bench: %s needs a value\n", o);
             return -1;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <getopt.h>
 #include <unistd.h>
 #include "cli.h"
 
@@ -151,25 +152,29 @@ int main(int argc, char **argv)
     const char *described = "";
     int opt, rc;
 
-    if (argc > 1 && strcmp(argv[1], "--help") == 0) {
-        usage(stdout);
-        return CLI_OK;
-    }
-    if (argc > 1 && strcmp(argv[1], "--version") == 0) {
-        printf("cachet %d.%d.%d\n", CACHET_VERSION_MAJOR, CACHET_VERSION_MINOR, CACHET_VERSION_PATCH);
-        return CLI_OK;
-    }
+    static const struct option longopts[] = {
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+        { NULL, 0, NULL, 0 },
+    };
+    int section_given = 0;
+
     if (!(ov = calloc((size_t)argc, sizeof *ov)))
         return CLI_ERROR;
     src.overrides = ov;
     src.section = "cache";
     /* "+": stop at the command, so its own options (bench --keys) are its */
-    while ((opt = getopt(argc, argv, "+c:s:o:h")) != -1) {
+    while ((opt = getopt_long(argc, argv, "+c:s:o:h", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c': src.file = optarg; break;
-        case 's': src.section = optarg; break;
+        case 's': src.section = optarg; section_given = 1; break;
         case 'o': ov[src.noverrides++] = optarg; break;
         case 'h': usage(stdout); free(ov); return CLI_OK;
+        case 'V':
+            printf("cachet %d.%d.%d\n", CACHET_VERSION_MAJOR, CACHET_VERSION_MINOR,
+                   CACHET_VERSION_PATCH);
+            free(ov);
+            return CLI_OK;
         default: usage(stderr); free(ov); return CLI_ERROR;
         }
     }
@@ -177,6 +182,12 @@ int main(int argc, char **argv)
         const char *env = getenv("CACHET_CONFIG");
         if (env && *env)
             src.file = env;
+    }
+    if (section_given && !src.file) {
+        fprintf(stderr, "cachet: -s %s: there is no config file to read a section from "
+                        "(give one with -c or $CACHET_CONFIG)\n", src.section);
+        free(ov);
+        return CLI_ERROR;
     }
     if (optind >= argc) {
         fprintf(stderr, "cachet: no command given\n");

@@ -17,11 +17,9 @@ typedef struct {
     size_t       noverrides;
 } cli_source;
 
-/* Builds the config the region opens: the file (or the embedded default),
- * then the -o overrides.  On failure prints why on stderr and returns NULL.
- * *described gets a short text saying where the config came from. */
-cachet_config *cli_config_build(const cli_source *src, const char **described);
-/* Opens the region, printing why on stderr when it cannot. */
+/* Builds the config (the file, or the embedded default, then the -o
+ * overrides) and opens the region, printing why on stderr when it cannot.
+ * *described says where the config came from. */
 cachet_region *cli_region_open(const cli_source *src, cachet_config **cfg, const char **described);
 
 /* Prints "cachet: WHAT: <status>: <detail>" on stderr; returns CLI_ERROR. */

@@ -83,32 +83,83 @@ static cachet_status set_checked(cachet_config *c, const char *option, const cha
     return st;
 }
 
-static cachet_status embedded_default(cachet_config *c, const cli_source *src, const char **described)
+/* The embedded default: dbm (or, where dbm is not built, memory) with
+ * values that never expire; -o backend=NAME replaces it. */
+static cachet_status embedded_default(cachet_config *c, const cli_source *src, int memory)
 {
-    static char text[4200];
+    char arg[4200];
 
     if (set_checked(c, "enabled", "true") != CACHET_OK)
         return CACHET_EINVAL;
-    if (overrides_backend(src)) {     /* -o backend=...: the user's choice, no dbm file */
-        *described = "the -o options";
+    if (overrides_backend(src))       /* -o backend=...: the user's choice, no dbm file */
         return CACHET_OK;
-    }
+    if (memory)
+        return set_checked(c, "backend", "memory");
     const char *db = default_db_path();
     if (!db)
         return CACHET_EINVAL;
-    snprintf(text, sizeof text, "filename:%s", db);
+    snprintf(arg, sizeof arg, "filename:%s", db);
     if (set_checked(c, "backend", "dbm") != CACHET_OK ||
-        set_checked(c, "backend_argument", text) != CACHET_OK ||
+        set_checked(c, "backend_argument", arg) != CACHET_OK ||
         set_checked(c, "expiration_time", "-1") != CACHET_OK)
         return CACHET_EINVAL;
-    snprintf(text, sizeof text, "the embedded default (dbm in %s)", db);
-    *described = text;
     return CACHET_OK;
 }
 
-cachet_config *cli_config_build(const cli_source *src, const char **described)
+/* -o OPTION=VALUE, in order. */
+static cachet_status apply_overrides(cachet_config *c, const cli_source *src)
 {
-    static char from[4200];
+    for (size_t i = 0; i < src->noverrides; i++) {
+        const char *o = src->overrides[i], *eq = strchr(o, '=');
+        char name[128];
+        cachet_status st;
+
+        if (!eq || eq == o) {
+            fprintf(stderr, "cachet: -o %s: expected OPTION=VALUE\n", o);
+            return CACHET_EINVAL;
+        }
+        if ((size_t)(eq - o) >= sizeof name) {
+            fprintf(stderr, "cachet: -o %.40s...: no [cache] option has so long a name\n", o);
+            return CACHET_EINVAL;
+        }
+        memcpy(name, o, (size_t)(eq - o));
+        name[eq - o] = '\0';
+        if (strcmp(name, "backend") == 0 && !eq[1]) {
+            /* an empty value means unset, which is the null backend: a
+             * `set` would succeed and store nothing */
+            fprintf(stderr, "cachet: -o backend=: no backend named (-o backend=null if "
+                            "storing nothing is what you want)\n");
+            return CACHET_EINVAL;
+        }
+        st = cachet_config_set(c, name, eq + 1);
+        if (st != CACHET_OK) {
+            char what[200];
+            snprintf(what, sizeof what, "-o %s", name);
+            return cli_fail(what, st), st;
+        }
+    }
+    return CACHET_OK;
+}
+
+/* Says where the config came from, as the region will open it. */
+static void describe(const cachet_config *c, const cli_source *src, int memory, char *buf,
+                     size_t size)
+{
+    const char *backend = cachet_config_backend(c), *file = cachet_config_backend_arg(c, "filename");
+
+    if (src->file)
+        snprintf(buf, size, "%s [%s]", src->file, src->section ? src->section : "cache");
+    else if (overrides_backend(src))
+        snprintf(buf, size, "the -o options");
+    else if (memory)
+        snprintf(buf, size, "the memory backend (dbm is not available)");
+    else
+        snprintf(buf, size, "the embedded default (%s in %s)", backend ? backend : "dbm",
+                 file ? file : "?");
+}
+
+static cachet_config *build(const cli_source *src, int memory)
+{
     cachet_config *c = cachet_config_new();
     cachet_status st;
 
@@ -122,29 +173,11 @@ cachet_config *cli_config_build(const cli_source *src, const char **described)
             cli_fail("config", st);
             goto fail;
         }
-        snprintf(from, sizeof from, "%s [%s]", src->file, src->section ? src->section : "cache");
-        *described = from;
-    } else if (embedded_default(c, src, described) != CACHET_OK) {
+    } else if (embedded_default(c, src, memory) != CACHET_OK) {
         goto fail;
     }
-    for (size_t i = 0; i < src->noverrides; i++) {
-        const char *o = src->overrides[i], *eq = strchr(o, '=');
-        char name[128];
-
-        if (!eq || eq == o || (size_t)(eq - o) >= sizeof name) {
-            fprintf(stderr, "cachet: -o %s: expected OPTION=VALUE\n", o);
-            goto fail;
-        }
-        memcpy(name, o, (size_t)(eq - o));
-        name[eq - o] = '\0';
-        st = cachet_config_set(c, name, eq + 1);
-        if (st != CACHET_OK) {
-            char what[200];
-            snprintf(what, sizeof what, "-o %s", name);
-            cli_fail(what, st);
-            goto fail;
-        }
-    }
+    if (apply_overrides(c, src) != CACHET_OK)
+        goto fail;
     return c;
 fail:
     cachet_config_free(c);
@@ -153,10 +186,11 @@ fail:
 
 cachet_region *cli_region_open(const cli_source *src, cachet_config **cfg, const char **out_described)
 {
-    const char *described = "";
+    static char described[4400];
     cachet_region *r = NULL;
-    cachet_config *c = cli_config_build(src, &described);
+    cachet_config *c = build(src, 0);
     cachet_status st;
+    int memory = 0;
 
     if (!c)
         return NULL;
@@ -166,18 +200,13 @@ cachet_region *cli_region_open(const cli_source *src, cachet_config **cfg, const
         fprintf(stderr, "cachet: the dbm backend is not available (%s); using the memory "
                         "backend, whose values last only this run\n", cachet_errmsg());
         cachet_config_free(c);
-        c = cachet_config_new();
-        if (!c || cachet_config_set(c, "enabled", "true") != CACHET_OK ||
-            cachet_config_set(c, "backend", "memory") != CACHET_OK) {
-            cachet_config_free(c);
-            fprintf(stderr, "cachet: out of memory\n");
+        if (!(c = build(src, memory = 1)))
             return NULL;
-        }
         st = cachet_region_open(c, &r);
-        described = "the memory backend (dbm is not available)";
     }
+    describe(c, src, memory, described, sizeof described);
     if (st != CACHET_OK) {
-        char what[4300];
+        char what[4500];
         snprintf(what, sizeof what, "opening the region (config from %s)", described);
         cli_fail(what, st);
         cachet_config_free(c);
