@@ -63,7 +63,7 @@ static int take_backend_lock(cachet_region *r, const cachet_key *k, int have_sta
         void *v;
         size_t n;
         freshness f;
-        if (cachet__region_lookup(r, k, key, rule, &v, &n, &f) == CACHET_OK) {
+        if (cachet__region_lookup_ex(r, k, key, rule, &v, &n, &f, 0) == CACHET_OK) {
             if (f == FRESH) {
                 *fresh_buf = (uint8_t *)v - CACHET_VALUE_HDR;
                 *fresh_len = n + CACHET_VALUE_HDR;
@@ -96,7 +96,7 @@ static cachet_status create_locked(cachet_region *r, const cachet_key *k, const 
 
     /* Look again: the value may have landed while we took the lock. */
     if (!cache_failed &&
-        cachet__region_lookup(r, k, key, rule, &v, &n, &f) == CACHET_OK) {
+        cachet__region_lookup_ex(r, k, key, rule, &v, &n, &f, 0) == CACHET_OK) {
         if (f == FRESH) {
             buf = (uint8_t *)v - CACHET_VALUE_HDR;
             keylock_publish(&r->locks, e, buf, n + CACHET_VALUE_HDR);
@@ -119,7 +119,7 @@ static cachet_status create_locked(cachet_region *r, const cachet_key *k, const 
         /* Taken: look once more, as dogpile does after acquiring its
          * mutex.  Another process may have stored its value and released
          * the lock between our last look and our taking it. */
-        if (locked == 1 && cachet__region_lookup(r, k, key, rule, &v, &n, &f) == CACHET_OK) {
+        if (locked == 1 && cachet__region_lookup_ex(r, k, key, rule, &v, &n, &f, 0) == CACHET_OK) {
             if (f == FRESH) {
                 release_backend_lock(r, k, token);
                 buf = (uint8_t *)v - CACHET_VALUE_HDR;

@@ -49,10 +49,13 @@ static inline cachet_status cachet__region_decode(cachet_region *r, const char *
     return CACHET_ECORRUPT;
 }
 
-/* Gets and classifies: CACHET_OK with *fresh set, CACHET_MISS, or an error. */
-static inline cachet_status cachet__region_lookup(cachet_region *r, const cachet_key *k,
-                                                  const char *key, cachet_rule rule,
-                                                  void **value, size_t *len, freshness *fresh)
+/* Gets and classifies: CACHET_OK with *fresh set, CACHET_MISS, or an error.
+ * count_corrupt: 0 for get_or_create's second and later looks at the same
+ * key within one call, so that one foreign value is one `corrupt`. */
+static inline cachet_status cachet__region_lookup_ex(cachet_region *r, const cachet_key *k,
+                                                     const char *key, cachet_rule rule,
+                                                     void **value, size_t *len, freshness *fresh,
+                                                     int count_corrupt)
 {
     void *buf;
     size_t blen;
@@ -65,12 +68,23 @@ static inline cachet_status cachet__region_lookup(cachet_region *r, const cachet
         return CACHET_MISS;
     if (st != CACHET_OK)
         return cachet__region_failed(r, st, "get", key);
-    if (cachet__region_decode(r, key, buf, blen, &m) != CACHET_OK)
+    if (!count_corrupt && !cachet_value_valid(buf, blen, &m)) {
+        free(buf);
+        return CACHET_MISS;
+    }
+    if (count_corrupt && cachet__region_decode(r, key, buf, blen, &m) != CACHET_OK)
         return CACHET_MISS;
     *fresh = cachet__region_freshness(r, &m, rule);
     *value = cachet_value_payload(buf);
     *len = blen - CACHET_VALUE_HDR;
     return CACHET_OK;
+}
+
+static inline cachet_status cachet__region_lookup(cachet_region *r, const cachet_key *k,
+                                                  const char *key, cachet_rule rule,
+                                                  void **value, size_t *len, freshness *fresh)
+{
+    return cachet__region_lookup_ex(r, k, key, rule, value, len, fresh, 1);
 }
 
 #endif

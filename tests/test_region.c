@@ -222,9 +222,10 @@ static void foreign_and_truncated_bytes_are_misses(void **state)
     assert_int_equal(calls, 1);
     cachet_free(v);
     assert_int_equal(cachet_stats(r, &s), CACHET_OK);
-    /* 3 gets, and get_or_create read the junk twice (before and after
-     * taking the key's lock) */
-    assert_int_equal(s.corrupt, 5);
+    /* 3 gets and one get_or_create: one count each, although
+     * get_or_create read the junk twice (before and after taking the
+     * key's lock) */
+    assert_int_equal(s.corrupt, 4);
     cachet_region_close(r);
 
     static const char *const cut[] = {"backend_argument", "truncate_by:3", NULL};
