@@ -96,11 +96,17 @@ cachet_status mc_open(const cachet_backend_params *p, void **state, const char *
         goto fail;
     }
     if (sasl) {
-        m->sasl_user = cachet_backend_arg_get(p, "username");
-        m->sasl_pass = cachet_backend_arg_get(p, "password");
-        if (!m->sasl_user) {
+        const char *user = cachet_backend_arg_get(p, "username");
+        const char *pass = cachet_backend_arg_get(p, "password");
+        if (!user) {
             st = cachet_backend_error(CACHET_EINVAL, "backend %s: sasl_enabled needs a "
                                       "username", backend);
+            goto fail;
+        }
+        /* copied: the region's arguments are only valid during open (the
+         * caller may free the config right after) */
+        if (!(m->sasl_user = strdup(user)) || !(m->sasl_pass = strdup(pass ? pass : ""))) {
+            st = cachet_backend_error(CACHET_ENOMEM, "backend %s: out of memory", backend);
             goto fail;
         }
         m->binary = 1;   /* SASL exists only in the binary protocol */
@@ -150,6 +156,11 @@ void mc_close(void *state)
         pthread_mutex_destroy(&m->hosts[i].mu);
     }
     free(m->hosts);
+    free(m->sasl_user);
+    if (m->sasl_pass) {
+        explicit_bzero(m->sasl_pass, strlen(m->sasl_pass));   /* no password left in freed memory */
+        free(m->sasl_pass);
+    }
     pthread_cond_destroy(&m->cv);
     pthread_mutex_destroy(&m->mu);
     free(m);

@@ -88,7 +88,7 @@ typedef struct mc_inst {
     long          pool_max;
     double        unused_timeout, get_timeout;
     int           flush_on_reconnect;
-    const char   *sasl_user, *sasl_pass;
+    char         *sasl_user, *sasl_pass;   /* copies: the arguments live only during open */
     /* connections */
     pthread_mutex_t mu;
     pthread_cond_t  cv;

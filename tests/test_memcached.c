@@ -771,6 +771,59 @@ static void concurrent_first_contact(void **state)
     test_server_stop(&s2);
 }
 
+/* SASL (binary protocol), with the oslo options a user pastes: a memcached
+ * started with -S and a sasldb made by saslpasswd2 (Debian's sasl2-bin).
+ * The right password round-trips; a wrong one fails with a message that
+ * says authentication failed and never contains the password. */
+static void sasl_auth(void **state)
+{
+    char dir[] = "/tmp/cachet-sasl-XXXXXX", path[256], cmd[512], url[64];
+    test_server s1;
+    void *v;
+    size_t n;
+    FILE *f;
+    (void)state;
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/memcached.conf", dir);
+    assert_non_null(f = fopen(path, "w"));
+    fprintf(f, "mech_list: plain\nsasldb_path: %s/sasldb2\n", dir);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "printf 'Op3n-Sesame' | saslpasswd2 -p -a memcached -c -f %s/sasldb2 alice",
+             dir);
+    if (system(cmd) != 0)
+        fail_msg("saslpasswd2 failed (is Debian's sasl2-bin installed?)");
+    setenv("SASL_CONF_PATH", dir, 1);      /* read by the memcached we start */
+    assert_int_equal(test_memcached_start(&s1, 0, "-S"), 0);
+    unsetenv("SASL_CONF_PATH");
+    snprintf(url, sizeof url, "127.0.0.1:%d", s1.port);
+    for (size_t k = 0; k < 2; k++) {
+        cachet_region *r = open_mc(backends[k], url, "memcache_sasl_enabled", "true",
+                                   "memcache_username", "alice", "memcache_password", "Op3n-Sesame",
+                                   NULL);
+        { cachet_status st0 = cachet_set(r, "sasl-key", "authed", 6); if (st0 != CACHET_OK) fail_msg("%s: set with the right password: %s", backends[k], cachet_errmsg()); }
+        assert_int_equal(cachet_get(r, "sasl-key", &v, &n), CACHET_OK);
+        assert_int_equal(n, 6);
+        assert_memory_equal(v, "authed", 6);
+        cachet_free(v);
+        cachet_region_close(r);
+
+        r = open_mc(backends[k], url, "memcache_sasl_enabled", "true", "memcache_username", "alice",
+                    "memcache_password", "Wr0ng-Guess", NULL);
+        cachet_status st = cachet_set(r, "sasl-key", "x", 1);
+        assert_true(st < 0);
+        const char *msg = cachet_errmsg();
+        if (!strcasestr(msg, "auth"))
+            fail_msg("%s: a refused login should say so: %s", backends[k], msg);
+        assert_null(strstr(msg, "Wr0ng-Guess"));
+        assert_int_equal(cachet_get(r, "sasl-key", &v, &n) < 0, 1);   /* nothing read */
+        cachet_region_close(r);
+    }
+    test_server_stop(&s1);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* ---- fork ---- */
 
 static void fork_backend(const char *backend)
@@ -1073,6 +1126,7 @@ int main(void)
         cmocka_unit_test(pool_exhaustion),
         cmocka_unit_test(pool_idle_connections_closed),
         cmocka_unit_test(concurrent_first_contact),
+        cmocka_unit_test(sasl_auth),
         cmocka_unit_test(fork_parent_and_child),
         cmocka_unit_test(fork_during_probe),
         cmocka_unit_test(distributed_lock),

@@ -72,7 +72,9 @@ typedef struct cachet_backend_ops {
     unsigned    key_rules;     /* CACHET_KEY_* */
 
     /* Parse args, allocate the instance.  Unknown or malformed arguments are
-     * CACHET_EINVAL with a message naming the argument. */
+     * CACHET_EINVAL with a message naming the argument.  The argument
+     * strings are valid only during open (the caller may free its config
+     * right after): copy what the instance keeps. */
     cachet_status (*open)(const cachet_backend_params *p, void **state);
     void          (*close)(void *state);
 
