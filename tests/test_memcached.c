@@ -824,6 +824,67 @@ static void sasl_auth(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* Every url form and both distributions, for real: a memcached listening on
+ * 127.0.0.1 and [::1], and one on a unix socket; modula as well as ketama.
+ * Each key must come back, through both backends. */
+static void url_forms_round_trip(void **state)
+{
+    char dir[] = "/tmp/cachet-mcunix-XXXXXX", sock[128], pidfile[128], cmd[512], url[256];
+    test_server s1;
+    FILE *f;
+    long upid = 0;
+    (void)state;
+
+    assert_int_equal(test_memcached_start(&s1, 0, "-l ::1"), 0);
+    assert_non_null(mkdtemp(dir));
+    snprintf(sock, sizeof sock, "%s/mc.sock", dir);
+    snprintf(pidfile, sizeof pidfile, "%s/mc.pid", dir);
+    snprintf(cmd, sizeof cmd, "memcached -d -u root -s %s -P %s", sock, pidfile);
+    assert_int_equal(system(cmd), 0);
+    for (int i = 0; i < 200 && access(sock, F_OK) != 0; i++)
+        sleep_s(0.01);
+    for (int i = 0; i < 200 && !upid; i++) {       /* -d writes the pid file after forking */
+        if ((f = fopen(pidfile, "r"))) {
+            if (fscanf(f, "%ld", &upid) != 1)
+                upid = 0;
+            fclose(f);
+        }
+        if (!upid)
+            sleep_s(0.01);
+    }
+    assert_true(upid > 0);
+    static const char *const forms[] = {"127.0.0.1:%d", "[::1]:%d", "127.0.0.1:%d:3", "unix:%s", "%s"};
+    for (size_t u = 0; u < sizeof forms / sizeof forms[0]; u++) {
+        if (u < 3)
+            snprintf(url, sizeof url, forms[u], s1.port);
+        else
+            snprintf(url, sizeof url, forms[u], sock);
+        for (size_t k = 0; k < 2; k++) {
+            for (int modula = 0; modula < 2; modula++) {
+                char key[64];
+                void *v;
+                size_t n;
+                cachet_region *r = modula
+                    ? open_mc(backends[k], url, "arg:distribution", "modula", NULL)
+                    : open_mc(backends[k], url, NULL);
+                snprintf(key, sizeof key, "form-%zu-%zu-%d", u, k, modula);
+                cachet_status st = cachet_set(r, key, url, strlen(url));
+                if (st != CACHET_OK)
+                    fail_msg("%s on %s: set: %s", backends[k], url, cachet_errmsg());
+                assert_int_equal(cachet_get(r, key, &v, &n), CACHET_OK);
+                assert_int_equal(n, strlen(url));
+                assert_memory_equal(v, url, n);
+                cachet_free(v);
+                cachet_region_close(r);
+            }
+        }
+    }
+    kill((pid_t)upid, SIGTERM);
+    test_server_stop(&s1);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* ---- fork ---- */
 
 static void fork_backend(const char *backend)
@@ -1127,6 +1188,7 @@ int main(void)
         cmocka_unit_test(pool_idle_connections_closed),
         cmocka_unit_test(concurrent_first_contact),
         cmocka_unit_test(sasl_auth),
+        cmocka_unit_test(url_forms_round_trip),
         cmocka_unit_test(fork_parent_and_child),
         cmocka_unit_test(fork_during_probe),
         cmocka_unit_test(distributed_lock),
