@@ -263,6 +263,21 @@ static void lockfiles_off_and_custom(void **state)
     assert_value(r, "k", "v");
     assert_int_equal(stat(rw, &sb), 0);
     cachet_region_close(r);
+
+    /* sync:true (fsync around writes): the same results, and a multi-op */
+    snprintf(path, sizeof path, "%s/synced.db", dir);
+    assert_int_equal(try_open(&r, path, NULL, "sync:true", NULL), CACHET_OK);
+    assert_int_equal(cachet_set(r, "s1", "one", 3), CACHET_OK);
+    cachet_item items[2] = {{.key = "s2", .value = "two", .len = 3},
+                            {.key = "s3", .value = "three", .len = 5}};
+    assert_int_equal(cachet_set_multi(r, items, 2), CACHET_OK);
+    assert_int_equal(cachet_delete(r, "s1"), CACHET_OK);
+    cachet_region_close(r);
+    assert_int_equal(try_open(&r, path, NULL, "sync:true", NULL), CACHET_OK);
+    assert_miss(r, "s1");
+    assert_value(r, "s2", "two");
+    assert_value(r, "s3", "three");
+    cachet_region_close(r);
 }
 
 /* ---- argument and file errors ---- */
