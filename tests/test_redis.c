@@ -1131,8 +1131,8 @@ static void cluster_master_killed_replica_takes_over(void **state)
             int slaves = 0;
             ci = raw_str(fnodes[i].port, "CLUSTER INFO%s", "");
             char *cn = cluster_nodes(fnodes[i].port);
-            for (const char *p = cn; (p = strstr(p, " slave ")) != NULL; p++)
-                slaves++;
+            for (const char *p = cn; (p = strstr(p, "slave ")) != NULL; p++)
+                slaves++;   /* " slave " or, the node itself, "myself,slave " */
             free(cn);
             if ((strstr(ci, "cluster_state:ok") && slaves == 3) || now_s() - t0 > 30)
                 break;
