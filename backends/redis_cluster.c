@@ -20,6 +20,9 @@
 #define NSLOTS    16384
 #define MAX_NODES 128
 #define MAX_REDIRECTS 8
+/* While a slot's node is marked down, how often the map is asked again:
+ * its replica may have been promoted meanwhile. */
+#define DOWN_REFRESH_S 0.5
 
 typedef struct rcluster {
     pthread_mutex_t  refresh_mu;  /* one CLUSTER SLOTS at a time */
@@ -29,6 +32,7 @@ typedef struct rcluster {
     size_t           nnodes;
     int16_t          slots[NSLOTS];      /* node index, -1 unknown */
     unsigned         version;
+    double           next_down_refresh;  /* nodes_mu; see DOWN_REFRESH_S */
 } rcluster;
 
 /* ---- CRC16-XMODEM (poly 0x1021, init 0), as redis's crc16.c ---- */
@@ -200,6 +204,38 @@ static cachet_status refresh(rinst *in, unsigned seen, int wait)
     return st;
 }
 
+/* Whether a call that failed on a node marked down (which did not try the
+ * node, so its failure count did not move) should ask for the map again:
+ * at most every DOWN_REFRESH_S per instance. */
+static int down_refresh_due(rcluster *cl)
+{
+    double now = r_now();
+    int due;
+    pthread_mutex_lock(&cl->nodes_mu);
+    due = now >= cl->next_down_refresh;
+    if (due)
+        cl->next_down_refresh = now + DOWN_REFRESH_S;
+    pthread_mutex_unlock(&cl->nodes_mu);
+    return due;
+}
+
+/* After a call failed on node s (status st, message set): refreshes the map
+ * when s just failed (waiting for a refresh under way) or is marked down
+ * and a look is due (never waiting).  1 when the map was refreshed; the
+ * call's message is kept either way. */
+static int refresh_after_failure(rinst *in, rserver *s, uint64_t failures_before,
+                                 unsigned version, cachet_status st)
+{
+    char msg[1024];
+    int just_failed = __atomic_load_n(&s->failures, __ATOMIC_RELAXED) != failures_before, ok;
+    if (st != CACHET_EUNAVAILABLE || (!just_failed && !down_refresh_due(in->cluster)))
+        return 0;
+    snprintf(msg, sizeof msg, "%s", cachet_errmsg());
+    ok = refresh(in, version, just_failed) == CACHET_OK;
+    cachet_backend_error(st, "%s", msg);
+    return ok;
+}
+
 cachet_status rcluster_open(rinst *in)
 {
     rcluster *cl = calloc(1, sizeof *cl);
@@ -288,11 +324,11 @@ cachet_status rcluster_exec1(rinst *in, const char *key, size_t klen, rcmd *cmd,
             uint64_t before = __atomic_load_n(&s->failures, __ATOMIC_RELAXED);
             st = rserver_exec(s, cmd, 1, &r);
             if (st != CACHET_OK) {
-                /* a node that just failed may have been replaced: look again once */
-                if (st == CACHET_EUNAVAILABLE && !refreshed &&
-                    __atomic_load_n(&s->failures, __ATOMIC_RELAXED) != before) {
+                /* a node that failed (now, or earlier: marked down) may have
+                 * been replaced by its replica: look again once */
+                if (!refreshed && refresh_after_failure(in, s, before, version, st)) {
                     refreshed = 1;
-                    if (refresh(in, version, 1) == CACHET_OK && node_for_slot(cl, slot, NULL) != s)
+                    if (node_for_slot(cl, slot, NULL) != s)
                         continue;
                 }
                 return st;
@@ -391,6 +427,8 @@ cachet_status rcluster_exec_multi(rinst *in, cachet_backend_item *items, size_t 
     size_t *gidx = malloc(n * sizeof *gidx);
     size_t ng = 0, g, i;
     cachet_status first = CACHET_OK;
+    unsigned version;
+    int refreshed = 0;
 
     if (!si || !order || !gstart || !gnode || !cmds || !reps || !gidx) {
         free(si), free(order), free(gstart), free(gnode), free(cmds), free(reps), free(gidx);
@@ -403,6 +441,7 @@ cachet_status rcluster_exec_multi(rinst *in, cachet_backend_item *items, size_t 
     qsort(si, n, sizeof *si, by_slot);
     /* groups: runs of one slot (or single items) */
     pthread_rwlock_rdlock(&cl->map_lock);
+    version = cl->version;
     for (i = 0; i < n; i++) {
         order[i] = si[i].i;
         if (i == 0 || one_per_key || si[i].slot != si[i - 1].slot) {
@@ -429,15 +468,26 @@ cachet_status rcluster_exec_multi(rinst *in, cachet_backend_item *items, size_t 
                 break;
             k++;
         }
+        uint64_t before = s ? __atomic_load_n(&s->failures, __ATOMIC_RELAXED) : 0;
+        int moved = 0;
         st = s ? rserver_exec(s, cmds, k, reps) : CACHET_EUNAVAILABLE;
+        /* the node failed or is marked down: its slots may have a new
+         * master (failover); one look per call */
+        if (st != CACHET_OK && s && !refreshed &&
+            refresh_after_failure(in, s, before, version, st)) {
+            refreshed = 1;
+            moved = 1;
+        }
         for (size_t j = 0; j < k; j++) {
             size_t h = gidx[j], *idx = order + gstart[h], cnt = gstart[h + 1] - gstart[h];
             cmd_release(&cmds[j]);
             gnode[h] = -2;
             if (st == CACHET_OK && reps[j]->type != REDIS_REPLY_ERROR) {
                 done(arg, idx, cnt, reps[j]);
-            } else if (st == CACHET_OK || !s) {
-                /* redirected (or no node known): key by key, with redirects handled */
+            } else if (st == CACHET_OK || !s ||
+                       (moved && node_for_slot(cl, si[gstart[h]].slot, NULL) != s)) {
+                /* redirected, no node known, or the slot has another node
+                 * now: key by key, with redirects handled */
                 for (size_t q = 0; q < cnt; q++)
                     redo_one(in, items, idx[q], build, done, arg);
             } else {

@@ -177,8 +177,14 @@ static void mark_failed_locked(rserver *s, int timeout_class, const char *why)
     pthread_cond_broadcast(&s->cv);
 }
 
-static int timed_out(int err_no, double elapsed, double timeout)
+/* Did the call on c fail by running out of socket_timeout?  A server that
+ * closed the connection (REDIS_ERR_EOF: read() returned 0) answered: errno
+ * is then whatever an earlier call left there (EINPROGRESS from the
+ * non-blocking connect), not this failure's. */
+static int timed_out(const redisContext *c, int err_no, double elapsed, double timeout)
 {
+    if (c && c->err == REDIS_ERR_EOF)
+        return 0;
     return err_no == EAGAIN || err_no == EWOULDBLOCK || err_no == ETIMEDOUT ||
            err_no == EINPROGRESS || elapsed >= timeout * 0.9;
 }
@@ -208,7 +214,7 @@ static cachet_status conn_failed(rserver *s, rconn *cn, cachet_status st, int ti
 static void io_why(const redisContext *c, int err_no, double elapsed, double timeout,
                    char *buf, size_t size)
 {
-    if (timed_out(err_no, elapsed, timeout))
+    if (timed_out(c, err_no, elapsed, timeout))
         snprintf(buf, size, "no reply within socket_timeout (%.3g s)", timeout);
     else if (c && c->err == REDIS_ERR_EOF)
         snprintf(buf, size, "the server closed the connection");
@@ -260,7 +266,7 @@ static cachet_status handshake(rserver *s, redisContext *c, char *why, size_t si
         if ((i == 0 && flush_out(c) != 0) || redisGetReply(c, (void **)&rep) != REDIS_OK) {
             int e = errno;
             double el = r_now() - t0;
-            *tmo = timed_out(e, el, cfg->socket_timeout);
+            *tmo = timed_out(c, e, el, cfg->socket_timeout);
             io_why(c, e, el, cfg->socket_timeout, why, size);
             return CACHET_EUNAVAILABLE;
         }
@@ -305,7 +311,7 @@ static cachet_status connect_conn(rserver *s, rconn *cn, const raddr *a)
         double el = r_now() - t0;
         if (!c)
             snprintf(why, sizeof why, "cannot connect: out of memory");
-        else if (timed_out(e, el, cfg->socket_timeout) && el >= cfg->socket_timeout * 0.5)
+        else if (timed_out(c, e, el, cfg->socket_timeout) && el >= cfg->socket_timeout * 0.5)
             snprintf(why, sizeof why, "cannot connect within socket_timeout (%.3g s)",
                      cfg->socket_timeout);
         else
@@ -474,7 +480,7 @@ cachet_status rserver_exec(rserver *s, rcmd *cmds, size_t n, redisReply **rep)
         rreplies_free(rep, n);
         {
             double el = r_now() - t0;
-            int tmo = timed_out(e, el, cfg->socket_timeout);
+            int tmo = timed_out(cn->c, e, el, cfg->socket_timeout);
             char why[400];
             if (cn->c->err == REDIS_ERR_OOM)
                 return conn_failed(s, cn, CACHET_ENOMEM, 0, "out of memory");

@@ -2,7 +2,8 @@
  * on loopback: the config a user pastes, multi-ops in one round trip,
  * server-side TTL, foreign bytes, AUTH, a killed and restarted server, a
  * host that never answers, fork, the distributed lock across processes,
- * sentinel failover and a cluster with a slot migrating under a reader. */
+ * sentinel failover, a cluster with a slot migrating under a reader and a
+ * cluster master killed (its replica takes over). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -1049,6 +1050,292 @@ static void cluster_spreads_keys_and_follows_a_migrating_slot(void **state)
         test_server_stop(&cnodes[i]);
 }
 
+/* A cluster master is SIGKILLed; its replica is promoted.  The region, not
+ * reopened, fails fast meanwhile and reads every key back once the cluster
+ * has failed over; the dead master being the first startup node does not
+ * stop it from finding the new map. */
+static test_server fnodes[6];
+
+/* CLUSTER NODES (raw) from port, or "" */
+static char *cluster_nodes(int port)
+{
+    return raw_str(port, "CLUSTER NODES%s", "");
+}
+
+/* The line of CLUSTER NODES text for the node listening on port, copied
+ * into line; 1 found. */
+static int nodes_line(const char *text, int port, char *line, size_t size)
+{
+    char needle[32];
+    const char *p;
+    snprintf(needle, sizeof needle, " 127.0.0.1:%d@", port);
+    if (!(p = strstr(text, needle)))
+        return 0;
+    while (p > text && p[-1] != '\n')
+        p--;
+    size_t n = strcspn(p, "\n");
+    if (n >= size)
+        n = size - 1;
+    memcpy(line, p, n);
+    line[n] = '\0';
+    return 1;
+}
+
+/* 1 when port's CLUSTER NODES shows the node on port `old` failed and the
+ * one on `promoted` a master */
+static int failed_over(int port, int old, int promoted)
+{
+    char *t = cluster_nodes(port), a[512], b[512];
+    int ok = nodes_line(t, old, a, sizeof a) && nodes_line(t, promoted, b, sizeof b) &&
+             strstr(a, "fail") && !strstr(a, "fail?") && strstr(b, "master") && !strstr(b, "slave");
+    free(t);
+    return ok;
+}
+
+static int is_master(int port)
+{
+    redisReply *r = raw(port, 0, "ROLE");
+    int m = r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+            r->element[0]->type == REDIS_REPLY_STRING && strcmp(r->element[0]->str, "master") == 0;
+    freeReplyObject(r);
+    return m;
+}
+
+#define FO_KEYS 200
+
+static void cluster_master_killed_replica_takes_over(void **state)
+{
+    const char *extra = "cluster-enabled yes\ncluster-config-file nodes.conf\n"
+                        "cluster-node-timeout 1000";
+    char cmd[1024], text[1024], keys[FO_KEYS][16], vals[FO_KEYS][16], *ci;
+    int masters[3], nm = 0, victim, heir = -1, vk = -1, witness, per_master[3] = {0, 0, 0};
+    cachet_region *r, *r2, *r3;
+    cachet_item items[FO_KEYS];
+    double t0, t_kill, t_promoted = -1, t_single = -1, t_multi = -1, max_op = 0;
+    long errors = 0, multi_errors = 0, passes = 0, slow_ops = 0;
+    char first_error[1024] = "";
+    void *v;
+    size_t n;
+
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(test_redis_start(&fnodes[i], 0, extra), 0);
+    snprintf(cmd, sizeof cmd, "redis-cli --cluster create 127.0.0.1:%d 127.0.0.1:%d "
+             "127.0.0.1:%d 127.0.0.1:%d 127.0.0.1:%d 127.0.0.1:%d --cluster-replicas 1 "
+             "--cluster-yes >/dev/null 2>&1", fnodes[0].port, fnodes[1].port, fnodes[2].port,
+             fnodes[3].port, fnodes[4].port, fnodes[5].port);
+    assert_int_equal(system(cmd), 0);
+    /* every node: cluster_state:ok and three replicas that know their master */
+    t0 = now_s();
+    for (int i = 0; i < 6; i++) {
+        for (;;) {
+            int slaves = 0;
+            ci = raw_str(fnodes[i].port, "CLUSTER INFO%s", "");
+            char *cn = cluster_nodes(fnodes[i].port);
+            for (const char *p = cn; (p = strstr(p, "slave ")) != NULL; p++)
+                slaves++;   /* " slave " or, the node itself, "myself,slave " */
+            free(cn);
+            if ((strstr(ci, "cluster_state:ok") && slaves == 3) || now_s() - t0 > 30)
+                break;
+            free(ci);
+            sleep_s(0.1);
+        }
+        assert_non_null(strstr(ci, "cluster_state:ok"));
+        free(ci);
+    }
+    for (int i = 0; i < 6; i++)
+        if (is_master(fnodes[i].port)) {
+            assert_true(nm < 3);
+            masters[nm++] = i;
+        }
+    assert_int_equal(nm, 3);
+    /* every replica in sync */
+    for (int i = 0; i < 6; i++) {
+        if (is_master(fnodes[i].port))
+            continue;
+        while (!info_has(fnodes[i].port, "replication", "master_link_status:up") && now_s() - t0 < 40)
+            sleep_s(0.1);
+        assert_true(info_has(fnodes[i].port, "replication", "master_link_status:up"));
+    }
+    victim = masters[0];
+    witness = masters[1];
+    for (int i = 0; i < 6; i++) {
+        char need[64];
+        snprintf(need, sizeof need, "master_port:%d\r\n", fnodes[victim].port);
+        if (!is_master(fnodes[i].port) && info_has(fnodes[i].port, "replication", need))
+            heir = i;
+    }
+    assert_true(heir >= 0);
+    /* the victim first among the startup nodes: the first one asked */
+    {
+        int len = snprintf(text, sizeof text, "[cache]\nenabled = true\n"
+                           "backend = dogpile.cache.redis_cluster\n"
+                           "backend_argument = startup_nodes:127.0.0.1:%d", fnodes[victim].port);
+        for (int i = 0; i < 6; i++)
+            if (i != victim)
+                len += snprintf(text + len, sizeof text - (size_t)len, ",127.0.0.1:%d",
+                                fnodes[i].port);
+        snprintf(text + len, sizeof text - (size_t)len, "\nbackend_argument = socket_timeout:0.5\n");
+    }
+    r = open_text(text);    /* single-key calls only */
+    r2 = open_text(text);   /* multi-key calls only */
+    for (int i = 0; i < FO_KEYS; i++) {
+        snprintf(keys[i], sizeof keys[i], "fo%d", i);
+        snprintf(vals[i], sizeof vals[i], "value-%d", i);
+        assert_int_equal(cachet_set(r, keys[i], vals[i], strlen(vals[i])), CACHET_OK);
+    }
+    for (int i = 0; i < FO_KEYS; i++)
+        for (int m = 0; m < 3; m++)
+            if (raw_int(fnodes[masters[m]].port, 0, "EXISTS %s", keys[i]) == 1)
+                per_master[m]++;
+    for (int m = 0; m < 3; m++)
+        assert_true(per_master[m] > 0);
+    assert_int_equal(per_master[0] + per_master[1] + per_master[2], FO_KEYS);
+    /* replicated before the kill */
+    for (int m = 0; m < 3; m++)
+        assert_true(raw_int(fnodes[masters[m]].port, 0, "WAIT 1 %s", "2000") >= 1);
+    assert_int_equal(raw_int(fnodes[heir].port, 0, "DBSIZE%s", ""), per_master[0]);
+    /* r2 learns the map too */
+    for (int i = 0; i < FO_KEYS; i++)
+        items[i] = (cachet_item){keys[i], NULL, 0, CACHET_EINVAL};
+    assert_int_equal(cachet_get_multi(r2, items, FO_KEYS), CACHET_OK);
+    for (int i = 0; i < FO_KEYS; i++) {
+        assert_int_equal(items[i].status, CACHET_OK);
+        cachet_free(items[i].value);
+    }
+
+    for (int i = 0; i < FO_KEYS && vk < 0; i++)
+        if (raw_int(fnodes[victim].port, 0, "EXISTS %s", keys[i]) == 1)
+            vk = i;
+    assert_true(vk >= 0);
+
+    test_server_kill(&fnodes[victim]);
+    t_kill = now_s();
+    /* at once: the victim's keys fail fast, get_or_create answers from the creator */
+    {
+        creator_calls = 0;
+        t0 = now_s();
+        assert_int_equal(cachet_get_or_create(r, keys[vk], make_fallback, NULL, &v, &n), CACHET_OK);
+        assert_true(now_s() - t0 < 3.0);
+        assert_int_equal(creator_calls, 1);
+        assert_int_equal(n, strlen("from-creator"));
+        assert_memory_equal(v, "from-creator", n);
+        cachet_free(v);
+        t0 = now_s();
+        assert_int_equal(cachet_get(r, keys[vk], &v, &n), CACHET_EUNAVAILABLE);
+        assert_true(now_s() - t0 < 3.0);
+    }
+    /* without reopening: passes over every key until both regions read all */
+    while (now_s() - t_kill < 15 && (t_single < 0 || t_multi < 0)) {
+        int bad = 0, mbad = 0;
+        double t1;
+        passes++;
+        if (t_promoted < 0 && failed_over(fnodes[witness].port, fnodes[victim].port,
+                                          fnodes[heir].port))
+            t_promoted = now_s() - t_kill;
+        if (t_single < 0) {
+            for (int i = 0; i < FO_KEYS; i++) {
+                cachet_status st;
+                double el;
+                t1 = now_s();
+                st = cachet_get(r, keys[i], &v, &n);
+                el = now_s() - t1;
+                if (el > max_op)
+                    max_op = el;
+                if (el > 3.0)
+                    slow_ops++;
+                if (st == CACHET_OK) {
+                    if (n != strlen(vals[i]) || memcmp(v, vals[i], n) != 0)
+                        fail_msg("get %s: a wrong value", keys[i]);
+                    cachet_free(v);
+                } else {
+                    if (st != CACHET_EUNAVAILABLE)
+                        fail_msg("get %s: %s (%s)", keys[i], cachet_strerror(st), cachet_errmsg());
+                    if (!first_error[0])
+                        snprintf(first_error, sizeof first_error, "%s", cachet_errmsg());
+                    bad++;
+                }
+            }
+            errors += bad;
+            if (!bad && t_promoted >= 0)
+                t_single = now_s() - t_kill;
+        }
+        if (t_multi < 0) {
+            cachet_status st;
+            double el;
+            for (int i = 0; i < FO_KEYS; i++)
+                items[i] = (cachet_item){keys[i], NULL, 0, CACHET_EINVAL};
+            t1 = now_s();
+            st = cachet_get_multi(r2, items, FO_KEYS);
+            el = now_s() - t1;
+            if (el > max_op)
+                max_op = el;
+            if (el > 3.0)
+                slow_ops++;
+            (void)st;
+            for (int i = 0; i < FO_KEYS; i++) {
+                if (items[i].status == CACHET_OK) {
+                    if (items[i].len != strlen(vals[i]) ||
+                        memcmp(items[i].value, vals[i], items[i].len) != 0)
+                        fail_msg("get_multi %s: a wrong value", keys[i]);
+                    cachet_free(items[i].value);
+                } else {
+                    if (items[i].status != CACHET_EUNAVAILABLE)
+                        fail_msg("get_multi %s: %s", keys[i], cachet_strerror(items[i].status));
+                    mbad++;
+                }
+            }
+            multi_errors += mbad;
+            if (!mbad && t_promoted >= 0)
+                t_multi = now_s() - t_kill;
+        }
+        sleep_s(0.05);
+    }
+    if (t_promoted < 0 && failed_over(fnodes[witness].port, fnodes[victim].port, fnodes[heir].port))
+        t_promoted = now_s() - t_kill;
+    print_message("cluster failover: promoted seen %.2f s after the kill; all gets OK at %.2f s, "
+                  "all get_multi OK at %.2f s; %ld passes, %ld get and %ld get_multi item "
+                  "errors, slowest call %.3f s\n", t_promoted, t_single, t_multi, passes, errors,
+                  multi_errors, max_op);
+    if (first_error[0])
+        print_message("cluster failover: first error: %s\n", first_error);
+    assert_true(t_promoted >= 0);
+    assert_int_equal(slow_ops, 0);
+    assert_true(max_op < 3.0);
+    assert_true(t_single >= 0);
+    assert_true(t_multi >= 0);
+    assert_true(errors > 0);   /* the window was seen */
+    /* new sets on every slot, the failed-over ones included */
+    for (int i = 0; i < FO_KEYS; i++) {
+        char k[16], val[16];
+        snprintf(k, sizeof k, "after%d", i);
+        snprintf(val, sizeof val, "new-%d", i);
+        assert_int_equal(cachet_set(r, k, val, strlen(val)), CACHET_OK);
+        check_value(r, k, val);
+        snprintf(vals[i], sizeof vals[i], "multi-%d", i);
+        items[i] = (cachet_item){keys[i], vals[i], strlen(vals[i]), CACHET_EINVAL};
+    }
+    assert_true(raw_int(fnodes[heir].port, 0, "DBSIZE%s", "") > per_master[0]);
+    assert_int_equal(cachet_set_multi(r2, items, FO_KEYS), CACHET_OK);
+    for (int i = 0; i < FO_KEYS; i++) {
+        assert_int_equal(items[i].status, CACHET_OK);
+        check_value(r, keys[i], vals[i]);
+    }
+    /* a region opened now, the dead master still the first startup node */
+    t0 = now_s();
+    r3 = open_text(text);
+    for (int i = 0; i < FO_KEYS; i++)
+        check_value(r3, keys[i], vals[i]);
+    print_message("cluster failover: a new region read all keys %.3f s after its open began\n",
+                  now_s() - t0);
+    assert_true(now_s() - t0 < 3.0);
+    cachet_region_close(r3);
+    cachet_region_close(r2);
+    cachet_region_close(r);
+    for (int i = 0; i < 6; i++)
+        if (i != victim)
+            test_server_stop(&fnodes[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest plain[] = {
@@ -1072,9 +1359,12 @@ int main(void)
     const struct CMUnitTest ha[] = {
         cmocka_unit_test(sentinel_failover_is_followed),
         cmocka_unit_test(cluster_spreads_keys_and_follows_a_migrating_slot),
+        cmocka_unit_test(cluster_master_killed_replica_takes_over),
     };
     int failed;
     setenv("CACHET_PLUGIN_PATH", TEST_BUILDDIR "/backends/.libs", 1);
+    if (getenv("CACHET_TEST_FILTER"))   /* e.g. "cluster_*": run only those */
+        cmocka_set_test_filter(getenv("CACHET_TEST_FILTER"));
     failed = cmocka_run_group_tests_name("redis", plain, setup_main, teardown_main);
     if (!getenv("CACHET_TEST_ONLY_PLAIN"))
         failed += cmocka_run_group_tests_name("redis sentinel and cluster", ha, NULL, NULL);
