@@ -1102,21 +1102,38 @@ static int is_master(int port)
 }
 
 #define FO_KEYS 200
+#define FO_STALL 0.4   /* a call this slow waited for a socket_timeout (0.5 s) */
 
-static void cluster_master_killed_replica_takes_over(void **state)
+/* The failover tests' cluster: 6 nodes, 3 masters with a replica each; the
+ * victim (a master, the first startup node), its heir (the replica), a
+ * witness (another master, asked whether the failover happened); r for
+ * single-key calls, r2 for multi-key calls, both knowing the map; keys[vk]
+ * lives on the victim. */
+typedef struct {
+    int masters[3], victim, heir, witness, vk, per_master[3];
+    char text[1024], keys[FO_KEYS][16], vals[FO_KEYS][16];
+    cachet_region *r, *r2;
+    cachet_item items[FO_KEYS];
+} fo_cluster;
+
+/* What the recovery loop saw, times in seconds after the failure. */
+typedef struct {
+    double t_promoted, t_single, t_multi, max_op;
+    long errors, multi_errors, passes, slow_ops;
+    long stalls_single, stalls_multi;   /* calls >= FO_STALL, r and r2 */
+    char first_error[1024];
+} fo_result;
+
+static void fo_setup(fo_cluster *c)
 {
     const char *extra = "cluster-enabled yes\ncluster-config-file nodes.conf\n"
                         "cluster-node-timeout 1000";
-    char cmd[1024], text[1024], keys[FO_KEYS][16], vals[FO_KEYS][16], *ci;
-    int masters[3], nm = 0, victim, heir = -1, vk = -1, witness, per_master[3] = {0, 0, 0};
-    cachet_region *r, *r2, *r3;
-    cachet_item items[FO_KEYS];
-    double t0, t_kill, t_promoted = -1, t_single = -1, t_multi = -1, max_op = 0;
-    long errors = 0, multi_errors = 0, passes = 0, slow_ops = 0;
-    char first_error[1024] = "";
-    void *v;
-    size_t n;
+    char cmd[1024], *ci;
+    int nm = 0;
+    double t0;
 
+    memset(c, 0, sizeof *c);
+    c->heir = c->vk = -1;
     for (int i = 0; i < 6; i++)
         assert_int_equal(test_redis_start(&fnodes[i], 0, extra), 0);
     snprintf(cmd, sizeof cmd, "redis-cli --cluster create 127.0.0.1:%d 127.0.0.1:%d "
@@ -1145,7 +1162,7 @@ static void cluster_master_killed_replica_takes_over(void **state)
     for (int i = 0; i < 6; i++)
         if (is_master(fnodes[i].port)) {
             assert_true(nm < 3);
-            masters[nm++] = i;
+            c->masters[nm++] = i;
         }
     assert_int_equal(nm, 3);
     /* every replica in sync */
@@ -1156,184 +1173,277 @@ static void cluster_master_killed_replica_takes_over(void **state)
             sleep_s(0.1);
         assert_true(info_has(fnodes[i].port, "replication", "master_link_status:up"));
     }
-    victim = masters[0];
-    witness = masters[1];
+    c->victim = c->masters[0];
+    c->witness = c->masters[1];
     for (int i = 0; i < 6; i++) {
         char need[64];
-        snprintf(need, sizeof need, "master_port:%d\r\n", fnodes[victim].port);
+        snprintf(need, sizeof need, "master_port:%d\r\n", fnodes[c->victim].port);
         if (!is_master(fnodes[i].port) && info_has(fnodes[i].port, "replication", need))
-            heir = i;
+            c->heir = i;
     }
-    assert_true(heir >= 0);
+    assert_true(c->heir >= 0);
     /* the victim first among the startup nodes: the first one asked */
     {
-        int len = snprintf(text, sizeof text, "[cache]\nenabled = true\n"
+        int len = snprintf(c->text, sizeof c->text, "[cache]\nenabled = true\n"
                            "backend = dogpile.cache.redis_cluster\n"
-                           "backend_argument = startup_nodes:127.0.0.1:%d", fnodes[victim].port);
+                           "backend_argument = startup_nodes:127.0.0.1:%d", fnodes[c->victim].port);
         for (int i = 0; i < 6; i++)
-            if (i != victim)
-                len += snprintf(text + len, sizeof text - (size_t)len, ",127.0.0.1:%d",
+            if (i != c->victim)
+                len += snprintf(c->text + len, sizeof c->text - (size_t)len, ",127.0.0.1:%d",
                                 fnodes[i].port);
-        snprintf(text + len, sizeof text - (size_t)len, "\nbackend_argument = socket_timeout:0.5\n");
+        snprintf(c->text + len, sizeof c->text - (size_t)len,
+                 "\nbackend_argument = socket_timeout:0.5\n");
     }
-    r = open_text(text);    /* single-key calls only */
-    r2 = open_text(text);   /* multi-key calls only */
+    c->r = open_text(c->text);    /* single-key calls only */
+    c->r2 = open_text(c->text);   /* multi-key calls only */
     for (int i = 0; i < FO_KEYS; i++) {
-        snprintf(keys[i], sizeof keys[i], "fo%d", i);
-        snprintf(vals[i], sizeof vals[i], "value-%d", i);
-        assert_int_equal(cachet_set(r, keys[i], vals[i], strlen(vals[i])), CACHET_OK);
+        snprintf(c->keys[i], sizeof c->keys[i], "fo%d", i);
+        snprintf(c->vals[i], sizeof c->vals[i], "value-%d", i);
+        assert_int_equal(cachet_set(c->r, c->keys[i], c->vals[i], strlen(c->vals[i])), CACHET_OK);
     }
     for (int i = 0; i < FO_KEYS; i++)
         for (int m = 0; m < 3; m++)
-            if (raw_int(fnodes[masters[m]].port, 0, "EXISTS %s", keys[i]) == 1)
-                per_master[m]++;
+            if (raw_int(fnodes[c->masters[m]].port, 0, "EXISTS %s", c->keys[i]) == 1)
+                c->per_master[m]++;
     for (int m = 0; m < 3; m++)
-        assert_true(per_master[m] > 0);
-    assert_int_equal(per_master[0] + per_master[1] + per_master[2], FO_KEYS);
-    /* replicated before the kill */
+        assert_true(c->per_master[m] > 0);
+    assert_int_equal(c->per_master[0] + c->per_master[1] + c->per_master[2], FO_KEYS);
+    /* replicated before the failure */
     for (int m = 0; m < 3; m++)
-        assert_true(raw_int(fnodes[masters[m]].port, 0, "WAIT 1 %s", "2000") >= 1);
-    assert_int_equal(raw_int(fnodes[heir].port, 0, "DBSIZE%s", ""), per_master[0]);
+        assert_true(raw_int(fnodes[c->masters[m]].port, 0, "WAIT 1 %s", "2000") >= 1);
+    assert_int_equal(raw_int(fnodes[c->heir].port, 0, "DBSIZE%s", ""), c->per_master[0]);
     /* r2 learns the map too */
     for (int i = 0; i < FO_KEYS; i++)
-        items[i] = (cachet_item){keys[i], NULL, 0, CACHET_EINVAL};
-    assert_int_equal(cachet_get_multi(r2, items, FO_KEYS), CACHET_OK);
+        c->items[i] = (cachet_item){c->keys[i], NULL, 0, CACHET_EINVAL};
+    assert_int_equal(cachet_get_multi(c->r2, c->items, FO_KEYS), CACHET_OK);
     for (int i = 0; i < FO_KEYS; i++) {
-        assert_int_equal(items[i].status, CACHET_OK);
-        cachet_free(items[i].value);
+        assert_int_equal(c->items[i].status, CACHET_OK);
+        cachet_free(c->items[i].value);
     }
+    for (int i = 0; i < FO_KEYS && c->vk < 0; i++)
+        if (raw_int(fnodes[c->victim].port, 0, "EXISTS %s", c->keys[i]) == 1)
+            c->vk = i;
+    assert_true(c->vk >= 0);
+}
 
-    for (int i = 0; i < FO_KEYS && vk < 0; i++)
-        if (raw_int(fnodes[victim].port, 0, "EXISTS %s", keys[i]) == 1)
-            vk = i;
-    assert_true(vk >= 0);
+/* Right after the failure: a key of the victim answers get_or_create from
+ * the creator and get fails with CACHET_EUNAVAILABLE, each within 3 s;
+ * calls of FO_STALL or more are counted in res->stalls_single. */
+static void fo_first_calls(fo_cluster *c, fo_result *res)
+{
+    double t0, el;
+    void *v;
+    size_t n;
 
-    test_server_kill(&fnodes[victim]);
-    t_kill = now_s();
-    /* at once: the victim's keys fail fast, get_or_create answers from the creator */
-    {
-        creator_calls = 0;
-        t0 = now_s();
-        assert_int_equal(cachet_get_or_create(r, keys[vk], make_fallback, NULL, &v, &n), CACHET_OK);
-        assert_true(now_s() - t0 < 3.0);
-        assert_int_equal(creator_calls, 1);
-        assert_int_equal(n, strlen("from-creator"));
-        assert_memory_equal(v, "from-creator", n);
-        cachet_free(v);
-        t0 = now_s();
-        assert_int_equal(cachet_get(r, keys[vk], &v, &n), CACHET_EUNAVAILABLE);
-        assert_true(now_s() - t0 < 3.0);
-    }
-    /* without reopening: passes over every key until both regions read all */
-    while (now_s() - t_kill < 15 && (t_single < 0 || t_multi < 0)) {
+    creator_calls = 0;
+    t0 = now_s();
+    assert_int_equal(cachet_get_or_create(c->r, c->keys[c->vk], make_fallback, NULL, &v, &n),
+                     CACHET_OK);
+    el = now_s() - t0;
+    assert_true(el < 3.0);
+    if (el >= FO_STALL)
+        res->stalls_single++;
+    assert_int_equal(creator_calls, 1);
+    assert_int_equal(n, strlen("from-creator"));
+    assert_memory_equal(v, "from-creator", n);
+    cachet_free(v);
+    t0 = now_s();
+    assert_int_equal(cachet_get(c->r, c->keys[c->vk], &v, &n), CACHET_EUNAVAILABLE);
+    el = now_s() - t0;
+    assert_true(el < 3.0);
+    if (el >= FO_STALL)
+        res->stalls_single++;
+}
+
+/* Without reopening: passes over every key (r: get each, r2: one
+ * get_multi) until both regions read all of them back after the witness
+ * shows the heir promoted, for at most 15 s after t_fail. */
+static void fo_recover(fo_cluster *c, double t_fail, fo_result *res, const char *label)
+{
+    cachet_region *r = c->r, *r2 = c->r2;
+    cachet_item *items = c->items;
+    int victim = c->victim, heir = c->heir, witness = c->witness;
+    void *v;
+    size_t n;
+
+    res->t_promoted = res->t_single = res->t_multi = -1;
+    while (now_s() - t_fail < 15 && (res->t_single < 0 || res->t_multi < 0)) {
         int bad = 0, mbad = 0;
         double t1;
-        passes++;
-        if (t_promoted < 0 && failed_over(fnodes[witness].port, fnodes[victim].port,
-                                          fnodes[heir].port))
-            t_promoted = now_s() - t_kill;
-        if (t_single < 0) {
+        res->passes++;
+        if (res->t_promoted < 0 && failed_over(fnodes[witness].port, fnodes[victim].port,
+                                               fnodes[heir].port))
+            res->t_promoted = now_s() - t_fail;
+        if (res->t_single < 0) {
             for (int i = 0; i < FO_KEYS; i++) {
                 cachet_status st;
                 double el;
                 t1 = now_s();
-                st = cachet_get(r, keys[i], &v, &n);
+                st = cachet_get(r, c->keys[i], &v, &n);
                 el = now_s() - t1;
-                if (el > max_op)
-                    max_op = el;
+                if (el > res->max_op)
+                    res->max_op = el;
                 if (el > 3.0)
-                    slow_ops++;
+                    res->slow_ops++;
+                if (el >= FO_STALL)
+                    res->stalls_single++;
                 if (st == CACHET_OK) {
-                    if (n != strlen(vals[i]) || memcmp(v, vals[i], n) != 0)
-                        fail_msg("get %s: a wrong value", keys[i]);
+                    if (n != strlen(c->vals[i]) || memcmp(v, c->vals[i], n) != 0)
+                        fail_msg("get %s: a wrong value", c->keys[i]);
                     cachet_free(v);
                 } else {
                     if (st != CACHET_EUNAVAILABLE)
-                        fail_msg("get %s: %s (%s)", keys[i], cachet_strerror(st), cachet_errmsg());
-                    if (!first_error[0])
-                        snprintf(first_error, sizeof first_error, "%s", cachet_errmsg());
+                        fail_msg("get %s: %s (%s)", c->keys[i], cachet_strerror(st),
+                                 cachet_errmsg());
+                    if (!res->first_error[0])
+                        snprintf(res->first_error, sizeof res->first_error, "%s",
+                                 cachet_errmsg());
                     bad++;
                 }
             }
-            errors += bad;
-            if (!bad && t_promoted >= 0)
-                t_single = now_s() - t_kill;
+            res->errors += bad;
+            if (!bad && res->t_promoted >= 0)
+                res->t_single = now_s() - t_fail;
         }
-        if (t_multi < 0) {
+        if (res->t_multi < 0) {
             cachet_status st;
             double el;
             for (int i = 0; i < FO_KEYS; i++)
-                items[i] = (cachet_item){keys[i], NULL, 0, CACHET_EINVAL};
+                items[i] = (cachet_item){c->keys[i], NULL, 0, CACHET_EINVAL};
             t1 = now_s();
             st = cachet_get_multi(r2, items, FO_KEYS);
             el = now_s() - t1;
-            if (el > max_op)
-                max_op = el;
+            if (el > res->max_op)
+                res->max_op = el;
             if (el > 3.0)
-                slow_ops++;
+                res->slow_ops++;
+            if (el >= FO_STALL)
+                res->stalls_multi++;
             (void)st;
             for (int i = 0; i < FO_KEYS; i++) {
                 if (items[i].status == CACHET_OK) {
-                    if (items[i].len != strlen(vals[i]) ||
-                        memcmp(items[i].value, vals[i], items[i].len) != 0)
-                        fail_msg("get_multi %s: a wrong value", keys[i]);
+                    if (items[i].len != strlen(c->vals[i]) ||
+                        memcmp(items[i].value, c->vals[i], items[i].len) != 0)
+                        fail_msg("get_multi %s: a wrong value", c->keys[i]);
                     cachet_free(items[i].value);
                 } else {
                     if (items[i].status != CACHET_EUNAVAILABLE)
-                        fail_msg("get_multi %s: %s", keys[i], cachet_strerror(items[i].status));
+                        fail_msg("get_multi %s: %s", c->keys[i],
+                                 cachet_strerror(items[i].status));
                     mbad++;
                 }
             }
-            multi_errors += mbad;
-            if (!mbad && t_promoted >= 0)
-                t_multi = now_s() - t_kill;
+            res->multi_errors += mbad;
+            if (!mbad && res->t_promoted >= 0)
+                res->t_multi = now_s() - t_fail;
         }
         sleep_s(0.05);
     }
-    if (t_promoted < 0 && failed_over(fnodes[witness].port, fnodes[victim].port, fnodes[heir].port))
-        t_promoted = now_s() - t_kill;
-    print_message("cluster failover: promoted seen %.2f s after the kill; all gets OK at %.2f s, "
+    if (res->t_promoted < 0 && failed_over(fnodes[witness].port, fnodes[victim].port,
+                                           fnodes[heir].port))
+        res->t_promoted = now_s() - t_fail;
+    print_message("%s: promoted seen %.2f s after the failure; all gets OK at %.2f s, "
                   "all get_multi OK at %.2f s; %ld passes, %ld get and %ld get_multi item "
-                  "errors, slowest call %.3f s\n", t_promoted, t_single, t_multi, passes, errors,
-                  multi_errors, max_op);
-    if (first_error[0])
-        print_message("cluster failover: first error: %s\n", first_error);
-    assert_true(t_promoted >= 0);
-    assert_int_equal(slow_ops, 0);
-    assert_true(max_op < 3.0);
-    assert_true(t_single >= 0);
-    assert_true(t_multi >= 0);
-    assert_true(errors > 0);   /* the window was seen */
-    /* new sets on every slot, the failed-over ones included */
+                  "errors, slowest call %.3f s; calls >= %.1f s: %ld get(_or_create), "
+                  "%ld get_multi\n", label, res->t_promoted, res->t_single, res->t_multi,
+                  res->passes, res->errors, res->multi_errors, res->max_op, FO_STALL,
+                  res->stalls_single, res->stalls_multi);
+    if (res->first_error[0])
+        print_message("%s: first error: %s\n", label, res->first_error);
+    assert_true(res->t_promoted >= 0);
+    assert_int_equal(res->slow_ops, 0);
+    assert_true(res->max_op < 3.0);
+    assert_true(res->t_single >= 0);
+    assert_true(res->t_multi >= 0);
+    assert_true(res->errors > 0);   /* the window was seen */
+}
+
+/* After the failover: new sets on every slot (the failed-over ones
+ * included) through both regions, then a region opened now (the victim
+ * still the first startup node) reads every key within 3 s.  Closes the
+ * regions. */
+static void fo_after(fo_cluster *c, const char *label)
+{
+    cachet_region *r3;
+    double t0;
+
     for (int i = 0; i < FO_KEYS; i++) {
         char k[16], val[16];
         snprintf(k, sizeof k, "after%d", i);
         snprintf(val, sizeof val, "new-%d", i);
-        assert_int_equal(cachet_set(r, k, val, strlen(val)), CACHET_OK);
-        check_value(r, k, val);
-        snprintf(vals[i], sizeof vals[i], "multi-%d", i);
-        items[i] = (cachet_item){keys[i], vals[i], strlen(vals[i]), CACHET_EINVAL};
+        assert_int_equal(cachet_set(c->r, k, val, strlen(val)), CACHET_OK);
+        check_value(c->r, k, val);
+        snprintf(c->vals[i], sizeof c->vals[i], "multi-%d", i);
+        c->items[i] = (cachet_item){c->keys[i], c->vals[i], strlen(c->vals[i]), CACHET_EINVAL};
     }
-    assert_true(raw_int(fnodes[heir].port, 0, "DBSIZE%s", "") > per_master[0]);
-    assert_int_equal(cachet_set_multi(r2, items, FO_KEYS), CACHET_OK);
+    assert_true(raw_int(fnodes[c->heir].port, 0, "DBSIZE%s", "") > c->per_master[0]);
+    assert_int_equal(cachet_set_multi(c->r2, c->items, FO_KEYS), CACHET_OK);
     for (int i = 0; i < FO_KEYS; i++) {
-        assert_int_equal(items[i].status, CACHET_OK);
-        check_value(r, keys[i], vals[i]);
+        assert_int_equal(c->items[i].status, CACHET_OK);
+        check_value(c->r, c->keys[i], c->vals[i]);
     }
-    /* a region opened now, the dead master still the first startup node */
     t0 = now_s();
-    r3 = open_text(text);
+    r3 = open_text(c->text);
     for (int i = 0; i < FO_KEYS; i++)
-        check_value(r3, keys[i], vals[i]);
-    print_message("cluster failover: a new region read all keys %.3f s after its open began\n",
+        check_value(r3, c->keys[i], c->vals[i]);
+    print_message("%s: a new region read all keys %.3f s after its open began\n", label,
                   now_s() - t0);
     assert_true(now_s() - t0 < 3.0);
     cachet_region_close(r3);
-    cachet_region_close(r2);
-    cachet_region_close(r);
+    cachet_region_close(c->r2);
+    cachet_region_close(c->r);
+    c->r = c->r2 = NULL;
+}
+
+static void cluster_master_killed_replica_takes_over(void **state)
+{
+    fo_cluster *c = calloc(1, sizeof *c);
+    fo_result res = {0};
+    double t_kill;
+
+    assert_non_null(c);
+    fo_setup(c);
+    test_server_kill(&fnodes[c->victim]);
+    t_kill = now_s();
+    /* at once: the victim's keys fail fast, get_or_create answers from the creator */
+    fo_first_calls(c, &res);
+    fo_recover(c, t_kill, &res, "cluster failover");
+    fo_after(c, "cluster failover");
     for (int i = 0; i < 6; i++)
-        if (i != victim)
+        if (i != c->victim)
             test_server_stop(&fnodes[i]);
+    free(c);
+}
+
+/* The same cluster, its master hung (SIGSTOP) instead of killed: it
+ * accepts connections and never answers.  A call to it waits
+ * socket_timeout once, then the node is marked down for dead_retry: at
+ * most a couple of stalls per region, no call near 3 s; the replica is
+ * promoted and every key reads back, without reopening.  The old master is
+ * thawed at the end. */
+static void cluster_master_hung_replica_takes_over(void **state)
+{
+    fo_cluster *c = calloc(1, sizeof *c);
+    fo_result res = {0};
+    double t_freeze;
+
+    assert_non_null(c);
+    fo_setup(c);
+    assert_int_equal(test_server_freeze(&fnodes[c->victim]), 0);
+    t_freeze = now_s();
+    /* at once: the first call waits socket_timeout, get_or_create answers
+     * from the creator; then the victim is marked down and fails fast */
+    fo_first_calls(c, &res);
+    fo_recover(c, t_freeze, &res, "cluster hung master");
+    assert_true(res.stalls_single <= 2);
+    assert_true(res.stalls_multi <= 2);
+    assert_true(res.t_single < 15.0);
+    assert_true(res.t_multi < 15.0);
+    fo_after(c, "cluster hung master");
+    test_server_thaw(&fnodes[c->victim]);
+    for (int i = 0; i < 6; i++)
+        test_server_stop(&fnodes[i]);
+    free(c);
 }
 
 int main(void)
@@ -1360,6 +1470,7 @@ int main(void)
         cmocka_unit_test(sentinel_failover_is_followed),
         cmocka_unit_test(cluster_spreads_keys_and_follows_a_migrating_slot),
         cmocka_unit_test(cluster_master_killed_replica_takes_over),
+        cmocka_unit_test(cluster_master_hung_replica_takes_over),
     };
     int failed;
     setenv("CACHET_PLUGIN_PATH", TEST_BUILDDIR "/backends/.libs", 1);
