@@ -382,3 +382,22 @@ int mc_enter(mc_inst *m, mc_conn *c, size_t i, int adm)
                        m->backend, m->hosts[i].label);
     return adm;
 }
+
+int mc_begin(mc_inst *m, mc_conn **c, size_t i, double now, cachet_status *st)
+{
+    int adm;
+
+    /* asked before waiting for a pooled connection (see mc_refused) */
+    if (mc_refused(m, i, now)) {
+        *st = mc_unavailable(m, i);
+        return ADM_REJECT;
+    }
+    if (!*c && (*st = mc_conn_get(m, c)) != CACHET_OK)
+        return ADM_NOCONN;
+    if ((adm = mc_admit(m, i, mc_now_s(), 1)) == ADM_REJECT ||
+        (adm = mc_enter(m, *c, i, adm)) == ADM_REJECT) {
+        *st = mc_unavailable(m, i);
+        return ADM_REJECT;
+    }
+    return adm;
+}

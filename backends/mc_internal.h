@@ -44,7 +44,8 @@
 #define MAX_KEY        250
 
 enum { H_UNKNOWN, H_UP, H_DEAD };
-enum { ADM_REJECT, ADM_OK, ADM_PROBE, ADM_PROBE_FLUSH };
+/* ADM_NOCONN: mc_begin could not get a connection set (not the host's fault) */
+enum { ADM_NOCONN = -2, ADM_REJECT, ADM_OK, ADM_PROBE, ADM_PROBE_FLUSH };
 /* how an operation on a host ended */
 enum { END_OK, END_FAIL, END_ABORT };
 
@@ -131,6 +132,11 @@ void          mc_handle_drop(mc_conn *c, size_t i);
 int           mc_settle(mc_inst *m, mc_conn *c, size_t i, int adm, memcached_return_t rc);
 cachet_status mc_error(mc_inst *m, size_t i, memcached_return_t rc, const char *what);
 int           mc_enter(mc_inst *m, mc_conn *c, size_t i, int adm);
+/* The start of every single-key request on host i: fail fast if the host
+ * is refused, take a connection set when *c has none yet, then admit and
+ * enter.  Returns the admission (for mc_settle/mc_finish); ADM_REJECT with
+ * *st = the host's EUNAVAILABLE; ADM_NOCONN with *st = the pool's error. */
+int           mc_begin(mc_inst *m, mc_conn **c, size_t i, double now, cachet_status *st);
 
 /* mc_ops.c: single-key operations */
 cachet_status mc_combine(cachet_status acc, cachet_status st, int *stored);

@@ -38,23 +38,17 @@ static cachet_status lock_op(mc_inst *m, const char *lk, size_t lkl, lock_cmd cm
 {
     size_t i = m->nhosts == 1 ? 0 : memcached_generate_hash(m->ring, lk, lkl);
     int adm;
-    mc_conn *c;
+    mc_conn *c = NULL;
     memcached_st *h;
     cachet_status st;
 
     if (i >= m->nhosts)
         i = 0;
-    if (mc_refused(m, i, mc_now_s()))
-        return mc_unavailable(m, i);
-    if ((st = mc_conn_get(m, &c)) != CACHET_OK)
+    if ((adm = mc_begin(m, &c, i, mc_now_s(), &st)) == ADM_NOCONN)
         return st;
-    if ((adm = mc_admit(m, i, mc_now_s(), 1)) == ADM_REJECT) {
-        mc_conn_put(m, c);
-        return mc_unavailable(m, i);
-    }
-    if ((adm = mc_enter(m, c, i, adm)) == ADM_REJECT) {
-        mc_conn_put(m, c);
-        return mc_unavailable(m, i);
+    if (adm == ADM_REJECT) {
+        mc_conn_put(m, c);               /* NULL when the host was refused at once */
+        return st;
     }
     if (!(h = mc_handle(m, c, i))) {
         mc_finish(m, i, adm, END_ABORT);

@@ -23,20 +23,10 @@ cachet_status mc_get(void *state, const char *key, size_t klen, void **value, si
         uint32_t flags;
         char *v;
 
-        if (mc_refused(m, i, now)) {
-            st = mc_unavailable(m, i);
-            continue;
-        }
-        if (!c && (st = mc_conn_get(m, &c)) != CACHET_OK)
+        if ((adm = mc_begin(m, &c, i, now, &st)) == ADM_NOCONN)
             return st;
-        if ((adm = mc_admit(m, i, mc_now_s(), 1)) == ADM_REJECT) {
-            st = mc_unavailable(m, i);
-            continue;
-        }
-        if ((adm = mc_enter(m, c, i, adm)) == ADM_REJECT) {
-            st = mc_unavailable(m, i);
-            continue;
-        }
+        if (adm == ADM_REJECT)
+            continue;                     /* st: this host is unavailable */
         if (!(h = mc_handle(m, c, i))) {
             mc_finish(m, i, adm, END_ABORT);
             mc_conn_put(m, c);
@@ -119,19 +109,11 @@ cachet_status mc_set(void *state, const char *key, size_t klen, const void *valu
 
     for (size_t r = 0; r < n; r++) {
         size_t i = idx[r];
-        int adm;
-        if (mc_refused(m, i, now)) {
-            acc = mc_combine(acc, mc_unavailable(m, i), &stored);
-            continue;
-        }
-        if (!c && (st = mc_conn_get(m, &c)) != CACHET_OK)
+        int adm = mc_begin(m, &c, i, now, &st);
+        if (adm == ADM_NOCONN)
             return st;
-        if ((adm = mc_admit(m, i, mc_now_s(), 1)) == ADM_REJECT) {
-            acc = mc_combine(acc, mc_unavailable(m, i), &stored);
-            continue;
-        }
-        if ((adm = mc_enter(m, c, i, adm)) == ADM_REJECT) {
-            acc = mc_combine(acc, mc_unavailable(m, i), &stored);
+        if (adm == ADM_REJECT) {
+            acc = mc_combine(acc, st, &stored);
             continue;
         }
         acc = mc_combine(acc, set_one(m, c, i, adm, key, klen, value, len), &stored);
@@ -156,18 +138,10 @@ cachet_status mc_del(void *state, const char *key, size_t klen)
         memcached_return_t rc;
         memcached_st *h;
 
-        if (mc_refused(m, i, now)) {
-            acc = mc_unavailable(m, i);
-            continue;
-        }
-        if (!c && (st = mc_conn_get(m, &c)) != CACHET_OK)
+        if ((adm = mc_begin(m, &c, i, now, &st)) == ADM_NOCONN)
             return st;
-        if ((adm = mc_admit(m, i, mc_now_s(), 1)) == ADM_REJECT) {
-            acc = mc_unavailable(m, i);
-            continue;
-        }
-        if ((adm = mc_enter(m, c, i, adm)) == ADM_REJECT) {
-            acc = mc_unavailable(m, i);
+        if (adm == ADM_REJECT) {
+            acc = st;
             continue;
         }
         if (!(h = mc_handle(m, c, i))) {
