@@ -355,25 +355,23 @@ static cachet_status first_error(const cachet_backend_item *items, size_t n)
     return CACHET_OK;
 }
 
-static cachet_status r_get_multi(void *state, cachet_backend_item *items, size_t n)
+/* MGET or DEL of every item's key: one command (one per slot on a cluster);
+ * done sets each item's status from the reply. */
+static cachet_status keys_multi(rinst *in, cachet_backend_item *items, size_t n,
+                                const char *verb, rcluster_done_fn done)
 {
-    rinst *in = state;
-    multi_ctx m = {in, items, "MGET"};
+    multi_ctx m = {in, items, verb};
     redisReply *rep;
     cachet_status st;
     rcmd cmd;
 
-    for (size_t i = 0; i < n; i++) {
-        items[i].value = NULL;
-        items[i].len = 0;
-    }
     if (n == 0)
         return CACHET_OK;
     if (in->cfg.mode == RMODE_CLUSTER) {
-        st = rcluster_exec_multi(in, items, n, 0, keys_build, mget_done, &m);
+        st = rcluster_exec_multi(in, items, n, 0, keys_build, done, &m);
         return st != CACHET_OK ? st : first_error(items, n);
     }
-    if (keys_cmd("MGET", items, NULL, n, &cmd) != CACHET_OK) {
+    if (keys_cmd(verb, items, NULL, n, &cmd) != CACHET_OK) {
         fail_all(items, n, CACHET_ENOMEM);
         return cachet_backend_error(CACHET_ENOMEM, "backend %s: out of memory", in->cfg.name);
     }
@@ -383,38 +381,23 @@ static cachet_status r_get_multi(void *state, cachet_backend_item *items, size_t
         fail_all(items, n, st);
         return st;
     }
-    mget_done(&m, NULL, n, rep);
+    done(&m, NULL, n, rep);
     freeReplyObject(rep);
     return first_error(items, n);
 }
 
+static cachet_status r_get_multi(void *state, cachet_backend_item *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        items[i].value = NULL;
+        items[i].len = 0;
+    }
+    return keys_multi(state, items, n, "MGET", mget_done);
+}
+
 static cachet_status r_delete_multi(void *state, cachet_backend_item *items, size_t n)
 {
-    rinst *in = state;
-    multi_ctx m = {in, items, "DEL"};
-    redisReply *rep;
-    cachet_status st;
-    rcmd cmd;
-
-    if (n == 0)
-        return CACHET_OK;
-    if (in->cfg.mode == RMODE_CLUSTER) {
-        st = rcluster_exec_multi(in, items, n, 0, keys_build, del_done, &m);
-        return st != CACHET_OK ? st : first_error(items, n);
-    }
-    if (keys_cmd("DEL", items, NULL, n, &cmd) != CACHET_OK) {
-        fail_all(items, n, CACHET_ENOMEM);
-        return cachet_backend_error(CACHET_ENOMEM, "backend %s: out of memory", in->cfg.name);
-    }
-    st = run(in, &cmd, 1, &rep);
-    cmd_free(&cmd);
-    if (st != CACHET_OK) {
-        fail_all(items, n, st);
-        return st;
-    }
-    del_done(&m, NULL, n, rep);
-    freeReplyObject(rep);
-    return first_error(items, n);
+    return keys_multi(state, items, n, "DEL", del_done);
 }
 
 /* set_multi: one SET per item; built per group for the cluster */
