@@ -208,7 +208,7 @@ static void dbm_fork_child(void *state)
 static const cachet_backend_ops dbm_ops = {
     .abi_version = CACHET_BACKEND_ABI_VERSION,
     .name = BACKEND,
-    .caps = CACHET_CAP_DIST_LOCK | CACHET_CAP_PERSISTENT,
+    .caps = CACHET_CAP_DIST_LOCK | CACHET_CAP_PERSISTENT | CACHET_CAP_LOCAL,
     .open = dbm_open,
     .close = dbm_close,
     .get = dbm_get,

@@ -512,6 +512,7 @@ static void mem_fork_release(void *state)
 static const cachet_backend_ops mem_ops = {
     .abi_version = CACHET_BACKEND_ABI_VERSION,
     .name = BACKEND,
+    .caps = CACHET_CAP_LOCAL,
     .open = mem_open,
     .close = mem_close,
     .get = mem_get,

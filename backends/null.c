@@ -47,6 +47,7 @@ static cachet_status null_del(void *state, const char *key, size_t klen)
 static const cachet_backend_ops null_ops = {
     .abi_version = CACHET_BACKEND_ABI_VERSION,
     .name = "null",
+    .caps = CACHET_CAP_LOCAL,
     .open = null_open,
     .close = null_close,
     .get = null_get,

@@ -14,7 +14,7 @@ static int keep_value(void *arg, const void *value, size_t len)
     cachet_region *r = arg;
     cachet_value_meta m;
     cachet_rule rule = cachet__region_rule(r, NULL);
-    if (!cachet_value_valid(value, len, &m))
+    if (!cachet_value_valid(value, len, 0, &m))   /* sweep has no key: structure only */
         return 0;
     rule.ignore_soft = 1;
     return cachet__region_freshness(r, &m, rule) == FRESH;

@@ -60,9 +60,9 @@ static int take_backend_lock(cachet_region *r, const cachet_key *k, int have_sta
          * its lock expires (lock_timeout in the backend) */
         COUNT(r, lock_waits);
         sleep_ms(10);
-        void *v;
-        size_t n;
-        freshness f;
+        void *v = NULL;
+        size_t n = 0;
+        freshness f = DEAD;
         if (cachet__region_lookup_ex(r, k, key, rule, &v, &n, &f, 0) == CACHET_OK) {
             if (f == FRESH) {
                 *fresh_buf = (uint8_t *)v - CACHET_VALUE_HDR;
@@ -90,7 +90,7 @@ static cachet_status create_locked(cachet_region *r, const cachet_key *k, const 
 {
     void *v = NULL, *buf, *token = NULL;
     size_t n = 0, blen;
-    freshness f;
+    freshness f = DEAD;
     cachet_status st;
     int locked = 0;
 
@@ -158,7 +158,7 @@ static cachet_status create_locked(cachet_region *r, const cachet_key *k, const 
         cachet_free(stale);
         return st;
     }
-    buf = cachet__region_encode(r, v, n, &blen);
+    buf = cachet__region_encode(r, k, v, n, &blen);
     if (!buf) {
         free(v);
         if (locked > 0)

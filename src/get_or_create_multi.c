@@ -134,7 +134,8 @@ CACHET_EXPORT cachet_status cachet_get_or_create_multi(cachet_region *r, cachet_
             it = &batch[b++];
             COUNT(r, misses);
             if (st == CACHET_OK && it->status == CACHET_OK && (it->value || !it->len))
-                buf = cachet__region_encode(r, it->value ? it->value : "", it->len, &blen);
+                buf = cachet__region_encode(r, &slots[i].key, it->value ? it->value : "", it->len,
+                                            &blen);
             if (!buf) {
                 items[i].status = st != CACHET_OK ? st
                                 : it->status != CACHET_OK && it->status != CACHET_MISS ? it->status

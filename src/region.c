@@ -100,6 +100,9 @@ CACHET_EXPORT cachet_status cachet_region_open(const cachet_config *c, cachet_re
     r->default_rule = (cachet_rule){r->expiration_ns, 0};
     r->debug = cachet__cfg_bool(c, OPT_DEBUG_CACHE_BACKEND);
     r->serialize = (ops->caps & CACHET_CAP_SERIALIZE) != 0;
+    /* bytes that come back over a connection may be another request's
+     * answer: each value carries a check of its key (docs/value-format.md) */
+    r->bind_keys = (ops->caps & CACHET_CAP_LOCAL) == 0;
     pthread_mutex_init(&r->serial_lock, NULL);
     keylock_init(&r->locks);
     params.args = c->eff;
@@ -163,21 +166,27 @@ cachet_rule cachet__region_rule(const cachet_region *r, const cachet_options *o)
     return rule;
 }
 
-void cachet__region_corrupt(cachet_region *r, const char *key, void *buf, size_t len)
+void cachet__region_corrupt(cachet_region *r, const char *key, void *buf, size_t len,
+                            uint64_t want_check)
 {
     cachet_value_meta m;
     COUNT(r, corrupt);
     if (r->debug) {
-        cachet_value_decode(buf, len, &m);       /* for the message */
+        cachet_value_decode(buf, len, want_check, &m);       /* for the message */
         cachet__log(CACHET_LOG_DEBUG, "get %s: %s", key, cachet_errmsg());
     }
     free(buf);
 }
 
 /* Wraps a payload in the header: one buffer of header + payload. */
-void *cachet__region_encode(cachet_region *r, const void *value, size_t len, size_t *outlen)
+void *cachet__region_encode(cachet_region *r, const cachet_key *k, const void *value, size_t len,
+                            size_t *outlen)
 {
-    cachet_value_meta m = {creation_time(r), 0};
+    cachet_value_meta m = {creation_time(r), 0, CACHET_VALUE_VERSION, 0};
+    if (r->bind_keys) {
+        m.flags |= CACHET_VF_KEY_BOUND;
+        m.key_check = cachet_value_key_check(k->key, k->klen);
+    }
     uint8_t *buf = malloc(CACHET_VALUE_HDR + len + 1);
     if (!buf)
         return NULL;
@@ -262,14 +271,14 @@ CACHET_EXPORT cachet_status cachet_set(cachet_region *r, const char *key, const 
 
     if (!r || !key || (!value && len))
         return cachet__error(CACHET_EINVAL, "cachet_set: NULL region, key or value");
-    if (!(buf = cachet__region_encode(r, value, len, &blen)))
-        return cachet__error(CACHET_ENOMEM, "set %s: out of memory", key);
-    if ((st = cachet_key_make(&r->keys, key, &k)) == CACHET_OK) {
-        st = cachet__region_store(r, &k, key, buf, blen);
+    if ((st = cachet_key_make(&r->keys, key, &k)) != CACHET_OK)
+        return cachet__error(st, "set %s: out of memory", key);
+    if (!(buf = cachet__region_encode(r, &k, value, len, &blen))) {
         cachet_key_release(&k);
-    } else {
-        cachet__error(st, "set %s: out of memory", key);
+        return cachet__error(CACHET_ENOMEM, "set %s: out of memory", key);
     }
+    st = cachet__region_store(r, &k, key, buf, blen);
+    cachet_key_release(&k);
     free(buf);
     return st;
 }

@@ -28,6 +28,7 @@ struct cachet_region {
     cachet_rule              default_rule;    /* for calls without options */
     int                      debug;
     int                      serialize;       /* backend asked for CACHET_CAP_SERIALIZE */
+    int                      bind_keys;       /* values carry their key's check (not CACHET_CAP_LOCAL) */
     pthread_mutex_t          serial_lock;
     _Atomic int64_t          hard_invalidated_ns;   /* values created at or before: gone */
     _Atomic int64_t          soft_invalidated_ns;   /* values created at or before: stale */
@@ -50,10 +51,14 @@ cachet_status cachet__get_or_create_key(cachet_region *r, const cachet_key *k, c
 
 cachet_rule   cachet__region_rule(const cachet_region *r, const cachet_options *o);
 /* Counts and logs a value that failed to decode, and frees it. */
-void          cachet__region_corrupt(cachet_region *r, const char *key, void *buf, size_t len);
+void          cachet__region_corrupt(cachet_region *r, const char *key, void *buf, size_t len,
+                                     uint64_t want_check);
 cachet_status cachet__region_store(cachet_region *r, const cachet_key *k, const char *key,
                                    const void *buf, size_t blen);
-void         *cachet__region_encode(cachet_region *r, const void *value, size_t len, size_t *outlen);
+/* Wraps a payload in the header, bound to the key k where the region binds
+ * values to keys. */
+void         *cachet__region_encode(cachet_region *r, const cachet_key *k, const void *value,
+                                    size_t len, size_t *outlen);
 
 #define CACHET_COUNT(r, field) atomic_fetch_add_explicit(&(r)->stats.field, 1, memory_order_relaxed)
 #define CACHET_BK_CALL(r, st, call) do {                              \

@@ -73,8 +73,9 @@ CACHET_EXPORT cachet_status cachet_get_multi(cachet_region *r, cachet_item *item
         cachet_backend_item *bi = &b.items[i];
         cachet_value_meta m;
         if (bi->status == CACHET_OK) {
-            if (cachet__region_decode(r, items[i].key, bi->value, bi->len, &m) != CACHET_OK) {
-                bi->status = CACHET_MISS;       /* decode freed the foreign bytes */
+            if (cachet__region_accept(r, &b.keys[i], items[i].key, &bi->value, &bi->len, &m,
+                                      1) != CACHET_OK) {
+                bi->status = CACHET_MISS;       /* accept freed the foreign bytes */
             } else if (cachet__region_freshness(r, &m, rule) != FRESH) {
                 free(bi->value);
                 bi->status = CACHET_MISS;
@@ -113,7 +114,8 @@ CACHET_EXPORT cachet_status cachet_set_multi(cachet_region *r, cachet_item *item
                                i, items[i].key);
             goto out;
         }
-        b.items[i].value = cachet__region_encode(r, items[i].value, items[i].len, &b.items[i].len);
+        b.items[i].value = cachet__region_encode(r, &b.keys[i], items[i].value, items[i].len,
+                                                 &b.items[i].len);
         if (!b.items[i].value) {
             st = cachet__error(CACHET_ENOMEM, "set_multi: out of memory");
             goto out;

@@ -37,15 +37,37 @@ static inline freshness cachet__region_freshness(cachet_region *r, const cachet_
     return FRESH;
 }
 
-/* Checks bytes from the backend.  Foreign or truncated bytes are a miss and
- * a counted corruption (region.c: cachet__region_corrupt), never a failure
- * of the caller's request. */
-static inline cachet_status cachet__region_decode(cachet_region *r, const char *key, void *buf,
-                                                  size_t len, cachet_value_meta *m)
+/* Takes bytes from the backend: a valid value (bound to this key, where
+ * the region binds values) stays in *buf, in the version-2 layout that
+ * cachet_free() expects (a version-1 value's payload is moved up to the
+ * version-2 offset); m is filled.  Anything else -- foreign, truncated, or
+ * another key's value -- is freed and is a miss (counted as corrupt when
+ * count_corrupt: region.c's cachet__region_corrupt), never a failure of
+ * the caller's request and never returned. */
+static inline cachet_status cachet__region_accept(cachet_region *r, const cachet_key *k,
+                                                  const char *key, void **buf, size_t *blen,
+                                                  cachet_value_meta *m, int count_corrupt)
 {
-    if (cachet_value_valid(buf, len, m))
+    uint64_t want = r->bind_keys ? cachet_value_key_check(k->key, k->klen) : 0;
+    size_t hdr = cachet_value_valid(*buf, *blen, want, m);
+
+    if (hdr == CACHET_VALUE_HDR)
         return CACHET_OK;
-    cachet__region_corrupt(r, key, buf, len);
+    if (hdr == CACHET_VALUE_HDR_V1) {
+        size_t n = *blen - CACHET_VALUE_HDR_V1;
+        uint8_t *nb = realloc(*buf, CACHET_VALUE_HDR + n + 1);
+        if (nb) {
+            memmove(nb + CACHET_VALUE_HDR, nb + CACHET_VALUE_HDR_V1, n);
+            *buf = nb;
+            *blen = CACHET_VALUE_HDR + n;
+            return CACHET_OK;
+        }
+    }
+    if (count_corrupt)
+        cachet__region_corrupt(r, key, *buf, *blen, want);
+    else
+        free(*buf);
+    *buf = NULL;
     return CACHET_ECORRUPT;
 }
 
@@ -68,11 +90,7 @@ static inline cachet_status cachet__region_lookup_ex(cachet_region *r, const cac
         return CACHET_MISS;
     if (st != CACHET_OK)
         return cachet__region_failed(r, st, "get", key);
-    if (!count_corrupt && !cachet_value_valid(buf, blen, &m)) {
-        free(buf);
-        return CACHET_MISS;
-    }
-    if (count_corrupt && cachet__region_decode(r, key, buf, blen, &m) != CACHET_OK)
+    if (cachet__region_accept(r, k, key, &buf, &blen, &m, count_corrupt) != CACHET_OK)
         return CACHET_MISS;
     *fresh = cachet__region_freshness(r, &m, rule);
     *value = cachet_value_payload(buf);

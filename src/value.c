@@ -34,26 +34,33 @@ void cachet_value_header(uint8_t hdr[CACHET_VALUE_HDR], const cachet_value_meta 
     hdr[7] = 0;
     put_le64(hdr + 8, (uint64_t)m->created_ns);
     put_le64(hdr + 16, (uint64_t)len);
+    put_le64(hdr + 24, (m->flags & CACHET_VF_KEY_BOUND) ? m->key_check : 0);
 }
 
-cachet_status cachet_value_decode(const void *buf, size_t len, cachet_value_meta *m)
+cachet_status cachet_value_decode(const void *buf, size_t len, uint64_t want_check,
+                                  cachet_value_meta *m)
 {
     const uint8_t *p = buf;
-    uint32_t word, want;
-    if (len < CACHET_VALUE_HDR)
-        return cachet__error(CACHET_ECORRUPT, "stored value is %zu bytes, shorter than the %d-byte header",
-                             len, CACHET_VALUE_HDR);
-    memcpy(&word, p, 4);
-    memcpy(&want, magic, 4);
-    if (word != want)
+    size_t hdr;
+
+    if (len < CACHET_VALUE_HDR_V1)
+        return cachet__error(CACHET_ECORRUPT, "stored value is %zu bytes, shorter than any "
+                             "cachet header", len);
+    if (memcmp(p, magic, 4) != 0)
         return cachet__error(CACHET_ECORRUPT, "stored value has no cachet header (foreign bytes)");
-    if (p[4] != CACHET_VALUE_VERSION)
-        return cachet__error(CACHET_ECORRUPT, "stored value has format version %u, this cachet reads %u",
-                             p[4], CACHET_VALUE_VERSION);
-    if (get_le64(p + 16) != len - CACHET_VALUE_HDR)
-        return cachet__error(CACHET_ECORRUPT, "stored value is %zu bytes, its header says %llu (truncated?)",
-                             len - CACHET_VALUE_HDR, (unsigned long long)get_le64(p + 16));
-    m->flags = p[5];
-    m->created_ns = (int64_t)get_le64(p + 8);
+    if (p[4] != 1 && p[4] != CACHET_VALUE_VERSION)
+        return cachet__error(CACHET_ECORRUPT, "stored value has format version %u, this cachet "
+                             "reads 1 and %u", p[4], CACHET_VALUE_VERSION);
+    if (p[4] == 1 && want_check)
+        return cachet__error(CACHET_ECORRUPT, "stored value has format version 1, which is not "
+                             "bound to its key: not trusted on a networked backend");
+    hdr = p[4] == 1 ? CACHET_VALUE_HDR_V1 : CACHET_VALUE_HDR;
+    if (len < hdr || get_le64(p + 16) != len - hdr)
+        return cachet__error(CACHET_ECORRUPT, "stored value is %zu bytes after its header, the "
+                             "header says %llu (truncated?)", len < hdr ? 0 : len - hdr,
+                             (unsigned long long)get_le64(p + 16));
+    if (!cachet_value_valid(buf, len, want_check, m))
+        return cachet__error(CACHET_ECORRUPT, "stored value was stored under another key "
+                             "(a reply that belongs to another request)");
     return CACHET_OK;
 }

@@ -9,39 +9,75 @@
 #include <stdint.h>
 #include <cachet/cachet.h>
 
-#define CACHET_VALUE_HDR 24      /* bytes; payloads start 8-byte aligned */
-#define CACHET_VALUE_VERSION 1
+#define CACHET_VALUE_HDR     32  /* bytes (version 2); payloads start 8-byte aligned */
+#define CACHET_VALUE_HDR_V1  24  /* version 1, still read where values are not key-bound */
+#define CACHET_VALUE_VERSION 2
+
+/* flags */
+#define CACHET_VF_KEY_BOUND 0x01 /* key_check holds the check of the key it was stored under */
 
 typedef struct {
     int64_t  created_ns;         /* CLOCK_REALTIME, nanoseconds since the epoch */
     uint8_t  flags;
+    uint8_t  version;            /* as read: 1 or 2 */
+    uint64_t key_check;          /* cachet_value_key_check() of the key, when KEY_BOUND */
 } cachet_value_meta;
 
-/* Writes the header for a payload of len bytes into hdr. */
+/* The check that binds a value to the key it is stored under: 64-bit
+ * FNV-1a of the key's bytes (as the backend stores them), never 0.  Not a
+ * MAC: it catches a reply that belongs to another request (a desynchronised
+ * connection, a misrouting proxy), not a server that forges values. */
+static inline uint64_t cachet_value_key_check(const char *key, size_t klen)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < klen; i++)
+        h = (h ^ (unsigned char)key[i]) * 0x100000001b3ULL;
+    return h ? h : 1;
+}
+
+/* Writes the version-2 header for a payload of len bytes into hdr (m's
+ * created_ns, flags and key_check). */
 void cachet_value_header(uint8_t hdr[CACHET_VALUE_HDR], const cachet_value_meta *m, size_t len);
 
-/* The check of every read, inline: 1 when buf holds a version-1 value
- * whose length matches its header (and fills m), else 0. */
-static inline int cachet_value_valid(const void *buf, size_t len, cachet_value_meta *m)
+/* The check of every read, inline.  want_check: the key check the value
+ * must carry, or 0 where values are not bound to keys (the backend keeps
+ * its own bytes: memory, dbm).  Returns the header's size (32 for version
+ * 2; 24 for version 1, accepted only when want_check is 0) when buf holds
+ * a value whose length matches its header (and fills m), else 0. */
+static inline size_t cachet_value_valid(const void *buf, size_t len, uint64_t want_check,
+                                        cachet_value_meta *m)
 {
     const uint8_t *p = buf;
     static const uint8_t magic[4] = {0xCA, 0xC4, 'E', 'T'};
-    uint64_t created, size;
-    if (len < CACHET_VALUE_HDR || memcmp(p, magic, 4) != 0 || p[4] != CACHET_VALUE_VERSION)
+    uint64_t created, size, check;
+    if (len < CACHET_VALUE_HDR_V1 || memcmp(p, magic, 4) != 0)
         return 0;
     memcpy(&size, p + 16, 8);
-    if (le64toh(size) != len - CACHET_VALUE_HDR)
-        return 0;
     memcpy(&created, p + 8, 8);
     m->created_ns = (int64_t)le64toh(created);
     m->flags = p[5];
-    return 1;
+    m->version = p[4];
+    if (p[4] == CACHET_VALUE_VERSION) {
+        if (len < CACHET_VALUE_HDR || le64toh(size) != len - CACHET_VALUE_HDR)
+            return 0;
+        memcpy(&check, p + 24, 8);
+        m->key_check = le64toh(check);
+        if (want_check && (!(m->flags & CACHET_VF_KEY_BOUND) || m->key_check != want_check))
+            return 0;
+        return CACHET_VALUE_HDR;
+    }
+    if (p[4] == 1 && !want_check && le64toh(size) == len - CACHET_VALUE_HDR_V1) {
+        m->key_check = 0;
+        return CACHET_VALUE_HDR_V1;
+    }
+    return 0;
 }
 
-/* The same check, with a message in cachet_errmsg() saying what was wrong.
- * Checks buf (len bytes, from a backend) and fills m.  CACHET_OK or
- * CACHET_ECORRUPT (wrong magic, unknown version, length mismatch, short). */
-cachet_status cachet_value_decode(const void *buf, size_t len, cachet_value_meta *m);
+/* The same check, with a message in cachet_errmsg() saying what was wrong
+ * (wrong magic, unknown version, length mismatch, short, stored under
+ * another key).  CACHET_OK or CACHET_ECORRUPT. */
+cachet_status cachet_value_decode(const void *buf, size_t len, uint64_t want_check,
+                                  cachet_value_meta *m);
 
 /* Values handed to the caller are backend buffers offset by the header, so
  * that a get costs no copy; cachet_free() undoes the offset. */

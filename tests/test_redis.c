@@ -22,7 +22,7 @@
 #include <cachet/cachet.h>
 #include "servers.h"
 
-#define HDR 24   /* cachet's value header (docs/value-format.md) */
+#define HDR 32   /* cachet's value header (docs/value-format.md) */
 
 static test_server redis_main;   /* shared by the plain tests */
 

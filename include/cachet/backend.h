@@ -36,6 +36,11 @@ extern "C" {
 #define CACHET_CAP_SERVER_TTL  0x02u  /* honours a server-side TTL argument */
 #define CACHET_CAP_DIST_LOCK   0x04u  /* lock/unlock work across processes */
 #define CACHET_CAP_PERSISTENT  0x08u  /* values survive the process */
+/* The backend keeps the bytes it is given itself (process memory, a local
+ * file): what get returns is what was set under that key.  Without it (a
+ * server behind a connection) the region binds every value to its key and
+ * refuses a value that comes back under another key. */
+#define CACHET_CAP_LOCAL       0x10u
 
 /* key rules (cachet_backend_ops.key_rules): keys breaking them are mangled */
 #define CACHET_KEY_NO_SPACE    0x01u  /* no space bytes */

@@ -2,8 +2,11 @@
  * keeps one value, enough to show the region really dispatches to it, and
  * has knobs the region tests use to hand the region bad bytes and failures:
  *   get "raw:BYTES"      returns BYTES as stored bytes (foreign data)
+ *   get "hex:HEX"        returns the bytes HEX spells (foreign data with NULs)
  *   truncate_by:N        returns the stored value N bytes short
- *   fail:true            every operation fails with CACHET_EUNAVAILABLE */
+ *   fail:true            every operation fails with CACHET_EUNAVAILABLE
+ *   any_key:true         get returns the one stored value whatever key is
+ *                        asked, as a desynchronised connection would */
 #include <stdlib.h>
 #include <string.h>
 #include <cachet/backend.h>
@@ -13,25 +16,29 @@ typedef struct {
     size_t klen, vlen;
     long   truncate_by;
     int    fail;
+    int    any_key;
 } one;
 
 static cachet_status t_open(const cachet_backend_params *p, void **state)
 {
-    static const char *const known[] = {"truncate_by", "fail", NULL};
+    static const char *const known[] = {"truncate_by", "fail", "any_key", NULL};
     one *o;
     long cut;
-    int fail;
+    int fail, any_key;
     cachet_status st = cachet_backend_args_check(p, "abi_ok", known);
     if (st == CACHET_OK)
         st = cachet_backend_arg_long(p, "abi_ok", "truncate_by", 0, 0, 1 << 20, &cut);
     if (st == CACHET_OK)
         st = cachet_backend_arg_bool(p, "abi_ok", "fail", 0, &fail);
+    if (st == CACHET_OK)
+        st = cachet_backend_arg_bool(p, "abi_ok", "any_key", 0, &any_key);
     if (st != CACHET_OK)
         return st;
     if (!(o = calloc(1, sizeof *o)))
         return CACHET_ENOMEM;
     o->truncate_by = cut;
     o->fail = fail;
+    o->any_key = any_key;
     *state = o;
     return CACHET_OK;
 }
@@ -56,7 +63,22 @@ static cachet_status t_get(void *state, const char *key, size_t klen, void **val
         *len = klen - 4;
         return CACHET_OK;
     }
-    if (!o->key || o->klen != klen || memcmp(o->key, key, klen) != 0)
+    if (klen > 4 && memcmp(key, "hex:", 4) == 0) {
+        size_t n = (klen - 4) / 2;
+        unsigned char *b = malloc(n ? n : 1);
+        if (!b)
+            return CACHET_ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+            unsigned x;
+            char two[3] = {key[4 + 2 * i], key[5 + 2 * i], 0};
+            x = (unsigned)strtoul(two, NULL, 16);
+            b[i] = (unsigned char)x;
+        }
+        *value = b;
+        *len = n;
+        return CACHET_OK;
+    }
+    if (!o->key || (!o->any_key && (o->klen != klen || memcmp(o->key, key, klen) != 0)))
         return CACHET_MISS;
     if (!(*value = malloc(o->vlen ? o->vlen : 1)))
         return CACHET_ENOMEM;
