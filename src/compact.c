@@ -29,14 +29,13 @@ CACHET_EXPORT cachet_status cachet_compact(cachet_region *r, size_t *removed)
         *removed = 0;
     if (!r)
         return cachet__error(CACHET_EINVAL, "cachet_compact: NULL region");
-    if (!r->ops->sweep && !r->ops->compact)
+    if (!cachet__below_compactable(&r->below))
         return cachet__error(CACHET_ENOTSUP, "backend %s: nothing to compact (values expire on "
                              "the server or with the process)", r->backend);
     cachet__error_clear();
-    if (r->ops->sweep)
-        CACHET_BK_CALL(r, st, r->ops->sweep(r->state, keep_value, r, &n));
-    if (st == CACHET_OK && r->ops->compact)
-        CACHET_BK_CALL(r, st, r->ops->compact(r->state));
+    st = cachet__below_sweep(&r->below, keep_value, r, &n);
+    if (st == CACHET_OK)
+        st = cachet__below_compact(&r->below);
     if (removed)
         *removed = n;
     if (st != CACHET_OK)

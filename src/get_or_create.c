@@ -47,9 +47,7 @@ static int take_backend_lock(cachet_region *r, const cachet_key *k, int have_sta
 {
     cachet_status st;
     for (;;) {
-        if (!r->ops->lock)
-            return 0;
-        CACHET_BK_CALL(r, st, r->ops->lock(r->state, k->key, k->klen, token));
+        st = cachet__below_lock(&r->below, k->key, k->klen, token);
         if (st == CACHET_OK)
             return 1;
         if (st != CACHET_MISS)
@@ -76,9 +74,7 @@ static int take_backend_lock(cachet_region *r, const cachet_key *k, int have_sta
 
 static void release_backend_lock(cachet_region *r, const cachet_key *k, void *token)
 {
-    cachet_status st;
-    CACHET_BK_CALL(r, st, r->ops->unlock(r->state, k->key, k->klen, token));
-    (void)st;
+    (void)cachet__below_unlock(&r->below, k->key, k->klen, token);   /* it expires anyway */
 }
 
 /* The creator's part, with the key's in-process lock held (e may be NULL

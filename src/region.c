@@ -36,24 +36,6 @@ static int64_t creation_time(cachet_region *r)
     return t;
 }
 
-/* ---- backend calls (serialized for backends that ask for it) ---- */
-
-#define BK_CALL(r, call) CACHET_BK_CALL(r, st, call)
-
-static cachet_status bk_set(cachet_region *r, const cachet_key *k, const void *buf, size_t len)
-{
-    cachet_status st;
-    BK_CALL(r, r->ops->set(r->state, k->key, k->klen, buf, len));
-    return st;
-}
-
-static cachet_status bk_del(cachet_region *r, const cachet_key *k)
-{
-    cachet_status st;
-    BK_CALL(r, r->ops->del(r->state, k->key, k->klen));
-    return st;
-}
-
 /* A failure that the backend did not describe still gets a message. */
 cachet_status cachet__region_failed(cachet_region *r, cachet_status st, const char *op, const char *key)
 {
@@ -91,7 +73,6 @@ CACHET_EXPORT cachet_status cachet_region_open(const cachet_config *c, cachet_re
         free(r);
         return cachet__error(CACHET_ENOMEM, "cachet_region_open: out of memory");
     }
-    r->ops = ops;
     r->keys.max_len = ops->max_key_len;
     r->keys.rules = ops->key_rules;
     r->keys.prefix = "";
@@ -99,21 +80,18 @@ CACHET_EXPORT cachet_status cachet_region_open(const cachet_config *c, cachet_re
     r->expiration_ns = exp < 0 ? -1 : (int64_t)exp * 1000000000;
     r->default_rule = (cachet_rule){r->expiration_ns, 0};
     r->debug = cachet__cfg_bool(c, OPT_DEBUG_CACHE_BACKEND);
-    r->serialize = (ops->caps & CACHET_CAP_SERIALIZE) != 0;
     /* bytes that come back over a connection may be another request's
      * answer: each value carries a check of its key (docs/value-format.md) */
     r->bind_keys = (ops->caps & CACHET_CAP_LOCAL) == 0;
-    pthread_mutex_init(&r->serial_lock, NULL);
     keylock_init(&r->locks);
     params.args = c->eff;
     params.nargs = c->neff;
     params.debug = r->debug;
     cachet__error_clear();
-    if ((st = ops->open(&params, &r->state)) != CACHET_OK) {
+    if ((st = cachet__below_open(&r->below, ops, &params)) != CACHET_OK) {
         if (!cachet__error_isset())
             cachet__error(st, "backend %s: open failed: %s", r->backend, cachet_strerror(st));
         keylock_destroy(&r->locks);
-        pthread_mutex_destroy(&r->serial_lock);
         free(r->backend);
         free(r);
         return st;
@@ -130,9 +108,8 @@ CACHET_EXPORT void cachet_region_close(cachet_region *r)
     if (!r)
         return;
     cachet__region_untrack(r);
-    r->ops->close(r->state);
+    cachet__below_close(&r->below);
     keylock_destroy(&r->locks);
-    pthread_mutex_destroy(&r->serial_lock);
     free(r->backend);
     free(r);
 }
@@ -255,7 +232,7 @@ cachet_status cachet__region_store(cachet_region *r, const cachet_key *k, const 
     cachet_status st;
 
     cachet__error_clear();
-    st = bk_set(r, k, buf, blen);
+    st = cachet__below_set(&r->below, k->key, k->klen, buf, blen);
     if (st != CACHET_OK)
         return cachet__region_failed(r, st, "set", key);
     COUNT(r, sets);
@@ -293,7 +270,7 @@ CACHET_EXPORT cachet_status cachet_delete(cachet_region *r, const char *key)
     if ((st = cachet_key_make(&r->keys, key, &k)) != CACHET_OK)
         return cachet__error(st, "delete %s: out of memory", key);
     cachet__error_clear();
-    st = bk_del(r, &k);
+    st = cachet__below_del(&r->below, k.key, k.klen);
     cachet_key_release(&k);
     if (st != CACHET_OK && st != CACHET_MISS)
         return cachet__region_failed(r, st, "delete", key);
@@ -326,11 +303,7 @@ CACHET_EXPORT cachet_status cachet_stats(cachet_region *r, cachet_stat_counters 
 
 CACHET_EXPORT cachet_status cachet_backend_report(cachet_region *r, cachet_report_fn fn, void *arg)
 {
-    cachet_status st;
     if (!r || !fn)
         return cachet__error(CACHET_EINVAL, "cachet_backend_report: NULL region or callback");
-    if (!r->ops->report)
-        return CACHET_OK;
-    BK_CALL(r, r->ops->report(r->state, fn, arg));
-    return st;
+    return cachet__below_report(&r->below, fn, arg);
 }

@@ -7,6 +7,7 @@
 #include <cachet/backend.h>
 #include "key.h"
 #include "keylock.h"
+#include "dispatch.h"
 
 /* How a value is judged fresh: from the region and a call's options. */
 typedef struct {
@@ -20,16 +21,13 @@ typedef struct {
 } cachet_region_stats;
 
 struct cachet_region {
-    const cachet_backend_ops *ops;
-    void                    *state;
+    cachet_below             below;           /* every call down goes through dispatch.h */
     char                    *backend;         /* canonical name */
     cachet_key_policy        keys;
     int64_t                  expiration_ns;   /* < 0: never expires */
     cachet_rule              default_rule;    /* for calls without options */
     int                      debug;
-    int                      serialize;       /* backend asked for CACHET_CAP_SERIALIZE */
     int                      bind_keys;       /* values carry their key's check (not CACHET_CAP_LOCAL) */
-    pthread_mutex_t          serial_lock;
     _Atomic int64_t          hard_invalidated_ns;   /* values created at or before: gone */
     _Atomic int64_t          soft_invalidated_ns;   /* values created at or before: stale */
     cachet_region_stats      stats;
@@ -61,10 +59,5 @@ void         *cachet__region_encode(cachet_region *r, const cachet_key *k, const
                                     size_t len, size_t *outlen);
 
 #define CACHET_COUNT(r, field) atomic_fetch_add_explicit(&(r)->stats.field, 1, memory_order_relaxed)
-#define CACHET_BK_CALL(r, st, call) do {                              \
-        if ((r)->serialize) pthread_mutex_lock(&(r)->serial_lock);    \
-        (st) = (call);                                                \
-        if ((r)->serialize) pthread_mutex_unlock(&(r)->serial_lock);  \
-    } while (0)
 
 #endif

@@ -19,18 +19,14 @@ static void prepare(void)
     pthread_mutex_lock(&open_lock);
     for (cachet_region *r = open_regions; r; r = r->next_open) {
         keylock_fork_prepare(&r->locks);
-        pthread_mutex_lock(&r->serial_lock);
-        if (r->ops->fork_prepare)
-            r->ops->fork_prepare(r->state);
+        cachet__below_fork_prepare(&r->below);
     }
 }
 
 static void parent(void)
 {
     for (cachet_region *r = open_regions; r; r = r->next_open) {
-        if (r->ops->fork_parent)
-            r->ops->fork_parent(r->state);
-        pthread_mutex_unlock(&r->serial_lock);
+        cachet__below_fork_parent(&r->below);
         keylock_fork_parent(&r->locks);
     }
     pthread_mutex_unlock(&open_lock);
@@ -39,9 +35,7 @@ static void parent(void)
 static void child(void)
 {
     for (cachet_region *r = open_regions; r; r = r->next_open) {
-        if (r->ops->fork_child)
-            r->ops->fork_child(r->state);
-        pthread_mutex_unlock(&r->serial_lock);
+        cachet__below_fork_child(&r->below);
         keylock_fork_child(&r->locks);
     }
     pthread_mutex_unlock(&open_lock);

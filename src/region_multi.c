@@ -61,14 +61,7 @@ CACHET_EXPORT cachet_status cachet_get_multi(cachet_region *r, cachet_item *item
         return st;
     }
     cachet__error_clear();
-    if (r->ops->get_multi) {
-        CACHET_BK_CALL(r, st, r->ops->get_multi(r->state, b.items, n));
-    } else {
-        for (size_t i = 0; i < n; i++)
-            CACHET_BK_CALL(r, b.items[i].status,
-                           r->ops->get(r->state, b.items[i].key, b.items[i].klen,
-                                       &b.items[i].value, &b.items[i].len));
-    }
+    cachet__below_get_multi(&r->below, b.items, n);   /* each item has its status */
     for (size_t i = 0; i < n; i++) {
         cachet_backend_item *bi = &b.items[i];
         cachet_value_meta m;
@@ -122,14 +115,7 @@ CACHET_EXPORT cachet_status cachet_set_multi(cachet_region *r, cachet_item *item
         }
     }
     cachet__error_clear();
-    if (r->ops->set_multi) {
-        CACHET_BK_CALL(r, st, r->ops->set_multi(r->state, b.items, n));
-    } else {
-        for (size_t i = 0; i < n; i++)
-            CACHET_BK_CALL(r, b.items[i].status,
-                           r->ops->set(r->state, b.items[i].key, b.items[i].klen,
-                                       b.items[i].value, b.items[i].len));
-    }
+    cachet__below_set_multi(&r->below, b.items, n);
     for (size_t i = 0; i < n; i++) {
         items[i].status = b.items[i].status;
         if (items[i].status == CACHET_OK) {
@@ -163,13 +149,7 @@ CACHET_EXPORT cachet_status cachet_delete_multi(cachet_region *r, const char *co
         return st;
     }
     cachet__error_clear();
-    if (r->ops->delete_multi) {
-        CACHET_BK_CALL(r, st, r->ops->delete_multi(r->state, b.items, n));
-    } else {
-        for (size_t i = 0; i < n; i++)
-            CACHET_BK_CALL(r, b.items[i].status,
-                           r->ops->del(r->state, b.items[i].key, b.items[i].klen));
-    }
+    cachet__below_delete_multi(&r->below, b.items, n);
     for (size_t i = 0; i < n; i++) {
         cachet_status s = b.items[i].status;
         if (s == CACHET_OK || s == CACHET_MISS) {

@@ -85,7 +85,7 @@ static inline cachet_status cachet__region_lookup_ex(cachet_region *r, const cac
     cachet_status st;
 
     cachet__error_clear();
-    CACHET_BK_CALL(r, st, r->ops->get(r->state, k->key, k->klen, &buf, &blen));
+    st = cachet__below_get(&r->below, k->key, k->klen, &buf, &blen);
     if (st == CACHET_MISS)
         return CACHET_MISS;
     if (st != CACHET_OK)
