@@ -1,10 +1,12 @@
-/* The plugin loader.  Plugins are looked for, in order, in the directories
- * of $CACHET_PLUGIN_PATH (absolute only), then the build tree's plugin
- * directory when this libcachet is itself the build tree's (so `make check`
- * and the uninstalled tool work), then the installed directory.  A loaded
- * plugin stays loaded for the life of the process, as in APR's dbm layer:
- * unloading code that another region or thread may still run is not worth
- * the memory it would give back. */
+/* The plugin loader, for backends and proxies alike.  Plugins are looked
+ * for, in order, in the directories of $CACHET_PLUGIN_PATH (absolute only),
+ * then the build tree's plugin directory when this libcachet is itself the
+ * build tree's (so `make check` and the uninstalled tool work), then the
+ * installed directory of their kind; an absolute .so path is taken as it
+ * is.  A proxy name is first looked up among the built-in proxies.  A
+ * loaded plugin stays loaded for the life of the process, as in APR's dbm
+ * layer: unloading code that another region or thread may still run is not
+ * worth the memory it would give back. */
 #include "config.h"
 #include <dlfcn.h>
 #include <pthread.h>
@@ -16,9 +18,23 @@
 
 #define PATH_MAX_LEN 4096
 
+/* What tells a backend plugin from a proxy plugin. */
+typedef struct {
+    const char *what;         /* "backend" / "proxy", for messages */
+    const char *symbol;       /* the entry it exports */
+    const char *build_dir;    /* under the build tree */
+    const char *install_dir;  /* compiled in */
+} plugin_kind;
+
+static const plugin_kind backend_kind = {"backend", CACHET_BACKEND_ENTRY_SYMBOL, "backends/.libs",
+                                         CACHET_PLUGIN_DIR};
+static const plugin_kind proxy_kind = {"proxy", CACHET_PROXY_ENTRY_SYMBOL, "proxies/.libs",
+                                       CACHET_PROXY_DIR};
+
 typedef struct loaded {
     char *name;
-    const cachet_backend_ops *ops;
+    const plugin_kind *kind;
+    const void *ops;
     struct loaded *next;
 } loaded;
 
@@ -54,13 +70,41 @@ static int running_from_build_tree(void)
     return strncmp(info.dli_fname, CACHET_BUILD_DIR, n) == 0 && info.dli_fname[n] == '/';
 }
 
+/* The vtable's own checks: ABI version and required operations. */
+static int vtable_ok(const plugin_kind *k, const void *ops, const char *name, const char *path)
+{
+    unsigned abi;
+    int complete;
+    if (k == &backend_kind) {
+        const cachet_backend_ops *o = ops;
+        abi = o->abi_version;
+        complete = o->open && o->close && o->get && o->set && o->del;
+    } else {
+        const cachet_proxy_ops *o = ops;
+        abi = o->abi_version;
+        complete = o->open && o->close;
+    }
+    if (abi != CACHET_BACKEND_ABI_VERSION) {
+        cachet__error(CACHET_ENOBACKEND, "%s %s: %s has plugin ABI version %u, this libcachet "
+                      "needs version %u", k->what, name, path, abi, CACHET_BACKEND_ABI_VERSION);
+        return 0;
+    }
+    if (!complete) {
+        cachet__error(CACHET_ENOBACKEND, "%s %s: %s lacks a required operation (%s)", k->what,
+                      name, path, k == &backend_kind ? "open, close, get, set, del"
+                                                     : "open, close");
+        return 0;
+    }
+    return 1;
+}
+
 /* Opens path and checks the vtable.  0 when the file does not exist (keep
  * looking), 1 when found and good, -1 when found but unusable (stop). */
-static int try_open(const char *path, const char *name, const cachet_backend_ops **ops)
+static int try_open(const plugin_kind *k, const char *path, const char *name, const void **ops)
 {
     void *h;
-    cachet_backend_entry_fn entry;
-    const cachet_backend_ops *o;
+    const void *(*entry)(void);
+    const void *o;
     FILE *f = fopen(path, "rb");
 
     if (!f)
@@ -68,32 +112,23 @@ static int try_open(const char *path, const char *name, const cachet_backend_ops
     fclose(f);
     h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!h) {
-        cachet__error(CACHET_ENOBACKEND, "backend %s: cannot load %s: %s", name, path, dlerror());
+        cachet__error(CACHET_ENOBACKEND, "%s %s: cannot load %s: %s", k->what, name, path,
+                      dlerror());
         return -1;
     }
-    *(void **)&entry = dlsym(h, CACHET_BACKEND_ENTRY_SYMBOL);
+    *(void **)&entry = dlsym(h, k->symbol);
     if (!entry) {
-        cachet__error(CACHET_ENOBACKEND, "backend %s: %s does not export %s", name, path,
-                      CACHET_BACKEND_ENTRY_SYMBOL);
+        cachet__error(CACHET_ENOBACKEND, "%s %s: %s does not export %s (is it a %s plugin?)",
+                      k->what, name, path, k->symbol, k->what);
         dlclose(h);
         return -1;
     }
-    o = entry();
-    if (!o) {
-        cachet__error(CACHET_ENOBACKEND, "backend %s: %s returned no vtable", name, path);
+    if (!(o = entry())) {
+        cachet__error(CACHET_ENOBACKEND, "%s %s: %s returned no vtable", k->what, name, path);
         dlclose(h);
         return -1;
     }
-    if (o->abi_version != CACHET_BACKEND_ABI_VERSION) {
-        cachet__error(CACHET_ENOBACKEND,
-                      "backend %s: %s has plugin ABI version %u, this libcachet needs version %u",
-                      name, path, o->abi_version, CACHET_BACKEND_ABI_VERSION);
-        dlclose(h);
-        return -1;
-    }
-    if (!o->open || !o->close || !o->get || !o->set || !o->del) {
-        cachet__error(CACHET_ENOBACKEND, "backend %s: %s lacks a required operation "
-                      "(open, close, get, set, del)", name, path);
+    if (!vtable_ok(k, o, name, path)) {
         dlclose(h);
         return -1;
     }
@@ -102,7 +137,7 @@ static int try_open(const char *path, const char *name, const cachet_backend_ops
 }
 
 /* Builds the list of directories to search, ':'-separated, into dirs. */
-static void search_dirs(char *dirs, size_t size)
+static void search_dirs(const plugin_kind *k, char *dirs, size_t size)
 {
     const char *env = secure_getenv("CACHET_PLUGIN_PATH");
     size_t used = 0;
@@ -120,35 +155,36 @@ static void search_dirs(char *dirs, size_t size)
         }
     }
     if (running_from_build_tree())
-        used += (size_t)snprintf(dirs + used, size - used, "%s/backends/.libs:", CACHET_BUILD_DIR);
+        used += (size_t)snprintf(dirs + used, size - used, "%s/%s:", CACHET_BUILD_DIR,
+                                 k->build_dir);
     if (used < size)
-        snprintf(dirs + used, size - used, "%s", CACHET_PLUGIN_DIR);
+        snprintf(dirs + used, size - used, "%s", k->install_dir);
 }
 
-static cachet_status find_and_open(const char *name, const cachet_backend_ops **ops)
+static cachet_status find_and_open(const plugin_kind *k, const char *name, const void **ops)
 {
     char dirs[PATH_MAX_LEN * 2], path[PATH_MAX_LEN];
     const char *p;
     int r;
 
     if (is_so_path(name)) {
-        r = try_open(name, name, ops);
+        r = try_open(k, name, name, ops);
         if (r == 0)
-            return cachet__error(CACHET_ENOBACKEND, "backend %s: no such file", name);
+            return cachet__error(CACHET_ENOBACKEND, "%s %s: no such file", k->what, name);
         return r > 0 ? CACHET_OK : CACHET_ENOBACKEND;
     }
-    if (!strchr(name, '/') && !strstr(name, "..") && strchr(name, '.'))
+    if (k == &backend_kind && !strchr(name, '/') && !strstr(name, "..") && strchr(name, '.'))
         return cachet__error(CACHET_ENOBACKEND, "backend %s: cachet has no such backend (it has "
                              "null, memory, dbm, memcached, memcache_pool, redis, redis_sentinel, "
                              "redis_cluster, and plugins by plain name or absolute .so path)", name);
     if (!is_plain_name(name))
-        return cachet__error(CACHET_EINVAL, "backend '%s': a backend name holds only letters, "
-                             "digits, '_' and '-' (or is an absolute path to a .so)", name);
-    search_dirs(dirs, sizeof dirs);
+        return cachet__error(CACHET_EINVAL, "%s '%s': a %s name holds only letters, digits, '_' "
+                             "and '-' (or is an absolute path to a .so)", k->what, name, k->what);
+    search_dirs(k, dirs, sizeof dirs);
     for (p = dirs; *p; ) {
         size_t n = strcspn(p, ":");
         snprintf(path, sizeof path, "%.*s/%s.so", (int)n, p, name);
-        r = try_open(path, name, ops);
+        r = try_open(k, path, name, ops);
         if (r != 0)
             return r > 0 ? CACHET_OK : CACHET_ENOBACKEND;
         p += n + (p[n] == ':');
@@ -156,26 +192,27 @@ static cachet_status find_and_open(const char *name, const cachet_backend_ops **
     for (char *c = dirs; *c; c++)
         if (*c == ':')
             *c = ' ';
-    return cachet__error(CACHET_ENOBACKEND, "backend %s: no plugin %s.so in %s "
+    return cachet__error(CACHET_ENOBACKEND, "%s %s: no plugin %s.so in %s "
                          "(directories from CACHET_PLUGIN_PATH are searched first)",
-                         name, name, dirs);
+                         k->what, name, name, dirs);
 }
 
-cachet_status cachet_loader_get(const char *name, const cachet_backend_ops **ops)
+static cachet_status load(const plugin_kind *k, const char *name, const void **ops)
 {
     cachet_status st = CACHET_OK;
     loaded *l;
 
     pthread_mutex_lock(&registry_lock);
     for (l = registry; l; l = l->next)
-        if (strcmp(l->name, name) == 0) {
+        if (l->kind == k && strcmp(l->name, name) == 0) {
             *ops = l->ops;
             goto out;
         }
-    st = find_and_open(name, ops);
+    st = find_and_open(k, name, ops);
     if (st == CACHET_OK) {
         l = calloc(1, sizeof *l);
         if (l && (l->name = cachet__strdup(name))) {
+            l->kind = k;
             l->ops = *ops;
             l->next = registry;
             registry = l;
@@ -185,5 +222,28 @@ cachet_status cachet_loader_get(const char *name, const cachet_backend_ops **ops
     }
 out:
     pthread_mutex_unlock(&registry_lock);
+    return st;
+}
+
+cachet_status cachet_loader_get(const char *name, const cachet_backend_ops **ops)
+{
+    const void *o;
+    cachet_status st = load(&backend_kind, name, &o);
+    if (st == CACHET_OK)
+        *ops = o;
+    return st;
+}
+
+cachet_status cachet_loader_get_proxy(const char *name, const cachet_proxy_ops **ops)
+{
+    const void *o;
+    cachet_status st;
+    for (size_t i = 0; cachet__builtin_proxies[i]; i++)
+        if (strcmp(cachet__builtin_proxies[i]->name, name) == 0) {
+            *ops = cachet__builtin_proxies[i];
+            return CACHET_OK;
+        }
+    if ((st = load(&proxy_kind, name, &o)) == CACHET_OK)
+        *ops = o;
     return st;
 }

@@ -88,7 +88,7 @@ CACHET_EXPORT cachet_status cachet_region_open(const cachet_config *c, cachet_re
     params.nargs = c->neff;
     params.debug = r->debug;
     cachet__error_clear();
-    if ((st = cachet__below_open(&r->below, ops, &params)) != CACHET_OK) {
+    if ((st = cachet__below_open(&r->below, ops, &params, NULL, 0)) != CACHET_OK) {
         if (!cachet__error_isset())
             cachet__error(st, "backend %s: open failed: %s", r->backend, cachet_strerror(st));
         keylock_destroy(&r->locks);

@@ -129,6 +129,65 @@ CACHET_BACKEND_EXPORT const struct cachet_backend_ops *cachet_backend_entry(void
 typedef const cachet_backend_ops *(*cachet_backend_entry_fn)(void);
 #define CACHET_BACKEND_ENTRY_SYMBOL "cachet_backend_entry"
 
+/* ---- proxies: layers between the region and the backend ----
+ *
+ * A proxy is a plugin with the calls of a backend plus a handle on the
+ * layer below it (the next proxy, or the backend).  The chain is configured
+ * with cachet_proxies (outermost first) and cachet_proxy_argument
+ * (PROXY:NAME:VALUE).  Each operation a proxy leaves NULL passes through to
+ * the layer below, as in curl's connection filters: a proxy that wants to
+ * see every read must set get and get_multi (a multi-operation it leaves
+ * NULL goes straight past it).  A proxy's operations are called from many
+ * threads at once; the backend's serialize lock applies to the backend
+ * only.  A plugin file exports cachet_proxy_entry() returning this vtable;
+ * its abi_version is checked like a backend's. */
+typedef struct cachet_layer cachet_layer;
+
+typedef struct cachet_proxy_ops {
+    unsigned    abi_version;   /* CACHET_BACKEND_ABI_VERSION */
+    const char *name;
+
+    /* p holds this proxy's arguments (valid only during open); below is
+     * the layer this proxy calls down into, valid until close. */
+    cachet_status (*open)(const cachet_backend_params *p, cachet_layer *below, void **state);
+    void          (*close)(void *state);
+
+    cachet_status (*get)(void *state, const char *key, size_t klen, void **value, size_t *len);
+    cachet_status (*set)(void *state, const char *key, size_t klen, const void *value, size_t len);
+    cachet_status (*del)(void *state, const char *key, size_t klen);
+    cachet_status (*get_multi)(void *state, cachet_backend_item *items, size_t n);
+    cachet_status (*set_multi)(void *state, cachet_backend_item *items, size_t n);
+    cachet_status (*delete_multi)(void *state, cachet_backend_item *items, size_t n);
+    cachet_status (*lock)(void *state, const char *key, size_t klen, void **token);
+    cachet_status (*unlock)(void *state, const char *key, size_t klen, void *token);
+    /* the proxy's own lines; the layers below report after it */
+    cachet_status (*report)(void *state, cachet_backend_report_fn fn, void *arg);
+    void (*fork_prepare)(void *state);
+    void (*fork_parent)(void *state);
+    void (*fork_child)(void *state);
+} cachet_proxy_ops;
+
+CACHET_BACKEND_EXPORT const struct cachet_proxy_ops *cachet_proxy_entry(void);
+typedef const cachet_proxy_ops *(*cachet_proxy_entry_fn)(void);
+#define CACHET_PROXY_ENTRY_SYMBOL "cachet_proxy_entry"
+
+/* A proxy's calls into the layer below: the same contract as the backend
+ * operations (a multi-operation the layers below lack is a loop of single
+ * ones; lock is CACHET_ENOTSUP where no layer below has one). */
+cachet_status cachet_layer_get(cachet_layer *below, const char *key, size_t klen,
+                               void **value, size_t *len);
+cachet_status cachet_layer_set(cachet_layer *below, const char *key, size_t klen,
+                               const void *value, size_t len);
+cachet_status cachet_layer_del(cachet_layer *below, const char *key, size_t klen);
+cachet_status cachet_layer_get_multi(cachet_layer *below, cachet_backend_item *items, size_t n);
+cachet_status cachet_layer_set_multi(cachet_layer *below, cachet_backend_item *items, size_t n);
+cachet_status cachet_layer_delete_multi(cachet_layer *below, cachet_backend_item *items, size_t n);
+cachet_status cachet_layer_lock(cachet_layer *below, const char *key, size_t klen, void **token);
+cachet_status cachet_layer_unlock(cachet_layer *below, const char *key, size_t klen, void *token);
+/* The capabilities of the backend at the bottom of the chain, and its name. */
+unsigned      cachet_layer_caps(const cachet_layer *below);
+const char   *cachet_layer_backend(const cachet_layer *below);
+
 /* ---- services libcachet offers to plugins ---- */
 
 /* Records the detail of a failure for cachet_errmsg() and returns st, so a

@@ -1,0 +1,9 @@
+/* The table of built-in proxies the loader looks names up in first. */
+#include "config.h"
+#include "proxies.h"
+#include "loader.h"
+
+const cachet_proxy_ops *const cachet__builtin_proxies[] = {
+    &cachet__log_proxy,
+    NULL,
+};
