@@ -4,12 +4,15 @@
  * only when the whole file was good. */
 #include "config.h"
 #include <errno.h>
+#include <fcntl.h>
 #include <ini.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include "internal.h"
 #include "config_priv.h"
 
@@ -250,6 +253,10 @@ typedef struct {
     const char *section;
     const char *label;           /* file name or "<config text>" for messages */
     const char *file;            /* interned file name, NULL for text */
+    size_t      bytes;           /* read so far from f */
+    bool        too_long;        /* f grew past the limit while being read */
+    int         read_errno;      /* reading f failed: nothing of it is used */
+    int         nul_line;        /* the line of f holding a NUL byte */
     char        prev_name[128];
     cachet_status st;
 } parse_ctx;
@@ -264,9 +271,29 @@ static char *read_chunk(char *buf, int size, void *stream)
     if (size < 2)
         return NULL;
     if (p->f) {
-        if (!fgets(buf, size, p->f))
+        /* byte by byte: fgets would hide a NUL byte, and a file of NULs
+         * would be read as empty lines for as long as it lasts */
+        int ch = EOF;
+        while (n < size - 1 && (ch = getc(p->f)) != EOF) {
+            if (ch == '\0') {
+                p->nul_line = p->line + (p->at_line_start ? 1 : 0);
+                return NULL;
+            }
+            buf[n++] = (char)ch;
+            if (ch == '\n')
+                break;
+        }
+        if (n == 0) {
+            p->read_errno = ferror(p->f) ? (errno ? errno : EIO) : 0;
             return NULL;
-        n = (int)strlen(buf);
+        }
+        buf[n] = '\0';
+        /* the size was checked before the read; a file that grows under
+         * us is still not read past the limit */
+        if ((p->bytes += (size_t)n) > CACHET_CONFIG_MAX_BYTES) {
+            p->too_long = true;
+            return NULL;
+        }
     } else {
         if (!*p->s)
             return NULL;
@@ -376,6 +403,14 @@ static cachet_status parse_into(cachet_config *c, FILE *f, const char *text,
         return cachet__error(CACHET_ENOMEM, "%s: out of memory", label);
     }
     r = run_inih(&p);
+    if (p.too_long && p.st == CACHET_OK)
+        p.st = cachet__error(CACHET_EINVAL, "%s: grew past the %d MiB a config file may be "
+                             "while it was read", label, CACHET_CONFIG_MAX_BYTES >> 20);
+    if (p.nul_line && p.st == CACHET_OK)
+        p.st = cachet__error(CACHET_EINVAL, "%s:%d: a NUL byte: not a text file", label,
+                             p.nul_line);
+    if (p.read_errno && p.st == CACHET_OK)
+        p.st = cachet__error(CACHET_EINVAL, "%s: read error: %s", label, strerror(p.read_errno));
     if (r != 0 && p.st == CACHET_OK) {
         if (r < 0)
             p.st = cachet__error(CACHET_ENOMEM, "%s: out of memory while parsing", label);
@@ -397,6 +432,74 @@ static cachet_status parse_into(cachet_config *c, FILE *f, const char *text,
     return CACHET_OK;
 }
 
+static const char *file_kind(mode_t m)
+{
+    if (S_ISDIR(m))
+        return "a directory";
+    if (S_ISFIFO(m))
+        return "a FIFO";
+    if (S_ISCHR(m))
+        return "a character device";
+    if (S_ISBLK(m))
+        return "a block device";
+    if (S_ISSOCK(m))
+        return "a socket";
+    return "not a plain file";
+}
+
+/* "20 GB", "17 MB", "3000 bytes": a size for a message. */
+static void human_size(char *buf, size_t n, long long bytes)
+{
+    if (bytes >= 10LL * 1000 * 1000 * 1000)
+        snprintf(buf, n, "%lld GB", bytes / (1000LL * 1000 * 1000));
+    else if (bytes >= 10LL * 1000 * 1000)
+        snprintf(buf, n, "%lld MB", bytes / (1000LL * 1000));
+    else
+        snprintf(buf, n, "%lld bytes", bytes);
+}
+
+/* Opens path for reading only if it is a regular file of a config file's
+ * size: a FIFO, a device (/dev/zero) or a huge file would otherwise make a
+ * load block or read for ever.  O_NONBLOCK keeps the open itself from
+ * waiting for a FIFO's writer; the checks are on the descriptor that is
+ * then read, so the file cannot be swapped between the check and the read. */
+static cachet_status open_config_file(const char *path, FILE **out)
+{
+    struct stat sb;
+    char size[32];
+    int fd, flags;
+
+    *out = NULL;
+    if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)) < 0)
+        return cachet__error(CACHET_EINVAL, "%s: cannot open: %s", path, strerror(errno));
+    if (fstat(fd, &sb) != 0) {
+        int err = errno;
+        close(fd);
+        return cachet__error(CACHET_EINVAL, "%s: cannot stat: %s", path, strerror(err));
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        close(fd);
+        return cachet__error(CACHET_EINVAL, "%s is %s, not a regular file", path,
+                             file_kind(sb.st_mode));
+    }
+    if (sb.st_size > CACHET_CONFIG_MAX_BYTES) {
+        close(fd);
+        human_size(size, sizeof size, (long long)sb.st_size);
+        return cachet__error(CACHET_EINVAL, "%s is %s, over the %d MiB a config file may be",
+                             path, size, CACHET_CONFIG_MAX_BYTES >> 20);
+    }
+    /* a regular file never blocks, but reads should not see EAGAIN either */
+    if ((flags = fcntl(fd, F_GETFL)) != -1)
+        (void)fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+    if (!(*out = fdopen(fd, "r"))) {
+        int err = errno;
+        close(fd);
+        return cachet__error(err == ENOMEM ? CACHET_ENOMEM : CACHET_EINVAL, "%s: cannot read: %s",
+                             path, strerror(err));
+    }
+    return CACHET_OK;
+}
+
 CACHET_EXPORT cachet_status cachet_config_load(cachet_config *c, const char *path, const char *section)
 {
     FILE *f;
@@ -404,11 +507,9 @@ CACHET_EXPORT cachet_status cachet_config_load(cachet_config *c, const char *pat
 
     if (!c || !path)
         return cachet__error(CACHET_EINVAL, "cachet_config_load: NULL config or path");
-    if (!(f = fopen(path, "r")))
-        return cachet__error(CACHET_EINVAL, "%s: cannot open: %s", path, strerror(errno));
-    st = parse_into(c, f, NULL, path, section);
-    if (st == CACHET_OK && ferror(f))
-        st = cachet__error(CACHET_EINVAL, "%s: read error", path);
+    if ((st = open_config_file(path, &f)) != CACHET_OK)
+        return st;
+    st = parse_into(c, f, NULL, path, section);   /* a read error fails it: c unchanged */
     fclose(f);
     return st;
 }

@@ -125,6 +125,17 @@ expect 2 "a malformed value is an error" -- "$cachet" -c "$tmp/nan.conf" get x
 contains "$tmp/err" "expiration_time" "the malformed value's option is named"
 expect 2 "a missing config file" -- "$cachet" -c "$tmp/nope.conf" get x
 contains "$tmp/err" "nope.conf" "the missing file is named"
+# a config path that is not a regular file is refused, not read for ever
+# (timeout: a regression fails instead of hanging the suite)
+expect 2 "-c /dev/zero is refused" -- timeout 20 "$cachet" -c /dev/zero get x
+contains "$tmp/err" "/dev/zero is a character device, not a regular file" "-c /dev/zero says why"
+mkfifo "$tmp/fifo.conf"
+expect 2 "-c FIFO is refused without waiting for a writer" -- timeout 20 "$cachet" -c "$tmp/fifo.conf" get x
+contains "$tmp/err" "is a FIFO, not a regular file" "-c FIFO says why"
+expect 2 "-c DIRECTORY is refused" -- timeout 20 "$cachet" -c "$tmp" get x
+contains "$tmp/err" "is a directory, not a regular file" "-c DIRECTORY says why"
+expect 2 "CACHET_CONFIG=/dev/zero is refused" -- env CACHET_CONFIG=/dev/zero timeout 20 "$cachet" get x
+contains "$tmp/err" "/dev/zero" "CACHET_CONFIG=/dev/zero names the file"
 expect 2 "an unknown backend" -- "$cachet" -o backend=frobnicate get x
 contains "$tmp/err" "frobnicate" "the unknown backend is named"
 expect 2 "a bad -o" -- "$cachet" -o novalue get x

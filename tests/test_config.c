@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cachet/cachet.h>
 
@@ -189,6 +191,49 @@ static void missing_file_is_named(void **state)
     cachet_config_free(c);
 }
 
+/* Loads path expecting CACHET_EINVAL with a message naming path and why;
+ * alarm() turns a load that blocks or reads for ever into a failure. */
+static void assert_refused(const char *path, const char *why)
+{
+    cachet_config *c = load(CONF("keystone.conf"));
+    alarm(20);
+    assert_int_equal(cachet_config_load(c, path, NULL), CACHET_EINVAL);
+    alarm(0);
+    assert_contains(cachet_errmsg(), path);
+    assert_contains(cachet_errmsg(), why);
+    assert_string_equal(cachet_config_backend(c), "memcached");   /* untouched */
+    cachet_config_free(c);
+}
+
+static void not_a_regular_file(void **state)
+{
+    char dir[64], fifo[96], big[96];
+    int fd;
+
+    strcpy(dir, "/tmp/cachet-test-cfg-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    snprintf(fifo, sizeof fifo, "%s/app.conf", dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    assert_refused(fifo, "is a FIFO, not a regular file");      /* no writer: open must not wait */
+    assert_refused("/dev/zero", "is a character device, not a regular file");
+    assert_refused(dir, "is a directory, not a regular file");
+    /* a sparse 20 GB file: refused on its size, not read */
+    snprintf(big, sizeof big, "%s/big.conf", dir);
+    assert_true((fd = open(big, O_WRONLY | O_CREAT, 0600)) >= 0);
+    assert_int_equal(write(fd, "[cache]\nenabled = true\n", 24), 24);
+    assert_int_equal(ftruncate(fd, 20LL * 1000 * 1000 * 1000), 0);
+    close(fd);
+    assert_refused(big, "is 20 GB, over the 16 MiB a config file may be");
+    /* just over the limit is over; a file of the limit itself loads */
+    assert_int_equal(truncate(big, (16 << 20) + 1), 0);
+    assert_refused(big, "over the 16 MiB");
+    assert_int_equal(truncate(big, 16 << 20), 0);
+    assert_refused(big, ":3: a NUL byte");    /* read, and the NULs after line 2 refused */
+    unlink(big);
+    unlink(fifo);
+    rmdir(dir);
+}
+
 static void failed_load_loses_nothing(void **state)
 {
     cachet_config *c = load(CONF("keystone.conf"));
@@ -295,6 +340,7 @@ int main(void)
         cmocka_unit_test(unknown_option_names_file_line_option),
         cmocka_unit_test(malformed_values),
         cmocka_unit_test(missing_file_is_named),
+        cmocka_unit_test(not_a_regular_file),
         cmocka_unit_test(failed_load_loses_nothing),
         cmocka_unit_test(config_set_from_code),
         cmocka_unit_test(empty_values_mean_unset),
