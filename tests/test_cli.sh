@@ -123,6 +123,12 @@ contains "$tmp/err" "expiration_tme" "the error names the option"
 printf '[cache]\nenabled = true\nexpiration_time = soon\n' >"$tmp/nan.conf"
 expect 2 "a malformed value is an error" -- "$cachet" -c "$tmp/nan.conf" get x
 contains "$tmp/err" "expiration_time" "the malformed value's option is named"
+expect 2 "-o expiration_time=-2 is refused (only -1 means never)" -- "$cachet" -o backend=memory -o expiration_time=-2 get x
+contains "$tmp/err" "only negative value" "-o expiration_time=-2 says why"
+printf '[cache]\nenabled = true\nbackend = memory\nexpiration_time = -2\n' >"$tmp/neg.conf"
+expect 2 "expiration_time = -2 in a file is refused" -- "$cachet" -c "$tmp/neg.conf" get x
+contains "$tmp/err" "neg.conf:4" "the negative expiration_time's file and line are named"
+expect 1 "-o expiration_time=-1 (never) is taken" -- "$cachet" -o backend=memory -o expiration_time=-1 get x
 expect 2 "a missing config file" -- "$cachet" -c "$tmp/nope.conf" get x
 contains "$tmp/err" "nope.conf" "the missing file is named"
 # a config path that is not a regular file is refused, not read for ever

@@ -170,6 +170,25 @@ static void malformed_values(void **state)
         {"[cache]\nexpiration_time = 600\nbackend_expiration_time = 60\n", ":3:",
          "backend_expiration_time"},
         {"[cache]\nthis line has no equals sign\n", ":2:", "syntax"},
+        /* only -1 means never; other negative durations mean nothing */
+        {"[cache]\nexpiration_time = -2\n", ":2:", "expiration_time: -2 is not a number of seconds"},
+        {"[cache]\n\n\nexpiration_time = -600\n", ":4:", "-1 (never expire) is the only negative"},
+        {"[cache]\nexpiration_time = 99999999999\n", ":2:", "out of range [-1, 9223372036]"},
+        {"[cache]\nbackend_expiration_time = -1\n", ":2:", "backend_expiration_time"},
+        {"[cache]\nbackend_expiration_time = 0\n", ":2:", "backend_expiration_time"},
+        {"[cache]\nmemcache_socket_timeout = -1\n", ":2:", "memcache_socket_timeout"},
+        {"[cache]\nmemcache_dead_retry = -5\n", ":2:", "memcache_dead_retry"},
+        {"[cache]\nmemcache_pool_maxsize = 0\n", ":2:", "memcache_pool_maxsize"},
+        {"[cache]\nmemcache_pool_unused_timeout = -1\n", ":2:", "memcache_pool_unused_timeout"},
+        {"[cache]\nmemcache_pool_connection_get_timeout = -1\n", ":2:",
+         "memcache_pool_connection_get_timeout"},
+        {"[cache]\nredis_socket_timeout = -0.5\n", ":2:", "redis_socket_timeout"},
+        {"[cache]\nretry_delay = -1\n", ":2:", "retry_delay"},
+        {"[cache]\nhashclient_retry_delay = -1\n", ":2:", "hashclient_retry_delay"},
+        {"[cache]\ndead_timeout = -1\n", ":2:", "dead_timeout"},
+        /* memcached would read it as a Unix time in 1970 */
+        {"[cache]\nenabled = true\nbackend = dogpile.cache.memcached\n"
+         "backend_expiration_time = 2592001\n", ":4:", "30 days"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char *path = tmpconf(bad[i].text);
@@ -181,6 +200,25 @@ static void malformed_values(void **state)
         unlink(path);
         cachet_config_free(c);
     }
+}
+
+static void negative_durations(void **state)
+{
+    cachet_config *c = parse("[cache]\nexpiration_time = -1\n", CACHET_OK);   /* never */
+    assert_int_equal(cachet_config_set(c, "expiration_time", "0"), CACHET_OK);
+    assert_int_equal(cachet_config_set(c, "expiration_time", "-2"), CACHET_EINVAL);
+    assert_contains(cachet_errmsg(), "expiration_time");
+    assert_int_equal(cachet_config_set(c, "expiration_time", "-1"), CACHET_OK);
+    cachet_config_free(c);
+    /* 30 days exactly is still relative to memcached */
+    c = parse("[cache]\nenabled = true\nbackend = memcached\nexpiration_time = 600\n"
+              "backend_expiration_time = 2592000\n", CACHET_OK);
+    assert_string_equal(cachet_config_backend_arg(c, "memcached_expire_time"), "2592000");
+    cachet_config_free(c);
+    /* redis takes any TTL */
+    c = parse("[cache]\nenabled = true\nbackend = redis\nbackend_expiration_time = 31536000\n",
+              CACHET_OK);
+    cachet_config_free(c);
 }
 
 static void missing_file_is_named(void **state)
@@ -339,6 +377,7 @@ int main(void)
         cmocka_unit_test(backend_spellings),
         cmocka_unit_test(unknown_option_names_file_line_option),
         cmocka_unit_test(malformed_values),
+        cmocka_unit_test(negative_durations),
         cmocka_unit_test(missing_file_is_named),
         cmocka_unit_test(not_a_regular_file),
         cmocka_unit_test(failed_load_loses_nothing),
