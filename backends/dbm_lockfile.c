@@ -41,10 +41,17 @@ cachet_status dbm_write_hdr(dbm *d)
     return CACHET_OK;
 }
 
+/* flock(op), polled with LOCK_NB until the operation's deadline. */
 cachet_status dbm_lock_rw(dbm *d, int op)
 {
-    if (flock_retry(d->lockfd, op) != 0)
-        return dbm_sys_error("cannot lock", d->rw_path, errno);
+    for (;;) {
+        if (flock_retry(d->lockfd, op | LOCK_NB) == 0)
+            break;
+        if (errno != EWOULDBLOCK)
+            return dbm_sys_error("cannot lock", d->rw_path, errno);
+        if (!dbm_wait_more(&d->wait))
+            return dbm_lock_wait_error(d, d->rw_path, "another process");
+    }
     d->held = op;
     read_hdr(d);
     return CACHET_OK;
