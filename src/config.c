@@ -150,6 +150,8 @@ fail:
 
 /* ---- setting one option ---- */
 
+#define CONFIG_MAX_BACKEND_ARGS 1000
+
 static cachet_status add_backend_argument(cachet_config *c, const char *value, int line)
 {
     const char *colon = strchr(value, ':');
@@ -157,7 +159,12 @@ static cachet_status add_backend_argument(cachet_config *c, const char *value, i
     int *l;
 
     if (!colon || colon == value)
-        return cachet__error(CACHET_EINVAL, "option backend_argument: '%s' is not name:value", value);
+        return cachet__error(CACHET_EINVAL, "option backend_argument: '%.200s' is not name:value",
+                             value);
+    /* a backend takes a dozen; the effective list is built by name lookups */
+    if (c->nbargs >= CONFIG_MAX_BACKEND_ARGS)
+        return cachet__error(CACHET_EINVAL, "option backend_argument: more than %d of them (no "
+                             "backend takes so many arguments)", CONFIG_MAX_BACKEND_ARGS);
     a = realloc(c->bargs, (c->nbargs + 1) * sizeof *a);
     if (!a)
         return CACHET_ENOMEM;
@@ -257,9 +264,21 @@ typedef struct {
     bool        too_long;        /* f grew past the limit while being read */
     int         read_errno;      /* reading f failed: nothing of it is used */
     int         nul_line;        /* the line of f holding a NUL byte */
+    size_t      line_len;        /* bytes of the current line so far */
+    struct {                     /* the option being read (prev_name) */
+        bool    on;
+        int     line;            /* its first line */
+        char   *buf;             /* its value, continuation lines joined */
+        size_t  len, cap;
+    } pend;
+    int         long_line;       /* the line over CONFIG_MAX_LINE */
     char        prev_name[128];
     cachet_status st;
 } parse_ctx;
+
+/* The longest line, newline included: a memcache_servers list of a few
+ * thousand hosts. */
+#define CONFIG_MAX_LINE (1 << 20)
 
 /* inih calls this for each chunk of a line (a long line takes several
  * calls); counting the chunks that start a line gives the line number. */
@@ -307,39 +326,85 @@ static char *read_chunk(char *buf, int size, void *stream)
     }
     if (p->at_line_start) {
         p->line++;
+        p->line_len = 0;
         p->continuation = buf[0] == ' ' || buf[0] == '\t';
     }
     p->at_line_start = n > 0 && buf[n - 1] == '\n';
+    /* inih would report a longer line as a syntax error on a later line */
+    if ((p->line_len += (size_t)n) > CONFIG_MAX_LINE) {
+        p->long_line = p->line;
+        return NULL;
+    }
     return buf;
 }
 
+/* Sets the pending option (its lines joined); 0 on error, as inih wants. */
+static int flush_pending(parse_ctx *p)
+{
+    cachet_status st;
+
+    if (!p->pend.on)
+        return 1;
+    p->pend.on = false;
+    st = set_option(p->c, p->prev_name, p->pend.buf ? p->pend.buf : "", p->file, p->pend.line);
+    if (st != CACHET_OK) {
+        cachet__error_prefix("%s:%d", p->label, p->pend.line);
+        p->st = st;
+        return 0;
+    }
+    return 1;
+}
+
+/* Appends "\n" (when the value so far is not empty) and piece to the
+ * pending value, growing it geometrically: a value of many continuation
+ * lines costs its length, not its length squared. */
+static int pend_append(parse_ctx *p, const char *piece)
+{
+    size_t n = strlen(piece), need = p->pend.len + n + 2;
+
+    if (need > p->pend.cap) {
+        size_t cap = p->pend.cap ? p->pend.cap : 256;
+        while (cap < need)
+            cap *= 2;
+        char *b = realloc(p->pend.buf, cap);
+        if (!b) {
+            p->st = cachet__error(CACHET_ENOMEM, "%s:%d: out of memory", p->label, p->line);
+            return 0;
+        }
+        p->pend.buf = b;
+        p->pend.cap = cap;
+    }
+    if (p->pend.len && n)
+        p->pend.buf[p->pend.len++] = '\n';
+    memcpy(p->pend.buf + p->pend.len, piece, n + 1);
+    p->pend.len += n;
+    return 1;
+}
+
+/* An option line.  A single-valued option is held back until its last
+ * continuation line has been read (oslo.config joins them with newlines);
+ * backend_argument lines and unknown names are handled at once. */
 static int on_option(void *user, const char *section, const char *name, const char *value)
 {
     parse_ctx *p = user;
-    cachet_config *c = p->c;
     cachet_status st;
     int id;
 
     if (strcmp(section, p->section) != 0)
-        return 1;                     /* other sections are not ours */
+        return flush_pending(p);      /* other sections are not ours */
+    if (p->pend.on && p->continuation && strcmp(name, p->prev_name) == 0)
+        return pend_append(p, value);  /* a continuation line */
+    if (!flush_pending(p))
+        return 0;
     id = cachet_option_find(name);
-    if (p->continuation && strcmp(name, p->prev_name) == 0 && id >= 0 &&
-        cachet_option_table[id].type != OPT_MULTISTR) {
-        /* a continuation line: oslo.config joins it to the value */
-        const char *old = c->val[id] ? c->val[id] : "";
-        size_t n = strlen(old) + strlen(value) + 2;
-        char *joined = malloc(n);
-        if (!joined) {
-            p->st = CACHET_ENOMEM;
-            return 0;
-        }
-        snprintf(joined, n, "%s%s%s", old, *old ? "\n" : "", value);
-        st = set_option(c, name, joined, p->file, p->line);
-        free(joined);
-    } else {
-        st = set_option(c, name, value, p->file, p->line);
-    }
     snprintf(p->prev_name, sizeof p->prev_name, "%s", name);
+    if (id >= 0 && cachet_option_table[id].type != OPT_MULTISTR) {
+        p->pend.on = true;
+        p->pend.len = 0;
+        p->pend.line = p->line;
+        return pend_append(p, value);
+    }
+    st = set_option(p->c, name, value, p->file, p->line);
     if (st != CACHET_OK) {
         cachet__error_prefix("%s:%d", p->label, p->line);
         p->st = st;
@@ -363,7 +428,7 @@ static int run_inih(parse_ctx *p)
     pthread_mutex_lock(&inih_lock);
     ini_use_stack = false;             /* heap line buffer ...          */
     ini_allow_realloc = true;          /* ... that grows: long lines    */
-    ini_max_line = 1 << 20;
+    ini_max_line = CONFIG_MAX_LINE + 2;   /* room for the line end and the NUL */
     ini_initial_alloc = 512;
     ini_allow_inline_comments = false; /* oslo.config has none: ';' is data */
     ini_allow_multiline = true;
@@ -403,9 +468,15 @@ static cachet_status parse_into(cachet_config *c, FILE *f, const char *text,
         return cachet__error(CACHET_ENOMEM, "%s: out of memory", label);
     }
     r = run_inih(&p);
+    if (p.st == CACHET_OK && !p.too_long && !p.nul_line && !p.long_line && !p.read_errno)
+        flush_pending(&p);           /* the last option (read before any syntax error) */
+    free(p.pend.buf);
     if (p.too_long && p.st == CACHET_OK)
         p.st = cachet__error(CACHET_EINVAL, "%s: grew past the %d MiB a config file may be "
                              "while it was read", label, CACHET_CONFIG_MAX_BYTES >> 20);
+    if (p.long_line && p.st == CACHET_OK)
+        p.st = cachet__error(CACHET_EINVAL, "%s:%d: the line is over the %d KiB a line may be",
+                             label, p.long_line, CONFIG_MAX_LINE >> 10);
     if (p.nul_line && p.st == CACHET_OK)
         p.st = cachet__error(CACHET_EINVAL, "%s:%d: a NUL byte: not a text file", label,
                              p.nul_line);

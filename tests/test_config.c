@@ -355,6 +355,59 @@ static void continuation_lines(void **state)
     cachet_config_free(c);
 }
 
+/* Input that used to take time quadratic in its size (minutes for a file of
+ * a few MB), a line over the limit, a section header left open. */
+static void large_and_broken_input(void **state)
+{
+    size_t lines = 1000000, len = 64 + lines * 4, pos;
+    char *text = malloc(len + (1 << 20) + 64), *big;
+    cachet_config *c;
+
+    /* a value of a million continuation lines: joined in linear time */
+    pos = (size_t)sprintf(text, "[cache]\nenabled = true\nbackend = memcached\n"
+                                "memcache_servers = a\n");
+    for (size_t i = 0; i < lines; i++, pos += 4)
+        memcpy(text + pos, "  b\n", 4);
+    text[pos] = '\0';
+    alarm(30);
+    c = parse(text, CACHET_OK);
+    alarm(0);
+    assert_int_equal(strlen(cachet_config_backend_arg(c, "url")), 1 + lines * 2);
+    cachet_config_free(c);
+
+    /* thousands of backend_argument lines: refused past 1000, at once */
+    pos = (size_t)sprintf(text, "[cache]\nenabled = true\nbackend = memory\n");
+    for (int i = 0; i < 50000; i++)
+        pos += (size_t)sprintf(text + pos, "backend_argument = k%d:v\n", i);
+    alarm(30);
+    c = parse(text, CACHET_EINVAL);
+    alarm(0);
+    assert_contains(cachet_errmsg(), ":1004:");
+    assert_contains(cachet_errmsg(), "more than 1000");
+    cachet_config_free(c);
+
+    /* a line of 1 MiB and more: named with its line, not a syntax error later */
+    big = text + sprintf(text, "[cache]\n\nmemcache_servers = ");
+    memset(big, 'a', 1 << 20);
+    strcpy(big + (1 << 20), "\nenabled = true\n");
+    c = parse(text, CACHET_EINVAL);
+    assert_contains(cachet_errmsg(), ":3: the line is over the 1024 KiB");
+    cachet_config_free(c);
+    /* just under the limit is a value */
+    strcpy(text, "[cache]\nmemcache_servers = ");
+    pos = strlen(text);
+    memset(text + pos, 'a', (1 << 20) - pos - 1);
+    strcpy(text + (1 << 20) - 1, "\n");
+    c = parse(text, CACHET_OK);
+    cachet_config_free(c);
+
+    /* a section header without its ']' */
+    c = parse("[cache]\nenabled = true\n[cache\nbackend = redis\n", CACHET_EINVAL);
+    assert_contains(cachet_errmsg(), ":3: syntax error");
+    cachet_config_free(c);
+    free(text);
+}
+
 static void repeated_backend_argument_last_wins(void **state)
 {
     cachet_config *c = parse("[cache]\nenabled = true\nbackend = memory\n"
@@ -387,6 +440,7 @@ int main(void)
         cmocka_unit_test(long_lines_and_semicolons),
         cmocka_unit_test(continuation_lines),
         cmocka_unit_test(repeated_backend_argument_last_wins),
+        cmocka_unit_test(large_and_broken_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
