@@ -142,6 +142,11 @@ expect 2 "-c DIRECTORY is refused" -- timeout 20 "$cachet" -c "$tmp" get x
 contains "$tmp/err" "is a directory, not a regular file" "-c DIRECTORY says why"
 expect 2 "CACHET_CONFIG=/dev/zero is refused" -- env CACHET_CONFIG=/dev/zero timeout 20 "$cachet" get x
 contains "$tmp/err" "/dev/zero" "CACHET_CONFIG=/dev/zero names the file"
+# a value on stdin over the tool's 1 GiB: refused before it is read
+truncate -s 3G "$tmp/huge.bin"
+expect 2 "set - of a 3 GB (sparse) file is refused" -- timeout 20 sh -c "\"$cachet\" -o backend=memory set k - <\"$tmp/huge.bin\""
+contains "$tmp/err" "over 1024 MiB" "set - says the value is too large"
+rm -f "$tmp/huge.bin"
 expect 2 "an unknown backend" -- "$cachet" -o backend=frobnicate get x
 contains "$tmp/err" "frobnicate" "the unknown backend is named"
 expect 2 "a bad -o" -- "$cachet" -o novalue get x
