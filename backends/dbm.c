@@ -219,8 +219,8 @@ static void dbm_fork_child(void *state)
     d->held = 0;
     if (d->lockfd >= 0) {
         close(d->lockfd);
-        d->lockfd = open(d->rw_path, d->lock_rdonly ? O_RDONLY | O_CLOEXEC
-                                                    : O_RDWR | O_CREAT | O_CLOEXEC, FILE_MODE);
+        d->lockfd = open(d->rw_path, (d->lock_rdonly ? O_RDONLY : O_RDWR | O_CREAT) | O_CLOEXEC |
+                                     O_NONBLOCK | O_NOCTTY, FILE_MODE);
         if (d->lockfd < 0)
             d->lock_lost = errno;   /* operations fail, naming the path */
     }

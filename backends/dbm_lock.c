@@ -67,7 +67,7 @@ cachet_status dbm_lock(void *state, const char *key, size_t klen, void **tok)
     *tok = NULL;
     if (!d->dl_path)
         return CACHET_ENOTSUP;      /* dogpile_lockfile = false: in-process lock only */
-    if ((fd = open(d->dl_path, O_RDWR | O_CREAT | O_CLOEXEC, FILE_MODE)) < 0)
+    if ((fd = open(d->dl_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, FILE_MODE)) < 0)
         return dbm_sys_error("cannot open the dogpile lock file", d->dl_path, errno);
     memset(&fl, 0, sizeof fl);
     fl.l_type = F_WRLCK;

@@ -1024,6 +1024,28 @@ static void lock_wait_argument(void **state)
     cachet_region_close(r);
 }
 
+/* A lock file that is not a regular file: a device would take the flock and
+ * lose the header (and crash recovery with it); a FIFO must not block. */
+static void lock_file_not_regular(void **state)
+{
+    char dir[128], path[160], fifo[192], arg[256];
+    cachet_region *r;
+
+    snprintf(path, sizeof path, "%s/odd.db", newdir(dir, sizeof dir));
+    snprintf(fifo, sizeof fifo, "%s/fifo.lock", dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    alarm(60);
+    assert_int_equal(try_open(&r, path, NULL, "rw_lockfile:/dev/zero", NULL), CACHET_EBACKEND);
+    assert_contains(cachet_errmsg(), "/dev/zero is not a regular file");
+    snprintf(arg, sizeof arg, "rw_lockfile:%s", fifo);
+    assert_int_equal(try_open(&r, path, NULL, arg, NULL), CACHET_EBACKEND);
+    assert_contains(cachet_errmsg(), fifo);
+    alarm(0);
+    /* the database itself as a FIFO is refused too */
+    assert_int_equal(try_open(&r, fifo, NULL, NULL), CACHET_EBACKEND);
+    assert_contains(cachet_errmsg(), "not a regular file");
+}
+
 /* Can this process take the flock of lockpath now?  (It lets go at once.) */
 static int flock_free(const char *lockpath)
 {
@@ -1259,6 +1281,7 @@ int main(void)
         cmocka_unit_test(lock_wait_bounds_a_held_lock),
         cmocka_unit_test(lock_wait_zero_and_gdbm_locks),
         cmocka_unit_test(lock_wait_argument),
+        cmocka_unit_test(lock_file_not_regular),
         cmocka_unit_test(writer_stopped_mid_set),
         cmocka_unit_test(get_or_create_lock_held_by_a_stopped_creator),
         cmocka_unit_test(threads_share_a_region),
