@@ -44,6 +44,26 @@ int dbm_wait_more(dbm_wait *w)
     return 1;
 }
 
+/* GCC 12's ThreadSanitizer does not intercept pthread_mutex_clocklock: a
+ * mutex taken with it would be invisible to it (false reports of races and
+ * of unlocking an unlocked mutex).  Its builds use pthread_mutex_timedlock,
+ * on CLOCK_REALTIME, which it does intercept. */
+#if defined(__SANITIZE_THREAD__)
+#define CACHET_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CACHET_TSAN 1
+#endif
+#endif
+
+static struct timespec ns_to_ts(int64_t ns)
+{
+    struct timespec ts;
+    ts.tv_sec = (time_t)(ns / 1000000000LL);
+    ts.tv_nsec = (long)(ns % 1000000000LL);
+    return ts;
+}
+
 /* The instance mutex, until the deadline: a thread of this process that
  * holds it may itself be waiting for a stopped process's flock. */
 int dbm_mutex_lock_until(pthread_mutex_t *mu, const dbm_wait *w)
@@ -53,14 +73,17 @@ int dbm_mutex_lock_until(pthread_mutex_t *mu, const dbm_wait *w)
 
     if ((rc = pthread_mutex_trylock(mu)) != EBUSY)
         return rc;
-    ts.tv_sec = (time_t)(w->deadline / 1000000000LL);
-    ts.tv_nsec = (long)(w->deadline % 1000000000LL);
-    if (ts.tv_nsec < 0) {           /* a deadline in the past: already due */
-        ts.tv_sec -= 1;
-        ts.tv_nsec += 1000000000L;
-    }
+#ifdef CACHET_TSAN
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t left = w->deadline - dbm_now_ns();
+    ts = ns_to_ts((int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec + (left > 0 ? left : 0));
+    while ((rc = pthread_mutex_timedlock(mu, &ts)) == EINTR)
+        ;
+#else
+    ts = ns_to_ts(w->deadline);
     while ((rc = pthread_mutex_clocklock(mu, CLOCK_MONOTONIC, &ts)) == EINTR)
         ;
+#endif
     return rc;
 }
 
