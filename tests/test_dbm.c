@@ -676,7 +676,7 @@ static cachet_status slow_creator(void *arg, const char *key, void **value, size
 static void get_or_create_across_processes(void **state)
 {
     char dir[128], path[160], counter[160];
-    int go[2];
+    int go[2], ready[2];
     pid_t pids[NPROC];
 
     newdir(dir, sizeof dir);
@@ -684,6 +684,7 @@ static void get_or_create_across_processes(void **state)
     snprintf(counter, sizeof counter, "%s/creator-runs", dir);
     count_path = counter;
     assert_int_equal(pipe(go), 0);
+    assert_int_equal(pipe(ready), 0);
     for (int p = 0; p < NPROC; p++) {
         if ((pids[p] = fork()) == 0) {
             cachet_region *r;
@@ -691,8 +692,11 @@ static void get_or_create_across_processes(void **state)
             size_t n;
             char b;
             close(go[1]);
+            close(ready[0]);
             if (try_open(&r, path, NULL, NULL) != CACHET_OK)
                 CHILD_FAIL("goc child: open: %s", cachet_errmsg());
+            if (write(ready[1], "r", 1) != 1)
+                CHILD_FAIL("goc child: cannot say it is ready");
             if (read(go[0], &b, 1) != 1)            /* all start together */
                 CHILD_FAIL("goc child: no start signal");
             if (cachet_get_or_create(r, "the-absent-key", slow_creator, NULL, &v, &n) != CACHET_OK)
@@ -706,7 +710,12 @@ static void get_or_create_across_processes(void **state)
         assert_true(pids[p] > 0);
     }
     close(go[0]);
-    usleep(100 * 1000);     /* let every child open its region */
+    close(ready[1]);
+    for (int p = 0; p < NPROC; p++) {          /* every child has opened its region */
+        char b;
+        assert_int_equal(read(ready[0], &b, 1), 1);
+    }
+    close(ready[0]);
     assert_int_equal(write(go[1], "gggg", NPROC), NPROC);
     close(go[1]);
     for (int p = 0; p < NPROC; p++)
