@@ -5,7 +5,8 @@
  * Arguments (dogpile's DBMBackend): filename (required); rw_lockfile and
  * dogpile_lockfile (true = "<filename>.rw.lock" / "<filename>.dogpile.lock",
  * false = none, anything else = that path); recreate_on_corrupt (false);
- * sync (false).
+ * sync (false); and cachet's lock_wait (10 s): the longest a call waits
+ * for a lock another process (or thread) holds, before CACHET_ETIMEDOUT.
  *
  * Locking.  gdbm's own locks never wait, so with rw_lockfile (the default)
  * cachet queues on a flock of the lock file instead and opens the database
@@ -26,15 +27,21 @@
  * New files are built aside and renamed into place, so a half-made file is
  * never seen either.
  *
+ * Every wait for a lock is bounded by lock_wait (dbm_wait.c): a holder
+ * stopped with SIGSTOP in the middle of a set keeps its flock, and without
+ * a bound every reader and writer of the file would wait for it for ever.
+ *
  * With rw_lockfile = false there is no lock file: gdbm's own locks are
- * used, retried with backoff, the file is opened and closed around every
+ * used, retried with backoff until lock_wait, the file is opened and closed around every
  * operation, and no crash recovery is possible.
  *
  * dogpile_lockfile: get_or_create's creator lock across processes.  One
  * byte per key (at an offset hashed from the key) of the dogpile lock file
  * is locked with an open-file-description lock (F_OFD_SETLK) on a
  * descriptor opened for that lock; unlock (or the holder's death) closes
- * it.  lock never waits: CACHET_MISS when another holds it. */
+ * it.  lock never waits: CACHET_MISS when another holds it, and
+ * CACHET_ETIMEDOUT once one thread has been refused the key for lock_wait
+ * (get_or_create polls it; see dbm_lock.c). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -45,6 +52,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "dbm_internal.h"
+
+#define LOCK_WAIT_DEFAULT 10.0      /* seconds */
+#define LOCK_WAIT_MAX     3600.0    /* always a finite bound */
 
 /* ---- arguments ---- */
 
@@ -98,6 +108,7 @@ static void free_dbm(dbm *d)
     }
     if (d->lockfd >= 0)
         close(d->lockfd);
+    pthread_mutex_destroy(&d->tok_mu);
     pthread_mutex_destroy(&d->mu);
     free(d->path);
     free(d->rw_path);
@@ -117,10 +128,11 @@ static cachet_status probe(dbm *d, void *arg)
 static cachet_status dbm_open(const cachet_backend_params *p, void **state)
 {
     static const char *const known[] = {"filename", "rw_lockfile", "dogpile_lockfile",
-                                        "recreate_on_corrupt", "sync", NULL};
+                                        "recreate_on_corrupt", "sync", "lock_wait", NULL};
     const char *filename = cachet_backend_arg_get(p, "filename");
     cachet_status st;
     struct stat sb;
+    double wait_s;
     dbm *d;
 
     *state = NULL;
@@ -136,15 +148,23 @@ static cachet_status dbm_open(const cachet_backend_params *p, void **state)
         free(d);
         return cachet_backend_error(CACHET_EBACKEND, "backend " BACKEND ": cannot create a mutex");
     }
+    if (pthread_mutex_init(&d->tok_mu, NULL) != 0) {
+        pthread_mutex_destroy(&d->mu);
+        free(d);
+        return cachet_backend_error(CACHET_EBACKEND, "backend " BACKEND ": cannot create a mutex");
+    }
     if (!(d->path = strdup(filename))) {
         st = cachet_backend_error(CACHET_ENOMEM, "backend " BACKEND ": out of memory");
         goto fail;
     }
     if ((st = cachet_backend_arg_bool(p, BACKEND, "recreate_on_corrupt", 0, &d->recreate)) ||
         (st = cachet_backend_arg_bool(p, BACKEND, "sync", 0, &d->sync)) ||
+        (st = cachet_backend_arg_double(p, BACKEND, "lock_wait", LOCK_WAIT_DEFAULT, 0,
+                                        LOCK_WAIT_MAX, &wait_s)) ||
         (st = lockfile_arg(p, "rw_lockfile", d->path, ".rw.lock", &d->rw_path)) ||
         (st = lockfile_arg(p, "dogpile_lockfile", d->path, ".dogpile.lock", &d->dl_path)))
         goto fail;
+    d->lock_wait_ns = (int64_t)(wait_s * 1e9);
     if (stat(d->path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
         st = cachet_backend_error(CACHET_EBACKEND, "backend " BACKEND ": %s is not a regular "
                                   "file", d->path);
@@ -173,10 +193,12 @@ static void dbm_close(void *state)
 static void dbm_fork_prepare(void *state)
 {
     pthread_mutex_lock(&((dbm *)state)->mu);
+    pthread_mutex_lock(&((dbm *)state)->tok_mu);
 }
 
 static void dbm_fork_parent(void *state)
 {
+    pthread_mutex_unlock(&((dbm *)state)->tok_mu);
     pthread_mutex_unlock(&((dbm *)state)->mu);
 }
 
@@ -197,11 +219,12 @@ static void dbm_fork_child(void *state)
     d->held = 0;
     if (d->lockfd >= 0) {
         close(d->lockfd);
-        d->lockfd = open(d->rw_path, d->lock_rdonly ? O_RDONLY | O_CLOEXEC
-                                                    : O_RDWR | O_CREAT | O_CLOEXEC, FILE_MODE);
+        d->lockfd = open(d->rw_path, (d->lock_rdonly ? O_RDONLY : O_RDWR | O_CREAT) | O_CLOEXEC |
+                                     O_NONBLOCK | O_NOCTTY, FILE_MODE);
         if (d->lockfd < 0)
             d->lock_lost = errno;   /* operations fail, naming the path */
     }
+    pthread_mutex_unlock(&d->tok_mu);
     pthread_mutex_unlock(&d->mu);
 }
 

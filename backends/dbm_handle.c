@@ -7,11 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 #include "dbm_internal.h"
-
-#define GDBM_BUSY_WAIT_MS 10000     /* rw_lockfile=false: how long gdbm's locks are retried */
 
 void dbm_close_db(dbm *d)
 {
@@ -26,29 +23,20 @@ static int open_flags(const dbm *d, int mode)
     return mode | GDBM_NOMMAP | GDBM_CLOEXEC | (d->lockfd >= 0 ? GDBM_NOLOCK : 0);
 }
 
-static void sleep_ms(long ms)
+/* gdbm_open; without a lock file, gdbm's own locks (which never wait) are
+ * retried until the operation's deadline. */
+GDBM_FILE dbm_gopen(dbm *d, const char *path, int mode, int *ec, int *err)
 {
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/* gdbm_open; without a lock file, gdbm's locks are retried for a while. */
-GDBM_FILE dbm_gopen(const dbm *d, const char *path, int mode, int *ec, int *err)
-{
-    long waited = 0, step = 1;
     for (;;) {
         GDBM_FILE db;
         errno = 0;
         db = gdbm_open(path, 0, open_flags(d, mode), FILE_MODE, NULL);
         *ec = db ? GDBM_NO_ERROR : gdbm_errno;
         *err = errno;
-        if (db || d->lockfd >= 0 || waited >= GDBM_BUSY_WAIT_MS ||
-            (*ec != GDBM_CANT_BE_READER && *ec != GDBM_CANT_BE_WRITER))
+        if (db || d->lockfd >= 0 || (*ec != GDBM_CANT_BE_READER && *ec != GDBM_CANT_BE_WRITER))
             return db;
-        sleep_ms(step);
-        waited += step;
-        if (step < 32)
-            step *= 2;
+        if (!dbm_wait_more(&d->wait))
+            return NULL;
     }
 }
 
@@ -125,9 +113,7 @@ cachet_status dbm_get_db(dbm *d, int writer)
         return CACHET_MISS;         /* created, never initialized: nothing in it */
     if (!d->db) {
         if (ec == GDBM_CANT_BE_READER || ec == GDBM_CANT_BE_WRITER)
-            return cachet_backend_error(CACHET_ETIMEDOUT, "backend " BACKEND ": %s stayed locked "
-                                        "by another process for %d ms", d->path,
-                                        GDBM_BUSY_WAIT_MS);
+            return dbm_lock_wait_error(d, d->path, "another process");
         if (ec == GDBM_FILE_OPEN_ERROR)
             return dbm_sys_error(writer ? "cannot open for writing" : "cannot open", d->path, err);
         return dbm_gdbm_error_status(d, "cannot open", ec, err);

@@ -12,6 +12,7 @@
  *   dbm_keys.c      get/set/del and the multi-operations
  *   dbm_maint.c     sweep, compact, report
  *   dbm_lock.c      the dogpile lock: per-key OFD locks
+ *   dbm_wait.c      bounded waits: lock_wait, one deadline per call
  */
 #ifndef CACHET_BACKEND_DBM_H
 #define CACHET_BACKEND_DBM_H
@@ -34,6 +35,12 @@ typedef struct {
     uint64_t gen;         /* bumped by every completed write */
 } lock_hdr;
 
+/* One call's wait: its deadline and the backoff of its polls. */
+typedef struct {
+    int64_t deadline;             /* CLOCK_MONOTONIC ns */
+    int64_t step;                 /* next sleep, ns */
+} dbm_wait;
+
 typedef struct token {
     int           fd;
     struct token *next;
@@ -41,6 +48,9 @@ typedef struct token {
 
 typedef struct {
     pthread_mutex_t mu;           /* one operation at a time per instance */
+    pthread_mutex_t tok_mu;       /* tokens: the dogpile lock never waits on mu */
+    int64_t   lock_wait_ns;       /* lock_wait: the longest a call waits for a lock */
+    dbm_wait  wait;               /* the running operation's (under mu) */
     char     *path;
     char     *rw_path;            /* NULL: rw_lockfile = false */
     char     *dl_path;            /* NULL: dogpile_lockfile = false */
@@ -63,6 +73,15 @@ typedef struct {
 
 typedef cachet_status (*op_fn)(dbm *d, void *arg);
 
+/* dbm_wait.c */
+int64_t dbm_now_ns(void);
+void dbm_wait_begin(dbm_wait *w, const dbm *d);
+/* Sleeps the next backoff step, not past the deadline; 0 when it is past. */
+int dbm_wait_more(dbm_wait *w);
+/* pthread_mutex_lock until w's deadline: 0, or ETIMEDOUT (or an error). */
+int dbm_mutex_lock_until(pthread_mutex_t *mu, const dbm_wait *w);
+cachet_status dbm_lock_wait_error(const dbm *d, const char *path, const char *who);
+
 /* dbm_error.c */
 cachet_status dbm_sys_error(const char *what, const char *path, int err);
 cachet_status dbm_gdbm_error_status(const dbm *d, const char *what, int ec, int err);
@@ -78,7 +97,7 @@ cachet_status dbm_open_lockfile(dbm *d);
 
 /* dbm_handle.c */
 void dbm_close_db(dbm *d);
-GDBM_FILE dbm_gopen(const dbm *d, const char *path, int mode, int *ec, int *err);
+GDBM_FILE dbm_gopen(dbm *d, const char *path, int mode, int *ec, int *err);
 cachet_status dbm_create_db(dbm *d);
 cachet_status dbm_get_db(dbm *d, int writer);
 

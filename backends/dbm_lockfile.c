@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "dbm_internal.h"
 
@@ -41,10 +42,17 @@ cachet_status dbm_write_hdr(dbm *d)
     return CACHET_OK;
 }
 
+/* flock(op), polled with LOCK_NB until the operation's deadline. */
 cachet_status dbm_lock_rw(dbm *d, int op)
 {
-    if (flock_retry(d->lockfd, op) != 0)
-        return dbm_sys_error("cannot lock", d->rw_path, errno);
+    for (;;) {
+        if (flock_retry(d->lockfd, op | LOCK_NB) == 0)
+            break;
+        if (errno != EWOULDBLOCK)
+            return dbm_sys_error("cannot lock", d->rw_path, errno);
+        if (!dbm_wait_more(&d->wait))
+            return dbm_lock_wait_error(d, d->rw_path, "another process");
+    }
     d->held = op;
     read_hdr(d);
     return CACHET_OK;
@@ -77,17 +85,29 @@ cachet_status dbm_mark_dirty(dbm *d)
     return dbm_write_hdr(d);
 }
 
+/* O_NONBLOCK: a FIFO put where the lock file should be must not block the
+ * open (it is then refused, as every file that is not a regular one: a
+ * device such as /dev/zero would take the lock and silently lose the
+ * header, and with it crash recovery). */
 cachet_status dbm_open_lockfile(dbm *d)
 {
+    struct stat sb;
+
     d->lock_rdonly = 0;
-    d->lockfd = open(d->rw_path, O_RDWR | O_CREAT | O_CLOEXEC, FILE_MODE);
+    d->lockfd = open(d->rw_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, FILE_MODE);
     if (d->lockfd < 0 && (errno == EACCES || errno == EROFS)) {
-        d->lockfd = open(d->rw_path, O_RDONLY | O_CLOEXEC);
+        d->lockfd = open(d->rw_path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
         d->lock_rdonly = 1;
     }
     if (d->lockfd < 0)
         return cachet_backend_error(errno == ENOMEM ? CACHET_ENOMEM : CACHET_EBACKEND,
                                     "backend " BACKEND ": cannot create the lock file %s (beside "
                                     "the database %s): %s", d->rw_path, d->path, strerror(errno));
+    if (fstat(d->lockfd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(d->lockfd);
+        d->lockfd = -1;
+        return cachet_backend_error(CACHET_EBACKEND, "backend " BACKEND ": the lock file %s is "
+                                    "not a regular file", d->rw_path);
+    }
     return CACHET_OK;
 }

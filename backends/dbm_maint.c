@@ -120,16 +120,20 @@ cachet_status dbm_report(void *state, cachet_backend_report_fn fn, void *arg)
 {
     dbm *d = state;
     stat_arg s = {0, 0, 0};
-    uint64_t rec, recr, lost, blost;
+    uint64_t rec = 0, recr = 0, lost = 0, blost = 0;
     char buf[32];
     cachet_status st = dbm_run(d, 0, op_stat, &s);
+    dbm_wait w;
+    int counted;
 
-    pthread_mutex_lock(&d->mu);
-    rec = d->recoveries;
-    recr = d->recreated;
-    lost = d->keys_lost;
-    blost = d->buckets_lost;
-    pthread_mutex_unlock(&d->mu);
+    dbm_wait_begin(&w, d);          /* a report waits no longer than an operation */
+    if ((counted = dbm_mutex_lock_until(&d->mu, &w) == 0)) {
+        rec = d->recoveries;
+        recr = d->recreated;
+        lost = d->keys_lost;
+        blost = d->buckets_lost;
+        pthread_mutex_unlock(&d->mu);
+    }
     fn(arg, "filename", d->path);
     fn(arg, "rw_lockfile", d->rw_path ? d->rw_path : "false");
     fn(arg, "dogpile_lockfile", d->dl_path ? d->dl_path : "false");
@@ -139,13 +143,17 @@ cachet_status dbm_report(void *state, cachet_backend_report_fn fn, void *arg)
         snprintf(buf, sizeof buf, "%lld", (long long)s.size);
         fn(arg, "file_size", buf);
     }
-    snprintf(buf, sizeof buf, "%llu", (unsigned long long)rec);
-    fn(arg, "recoveries", buf);
-    snprintf(buf, sizeof buf, "%llu", (unsigned long long)lost);
-    fn(arg, "keys_lost", buf);
-    snprintf(buf, sizeof buf, "%llu", (unsigned long long)blost);
-    fn(arg, "buckets_lost", buf);
-    snprintf(buf, sizeof buf, "%llu", (unsigned long long)recr);
-    fn(arg, "recreated", buf);
+    if (counted) {
+        snprintf(buf, sizeof buf, "%llu", (unsigned long long)rec);
+        fn(arg, "recoveries", buf);
+        snprintf(buf, sizeof buf, "%llu", (unsigned long long)lost);
+        fn(arg, "keys_lost", buf);
+        snprintf(buf, sizeof buf, "%llu", (unsigned long long)blost);
+        fn(arg, "buckets_lost", buf);
+        snprintf(buf, sizeof buf, "%llu", (unsigned long long)recr);
+        fn(arg, "recreated", buf);
+    }
+    snprintf(buf, sizeof buf, "%g", (double)d->lock_wait_ns / 1e9);
+    fn(arg, "lock_wait", buf);
     return st < 0 ? st : CACHET_OK;
 }

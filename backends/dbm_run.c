@@ -1,6 +1,7 @@
 /* Running an operation: the mutex, the file lock, recovery first when a
  * writer died, a handle, and the generation bumped after a write. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <pthread.h>
 #include <sys/file.h>
 #include "dbm_internal.h"
@@ -60,8 +61,18 @@ static cachet_status end(dbm *d, cachet_status st)
 cachet_status dbm_run(dbm *d, int excl, op_fn fn, void *arg)
 {
     cachet_status st;
+    dbm_wait w;
+    int rc;
 
-    pthread_mutex_lock(&d->mu);
+    /* one deadline for the whole call: the mutex, then the file lock */
+    dbm_wait_begin(&w, d);
+    if ((rc = dbm_mutex_lock_until(&d->mu, &w)) != 0) {
+        if (rc == ETIMEDOUT)
+            return dbm_lock_wait_error(d, d->rw_path ? d->rw_path : d->path,
+                                       "another thread of this process");
+        return dbm_sys_error("cannot take the instance lock for", d->path, rc);
+    }
+    d->wait = w;
     for (int attempt = 0;; attempt++) {
         st = begin(d, excl);
         if (st == CACHET_OK)

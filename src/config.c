@@ -4,12 +4,15 @@
  * only when the whole file was good. */
 #include "config.h"
 #include <errno.h>
+#include <fcntl.h>
 #include <ini.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include "internal.h"
 #include "config_priv.h"
 
@@ -147,6 +150,8 @@ fail:
 
 /* ---- setting one option ---- */
 
+#define CONFIG_MAX_BACKEND_ARGS 1000
+
 static cachet_status add_backend_argument(cachet_config *c, const char *value, int line)
 {
     const char *colon = strchr(value, ':');
@@ -154,7 +159,12 @@ static cachet_status add_backend_argument(cachet_config *c, const char *value, i
     int *l;
 
     if (!colon || colon == value)
-        return cachet__error(CACHET_EINVAL, "option backend_argument: '%s' is not name:value", value);
+        return cachet__error(CACHET_EINVAL, "option backend_argument: '%.200s' is not name:value",
+                             value);
+    /* a backend takes a dozen; the effective list is built by name lookups */
+    if (c->nbargs >= CONFIG_MAX_BACKEND_ARGS)
+        return cachet__error(CACHET_EINVAL, "option backend_argument: more than %d of them (no "
+                             "backend takes so many arguments)", CONFIG_MAX_BACKEND_ARGS);
     a = realloc(c->bargs, (c->nbargs + 1) * sizeof *a);
     if (!a)
         return CACHET_ENOMEM;
@@ -250,9 +260,25 @@ typedef struct {
     const char *section;
     const char *label;           /* file name or "<config text>" for messages */
     const char *file;            /* interned file name, NULL for text */
+    size_t      bytes;           /* read so far from f */
+    bool        too_long;        /* f grew past the limit while being read */
+    int         read_errno;      /* reading f failed: nothing of it is used */
+    int         nul_line;        /* the line of f holding a NUL byte */
+    size_t      line_len;        /* bytes of the current line so far */
+    struct {                     /* the option being read (prev_name) */
+        bool    on;
+        int     line;            /* its first line */
+        char   *buf;             /* its value, continuation lines joined */
+        size_t  len, cap;
+    } pend;
+    int         long_line;       /* the line over CONFIG_MAX_LINE */
     char        prev_name[128];
     cachet_status st;
 } parse_ctx;
+
+/* The longest line, newline included: a memcache_servers list of a few
+ * thousand hosts. */
+#define CONFIG_MAX_LINE (1 << 20)
 
 /* inih calls this for each chunk of a line (a long line takes several
  * calls); counting the chunks that start a line gives the line number. */
@@ -264,9 +290,29 @@ static char *read_chunk(char *buf, int size, void *stream)
     if (size < 2)
         return NULL;
     if (p->f) {
-        if (!fgets(buf, size, p->f))
+        /* byte by byte: fgets would hide a NUL byte, and a file of NULs
+         * would be read as empty lines for as long as it lasts */
+        int ch = EOF;
+        while (n < size - 1 && (ch = getc(p->f)) != EOF) {
+            if (ch == '\0') {
+                p->nul_line = p->line + (p->at_line_start ? 1 : 0);
+                return NULL;
+            }
+            buf[n++] = (char)ch;
+            if (ch == '\n')
+                break;
+        }
+        if (n == 0) {
+            p->read_errno = ferror(p->f) ? (errno ? errno : EIO) : 0;
             return NULL;
-        n = (int)strlen(buf);
+        }
+        buf[n] = '\0';
+        /* the size was checked before the read; a file that grows under
+         * us is still not read past the limit */
+        if ((p->bytes += (size_t)n) > CACHET_CONFIG_MAX_BYTES) {
+            p->too_long = true;
+            return NULL;
+        }
     } else {
         if (!*p->s)
             return NULL;
@@ -280,39 +326,85 @@ static char *read_chunk(char *buf, int size, void *stream)
     }
     if (p->at_line_start) {
         p->line++;
+        p->line_len = 0;
         p->continuation = buf[0] == ' ' || buf[0] == '\t';
     }
     p->at_line_start = n > 0 && buf[n - 1] == '\n';
+    /* inih would report a longer line as a syntax error on a later line */
+    if ((p->line_len += (size_t)n) > CONFIG_MAX_LINE) {
+        p->long_line = p->line;
+        return NULL;
+    }
     return buf;
 }
 
+/* Sets the pending option (its lines joined); 0 on error, as inih wants. */
+static int flush_pending(parse_ctx *p)
+{
+    cachet_status st;
+
+    if (!p->pend.on)
+        return 1;
+    p->pend.on = false;
+    st = set_option(p->c, p->prev_name, p->pend.buf ? p->pend.buf : "", p->file, p->pend.line);
+    if (st != CACHET_OK) {
+        cachet__error_prefix("%s:%d", p->label, p->pend.line);
+        p->st = st;
+        return 0;
+    }
+    return 1;
+}
+
+/* Appends "\n" (when the value so far is not empty) and piece to the
+ * pending value, growing it geometrically: a value of many continuation
+ * lines costs its length, not its length squared. */
+static int pend_append(parse_ctx *p, const char *piece)
+{
+    size_t n = strlen(piece), need = p->pend.len + n + 2;
+
+    if (need > p->pend.cap) {
+        size_t cap = p->pend.cap ? p->pend.cap : 256;
+        while (cap < need)
+            cap *= 2;
+        char *b = realloc(p->pend.buf, cap);
+        if (!b) {
+            p->st = cachet__error(CACHET_ENOMEM, "%s:%d: out of memory", p->label, p->line);
+            return 0;
+        }
+        p->pend.buf = b;
+        p->pend.cap = cap;
+    }
+    if (p->pend.len && n)
+        p->pend.buf[p->pend.len++] = '\n';
+    memcpy(p->pend.buf + p->pend.len, piece, n + 1);
+    p->pend.len += n;
+    return 1;
+}
+
+/* An option line.  A single-valued option is held back until its last
+ * continuation line has been read (oslo.config joins them with newlines);
+ * backend_argument lines and unknown names are handled at once. */
 static int on_option(void *user, const char *section, const char *name, const char *value)
 {
     parse_ctx *p = user;
-    cachet_config *c = p->c;
     cachet_status st;
     int id;
 
     if (strcmp(section, p->section) != 0)
-        return 1;                     /* other sections are not ours */
+        return flush_pending(p);      /* other sections are not ours */
+    if (p->pend.on && p->continuation && strcmp(name, p->prev_name) == 0)
+        return pend_append(p, value);  /* a continuation line */
+    if (!flush_pending(p))
+        return 0;
     id = cachet_option_find(name);
-    if (p->continuation && strcmp(name, p->prev_name) == 0 && id >= 0 &&
-        cachet_option_table[id].type != OPT_MULTISTR) {
-        /* a continuation line: oslo.config joins it to the value */
-        const char *old = c->val[id] ? c->val[id] : "";
-        size_t n = strlen(old) + strlen(value) + 2;
-        char *joined = malloc(n);
-        if (!joined) {
-            p->st = CACHET_ENOMEM;
-            return 0;
-        }
-        snprintf(joined, n, "%s%s%s", old, *old ? "\n" : "", value);
-        st = set_option(c, name, joined, p->file, p->line);
-        free(joined);
-    } else {
-        st = set_option(c, name, value, p->file, p->line);
-    }
     snprintf(p->prev_name, sizeof p->prev_name, "%s", name);
+    if (id >= 0 && cachet_option_table[id].type != OPT_MULTISTR) {
+        p->pend.on = true;
+        p->pend.len = 0;
+        p->pend.line = p->line;
+        return pend_append(p, value);
+    }
+    st = set_option(p->c, name, value, p->file, p->line);
     if (st != CACHET_OK) {
         cachet__error_prefix("%s:%d", p->label, p->line);
         p->st = st;
@@ -336,7 +428,7 @@ static int run_inih(parse_ctx *p)
     pthread_mutex_lock(&inih_lock);
     ini_use_stack = false;             /* heap line buffer ...          */
     ini_allow_realloc = true;          /* ... that grows: long lines    */
-    ini_max_line = 1 << 20;
+    ini_max_line = CONFIG_MAX_LINE + 2;   /* room for the line end and the NUL */
     ini_initial_alloc = 512;
     ini_allow_inline_comments = false; /* oslo.config has none: ';' is data */
     ini_allow_multiline = true;
@@ -376,6 +468,20 @@ static cachet_status parse_into(cachet_config *c, FILE *f, const char *text,
         return cachet__error(CACHET_ENOMEM, "%s: out of memory", label);
     }
     r = run_inih(&p);
+    if (p.st == CACHET_OK && !p.too_long && !p.nul_line && !p.long_line && !p.read_errno)
+        flush_pending(&p);           /* the last option (read before any syntax error) */
+    free(p.pend.buf);
+    if (p.too_long && p.st == CACHET_OK)
+        p.st = cachet__error(CACHET_EINVAL, "%s: grew past the %d MiB a config file may be "
+                             "while it was read", label, CACHET_CONFIG_MAX_BYTES >> 20);
+    if (p.long_line && p.st == CACHET_OK)
+        p.st = cachet__error(CACHET_EINVAL, "%s:%d: the line is over the %d KiB a line may be",
+                             label, p.long_line, CONFIG_MAX_LINE >> 10);
+    if (p.nul_line && p.st == CACHET_OK)
+        p.st = cachet__error(CACHET_EINVAL, "%s:%d: a NUL byte: not a text file", label,
+                             p.nul_line);
+    if (p.read_errno && p.st == CACHET_OK)
+        p.st = cachet__error(CACHET_EINVAL, "%s: read error: %s", label, strerror(p.read_errno));
     if (r != 0 && p.st == CACHET_OK) {
         if (r < 0)
             p.st = cachet__error(CACHET_ENOMEM, "%s: out of memory while parsing", label);
@@ -397,6 +503,74 @@ static cachet_status parse_into(cachet_config *c, FILE *f, const char *text,
     return CACHET_OK;
 }
 
+static const char *file_kind(mode_t m)
+{
+    if (S_ISDIR(m))
+        return "a directory";
+    if (S_ISFIFO(m))
+        return "a FIFO";
+    if (S_ISCHR(m))
+        return "a character device";
+    if (S_ISBLK(m))
+        return "a block device";
+    if (S_ISSOCK(m))
+        return "a socket";
+    return "not a plain file";
+}
+
+/* "20 GB", "17 MB", "3000 bytes": a size for a message. */
+static void human_size(char *buf, size_t n, long long bytes)
+{
+    if (bytes >= 10LL * 1000 * 1000 * 1000)
+        snprintf(buf, n, "%lld GB", bytes / (1000LL * 1000 * 1000));
+    else if (bytes >= 10LL * 1000 * 1000)
+        snprintf(buf, n, "%lld MB", bytes / (1000LL * 1000));
+    else
+        snprintf(buf, n, "%lld bytes", bytes);
+}
+
+/* Opens path for reading only if it is a regular file of a config file's
+ * size: a FIFO, a device (/dev/zero) or a huge file would otherwise make a
+ * load block or read for ever.  O_NONBLOCK keeps the open itself from
+ * waiting for a FIFO's writer; the checks are on the descriptor that is
+ * then read, so the file cannot be swapped between the check and the read. */
+static cachet_status open_config_file(const char *path, FILE **out)
+{
+    struct stat sb;
+    char size[32];
+    int fd, flags;
+
+    *out = NULL;
+    if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)) < 0)
+        return cachet__error(CACHET_EINVAL, "%s: cannot open: %s", path, strerror(errno));
+    if (fstat(fd, &sb) != 0) {
+        int err = errno;
+        close(fd);
+        return cachet__error(CACHET_EINVAL, "%s: cannot stat: %s", path, strerror(err));
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        close(fd);
+        return cachet__error(CACHET_EINVAL, "%s is %s, not a regular file", path,
+                             file_kind(sb.st_mode));
+    }
+    if (sb.st_size > CACHET_CONFIG_MAX_BYTES) {
+        close(fd);
+        human_size(size, sizeof size, (long long)sb.st_size);
+        return cachet__error(CACHET_EINVAL, "%s is %s, over the %d MiB a config file may be",
+                             path, size, CACHET_CONFIG_MAX_BYTES >> 20);
+    }
+    /* a regular file never blocks, but reads should not see EAGAIN either */
+    if ((flags = fcntl(fd, F_GETFL)) != -1)
+        (void)fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+    if (!(*out = fdopen(fd, "r"))) {
+        int err = errno;
+        close(fd);
+        return cachet__error(err == ENOMEM ? CACHET_ENOMEM : CACHET_EINVAL, "%s: cannot read: %s",
+                             path, strerror(err));
+    }
+    return CACHET_OK;
+}
+
 CACHET_EXPORT cachet_status cachet_config_load(cachet_config *c, const char *path, const char *section)
 {
     FILE *f;
@@ -404,11 +578,9 @@ CACHET_EXPORT cachet_status cachet_config_load(cachet_config *c, const char *pat
 
     if (!c || !path)
         return cachet__error(CACHET_EINVAL, "cachet_config_load: NULL config or path");
-    if (!(f = fopen(path, "r")))
-        return cachet__error(CACHET_EINVAL, "%s: cannot open: %s", path, strerror(errno));
-    st = parse_into(c, f, NULL, path, section);
-    if (st == CACHET_OK && ferror(f))
-        st = cachet__error(CACHET_EINVAL, "%s: read error", path);
+    if ((st = open_config_file(path, &f)) != CACHET_OK)
+        return st;
+    st = parse_into(c, f, NULL, path, section);   /* a read error fails it: c unchanged */
     fclose(f);
     return st;
 }

@@ -5,6 +5,10 @@
 #include <cachet/backend.h>
 #include "options.h"
 
+/* The largest config file cachet_config_load reads: a service's whole file
+ * with hundreds of options is a few tens of KiB. */
+#define CACHET_CONFIG_MAX_BYTES (16 << 20)
+
 struct cachet_config {
     char *val[OPT__COUNT];          /* text as set; NULL = oslo.cache's default */
     int   line[OPT__COUNT];         /* where it was set; 0 = from code */

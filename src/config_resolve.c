@@ -11,6 +11,8 @@
 
 cachet_status cachet__cfg_resolve(cachet_config *c);
 
+#define MEMCACHED_RELATIVE_MAX 2592000     /* 30 days */
+
 /* Both spellings of every backend name (dogpile/oslo and cachet's). */
 static const struct { const char *alias, *canonical; } backend_names[] = {
     {"null", "null"},                       {"dogpile.cache.null", "null"},
@@ -212,6 +214,17 @@ cachet_status cachet__cfg_validate(const cachet_config *c)
                              "expiration_time (%ld): the server would drop values the region "
                              "still counts as fresh", where, bet,
                              cachet__cfg_long(c, OPT_EXPIRATION_TIME));
+    }
+    /* memcached reads an exptime over 30 days as an absolute Unix time: a
+     * larger backend_expiration_time would be a date in 1970, every value
+     * expired as it is stored */
+    if (bet && is_memcache(c->backend) &&
+        cachet__cfg_long(c, OPT_BACKEND_EXPIRATION_TIME) > MEMCACHED_RELATIVE_MAX) {
+        cachet__cfg_where(c, OPT_BACKEND_EXPIRATION_TIME, where, sizeof where);
+        return cachet__error(CACHET_EINVAL, "%soption backend_expiration_time: %s is over the "
+                             "%d seconds (30 days) memcached takes as a relative time; it "
+                             "would read %s as a Unix time in the past and expire every "
+                             "value at once", where, bet, MEMCACHED_RELATIVE_MAX, bet);
     }
     return CACHET_OK;
 }

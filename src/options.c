@@ -108,13 +108,17 @@ int cachet_option_check(int id, const char *text)
     }
     if ((o->type == OPT_INT || o->type == OPT_FLOAT) &&
         ((o->has_min && d < o->min) || (o->has_max && d > o->max))) {
+        if (id == OPT_EXPIRATION_TIME && d < 0)
+            return cachet__error(CACHET_EINVAL, "option %s: %s is not a number of seconds: -1 "
+                                 "(never expire) is the only negative value it takes",
+                                 o->name, text);
         if (o->has_min && o->has_max)
-            return cachet__error(CACHET_EINVAL, "option %s: %s is out of range [%g, %g]",
+            return cachet__error(CACHET_EINVAL, "option %s: %s is out of range [%.15g, %.15g]",
                                  o->name, text, o->min, o->max);
         if (o->has_min)
-            return cachet__error(CACHET_EINVAL, "option %s: %s is below the minimum %g",
+            return cachet__error(CACHET_EINVAL, "option %s: %s is below the minimum %.15g",
                                  o->name, text, o->min);
-        return cachet__error(CACHET_EINVAL, "option %s: %s is above the maximum %g",
+        return cachet__error(CACHET_EINVAL, "option %s: %s is above the maximum %.15g",
                              o->name, text, o->max);
     }
     if (asks_for_unsupported(o, text))

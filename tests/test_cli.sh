@@ -123,8 +123,30 @@ contains "$tmp/err" "expiration_tme" "the error names the option"
 printf '[cache]\nenabled = true\nexpiration_time = soon\n' >"$tmp/nan.conf"
 expect 2 "a malformed value is an error" -- "$cachet" -c "$tmp/nan.conf" get x
 contains "$tmp/err" "expiration_time" "the malformed value's option is named"
+expect 2 "-o expiration_time=-2 is refused (only -1 means never)" -- "$cachet" -o backend=memory -o expiration_time=-2 get x
+contains "$tmp/err" "only negative value" "-o expiration_time=-2 says why"
+printf '[cache]\nenabled = true\nbackend = memory\nexpiration_time = -2\n' >"$tmp/neg.conf"
+expect 2 "expiration_time = -2 in a file is refused" -- "$cachet" -c "$tmp/neg.conf" get x
+contains "$tmp/err" "neg.conf:4" "the negative expiration_time's file and line are named"
+expect 1 "-o expiration_time=-1 (never) is taken" -- "$cachet" -o backend=memory -o expiration_time=-1 get x
 expect 2 "a missing config file" -- "$cachet" -c "$tmp/nope.conf" get x
 contains "$tmp/err" "nope.conf" "the missing file is named"
+# a config path that is not a regular file is refused, not read for ever
+# (timeout: a regression fails instead of hanging the suite)
+expect 2 "-c /dev/zero is refused" -- timeout 20 "$cachet" -c /dev/zero get x
+contains "$tmp/err" "/dev/zero is a character device, not a regular file" "-c /dev/zero says why"
+mkfifo "$tmp/fifo.conf"
+expect 2 "-c FIFO is refused without waiting for a writer" -- timeout 20 "$cachet" -c "$tmp/fifo.conf" get x
+contains "$tmp/err" "is a FIFO, not a regular file" "-c FIFO says why"
+expect 2 "-c DIRECTORY is refused" -- timeout 20 "$cachet" -c "$tmp" get x
+contains "$tmp/err" "is a directory, not a regular file" "-c DIRECTORY says why"
+expect 2 "CACHET_CONFIG=/dev/zero is refused" -- env CACHET_CONFIG=/dev/zero timeout 20 "$cachet" get x
+contains "$tmp/err" "/dev/zero" "CACHET_CONFIG=/dev/zero names the file"
+# a value on stdin over the tool's 1 GiB: refused before it is read
+truncate -s 3G "$tmp/huge.bin"
+expect 2 "set - of a 3 GB (sparse) file is refused" -- timeout 20 sh -c "\"$cachet\" -o backend=memory set k - <\"$tmp/huge.bin\""
+contains "$tmp/err" "over 1024 MiB" "set - says the value is too large"
+rm -f "$tmp/huge.bin"
 expect 2 "an unknown backend" -- "$cachet" -o backend=frobnicate get x
 contains "$tmp/err" "frobnicate" "the unknown backend is named"
 expect 2 "a bad -o" -- "$cachet" -o novalue get x

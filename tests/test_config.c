@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cachet/cachet.h>
 
@@ -168,6 +170,25 @@ static void malformed_values(void **state)
         {"[cache]\nexpiration_time = 600\nbackend_expiration_time = 60\n", ":3:",
          "backend_expiration_time"},
         {"[cache]\nthis line has no equals sign\n", ":2:", "syntax"},
+        /* only -1 means never; other negative durations mean nothing */
+        {"[cache]\nexpiration_time = -2\n", ":2:", "expiration_time: -2 is not a number of seconds"},
+        {"[cache]\n\n\nexpiration_time = -600\n", ":4:", "-1 (never expire) is the only negative"},
+        {"[cache]\nexpiration_time = 99999999999\n", ":2:", "out of range [-1, 9223372036]"},
+        {"[cache]\nbackend_expiration_time = -1\n", ":2:", "backend_expiration_time"},
+        {"[cache]\nbackend_expiration_time = 0\n", ":2:", "backend_expiration_time"},
+        {"[cache]\nmemcache_socket_timeout = -1\n", ":2:", "memcache_socket_timeout"},
+        {"[cache]\nmemcache_dead_retry = -5\n", ":2:", "memcache_dead_retry"},
+        {"[cache]\nmemcache_pool_maxsize = 0\n", ":2:", "memcache_pool_maxsize"},
+        {"[cache]\nmemcache_pool_unused_timeout = -1\n", ":2:", "memcache_pool_unused_timeout"},
+        {"[cache]\nmemcache_pool_connection_get_timeout = -1\n", ":2:",
+         "memcache_pool_connection_get_timeout"},
+        {"[cache]\nredis_socket_timeout = -0.5\n", ":2:", "redis_socket_timeout"},
+        {"[cache]\nretry_delay = -1\n", ":2:", "retry_delay"},
+        {"[cache]\nhashclient_retry_delay = -1\n", ":2:", "hashclient_retry_delay"},
+        {"[cache]\ndead_timeout = -1\n", ":2:", "dead_timeout"},
+        /* memcached would read it as a Unix time in 1970 */
+        {"[cache]\nenabled = true\nbackend = dogpile.cache.memcached\n"
+         "backend_expiration_time = 2592001\n", ":4:", "30 days"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char *path = tmpconf(bad[i].text);
@@ -181,12 +202,74 @@ static void malformed_values(void **state)
     }
 }
 
+static void negative_durations(void **state)
+{
+    cachet_config *c = parse("[cache]\nexpiration_time = -1\n", CACHET_OK);   /* never */
+    assert_int_equal(cachet_config_set(c, "expiration_time", "0"), CACHET_OK);
+    assert_int_equal(cachet_config_set(c, "expiration_time", "-2"), CACHET_EINVAL);
+    assert_contains(cachet_errmsg(), "expiration_time");
+    assert_int_equal(cachet_config_set(c, "expiration_time", "-1"), CACHET_OK);
+    cachet_config_free(c);
+    /* 30 days exactly is still relative to memcached */
+    c = parse("[cache]\nenabled = true\nbackend = memcached\nexpiration_time = 600\n"
+              "backend_expiration_time = 2592000\n", CACHET_OK);
+    assert_string_equal(cachet_config_backend_arg(c, "memcached_expire_time"), "2592000");
+    cachet_config_free(c);
+    /* redis takes any TTL */
+    c = parse("[cache]\nenabled = true\nbackend = redis\nbackend_expiration_time = 31536000\n",
+              CACHET_OK);
+    cachet_config_free(c);
+}
+
 static void missing_file_is_named(void **state)
 {
     cachet_config *c = cachet_config_new();
     assert_int_equal(cachet_config_load(c, "/nonexistent/dir/app.conf", NULL), CACHET_EINVAL);
     assert_contains(cachet_errmsg(), "/nonexistent/dir/app.conf");
     cachet_config_free(c);
+}
+
+/* Loads path expecting CACHET_EINVAL with a message naming path and why;
+ * alarm() turns a load that blocks or reads for ever into a failure. */
+static void assert_refused(const char *path, const char *why)
+{
+    cachet_config *c = load(CONF("keystone.conf"));
+    alarm(20);
+    assert_int_equal(cachet_config_load(c, path, NULL), CACHET_EINVAL);
+    alarm(0);
+    assert_contains(cachet_errmsg(), path);
+    assert_contains(cachet_errmsg(), why);
+    assert_string_equal(cachet_config_backend(c), "memcached");   /* untouched */
+    cachet_config_free(c);
+}
+
+static void not_a_regular_file(void **state)
+{
+    char dir[64], fifo[96], big[96];
+    int fd;
+
+    strcpy(dir, "/tmp/cachet-test-cfg-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    snprintf(fifo, sizeof fifo, "%s/app.conf", dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    assert_refused(fifo, "is a FIFO, not a regular file");      /* no writer: open must not wait */
+    assert_refused("/dev/zero", "is a character device, not a regular file");
+    assert_refused(dir, "is a directory, not a regular file");
+    /* a sparse 20 GB file: refused on its size, not read */
+    snprintf(big, sizeof big, "%s/big.conf", dir);
+    assert_true((fd = open(big, O_WRONLY | O_CREAT, 0600)) >= 0);
+    assert_int_equal(write(fd, "[cache]\nenabled = true\n", 24), 24);
+    assert_int_equal(ftruncate(fd, 20LL * 1000 * 1000 * 1000), 0);
+    close(fd);
+    assert_refused(big, "is 20 GB, over the 16 MiB a config file may be");
+    /* just over the limit is over; a file of the limit itself loads */
+    assert_int_equal(truncate(big, (16 << 20) + 1), 0);
+    assert_refused(big, "over the 16 MiB");
+    assert_int_equal(truncate(big, 16 << 20), 0);
+    assert_refused(big, ":3: a NUL byte");    /* read, and the NULs after line 2 refused */
+    unlink(big);
+    unlink(fifo);
+    rmdir(dir);
 }
 
 static void failed_load_loses_nothing(void **state)
@@ -272,6 +355,59 @@ static void continuation_lines(void **state)
     cachet_config_free(c);
 }
 
+/* Input that used to take time quadratic in its size (minutes for a file of
+ * a few MB), a line over the limit, a section header left open. */
+static void large_and_broken_input(void **state)
+{
+    size_t lines = 1000000, len = 64 + lines * 4, pos;
+    char *text = malloc(len + (1 << 20) + 64), *big;
+    cachet_config *c;
+
+    /* a value of a million continuation lines: joined in linear time */
+    pos = (size_t)sprintf(text, "[cache]\nenabled = true\nbackend = memcached\n"
+                                "memcache_servers = a\n");
+    for (size_t i = 0; i < lines; i++, pos += 4)
+        memcpy(text + pos, "  b\n", 4);
+    text[pos] = '\0';
+    alarm(30);
+    c = parse(text, CACHET_OK);
+    alarm(0);
+    assert_int_equal(strlen(cachet_config_backend_arg(c, "url")), 1 + lines * 2);
+    cachet_config_free(c);
+
+    /* thousands of backend_argument lines: refused past 1000, at once */
+    pos = (size_t)sprintf(text, "[cache]\nenabled = true\nbackend = memory\n");
+    for (int i = 0; i < 50000; i++)
+        pos += (size_t)sprintf(text + pos, "backend_argument = k%d:v\n", i);
+    alarm(30);
+    c = parse(text, CACHET_EINVAL);
+    alarm(0);
+    assert_contains(cachet_errmsg(), ":1004:");
+    assert_contains(cachet_errmsg(), "more than 1000");
+    cachet_config_free(c);
+
+    /* a line of 1 MiB and more: named with its line, not a syntax error later */
+    big = text + sprintf(text, "[cache]\n\nmemcache_servers = ");
+    memset(big, 'a', 1 << 20);
+    strcpy(big + (1 << 20), "\nenabled = true\n");
+    c = parse(text, CACHET_EINVAL);
+    assert_contains(cachet_errmsg(), ":3: the line is over the 1024 KiB");
+    cachet_config_free(c);
+    /* just under the limit is a value */
+    strcpy(text, "[cache]\nmemcache_servers = ");
+    pos = strlen(text);
+    memset(text + pos, 'a', (1 << 20) - pos - 1);
+    strcpy(text + (1 << 20) - 1, "\n");
+    c = parse(text, CACHET_OK);
+    cachet_config_free(c);
+
+    /* a section header without its ']' */
+    c = parse("[cache]\nenabled = true\n[cache\nbackend = redis\n", CACHET_EINVAL);
+    assert_contains(cachet_errmsg(), ":3: syntax error");
+    cachet_config_free(c);
+    free(text);
+}
+
 static void repeated_backend_argument_last_wins(void **state)
 {
     cachet_config *c = parse("[cache]\nenabled = true\nbackend = memory\n"
@@ -294,7 +430,9 @@ int main(void)
         cmocka_unit_test(backend_spellings),
         cmocka_unit_test(unknown_option_names_file_line_option),
         cmocka_unit_test(malformed_values),
+        cmocka_unit_test(negative_durations),
         cmocka_unit_test(missing_file_is_named),
+        cmocka_unit_test(not_a_regular_file),
         cmocka_unit_test(failed_load_loses_nothing),
         cmocka_unit_test(config_set_from_code),
         cmocka_unit_test(empty_values_mean_unset),
@@ -302,6 +440,7 @@ int main(void)
         cmocka_unit_test(long_lines_and_semicolons),
         cmocka_unit_test(continuation_lines),
         cmocka_unit_test(repeated_backend_argument_last_wins),
+        cmocka_unit_test(large_and_broken_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

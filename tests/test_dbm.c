@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -675,7 +676,7 @@ static cachet_status slow_creator(void *arg, const char *key, void **value, size
 static void get_or_create_across_processes(void **state)
 {
     char dir[128], path[160], counter[160];
-    int go[2];
+    int go[2], ready[2];
     pid_t pids[NPROC];
 
     newdir(dir, sizeof dir);
@@ -683,6 +684,7 @@ static void get_or_create_across_processes(void **state)
     snprintf(counter, sizeof counter, "%s/creator-runs", dir);
     count_path = counter;
     assert_int_equal(pipe(go), 0);
+    assert_int_equal(pipe(ready), 0);
     for (int p = 0; p < NPROC; p++) {
         if ((pids[p] = fork()) == 0) {
             cachet_region *r;
@@ -690,8 +692,11 @@ static void get_or_create_across_processes(void **state)
             size_t n;
             char b;
             close(go[1]);
+            close(ready[0]);
             if (try_open(&r, path, NULL, NULL) != CACHET_OK)
                 CHILD_FAIL("goc child: open: %s", cachet_errmsg());
+            if (write(ready[1], "r", 1) != 1)
+                CHILD_FAIL("goc child: cannot say it is ready");
             if (read(go[0], &b, 1) != 1)            /* all start together */
                 CHILD_FAIL("goc child: no start signal");
             if (cachet_get_or_create(r, "the-absent-key", slow_creator, NULL, &v, &n) != CACHET_OK)
@@ -705,7 +710,12 @@ static void get_or_create_across_processes(void **state)
         assert_true(pids[p] > 0);
     }
     close(go[0]);
-    usleep(100 * 1000);     /* let every child open its region */
+    close(ready[1]);
+    for (int p = 0; p < NPROC; p++) {          /* every child has opened its region */
+        char b;
+        assert_int_equal(read(ready[0], &b, 1), 1);
+    }
+    close(ready[0]);
     assert_int_equal(write(go[1], "gggg", NPROC), NPROC);
     close(go[1]);
     for (int p = 0; p < NPROC; p++)
@@ -872,6 +882,329 @@ typedef struct {
     int failures;
 } thread_arg;
 
+/* ---- lock_wait: a holder that is stopped or hung ---- */
+
+#define LOCK_WAIT "0.5"
+#define LOCK_WAIT_S 0.5
+#define SLACK_S 5.0             /* a loaded 2-core machine */
+
+/* A child that holds path's flock (exclusive) until it is killed; returns
+ * once it holds it. */
+static pid_t hold_flock(const char *lockpath)
+{
+    int ready[2];
+    char b;
+    pid_t pid;
+
+    assert_int_equal(pipe(ready), 0);
+    if ((pid = fork()) == 0) {
+        int fd = open(lockpath, O_RDWR | O_CLOEXEC);
+        close(ready[0]);
+        if (fd < 0 || flock(fd, LOCK_EX) != 0)
+            CHILD_FAIL("holder: lock %s: %s", lockpath, strerror(errno));
+        if (write(ready[1], "h", 1) != 1)
+            _exit(1);
+        for (;;)
+            pause();
+    }
+    assert_true(pid > 0);
+    close(ready[1]);
+    assert_int_equal(read(ready[0], &b, 1), 1);
+    close(ready[0]);
+    return pid;
+}
+
+static void kill_and_reap(pid_t pid)
+{
+    kill(pid, SIGKILL);
+    assert_int_equal(wait_child(pid), 128 + SIGKILL);
+}
+
+/* st is CACHET_ETIMEDOUT, reached after about lock_wait and within the
+ * slack, and the message names the lock file and lock_wait. */
+static void assert_timed_out(const char *what, cachet_status st, double t0, const char *file)
+{
+    double took = now() - t0;
+    if (st != CACHET_ETIMEDOUT)
+        fail_msg("%s: %s (%s), want CACHET_ETIMEDOUT", what, cachet_strerror(st), cachet_errmsg());
+    if (took < LOCK_WAIT_S * 0.9 || took > LOCK_WAIT_S + SLACK_S)
+        fail_msg("%s: timed out after %.3f s with lock_wait " LOCK_WAIT " s", what, took);
+    assert_contains(cachet_errmsg(), file);
+    assert_contains(cachet_errmsg(), "lock_wait " LOCK_WAIT " s");
+}
+
+static void lock_wait_bounds_a_held_lock(void **state)
+{
+    char dir[128], path[160], lockpath[192];
+    cachet_region *r;
+    cachet_item items[2] = {{"a", NULL, 0, 0}, {"b", NULL, 0, 0}};
+    const char *keys[2] = {"a", "b"};
+    void *v;
+    size_t n;
+    double t0;
+    pid_t holder;
+
+    alarm(120);                         /* a regression fails instead of hanging */
+    snprintf(path, sizeof path, "%s/held.db", newdir(dir, sizeof dir));
+    snprintf(lockpath, sizeof lockpath, "%s.rw.lock", path);
+    assert_int_equal(try_open(&r, path, NULL, "lock_wait:" LOCK_WAIT, NULL), CACHET_OK);
+    assert_int_equal(cachet_set(r, "k", "before", 6), CACHET_OK);
+    holder = hold_flock(lockpath);
+
+    t0 = now();
+    assert_timed_out("get", cachet_get(r, "k", &v, &n), t0, lockpath);
+    t0 = now();
+    assert_timed_out("set", cachet_set(r, "k", "during", 6), t0, lockpath);
+    t0 = now();
+    assert_timed_out("delete", cachet_delete(r, "k"), t0, lockpath);
+    t0 = now();
+    assert_timed_out("get_multi", cachet_get_multi(r, items, 2), t0, lockpath);
+    t0 = now();
+    assert_timed_out("delete_multi", cachet_delete_multi(r, keys, 2), t0, lockpath);
+    t0 = now();
+    assert_timed_out("compact", cachet_compact(r, NULL), t0, lockpath);
+    /* opening a region on the file waits no longer */
+    cachet_region *r2;
+    t0 = now();
+    assert_timed_out("open", try_open(&r2, path, NULL, "lock_wait:" LOCK_WAIT, NULL), t0, lockpath);
+
+    kill_and_reap(holder);
+    assert_value(r, "k", "before");
+    assert_int_equal(cachet_set(r, "k", "after", 5), CACHET_OK);
+    assert_value(r, "k", "after");
+    cachet_region_close(r);
+    alarm(0);
+}
+
+/* lock_wait:0 does not wait at all; without a lock file, gdbm's own lock is
+ * bounded the same way. */
+static void lock_wait_zero_and_gdbm_locks(void **state)
+{
+    char dir[128], path[160], lockpath[192];
+    cachet_region *r;
+    void *v;
+    size_t n;
+    double t0;
+    pid_t holder;
+
+    alarm(120);                         /* a regression fails instead of hanging */
+    snprintf(path, sizeof path, "%s/zero.db", newdir(dir, sizeof dir));
+    snprintf(lockpath, sizeof lockpath, "%s.rw.lock", path);
+    assert_int_equal(try_open(&r, path, NULL, "lock_wait:0", NULL), CACHET_OK);
+    assert_int_equal(cachet_set(r, "k", "v", 1), CACHET_OK);
+    holder = hold_flock(lockpath);
+    t0 = now();
+    assert_int_equal(cachet_get(r, "k", &v, &n), CACHET_ETIMEDOUT);
+    assert_true(now() - t0 < SLACK_S);
+    assert_contains(cachet_errmsg(), lockpath);
+    assert_contains(cachet_errmsg(), "lock_wait 0 s");
+    kill_and_reap(holder);
+    assert_value(r, "k", "v");
+    cachet_region_close(r);
+
+    /* rw_lockfile:false: gdbm locks the database itself; a writer holding
+     * its lock (here: a flock on the file, which is what gdbm takes) */
+    snprintf(path, sizeof path, "%s/nolock.db", dir);
+    assert_int_equal(try_open(&r, path, NULL, "rw_lockfile:false", "lock_wait:" LOCK_WAIT, NULL),
+                     CACHET_OK);
+    assert_int_equal(cachet_set(r, "k", "v", 1), CACHET_OK);
+    holder = hold_flock(path);
+    t0 = now();
+    assert_timed_out("set without a lock file", cachet_set(r, "k", "w", 1), t0, path);
+    kill_and_reap(holder);
+    assert_value(r, "k", "v");
+    cachet_region_close(r);
+    alarm(0);
+}
+
+static void lock_wait_argument(void **state)
+{
+    char dir[128], path[160];
+    cachet_region *r;
+    static const char *const bad[] = {"lock_wait:-1", "lock_wait:soon", "lock_wait:1e9",
+                                      "lock_wait:inf", "lock_wait:nan"};
+
+    snprintf(path, sizeof path, "%s/arg.db", newdir(dir, sizeof dir));
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(try_open(&r, path, NULL, bad[i], NULL), CACHET_EINVAL);
+        assert_contains(cachet_errmsg(), "lock_wait");
+    }
+    assert_int_equal(try_open(&r, path, NULL, "lock_wait:2.5", NULL), CACHET_OK);
+    cachet_region_close(r);
+}
+
+/* A lock file that is not a regular file: a device would take the flock and
+ * lose the header (and crash recovery with it); a FIFO must not block. */
+static void lock_file_not_regular(void **state)
+{
+    char dir[128], path[160], fifo[192], arg[256];
+    cachet_region *r;
+
+    snprintf(path, sizeof path, "%s/odd.db", newdir(dir, sizeof dir));
+    snprintf(fifo, sizeof fifo, "%s/fifo.lock", dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    alarm(60);
+    assert_int_equal(try_open(&r, path, NULL, "rw_lockfile:/dev/zero", NULL), CACHET_EBACKEND);
+    assert_contains(cachet_errmsg(), "/dev/zero is not a regular file");
+    snprintf(arg, sizeof arg, "rw_lockfile:%s", fifo);
+    assert_int_equal(try_open(&r, path, NULL, arg, NULL), CACHET_EBACKEND);
+    assert_contains(cachet_errmsg(), fifo);
+    alarm(0);
+    /* the database itself as a FIFO is refused too */
+    assert_int_equal(try_open(&r, fifo, NULL, NULL), CACHET_EBACKEND);
+    assert_contains(cachet_errmsg(), "not a regular file");
+}
+
+/* Can this process take the flock of lockpath now?  (It lets go at once.) */
+static int flock_free(const char *lockpath)
+{
+    int fd = open(lockpath, O_RDWR | O_CLOEXEC), ok;
+    assert_true(fd >= 0);
+    ok = flock(fd, LOCK_EX | LOCK_NB) == 0;
+    close(fd);
+    return ok;
+}
+
+/* The case itself: a writer looping sets is stopped (SIGSTOP) while it holds
+ * the lock.  Readers and writers time out; once it is killed, the file is
+ * recovered if need be and everything completed before is there. */
+static void writer_stopped_mid_set(void **state)
+{
+    char dir[128], path[160], lockpath[192];
+    cachet_region *r;
+    void *v;
+    size_t n;
+    double t0, give_up;
+    pid_t writer;
+    int ws, caught = 0, opened[2];
+    char b;
+
+    alarm(120);                         /* a regression fails instead of hanging */
+    snprintf(path, sizeof path, "%s/stopped.db", newdir(dir, sizeof dir));
+    snprintf(lockpath, sizeof lockpath, "%s.rw.lock", path);
+    assert_int_equal(try_open(&r, path, NULL, "lock_wait:" LOCK_WAIT, NULL), CACHET_OK);
+    assert_int_equal(cachet_set(r, "kept", "from before", 11), CACHET_OK);
+    assert_int_equal(pipe(opened), 0);
+    if ((writer = fork()) == 0) {
+        cachet_region *w;
+        char key[32], val[64];
+        close(opened[0]);
+        if (try_open(&w, path, NULL, NULL) != CACHET_OK)
+            CHILD_FAIL("writer: open: %s", cachet_errmsg());
+        /* from here on it holds the lock only in sets: exclusively */
+        if (write(opened[1], "o", 1) != 1)
+            _exit(1);
+        for (unsigned i = 0;; i++) {
+            snprintf(key, sizeof key, "w%u", i % 500);
+            snprintf(val, sizeof val, "value %u %0*d", i, 40, 0);
+            if (cachet_set(w, key, val, strlen(val)) != CACHET_OK)
+                CHILD_FAIL("writer: set: %s", cachet_errmsg());
+        }
+    }
+    assert_true(writer > 0);
+    close(opened[1]);
+    assert_int_equal(read(opened[0], &b, 1), 1);   /* its open (a shared lock) is done */
+    close(opened[0]);
+    /* stop it, and keep it stopped only if it holds the lock then */
+    give_up = now() + 60;
+    while (!caught && now() < give_up) {
+        if (flock_free(lockpath))
+            continue;                       /* not inside a set right now */
+        assert_int_equal(kill(writer, SIGSTOP), 0);
+        assert_int_equal(waitpid(writer, &ws, WUNTRACED), writer);
+        assert_true(WIFSTOPPED(ws));
+        if (!(caught = !flock_free(lockpath))) {
+            assert_int_equal(kill(writer, SIGCONT), 0);
+            assert_int_equal(waitpid(writer, &ws, WCONTINUED), writer);
+        }
+    }
+    if (!caught) {
+        kill_and_reap(writer);
+        fail_msg("never caught the writer holding the lock");
+    }
+    t0 = now();
+    assert_timed_out("get while the writer is stopped", cachet_get(r, "kept", &v, &n), t0,
+                     lockpath);
+    t0 = now();
+    assert_timed_out("set while the writer is stopped", cachet_set(r, "mine", "x", 1), t0,
+                     lockpath);
+    kill(writer, SIGKILL);                  /* a stopped process dies of it too */
+    assert_int_equal(waitpid(writer, &ws, 0), writer);
+    assert_true(WIFSIGNALED(ws) && WTERMSIG(ws) == SIGKILL);
+    assert_value(r, "kept", "from before");
+    assert_int_equal(cachet_set(r, "mine", "x", 1), CACHET_OK);
+    assert_value(r, "mine", "x");
+    cachet_region_close(r);
+    alarm(0);
+}
+
+/* get_or_create's per-key lock held by a creator that is stopped: the other
+ * process polls it at most lock_wait, then creates the value itself. */
+static cachet_status hanging_creator(void *arg, const char *key, void **value, size_t *len)
+{
+    int fd = *(int *)arg;
+    (void)key;
+    (void)value;
+    (void)len;
+    if (write(fd, "c", 1) != 1)
+        _exit(1);
+    for (;;)
+        pause();
+}
+
+static cachet_status quick_creator(void *arg, const char *key, void **value, size_t *len)
+{
+    (void)arg;
+    (void)key;
+    *value = strdup("made here");
+    *len = strlen("made here");
+    return *value ? CACHET_OK : CACHET_ENOMEM;
+}
+
+static void get_or_create_lock_held_by_a_stopped_creator(void **state)
+{
+    char dir[128], path[160];
+    cachet_region *r;
+    int inside[2];
+    void *v;
+    size_t n;
+    char b;
+    double t0, took;
+    pid_t creator;
+
+    snprintf(path, sizeof path, "%s/goc.db", newdir(dir, sizeof dir));
+    assert_int_equal(try_open(&r, path, NULL, "lock_wait:" LOCK_WAIT, NULL), CACHET_OK);
+    assert_int_equal(pipe(inside), 0);
+    if ((creator = fork()) == 0) {
+        cachet_region *c;
+        close(inside[0]);
+        if (try_open(&c, path, NULL, NULL) != CACHET_OK)
+            CHILD_FAIL("creator: open: %s", cachet_errmsg());
+        cachet_get_or_create(c, "the-key", hanging_creator, &inside[1], &v, &n);
+        _exit(1);
+    }
+    assert_true(creator > 0);
+    close(inside[1]);
+    assert_int_equal(read(inside[0], &b, 1), 1);   /* it holds the key's lock */
+    close(inside[0]);
+    assert_int_equal(kill(creator, SIGSTOP), 0);
+
+    alarm(60);                          /* a regression fails instead of hanging */
+    t0 = now();
+    assert_int_equal(cachet_get_or_create(r, "the-key", quick_creator, NULL, &v, &n), CACHET_OK);
+    took = now() - t0;
+    alarm(0);
+    assert_int_equal(n, strlen("made here"));
+    assert_memory_equal(v, "made here", n);
+    cachet_free(v);
+    if (took < LOCK_WAIT_S * 0.9 || took > LOCK_WAIT_S + SLACK_S)
+        fail_msg("get_or_create took %.3f s with lock_wait " LOCK_WAIT " s", took);
+    /* the next call finds the value: no wait */
+    assert_value(r, "the-key", "made here");
+    kill_and_reap(creator);
+    cachet_region_close(r);
+}
+
 static void *thread_main(void *p)
 {
     thread_arg *a = p;
@@ -954,6 +1287,12 @@ int main(void)
         cmocka_unit_test(get_or_create_across_processes),
         cmocka_unit_test(dogpile_lockfile_off),
         cmocka_unit_test(killed_writers_lose_nothing_completed),
+        cmocka_unit_test(lock_wait_bounds_a_held_lock),
+        cmocka_unit_test(lock_wait_zero_and_gdbm_locks),
+        cmocka_unit_test(lock_wait_argument),
+        cmocka_unit_test(lock_file_not_regular),
+        cmocka_unit_test(writer_stopped_mid_set),
+        cmocka_unit_test(get_or_create_lock_held_by_a_stopped_creator),
         cmocka_unit_test(threads_share_a_region),
         cmocka_unit_test(region_survives_fork),
     };

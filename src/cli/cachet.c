@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <getopt.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "cli.h"
 
@@ -36,24 +37,40 @@ static void usage(FILE *f)
           "exit status: 0 done or hit, 1 miss, 2 error\n", f);
 }
 
-/* Reads all of stdin (a value may hold any bytes, NULs included). */
+/* The largest value `set KEY -` reads: above what memcached and redis take
+ * and what a tool run should hold in memory; `< /dev/zero` must end. */
+#define STDIN_VALUE_MAX ((size_t)1 << 30)
+
+/* Reads all of stdin (a value may hold any bytes, NULs included).  Returns
+ * 0, -1 on a read error or no memory, -2 when stdin is over STDIN_VALUE_MAX. */
 static int read_stdin(char **buf, size_t *len)
 {
     size_t cap = 4096, n = 0, got;
-    char *b = malloc(cap);
+    struct stat sb;
+    char *b;
 
-    if (!b)
+    /* a regular file says its size: refuse it before reading */
+    if (fstat(STDIN_FILENO, &sb) == 0 && S_ISREG(sb.st_mode) &&
+        (uintmax_t)sb.st_size > STDIN_VALUE_MAX)
+        return -2;
+    if (!(b = malloc(cap)))
         return -1;
     while ((got = fread(b + n, 1, cap - n, stdin)) > 0) {
         n += got;
+        if (n > STDIN_VALUE_MAX) {
+            free(b);
+            return -2;
+        }
         if (n == cap) {
-            char *nb = cap > SIZE_MAX / 2 ? NULL : realloc(b, cap * 2);
+            /* one byte over the limit is enough to know */
+            size_t ncap = cap * 2 > STDIN_VALUE_MAX + 1 ? STDIN_VALUE_MAX + 1 : cap * 2;
+            char *nb = realloc(b, ncap);
             if (!nb) {
                 free(b);
                 return -1;
             }
             b = nb;
-            cap *= 2;
+            cap = ncap;
         }
     }
     if (ferror(stdin)) {
@@ -72,8 +89,14 @@ static int cmd_set(cachet_region *r, const char *key, const char *arg)
     cachet_status st;
 
     if (strcmp(arg, "-") == 0) {
-        if (read_stdin(&buf, &len) != 0) {
-            fprintf(stderr, "cachet: set %s: cannot read the value from stdin\n", key);
+        int rc = read_stdin(&buf, &len);
+        if (rc == -2) {
+            fprintf(stderr, "cachet: set %.250s: the value on stdin is over %zu MiB, the most "
+                            "the tool stores\n", key, STDIN_VALUE_MAX >> 20);
+            return CLI_ERROR;
+        }
+        if (rc != 0) {
+            fprintf(stderr, "cachet: set %.250s: cannot read the value from stdin\n", key);
             return CLI_ERROR;
         }
         st = cachet_set(r, key, buf, len);
