@@ -20,6 +20,11 @@
 #include <unistd.h>
 
 #define MAX_SERVERS 32
+/* How long a server may take to listen, a frozen one to stop, a port to be
+ * free again: generous, for a loaded 2-core machine under the sanitizers. */
+#define START_TIMEOUT_MS   30000
+#define FREEZE_TIMEOUT_MS  10000
+#define RESTART_TIMEOUT_MS 30000
 /* The pids of the servers this process started, for the exit handler.  Pids,
  * not pointers: a test_server usually lives on a test's stack, and a failed
  * cmocka assertion longjmps out of that frame. */
@@ -63,8 +68,10 @@ static int bindable(int port)
  * one the kernel may give to any process's next connect() before our
  * server binds it (seen in CI, where suites run in parallel and open many
  * client connections).  Random, so parallel suites rarely pick the same
- * one; start() checks the server that answers is ours anyway. */
-int test_free_port(void)
+ * one; start() checks the server that answers is ours anyway.  offset > 0:
+ * port + offset must be free and below the range too (a redis cluster
+ * node also listens on port + 10000, its bus). */
+static int free_port(int offset)
 {
     static unsigned seed;
     int lo = 32768, hi = 60999;
@@ -76,24 +83,33 @@ int test_free_port(void)
     }
     if (!seed)
         seed = (unsigned)getpid() * 2654435761u ^ (unsigned)time(NULL);
-    if (lo > 12000) {
+    if (lo - offset > 12000) {
         for (int i = 0; i < 200; i++) {
-            int port = 10000 + (int)(rand_r(&seed) % (unsigned)(lo - 10000));
-            if (bindable(port))
+            int port = 10000 + (int)(rand_r(&seed) % (unsigned)(lo - offset - 10000));
+            if (bindable(port) && (!offset || bindable(port + offset)))
                 return port;
         }
     }
     /* no room below the range: let the kernel choose */
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-    if (fd < 0)
-        return -1;
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    close(fd);
-    return port;
+    for (int i = 0; i < 50; i++) {
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t len = sizeof a;
+        int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+        if (fd < 0)
+            return -1;
+        if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+            getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+            port = ntohs(a.sin_port);
+        close(fd);
+        if (port > 0 && (!offset || (port + offset <= 65535 && bindable(port + offset))))
+            return port;
+    }
+    return -1;
+}
+
+int test_free_port(void)
+{
+    return free_port(0);
 }
 
 /* Is the socket listening on 127.0.0.1:port one of pid's?  (The port
@@ -132,20 +148,37 @@ static int listens_for(pid_t pid, int port)
     return 0;
 }
 
-int test_wait_port(int port, int timeout_ms)
+/* Milliseconds on the monotonic clock: waits are measured by it, not by
+ * adding up the sleeps (on a loaded machine each sleep and each connect()
+ * takes longer than asked). */
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int accepts(int port)
 {
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    for (int waited = 0; waited <= timeout_ms; waited += 20) {
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-        int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
-        if (fd >= 0)
-            close(fd);
-        if (ok)
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+int test_wait_port(int port, int timeout_ms)
+{
+    long long deadline = mono_ms() + timeout_ms;
+    for (;;) {
+        if (accepts(port))
             return 0;
+        if (mono_ms() > deadline)
+            return -1;
         usleep(20 * 1000);
     }
-    return -1;
 }
 
 /* Splits extra into argv words at blanks (no quoting: tests pass simple words). */
@@ -158,19 +191,21 @@ static int split_words(char *buf, char **argv, int max)
 }
 
 /* Call from the test's main thread: PR_SET_PDEATHSIG follows the thread
- * that forked, not the process. */
-static pid_t spawn(char **argv)
+ * that forked, not the process.  The server's output goes to log (when
+ * not NULL: to say why a server did not start), else nowhere. */
+static pid_t spawn(char **argv, const char *log)
 {
     pid_t parent = getpid(), pid = fork();
     if (pid == 0) {
         int devnull = open("/dev/null", O_RDWR);
+        int out = log ? open(log, O_WRONLY | O_CREAT | O_APPEND, 0600) : -1;
         prctl(PR_SET_PDEATHSIG, SIGKILL);   /* never outlive the test */
         if (getppid() != parent)            /* it died before prctl took */
             _exit(127);
         if (devnull >= 0) {
             dup2(devnull, 0);
-            dup2(devnull, 1);
-            dup2(devnull, 2);
+            dup2(out >= 0 ? out : devnull, 1);
+            dup2(out >= 0 ? out : devnull, 2);
         }
         /* none of the test's sockets (a black hole's listener, clients of
          * other servers) may live on in a server */
@@ -183,9 +218,16 @@ static pid_t spawn(char **argv)
     return pid;
 }
 
+/* A redis cluster node also listens on port + 10000, its cluster bus; 0
+ * for any other server. */
+static int bus_offset(const test_server *s)
+{
+    return strcmp(s->kind, "redis") == 0 && strstr(s->extra, "cluster-enabled yes") ? 10000 : 0;
+}
+
 static int start(test_server *s)
 {
-    char *argv[64], portbuf[16], conf[128], buf[sizeof s->extra];
+    char *argv[64], portbuf[16], conf[128], log[128], buf[sizeof s->extra];
     int argc = 0;
 
     snprintf(portbuf, sizeof portbuf, "%d", s->port);
@@ -218,28 +260,52 @@ static int start(test_server *s)
         argv[argc++] = conf;
     }
     argv[argc] = NULL;
-    if ((s->pid = spawn(argv)) < 0)
+    snprintf(log, sizeof log, "%s/%s.log", s->dir, s->kind);
+    if ((s->pid = spawn(argv, s->dir[0] ? log : NULL)) < 0)
         return -1;
     remember(s->pid);
-    if (test_wait_port(s->port, 5000) != 0) {
-        test_server_kill(s);
-        return -1;
-    }
-    /* the answer may come from another process holding the port; wait a
-     * little for ours to own the listening socket */
-    for (int waited = 0; !listens_for(s->pid, s->port); waited += 10) {
-        if (waitpid(s->pid, NULL, WNOHANG) == s->pid) {   /* ours exited: port taken */
+    /* Ready when the listening socket on the port is this server's: the
+     * port answering is not enough, another process may hold it, and then
+     * ours failed to bind and is exiting (seen at once, not at the
+     * deadline).  A cluster node binds its bus port after the client port,
+     * and exits when that one is taken: both must be its own.  Normally
+     * well under a second; the deadline is for a loaded machine and the
+     * sanitizers. */
+    for (long long deadline = mono_ms() + START_TIMEOUT_MS;;) {
+        if (waitpid(s->pid, NULL, WNOHANG) == s->pid) {
             forget(s->pid);
             s->pid = 0;
             return -1;
         }
-        if (waited >= 2000) {
+        if (listens_for(s->pid, s->port) && accepts(s->port) &&
+            (!bus_offset(s) || listens_for(s->pid, s->port + bus_offset(s))))
+            return 0;
+        if (mono_ms() > deadline) {
             test_server_kill(s);
             return -1;
         }
         usleep(10 * 1000);
     }
-    return 0;
+}
+
+/* The last lines of s's log, on stderr (the test's log): why it did not start. */
+static void tell_why(const test_server *s)
+{
+    char path[128], buf[1024];
+    size_t n = 0;
+    FILE *f;
+    snprintf(path, sizeof path, "%s/%s.log", s->dir, s->kind);
+    if (!s->dir[0] || !(f = fopen(path, "r"))) {
+        fprintf(stderr, "test server %s: did not start on port %d\n", s->kind, s->port);
+        return;
+    }
+    if (fseek(f, -(long)(sizeof buf - 1), SEEK_END) != 0)
+        rewind(f);
+    n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    fprintf(stderr, "test server %s: did not start on port %d; %s ends:\n%s\n", s->kind, s->port,
+            path, buf);
 }
 
 static int start_kind(test_server *s, const char *kind, int port, const char *extra)
@@ -253,9 +319,10 @@ static int start_kind(test_server *s, const char *kind, int port, const char *ex
             return -1;
     }
     for (int attempt = 0; attempt < 5; attempt++) {   /* a free port can be taken meanwhile */
-        s->port = port ? port : test_free_port();
+        s->port = port ? port : free_port(bus_offset(s));
         if (s->port > 0 && start(s) == 0)
             return 0;
+        tell_why(s);
         if (port)
             break;
     }
@@ -281,12 +348,16 @@ int test_server_restart(test_server *s)
 {
     if (s->pid > 0)
         test_server_stop(s);
-    for (int attempt = 0; attempt < 50; attempt++) {   /* the port may linger a moment */
+    /* the port may linger a moment: the new server exits at once then */
+    for (long long deadline = mono_ms() + RESTART_TIMEOUT_MS;;) {
         if (start(s) == 0)
             return 0;
+        if (mono_ms() > deadline) {
+            tell_why(s);
+            return -1;
+        }
         usleep(100 * 1000);
     }
-    return -1;
 }
 
 static void stop_with(test_server *s, int sig)
@@ -368,12 +439,13 @@ int test_server_freeze(test_server *s)
 {
     if (s->pid <= 0 || kill(s->pid, SIGSTOP) != 0)
         return -1;
-    for (int waited = 0; waited < 2000; waited += 5) {
+    for (long long deadline = mono_ms() + FREEZE_TIMEOUT_MS;;) {
         if (all_stopped(s->pid))
             return 0;
+        if (mono_ms() > deadline)
+            return -1;
         usleep(5 * 1000);
     }
-    return -1;
 }
 
 void test_server_thaw(test_server *s)

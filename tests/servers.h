@@ -20,17 +20,19 @@ int  test_free_port(void);
 int  test_wait_port(int port, int timeout_ms);
 
 /* port 0 = a free one.  extra: more command-line arguments (memcached) or
- * config lines (redis, sentinel; "\n"-separated).  0 ok, -1 failed. */
+ * config lines (redis, sentinel; "\n"-separated).  Returns once the server
+ * itself listens on the port (within 30 s), 0 ok, -1 failed. */
 int  test_memcached_start(test_server *s, int port, const char *extra);
 int  test_redis_start(test_server *s, int port, const char *extra);
 int  test_sentinel_start(test_server *s, int port, const char *extra);
-/* Starts it again on the same port with the same arguments. */
+/* Starts it again on the same port with the same arguments (retrying for
+ * 30 s while the port is not free yet). */
 int  test_server_restart(test_server *s);
 void test_server_stop(test_server *s);     /* SIGTERM, wait */
 void test_server_kill(test_server *s);     /* SIGKILL, wait */
 /* SIGSTOP, and wait until every thread of the server has stopped (kill()
  * returns before that: a request sent at once may still be answered);
- * 0 ok, -1 not stopped within 2 s.  test_server_thaw sends SIGCONT. */
+ * 0 ok, -1 not stopped within 10 s.  test_server_thaw sends SIGCONT. */
 int  test_server_freeze(test_server *s);
 void test_server_thaw(test_server *s);
 /* Stops every server this process started (also run at exit). */

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 #include <cachet/cachet.h>
@@ -29,11 +30,88 @@ static cachet_region *open_backend(const char *backend, const char *expiration)
     return r;
 }
 
-/* A creator that takes a while, counts its calls, and says when it ended. */
+/* The callers of one round, so that a creator can hold on until they are
+ * where the test needs them (rather than sleeping and hoping they got
+ * there: on a loaded machine a thread can be late by more than any
+ * sleep). */
+#define MAX_CALLERS 64
+typedef struct {
+    int        n;
+    pid_t      tid[MAX_CALLERS];        /* written before the start barrier */
+    atomic_int entered[MAX_CALLERS];    /* about to call get_or_create */
+    atomic_int returned[MAX_CALLERS];   /* its get_or_create returned */
+} crowd;
+
+enum hold { HOLD_NONE, HOLD_UNTIL_OTHERS_WAIT, HOLD_UNTIL_OTHERS_RETURN };
+#define HOLD_LIMIT_S 30.0   /* normally met in milliseconds */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static pid_t my_tid(void)
+{
+    return (pid_t)syscall(SYS_gettid);
+}
+
+/* Is thread tid of this process blocked (state S)?  A caller that entered
+ * get_or_create and sleeps there is waiting for the key's creator. */
+static int asleep(pid_t tid)
+{
+    char path[64], buf[512];
+    size_t n;
+    FILE *f;
+    snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)tid);
+    if (!(f = fopen(path, "r")))
+        return 0;
+    n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');   /* the state follows "(comm)" */
+    return p && p[1] == ' ' && p[2] == 'S';
+}
+
+/* Are the callers other than this thread (those not returned yet) all
+ * asleep in get_or_create (HOLD_UNTIL_OTHERS_WAIT), or all returned? */
+static int others_are(crowd *c, enum hold what)
+{
+    pid_t me = my_tid();
+    for (int i = 0; i < c->n; i++) {
+        if (c->tid[i] == me || atomic_load(&c->returned[i]))
+            continue;
+        if (what == HOLD_UNTIL_OTHERS_RETURN || !atomic_load(&c->entered[i]) || !asleep(c->tid[i]))
+            return 0;
+    }
+    return 1;
+}
+
+/* Holds the calling creator until others_are(what): 1, or 0 when that did
+ * not come within HOLD_LIMIT_S.  Asleep must be seen three polls in a row:
+ * a thread also sleeps a moment on a contended mutex on its way. */
+static int hold(crowd *c, enum hold what)
+{
+    int streak = 0;
+    if (what == HOLD_NONE)
+        return 1;
+    for (double t0 = now_s(); now_s() - t0 < HOLD_LIMIT_S; usleep(5 * 1000)) {
+        streak = others_are(c, what) ? streak + 1 : 0;
+        if (streak == (what == HOLD_UNTIL_OTHERS_WAIT ? 3 : 1))
+            return 1;
+    }
+    return 0;
+}
+
+/* A creator that holds on until the other callers are where the test wants
+ * them, counts its calls, and says when it ended. */
 typedef struct {
     atomic_int  calls;
     atomic_int  finished;
-    int         sleep_ms;
+    atomic_int  held_in_vain;   /* hold() ran out */
+    enum hold   hold;
+    crowd      *crowd;
     int         fail;
     const char *payload;
 } slow_creator;
@@ -42,7 +120,8 @@ static cachet_status slow_create(void *arg, const char *key, void **value, size_
 {
     slow_creator *c = arg;
     atomic_fetch_add(&c->calls, 1);
-    usleep((useconds_t)c->sleep_ms * 1000);
+    if (!hold(c->crowd, c->hold))
+        atomic_store(&c->held_in_vain, 1);
     atomic_store(&c->finished, 1);
     if (c->fail)
         return CACHET_EBACKEND;
@@ -55,6 +134,8 @@ typedef struct {
     cachet_region *r;
     slow_creator  *creator;
     pthread_barrier_t *start;
+    crowd         *crowd;
+    int            id;
     cachet_status  st;
     char           got[32];
     int            creator_done_on_return;
@@ -65,9 +146,12 @@ static void *call_get_or_create(void *arg)
     caller *c = arg;
     void *v = NULL;
     size_t n = 0;
+    c->crowd->tid[c->id] = my_tid();
     pthread_barrier_wait(c->start);
+    atomic_store(&c->crowd->entered[c->id], 1);
     c->st = cachet_get_or_create(c->r, "hot", slow_create, c->creator, &v, &n);
     c->creator_done_on_return = atomic_load(&c->creator->finished);
+    atomic_store(&c->crowd->returned[c->id], 1);
     if (c->st == CACHET_OK) {
         snprintf(c->got, sizeof c->got, "%.*s", (int)n, (char *)v);
         cachet_free(v);
@@ -75,24 +159,38 @@ static void *call_get_or_create(void *arg)
     return NULL;
 }
 
+/* n callers of get_or_create("hot") at once; sc's creator holds on as
+ * sc->hold says (its crowd is set here), and must not have held in vain. */
 static void run_callers(cachet_region *r, slow_creator *sc, caller *cs, int n)
 {
-    pthread_t t[64];
+    pthread_t t[MAX_CALLERS];
     pthread_barrier_t start;
+    crowd *cr = calloc(1, sizeof *cr);
+    assert_non_null(cr);
+    assert_true(n <= MAX_CALLERS);
+    cr->n = n;
+    sc->crowd = cr;
     pthread_barrier_init(&start, NULL, (unsigned)n);
     for (int i = 0; i < n; i++) {
-        cs[i] = (caller){.r = r, .creator = sc, .start = &start};
+        cs[i] = (caller){.r = r, .creator = sc, .start = &start, .crowd = cr, .id = i};
         assert_int_equal(pthread_create(&t[i], NULL, call_get_or_create, &cs[i]), 0);
     }
     for (int i = 0; i < n; i++)
         pthread_join(t[i], NULL);
     pthread_barrier_destroy(&start);
+    sc->crowd = NULL;
+    free(cr);
+    if (atomic_load(&sc->held_in_vain))
+        fail_msg("the creator waited %.0f s in vain for the other callers to %s", HOLD_LIMIT_S,
+                 sc->hold == HOLD_UNTIL_OTHERS_WAIT ? "wait for it" : "return");
 }
 
 static void absent_key_32_threads_one_creator(const char *backend)
 {
     cachet_region *r = open_backend(backend, NULL);
-    slow_creator sc = {.sleep_ms = 200, .payload = "v1"};
+    /* every other caller waits for the one creator (the null backend
+     * stores nothing: a latecomer would have to create again) */
+    slow_creator sc = {.hold = HOLD_UNTIL_OTHERS_WAIT, .payload = "v1"};
     caller cs[32];
     cachet_stat_counters s;
 
@@ -114,13 +212,14 @@ static void absent_key_null(void **state) { absent_key_32_threads_one_creator("n
 static void expired_key_one_regeneration_others_stale(void **state)
 {
     cachet_region *r = open_backend("memory", "1");
-    slow_creator sc = {.sleep_ms = 200, .payload = "new"};
+    /* the creator finishes only after all others returned: stale, unwaited */
+    slow_creator sc = {.hold = HOLD_UNTIL_OTHERS_RETURN, .payload = "new"};
     caller cs[32];
     int stale = 0, fresh = 0;
     cachet_stat_counters s;
 
     assert_int_equal(cachet_set(r, "hot", "old", 3), CACHET_OK);
-    usleep(1100 * 1000);                       /* now expired */
+    usleep(1100 * 1000);                       /* now expired (later is as good) */
     run_callers(r, &sc, cs, 32);
     assert_int_equal(atomic_load(&sc.calls), 1);
     for (int i = 0; i < 32; i++) {
@@ -144,8 +243,9 @@ static void expired_key_one_regeneration_others_stale(void **state)
 static void failing_creator_no_deadlock(void **state)
 {
     cachet_region *r = open_backend("memory", NULL);
-    slow_creator bad = {.sleep_ms = 50, .fail = 1};
-    slow_creator good = {.sleep_ms = 1, .payload = "ok"};
+    /* each failing creator fails with the others waiting on it */
+    slow_creator bad = {.hold = HOLD_UNTIL_OTHERS_WAIT, .fail = 1};
+    slow_creator good = {.payload = "ok"};
     caller cs[8];
     void *v;
     size_t n;
@@ -163,7 +263,7 @@ static void failing_creator_no_deadlock(void **state)
 static void soft_invalidation_serves_stale_while_one_regenerates(void **state)
 {
     cachet_region *r = open_backend("memory", NULL);
-    slow_creator sc = {.sleep_ms = 200, .payload = "regen"};
+    slow_creator sc = {.hold = HOLD_UNTIL_OTHERS_RETURN, .payload = "regen"};
     caller cs[8];
     void *v;
     size_t n;
@@ -182,7 +282,7 @@ static void soft_invalidation_serves_stale_while_one_regenerates(void **state)
     cachet_free(v);
 
     /* hard: nobody gets the old value; all wait for the one creator */
-    sc = (slow_creator){.sleep_ms = 100, .payload = "after"};
+    sc = (slow_creator){.hold = HOLD_UNTIL_OTHERS_WAIT, .payload = "after"};
     cachet_invalidate(r, 1);
     run_callers(r, &sc, cs, 8);
     assert_int_equal(atomic_load(&sc.calls), 1);
@@ -239,11 +339,14 @@ static void ex_options(void **state)
     cachet_region_close(r);
 }
 
-/* Multi creator: counts calls and keys, makes "v:<key>". */
+/* Multi creator: counts calls and keys, makes "v:<key>", holds on as
+ * slow_creator does. */
 typedef struct {
     atomic_int calls;
     atomic_int keys;
-    int sleep_ms;
+    atomic_int held_in_vain;
+    enum hold  hold;
+    crowd     *crowd;
 } multi_creator;
 
 static cachet_status make_many(void *arg, cachet_item *items, size_t n)
@@ -251,7 +354,8 @@ static cachet_status make_many(void *arg, cachet_item *items, size_t n)
     multi_creator *m = arg;
     atomic_fetch_add(&m->calls, 1);
     atomic_fetch_add(&m->keys, (int)n);
-    usleep((useconds_t)m->sleep_ms * 1000);
+    if (!hold(m->crowd, m->hold))
+        atomic_store(&m->held_in_vain, 1);
     for (size_t i = 0; i < n; i++) {
         char *v = malloc(64);
         items[i].len = (size_t)snprintf(v, 64, "v:%s", items[i].key);
@@ -289,7 +393,8 @@ typedef struct {
     cachet_region *r;
     multi_creator *m;
     pthread_barrier_t *start;
-    int first;
+    crowd *crowd;
+    int id, first;
     cachet_status st;
     int ok;
 } multi_caller;
@@ -304,8 +409,11 @@ static void *call_multi(void *arg)
         snprintf(names[k], sizeof names[k], "m%d", (c->first + k) % 40);
         items[k] = (cachet_item){names[k], NULL, 0, CACHET_MISS};
     }
+    c->crowd->tid[c->id] = my_tid();
     pthread_barrier_wait(c->start);
+    atomic_store(&c->crowd->entered[c->id], 1);
     c->st = cachet_get_or_create_multi(c->r, items, 20, make_many, c->m, NULL);
+    atomic_store(&c->crowd->returned[c->id], 1);
     c->ok = 1;
     for (int k = 0; k < 20; k++) {
         char want[16];
@@ -321,18 +429,25 @@ static void *call_multi(void *arg)
 static void get_or_create_multi_threads_each_key_once(void **state)
 {
     cachet_region *r = open_backend("null", NULL);          /* nothing stored: waiters must share */
-    multi_creator m = {.sleep_ms = 100};
+    /* each creator holds on until every other thread sleeps: in its own
+     * creator, or waiting for keys another one creates.  By then each
+     * thread has taken or subscribed to all its keys, so none can be
+     * created twice, however late a thread started. */
+    crowd cr = {.n = 8};
+    multi_creator m = {.hold = HOLD_UNTIL_OTHERS_WAIT, .crowd = &cr};
     multi_caller cs[8];
     pthread_t t[8];
     pthread_barrier_t start;
     pthread_barrier_init(&start, NULL, 8);
     for (int i = 0; i < 8; i++) {
-        cs[i] = (multi_caller){r, &m, &start, i * 5, CACHET_EINVAL, 0};
+        cs[i] = (multi_caller){r, &m, &start, &cr, i, i * 5, CACHET_EINVAL, 0};
         pthread_create(&t[i], NULL, call_multi, &cs[i]);
     }
     for (int i = 0; i < 8; i++)
         pthread_join(t[i], NULL);
     pthread_barrier_destroy(&start);
+    if (atomic_load(&m.held_in_vain))
+        fail_msg("a creator waited %.0f s in vain for the other threads to sleep", HOLD_LIMIT_S);
     for (int i = 0; i < 8; i++) {
         assert_int_equal(cs[i].st, CACHET_OK);
         assert_true(cs[i].ok);

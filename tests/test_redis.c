@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -43,7 +44,7 @@ static void sleep_s(double s)
 /* A raw hiredis command on port (db selected first when db > 0). */
 static redisReply *raw(int port, int db, const char *fmt, ...)
 {
-    struct timeval tv = {5, 0};
+    struct timeval tv = {10, 0};   /* generous: the server may be slow, not absent */
     redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
     redisReply *r;
     va_list ap;
@@ -67,6 +68,71 @@ static long long raw_int(int port, int db, const char *fmt, const char *arg)
     long long v = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
     freeReplyObject(r);
     return v;
+}
+
+/* Deadline for what the servers do on their own: a replica syncing, a
+ * sentinel learning its peers, a cluster agreeing on its map, a failover.
+ * Normally met in a second or two; generous for a loaded 2-core machine
+ * under the sanitizers.  Never a bound on cachet's own calls. */
+#define SERVER_WAIT 60.0
+/* How long cachet may take to follow what the servers did (a failover, a
+ * restart) once it is done: a socket_timeout or two, a dead_retry after a
+ * refused connection (1 s at most) and a fresh look at the sentinels or
+ * the slot map, well under 2 s here; the rest is slack for a loaded
+ * machine.  A correctness bound (cachet does follow, without reopening),
+ * not a speed one. */
+#define FOLLOW_WAIT 10.0
+
+/* Polls cond every 50 ms until it holds; fails the test with the message
+ * (printf-style) when it still does not after `seconds`. */
+#define AWAIT(cond, seconds, ...)                                               \
+    do {                                                                        \
+        double await_t0_ = now_s();                                             \
+        while (!(cond)) {                                                       \
+            if (now_s() - await_t0_ > (seconds)) {                              \
+                print_error("timed out after %.0f s: ", (double)(seconds));     \
+                fail_msg(__VA_ARGS__);                                          \
+            }                                                                   \
+            sleep_s(0.05);                                                      \
+        }                                                                       \
+    } while (0)
+
+/* A command on port for a condition being polled: NULL when the server
+ * does not answer (yet), instead of failing the test as raw() does. */
+static redisReply *try_cmd(int port, const char *fmt, ...)
+{
+    struct timeval tv = {2, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+    redisReply *r = NULL;
+    va_list ap;
+    if (c && !c->err) {
+        redisSetTimeout(c, tv);
+        va_start(ap, fmt);
+        r = redisvCommand(c, fmt, ap);
+        va_end(ap);
+    }
+    if (c)
+        redisFree(c);
+    return r;
+}
+
+static int pings(int port)
+{
+    redisReply *r = try_cmd(port, "PING");
+    int ok = r && r->type == REDIS_REPLY_STATUS && strcmp(r->str, "PONG") == 0;
+    if (r)
+        freeReplyObject(r);
+    return ok;
+}
+
+/* 1 when port's INFO section contains needle (0 also when it does not answer). */
+static int info_has(int port, const char *section, const char *needle)
+{
+    redisReply *r = try_cmd(port, "INFO %s", section);
+    int has = r && r->type == REDIS_REPLY_STRING && strstr(r->str, needle) != NULL;
+    if (r)
+        freeReplyObject(r);
+    return has;
 }
 
 /* calls=N of one command in INFO commandstats, 0 if never called */
@@ -122,6 +188,10 @@ static void check_value(cachet_region *r, const char *key, const char *want)
     void *v;
     size_t n;
     cachet_status st = cachet_get(r, key, &v, &n);
+    /* a miss is not an error: cachet_errmsg() then still holds an earlier
+     * call's message, which would mislead */
+    if (st == CACHET_MISS)
+        fail_msg("get %s: a miss", key);
     if (st != CACHET_OK)
         fail_msg("get %s: %s (%s)", key, cachet_strerror(st), cachet_errmsg());
     assert_int_equal(n, strlen(want));
@@ -456,7 +526,7 @@ static void killed_server_fails_fast_then_restarted_is_used(void **state)
     /* restarted (empty: no persistence): used again without reopening */
     assert_int_equal(test_server_restart(&s), 0);
     t0 = now_s();
-    while ((st = cachet_set(r, "k", "after", 5)) != CACHET_OK && now_s() - t0 < 5)
+    while ((st = cachet_set(r, "k", "after", 5)) != CACHET_OK && now_s() - t0 < FOLLOW_WAIT)
         sleep_s(0.1);
     assert_int_equal(st, CACHET_OK);
     check_value(r, "k", "after");
@@ -608,6 +678,16 @@ static cachet_status slow_creator(void *arg, const char *key, void **value, size
     return CACHET_OK;
 }
 
+/* One byte from fd within `seconds`: 1, or 0 at EOF or the deadline. */
+static int read_within(int fd, double seconds)
+{
+    struct pollfd p = {fd, POLLIN, 0};
+    char c;
+    if (poll(&p, 1, (int)(seconds * 1000)) != 1)
+        return 0;
+    return read(fd, &c, 1) == 1;
+}
+
 static void lock_config(char *extra, size_t size, const char *timeout)
 {
     snprintf(extra, size, "backend_argument = distributed_lock:true\n"
@@ -617,7 +697,7 @@ static void lock_config(char *extra, size_t size, const char *timeout)
 static void distributed_lock_four_processes_one_creator(void **state)
 {
     char extra[256];
-    int gate[2], status, ok = 0;
+    int gate[2], ready[2], status, ok = 0;
     pid_t pids[4];
 
     shared_calls = mmap(NULL, sizeof *shared_calls, PROT_READ | PROT_WRITE,
@@ -627,6 +707,7 @@ static void distributed_lock_four_processes_one_creator(void **state)
     lock_config(extra, sizeof extra, "5");
     freeReplyObject(raw(redis_main.port, 0, "DEL %s", "dl-key"));
     assert_int_equal(pipe(gate), 0);
+    assert_int_equal(pipe(ready), 0);
     for (int i = 0; i < 4; i++) {
         pids[i] = fork();
         assert_true(pids[i] >= 0);
@@ -637,8 +718,9 @@ static void distributed_lock_four_processes_one_creator(void **state)
             size_t n;
             int rc;
             close(gate[1]);
+            close(ready[0]);
             r = open_redis(redis_main.port, extra);   /* each process its own region */
-            if (read(gate[0], &c, 1) < 0)
+            if (write(ready[1], "r", 1) != 1 || read(gate[0], &c, 1) < 0)
                 _exit(9);
             rc = cachet_get_or_create(r, "dl-key", slow_creator, NULL, &v, &n) != CACHET_OK ? 1
                  : (n != 9 || memcmp(v, "made-once", 9) != 0) ? 2 : 0;
@@ -646,8 +728,12 @@ static void distributed_lock_four_processes_one_creator(void **state)
         }
     }
     close(gate[0]);
-    sleep_s(0.3);
-    close(gate[1]);   /* all four start together */
+    close(ready[1]);
+    /* all four start together, once each has its region open */
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(read_within(ready[0], SERVER_WAIT), 1);
+    close(ready[0]);
+    close(gate[1]);
     for (int i = 0; i < 4; i++) {
         assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
         if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
@@ -685,10 +771,10 @@ static void dead_lock_holder_is_taken_over_after_lock_timeout(void **state)
     cachet_region *r;
     void *v;
     size_t n;
-    double t0, el;
+    double t0, t1, el;
     long long pttl;
 
-    lock_config(extra, sizeof extra, "2");
+    lock_config(extra, sizeof extra, "3");
     freeReplyObject(raw(redis_main.port, 0, "DEL %s", "hl-key"));
     assert_int_equal(pipe(sig), 0);
     pid = fork();
@@ -701,9 +787,11 @@ static void dead_lock_holder_is_taken_over_after_lock_timeout(void **state)
     }
     close(sig[1]);
     assert_int_equal(read(sig[0], &c, 1), 1);   /* the child holds the lock */
+    /* the lock expires pttl after some moment in [t0, t1] */
     t0 = now_s();
     pttl = raw_int(redis_main.port, 0, "PTTL %s", "_lockhl-key");
-    assert_true(pttl > 0 && pttl <= 2000);
+    t1 = now_s();
+    assert_true(pttl > 0 && pttl <= 3000);
     kill(pid, SIGKILL);
     waitpid(pid, &status, 0);
     r = open_redis(redis_main.port, extra);
@@ -713,9 +801,11 @@ static void dead_lock_holder_is_taken_over_after_lock_timeout(void **state)
     assert_int_equal(creator_calls, 1);
     assert_memory_equal(v, "taken-over", 10);
     cachet_free(v);
-    /* it waited for the lock to expire, not much longer */
-    assert_true(el >= 1.5);
-    assert_true(el < 2.0 + 3.0);
+    /* it waited for the lock to expire (ms rounding aside), not much longer */
+    print_message("dead lock holder: taken over %.2f s after the lock had %.2f s left\n", el,
+                  (double)pttl / 1000);
+    assert_true(el >= (double)pttl / 1000 - 0.05);
+    assert_true(now_s() - t1 < (double)pttl / 1000 + 3.0);
     cachet_region_close(r);
     close(sig[0]);
 }
@@ -764,35 +854,27 @@ static void lock_is_released_only_by_its_owner(void **state)
 
 /* ---- sentinel ---- */
 
-static int info_has(int port, const char *section, const char *needle)
+/* The port sentinel on sport names as mymaster's master, -1 when it names
+ * none or does not answer. */
+static int sentinel_master_port(int sport)
 {
-    redisContext *c;
-    redisReply *r;
-    struct timeval tv = {1, 0};
-    int has = 0;
-    c = redisConnectWithTimeout("127.0.0.1", port, tv);
-    if (!c || c->err) {
-        if (c)
-            redisFree(c);
-        return 0;
-    }
-    redisSetTimeout(c, tv);
-    r = redisCommand(c, "INFO %s", section);
-    if (r && r->type == REDIS_REPLY_STRING)
-        has = strstr(r->str, needle) != NULL;
+    redisReply *r = try_cmd(sport, "SENTINEL get-master-addr-by-name %s", "mymaster");
+    int port = -1;
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[1]->type == REDIS_REPLY_STRING)
+        port = atoi(r->element[1]->str);
     if (r)
         freeReplyObject(r);
-    redisFree(c);
-    return has;
+    return port;
 }
 
 static void sentinel_failover_is_followed(void **state)
 {
     static test_server master, replica, sentinels[3];
-    char extra[512], text[1024], need[64];
+    char extra[512], text[1024];
     cachet_region *r;
     cachet_status st = CACHET_EUNAVAILABLE;
-    double t0;
+    double t0, t_promoted;
     void *v;
     size_t n;
 
@@ -804,15 +886,16 @@ static void sentinel_failover_is_followed(void **state)
              "sentinel failover-timeout mymaster 3000\n", master.port);
     for (int i = 0; i < 3; i++)
         assert_int_equal(test_sentinel_start(&sentinels[i], 0, extra), 0);
-    /* the replica is in sync and every sentinel knows it and the others */
-    t0 = now_s();
-    while (!info_has(replica.port, "replication", "master_link_status:up") && now_s() - t0 < 10)
-        sleep_s(0.1);
-    assert_true(info_has(replica.port, "replication", "master_link_status:up"));
+    /* before the first call: the replica is in sync, and every sentinel
+     * names the master and knows the replica and the other sentinels */
+    AWAIT(info_has(replica.port, "replication", "master_link_status:up"), SERVER_WAIT,
+          "the replica on %d to be in sync with the master on %d", replica.port, master.port);
     for (int i = 0; i < 3; i++) {
-        while (!info_has(sentinels[i].port, "sentinel", "slaves=1,sentinels=3") && now_s() - t0 < 20)
-            sleep_s(0.1);
-        assert_true(info_has(sentinels[i].port, "sentinel", "slaves=1,sentinels=3"));
+        AWAIT(sentinel_master_port(sentinels[i].port) == master.port, SERVER_WAIT,
+              "sentinel %d to name the master on %d (it names %d)", sentinels[i].port,
+              master.port, sentinel_master_port(sentinels[i].port));
+        AWAIT(info_has(sentinels[i].port, "sentinel", "slaves=1,sentinels=3"), SERVER_WAIT,
+              "sentinel %d to know the replica and the other two sentinels", sentinels[i].port);
     }
     snprintf(text, sizeof text, "[cache]\nenabled = true\nbackend = dogpile.cache.redis_sentinel\n"
              "redis_sentinels = 127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d\n"
@@ -824,12 +907,23 @@ static void sentinel_failover_is_followed(void **state)
     assert_int_equal(cachet_set(r, "before", "failover", 8), CACHET_OK);
     check_value(r, "before", "failover");
     assert_int_equal(raw_int(master.port, 0, "EXISTS %s", "before"), 1);
-    freeReplyObject(raw(master.port, 0, "WAIT 1 2000"));
-    /* the master dies; without reopening the region, sets and gets work
-     * again once the sentinels have promoted the replica */
+    /* replicated before the kill (not WAIT: it waits only for the writes
+     * of its own connection, and the key came through cachet's) */
+    AWAIT(raw_int(replica.port, 0, "EXISTS %s", "before") == 1, SERVER_WAIT,
+          "the replica on %d to hold the key written to the master", replica.port);
+    /* the master dies; the sentinels promote the replica */
     test_server_kill(&master);
     t0 = now_s();
-    while (now_s() - t0 < 40) {
+    for (int i = 0; i < 3; i++)
+        AWAIT(sentinel_master_port(sentinels[i].port) == replica.port, SERVER_WAIT,
+              "sentinel %d to name the replica on %d as the master (it names %d)",
+              sentinels[i].port, replica.port, sentinel_master_port(sentinels[i].port));
+    AWAIT(info_has(replica.port, "replication", "role:master"), SERVER_WAIT,
+          "the replica on %d to take the master role", replica.port);
+    t_promoted = now_s();
+    /* without reopening the region, sets and gets work again: cachet asks
+     * the sentinels again after a failed call to the old master */
+    while (now_s() - t_promoted < FOLLOW_WAIT) {
         st = cachet_set(r, "after", "promoted", 8);
         if (st == CACHET_OK && cachet_get(r, "after", &v, &n) == CACHET_OK) {
             cachet_free(v);
@@ -838,12 +932,13 @@ static void sentinel_failover_is_followed(void **state)
         st = CACHET_EUNAVAILABLE;
         sleep_s(0.2);
     }
-    print_message("sentinel: writable again %.1f s after the master died\n", now_s() - t0);
-    assert_int_equal(st, CACHET_OK);
+    print_message("sentinel: promotion seen %.1f s after the master died, cachet writable "
+                  "%.1f s after that\n", t_promoted - t0, now_s() - t_promoted);
+    if (st != CACHET_OK)
+        fail_msg("cachet did not follow the failover within %.0f s: %s", FOLLOW_WAIT,
+                 cachet_errmsg());
     check_value(r, "after", "promoted");
     check_value(r, "before", "failover");   /* replicated before the kill */
-    snprintf(need, sizeof need, "role:master");
-    assert_true(info_has(replica.port, "replication", need));
     assert_int_equal(raw_int(replica.port, 0, "EXISTS %s", "after"), 1);
     cachet_region_close(r);
     for (int i = 0; i < 3; i++)
@@ -863,6 +958,154 @@ static char *raw_str(int port, const char *fmt, const char *arg)
     return s;
 }
 
+/* Slots port's CLUSTER SLOTS covers (16384 when its map is whole), -1
+ * when it does not answer. */
+static int slots_covered(int port)
+{
+    redisReply *r = try_cmd(port, "CLUSTER SLOTS");
+    int n = -1;
+    if (r && r->type == REDIS_REPLY_ARRAY) {
+        n = 0;
+        for (size_t i = 0; i < r->elements; i++) {
+            redisReply *e = r->element[i];
+            if (e->type == REDIS_REPLY_ARRAY && e->elements >= 2 &&
+                e->element[0]->type == REDIS_REPLY_INTEGER &&
+                e->element[1]->type == REDIS_REPLY_INTEGER)
+                n += (int)(e->element[1]->integer - e->element[0]->integer + 1);
+        }
+    }
+    if (r)
+        freeReplyObject(r);
+    return n;
+}
+
+/* CLUSTER INFO or CLUSTER NODES text of port (malloc'd), "" when it does
+ * not answer. */
+static char *cluster_text(int port, const char *what)
+{
+    redisReply *r = try_cmd(port, "CLUSTER %s", what);
+    char *t = strdup(r && r->type == REDIS_REPLY_STRING ? r->str : "");
+    if (r)
+        freeReplyObject(r);
+    return t;
+}
+
+/* Is the cluster of nodes[0..n-1] (n / (replicas + 1) masters, each with
+ * `replicas` replicas) whole, as every node sees it?  Each node: state ok,
+ * all n nodes known, its CLUSTER SLOTS covering every slot, the right
+ * number of replicas in its CLUSTER NODES; each replica in sync.  why gets
+ * the first thing that is not so yet. */
+static int cluster_whole(const test_server *nodes, int n, int replicas, char *why, size_t size)
+{
+    int want_slaves = n / (replicas + 1) * replicas, ok = 1;
+    char known[64];
+    snprintf(known, sizeof known, "cluster_known_nodes:%d\r\n", n);
+    for (int i = 0; i < n && ok; i++) {
+        int port = nodes[i].port, slaves = 0, covered;
+        char *info = cluster_text(port, "INFO"), *cn;
+        if (!strstr(info, "cluster_state:ok")) {
+            snprintf(why, size, "node %d: not cluster_state:ok", port);
+            ok = 0;
+        } else if (!strstr(info, known)) {
+            snprintf(why, size, "node %d: does not know all %d nodes", port, n);
+            ok = 0;
+        } else if ((covered = slots_covered(port)) != 16384) {
+            snprintf(why, size, "node %d: CLUSTER SLOTS covers %d slots", port, covered);
+            ok = 0;
+        }
+        free(info);
+        if (!ok)
+            break;
+        cn = cluster_text(port, "NODES");
+        for (const char *p = cn; (p = strstr(p, "slave ")) != NULL; p++)
+            slaves++;   /* " slave " or, the node itself, "myself,slave " */
+        if (strstr(cn, "myself,slave") &&
+            !info_has(port, "replication", "master_link_status:up")) {
+            snprintf(why, size, "replica %d: not in sync with its master", port);
+            ok = 0;
+        } else if (slaves != want_slaves) {
+            snprintf(why, size, "node %d: sees %d replicas, not %d", port, slaves, want_slaves);
+            ok = 0;
+        }
+        free(cn);
+    }
+    return ok;
+}
+
+/* Back to a lone empty node, for another go at creating the cluster. */
+static int cluster_node_reset(int port)
+{
+    redisReply *r;
+    char *info;
+    int clean;
+    if ((r = try_cmd(port, "FLUSHALL")))   /* a replica refuses: RESET flushes it */
+        freeReplyObject(r);
+    if ((r = try_cmd(port, "CLUSTER RESET HARD")))
+        freeReplyObject(r);
+    info = cluster_text(port, "INFO");
+    clean = strstr(info, "cluster_known_nodes:1\r\n") && strstr(info, "cluster_slots_assigned:0\r\n");
+    free(info);
+    return clean;
+}
+
+/* The tail of a log file, for a failure message. */
+static const char *log_tail(const char *path, char *buf, size_t size)
+{
+    FILE *f = fopen(path, "r");
+    size_t n = 0;
+    buf[0] = '\0';
+    if (f) {
+        if (fseek(f, -(long)(size - 1), SEEK_END) != 0)
+            rewind(f);
+        n = fread(buf, 1, size - 1, f);
+        buf[n] = '\0';
+        fclose(f);
+    }
+    return buf;
+}
+
+/* Makes nodes[0..n-1] one cluster with `replicas` replicas per master and
+ * returns once every node sees it whole.  redis-cli --cluster create
+ * assigns the slots, then waits for the nodes' gossip to agree and checks
+ * the result itself; on a loaded machine that check can see the nodes
+ * still disagreeing and fail (exit 1) though nothing is wrong.  So: each
+ * node answers PING first, a failed create is retried on nodes reset to
+ * empty, and whether the cluster is whole is then asked of every node. */
+static void cluster_create(const test_server *nodes, int n, int replicas)
+{
+    char cmd[1024], logpath[128], tail[600], why[256] = "";
+    int len, rc, attempts = 0;
+    double t0 = now_s();
+
+    for (int i = 0; i < n; i++)
+        AWAIT(pings(nodes[i].port), SERVER_WAIT, "node %d to answer PING", nodes[i].port);
+    snprintf(logpath, sizeof logpath, "%s/cluster-create.log", nodes[0].dir);
+    len = snprintf(cmd, sizeof cmd, "redis-cli --cluster create");
+    for (int i = 0; i < n; i++)
+        len += snprintf(cmd + len, sizeof cmd - (size_t)len, " 127.0.0.1:%d", nodes[i].port);
+    snprintf(cmd + len, sizeof cmd - (size_t)len, " --cluster-replicas %d --cluster-yes >%s 2>&1",
+             replicas, logpath);
+    for (;;) {
+        attempts++;
+        if ((rc = system(cmd)) == 0)
+            break;
+        print_message("cluster create, attempt %d: exit status %d; its output ends:\n%s\n",
+                      attempts, rc, log_tail(logpath, tail, sizeof tail));
+        if (now_s() - t0 > SERVER_WAIT)
+            fail_msg("redis-cli --cluster create failed %d times in %.0f s (last status %d)",
+                     attempts, now_s() - t0, rc);
+        for (int i = 0; i < n; i++)
+            AWAIT(cluster_node_reset(nodes[i].port), SERVER_WAIT,
+                  "node %d to be an empty lone node again after CLUSTER RESET HARD",
+                  nodes[i].port);
+    }
+    AWAIT(cluster_whole(nodes, n, replicas, why, sizeof why), SERVER_WAIT,
+          "the cluster to be whole on every node: %s", why);
+    if (attempts > 1)
+        print_message("cluster: created at attempt %d, whole %.1f s after the first\n", attempts,
+                      now_s() - t0);
+}
+
 /* the node (index into cnodes) that has key */
 static int node_with(const char *key)
 {
@@ -875,9 +1118,15 @@ static int node_with(const char *key)
 typedef struct {
     cachet_region *r;
     int stop;           /* atomic */
-    long reads, wrong;
+    long reads;         /* atomic: the test waits on it */
+    long wrong;
     char first_error[1024];
 } mig_reader;
+
+static long reads_of(mig_reader *m)
+{
+    return __atomic_load_n(&m->reads, __ATOMIC_RELAXED);
+}
 
 static void *migration_reader(void *arg)
 {
@@ -892,7 +1141,7 @@ static void *migration_reader(void *arg)
         }
         cachet_status st = cachet_get_multi(m->r, items, 20);
         for (int i = 0; i < 20; i++) {
-            m->reads++;
+            __atomic_add_fetch(&m->reads, 1, __ATOMIC_RELAXED);
             if (items[i].status != CACHET_OK || items[i].len != strlen(want[i]) ||
                 memcmp(items[i].value, want[i], items[i].len) != 0) {
                 if (!m->wrong)
@@ -907,7 +1156,7 @@ static void *migration_reader(void *arg)
         for (int i = 0; i < 20; i++) {
             void *v;
             size_t n;
-            m->reads++;
+            __atomic_add_fetch(&m->reads, 1, __ATOMIC_RELAXED);
             st = cachet_get(m->r, keys[i], &v, &n);
             if (st != CACHET_OK || n != strlen(want[i]) || memcmp(v, want[i], n) != 0) {
                 if (!m->wrong)
@@ -924,37 +1173,17 @@ static void *migration_reader(void *arg)
 
 static void cluster_spreads_keys_and_follows_a_migrating_slot(void **state)
 {
-    char cmd[512], text[512], key[32], val[32];
+    char text[512], key[32], val[32];
     const char *extra = "cluster-enabled yes\ncluster-config-file nodes.conf\n"
                         "cluster-node-timeout 5000";
     int per_node[3] = {0, 0, 0}, src, dst;
     cachet_region *r;
     cachet_item items[300];
     char keys[300][16], vals[300][16];
-    double t0;
 
     for (int i = 0; i < 3; i++)
         assert_int_equal(test_redis_start(&cnodes[i], 0, extra), 0);
-    snprintf(cmd, sizeof cmd, "redis-cli --cluster create 127.0.0.1:%d 127.0.0.1:%d "
-             "127.0.0.1:%d --cluster-yes >/dev/null 2>&1", cnodes[0].port, cnodes[1].port,
-             cnodes[2].port);
-    assert_int_equal(system(cmd), 0);
-    t0 = now_s();
-    for (int i = 0; i < 3; i++)
-        while (!info_has(cnodes[i].port, "", "") && now_s() - t0 < 1)
-            sleep_s(0.05);
-    for (int i = 0; i < 3; i++) {
-        char *ci;
-        for (;;) {
-            ci = raw_str(cnodes[i].port, "CLUSTER INFO%s", "");
-            if (strstr(ci, "cluster_state:ok") || now_s() - t0 > 20)
-                break;
-            free(ci);
-            sleep_s(0.1);
-        }
-        assert_non_null(strstr(ci, "cluster_state:ok"));
-        free(ci);
-    }
+    cluster_create(cnodes, 3, 0);
     snprintf(text, sizeof text, "[cache]\nenabled = true\nbackend = dogpile.cache.redis_cluster\n"
              "backend_argument = startup_nodes:127.0.0.1:%d,127.0.0.1:%d\n"
              "backend_argument = socket_timeout:1\n", cnodes[0].port, cnodes[1].port);
@@ -1019,7 +1248,7 @@ static void cluster_spreads_keys_and_follows_a_migrating_slot(void **state)
     mig_reader m = {r, 0, 0, 0, ""};
     pthread_t t;
     pthread_create(&t, NULL, migration_reader, &m);
-    sleep_s(0.3);
+    AWAIT(reads_of(&m) >= 40, SERVER_WAIT, "the reader's first pass");
     freeReplyObject(raw(cnodes[dst].port, 0, "CLUSTER SETSLOT %lld IMPORTING %s", slot, src_id));
     freeReplyObject(raw(cnodes[src].port, 0, "CLUSTER SETSLOT %lld MIGRATING %s", slot, dst_id));
     for (int i = 0; i < 20; i++) {   /* one key at a time: the reader sees ASK and TRYAGAIN */
@@ -1028,11 +1257,16 @@ static void cluster_spreads_keys_and_follows_a_migrating_slot(void **state)
                              cnodes[dst].port, key);
         assert_int_equal(mr->type, REDIS_REPLY_STATUS);
         freeReplyObject(mr);
-        sleep_s(0.05);
+        /* a whole pass of the reader over this state of the slot */
+        long seen = reads_of(&m);
+        AWAIT(reads_of(&m) >= seen + 40, SERVER_WAIT, "a reader pass after moving %s", key);
     }
     for (int i = 0; i < 3; i++)
         freeReplyObject(raw(cnodes[i].port, 0, "CLUSTER SETSLOT %lld NODE %s", slot, dst_id));
-    sleep_s(0.5);
+    {
+        long seen = reads_of(&m);   /* a few passes over the slot's new home */
+        AWAIT(reads_of(&m) >= seen + 120, SERVER_WAIT, "reader passes after the migration");
+    }
     __atomic_store_n(&m.stop, 1, __ATOMIC_RELEASE);
     pthread_join(t, NULL);
     print_message("cluster: %ld reads during the migration, %ld wrong\n", m.reads, m.wrong);
@@ -1121,58 +1355,27 @@ typedef struct {
     double t_promoted, t_single, t_multi, max_op;
     long errors, multi_errors, passes, slow_ops;
     long stalls_single, stalls_multi;   /* calls >= FO_STALL, r and r2 */
-    char first_error[1024];
+    char first_error[1024], last_error[1024];
 } fo_result;
 
 static void fo_setup(fo_cluster *c)
 {
     const char *extra = "cluster-enabled yes\ncluster-config-file nodes.conf\n"
                         "cluster-node-timeout 1000";
-    char cmd[1024], *ci;
     int nm = 0;
-    double t0;
 
     memset(c, 0, sizeof *c);
     c->heir = c->vk = -1;
     for (int i = 0; i < 6; i++)
         assert_int_equal(test_redis_start(&fnodes[i], 0, extra), 0);
-    snprintf(cmd, sizeof cmd, "redis-cli --cluster create 127.0.0.1:%d 127.0.0.1:%d "
-             "127.0.0.1:%d 127.0.0.1:%d 127.0.0.1:%d 127.0.0.1:%d --cluster-replicas 1 "
-             "--cluster-yes >/dev/null 2>&1", fnodes[0].port, fnodes[1].port, fnodes[2].port,
-             fnodes[3].port, fnodes[4].port, fnodes[5].port);
-    assert_int_equal(system(cmd), 0);
-    /* every node: cluster_state:ok and three replicas that know their master */
-    t0 = now_s();
-    for (int i = 0; i < 6; i++) {
-        for (;;) {
-            int slaves = 0;
-            ci = raw_str(fnodes[i].port, "CLUSTER INFO%s", "");
-            char *cn = cluster_nodes(fnodes[i].port);
-            for (const char *p = cn; (p = strstr(p, "slave ")) != NULL; p++)
-                slaves++;   /* " slave " or, the node itself, "myself,slave " */
-            free(cn);
-            if ((strstr(ci, "cluster_state:ok") && slaves == 3) || now_s() - t0 > 30)
-                break;
-            free(ci);
-            sleep_s(0.1);
-        }
-        assert_non_null(strstr(ci, "cluster_state:ok"));
-        free(ci);
-    }
+    /* every node sees 3 masters with a replica each, in sync */
+    cluster_create(fnodes, 6, 1);
     for (int i = 0; i < 6; i++)
         if (is_master(fnodes[i].port)) {
             assert_true(nm < 3);
             c->masters[nm++] = i;
         }
     assert_int_equal(nm, 3);
-    /* every replica in sync */
-    for (int i = 0; i < 6; i++) {
-        if (is_master(fnodes[i].port))
-            continue;
-        while (!info_has(fnodes[i].port, "replication", "master_link_status:up") && now_s() - t0 < 40)
-            sleep_s(0.1);
-        assert_true(info_has(fnodes[i].port, "replication", "master_link_status:up"));
-    }
     c->victim = c->masters[0];
     c->witness = c->masters[1];
     for (int i = 0; i < 6; i++) {
@@ -1211,13 +1414,9 @@ static void fo_setup(fo_cluster *c)
     /* replicated before the failure.  (Not WAIT: it waits for the writes
      * of its own connection, and the keys came through cachet's; under
      * ASan the replica was seen still catching up.) */
-    {
-        double t_rep = now_s();
-        while (raw_int(fnodes[c->heir].port, 0, "DBSIZE%s", "") != c->per_master[0] &&
-               now_s() - t_rep < 10)
-            sleep_s(0.05);
-    }
-    assert_int_equal(raw_int(fnodes[c->heir].port, 0, "DBSIZE%s", ""), c->per_master[0]);
+    AWAIT(raw_int(fnodes[c->heir].port, 0, "DBSIZE%s", "") == c->per_master[0], SERVER_WAIT,
+          "the replica on %d to hold its master's %d keys (it has %lld)", fnodes[c->heir].port,
+          c->per_master[0], raw_int(fnodes[c->heir].port, 0, "DBSIZE%s", ""));
     /* r2 learns the map too */
     for (int i = 0; i < FO_KEYS; i++)
         c->items[i] = (cachet_item){c->keys[i], NULL, 0, CACHET_EINVAL};
@@ -1263,7 +1462,8 @@ static void fo_first_calls(fo_cluster *c, fo_result *res)
 
 /* Without reopening: passes over every key (r: get each, r2: one
  * get_multi) until both regions read all of them back after the witness
- * shows the heir promoted, for at most 15 s after t_fail. */
+ * shows the heir promoted.  The servers get SERVER_WAIT after t_fail to
+ * promote it (normally 2-3 s); cachet then FOLLOW_WAIT to read every key. */
 static void fo_recover(fo_cluster *c, double t_fail, fo_result *res, const char *label)
 {
     cachet_region *r = c->r, *r2 = c->r2;
@@ -1273,7 +1473,8 @@ static void fo_recover(fo_cluster *c, double t_fail, fo_result *res, const char 
     size_t n;
 
     res->t_promoted = res->t_single = res->t_multi = -1;
-    while (now_s() - t_fail < 15 && (res->t_single < 0 || res->t_multi < 0)) {
+    while ((res->t_single < 0 || res->t_multi < 0) &&
+           now_s() - t_fail < (res->t_promoted < 0 ? SERVER_WAIT : res->t_promoted + FOLLOW_WAIT)) {
         int bad = 0, mbad = 0;
         double t1;
         res->passes++;
@@ -1304,6 +1505,8 @@ static void fo_recover(fo_cluster *c, double t_fail, fo_result *res, const char 
                     if (!res->first_error[0])
                         snprintf(res->first_error, sizeof res->first_error, "%s",
                                  cachet_errmsg());
+                    snprintf(res->last_error, sizeof res->last_error, "get %s: %s", c->keys[i],
+                             cachet_errmsg());
                     bad++;
                 }
             }
@@ -1356,11 +1559,16 @@ static void fo_recover(fo_cluster *c, double t_fail, fo_result *res, const char 
                   res->stalls_single, res->stalls_multi);
     if (res->first_error[0])
         print_message("%s: first error: %s\n", label, res->first_error);
-    assert_true(res->t_promoted >= 0);
+    if (res->t_promoted < 0)
+        fail_msg("%s: the servers did not promote the replica within %.0f s", label, SERVER_WAIT);
     assert_int_equal(res->slow_ops, 0);
     assert_true(res->max_op < 3.0);
-    assert_true(res->t_single >= 0);
-    assert_true(res->t_multi >= 0);
+    if (res->t_single < 0)
+        fail_msg("%s: gets still failing %.0f s after the promotion was seen; last: %s", label,
+                 FOLLOW_WAIT, res->last_error);
+    if (res->t_multi < 0)
+        fail_msg("%s: get_multi still failing %.0f s after the promotion was seen", label,
+                 FOLLOW_WAIT);
     assert_true(res->errors > 0);   /* the window was seen */
 }
 
@@ -1443,8 +1651,6 @@ static void cluster_master_hung_replica_takes_over(void **state)
     fo_recover(c, t_freeze, &res, "cluster hung master");
     assert_true(res.stalls_single <= 2);
     assert_true(res.stalls_multi <= 2);
-    assert_true(res.t_single < 15.0);
-    assert_true(res.t_multi < 15.0);
     fo_after(c, "cluster hung master");
     test_server_thaw(&fnodes[c->victim]);
     for (int i = 0; i < 6; i++)

@@ -13,6 +13,13 @@
 #include <unistd.h>
 #include <cachet/cachet.h>
 
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 #define TEST_PLUGIN TEST_BUILDDIR "/tests/plugins/.libs/abi_ok.so"
 
 static cachet_region *open_with(const char *backend, const char *const *options)
@@ -136,10 +143,19 @@ static void expiration(void **state)
     cachet_region *r = open_with("memory", opts);
     void *v;
     size_t n;
+    double t0 = now_s();
+    cachet_status st;
     assert_int_equal(cachet_set(r, "k", "v", 1), CACHET_OK);
-    assert_int_equal(cachet_get(r, "k", &v, &n), CACHET_OK);
-    cachet_free(v);
-    usleep(1150 * 1000);
+    st = cachet_get(r, "k", &v, &n);
+    /* a hit while younger than 1 s: on a loaded machine this thread may
+     * not run again for longer, and then the miss is right */
+    if (now_s() - t0 < 0.9) {
+        assert_int_equal(st, CACHET_OK);
+        cachet_free(v);
+    } else if (st == CACHET_OK) {
+        cachet_free(v);
+    }
+    usleep(1150 * 1000);                        /* expired; later is as good */
     assert_int_equal(cachet_get(r, "k", &v, &n), CACHET_MISS);
     cachet_region_close(r);
 
