@@ -81,6 +81,12 @@ static void config_clear(cachet_config *c)
         free(c->val[i]);
     free_args(c->bargs, c->nbargs);
     free(c->bargs_line);
+    for (size_t i = 0; i < c->npargs; i++) {
+        free(c->pargs[i].proxy);
+        free((char *)c->pargs[i].arg.name);
+        free((char *)c->pargs[i].arg.value);
+    }
+    free(c->pargs);
     for (size_t i = 0; i < c->nfiles; i++)
         free(c->files[i]);
     free(c->files);
@@ -142,6 +148,21 @@ static cachet_config *config_clone(const cachet_config *src)
             }
         }
     }
+    if (src->npargs && !(c->pargs = calloc(src->npargs, sizeof *c->pargs)))
+        goto fail;
+    for (size_t i = 0; i < src->npargs; i++, c->npargs++) {
+        cachet_proxy_arg *d = &c->pargs[i];
+        const cachet_proxy_arg *s = &src->pargs[i];
+        d->proxy = cachet__strdup(s->proxy);
+        d->arg.name = cachet__strdup(s->arg.name);
+        d->arg.value = cachet__strdup(s->arg.value);
+        d->line = s->line;
+        d->file = s->file ? intern_file(c, s->file) : NULL;
+        if (!d->proxy || !d->arg.name || !d->arg.value) {
+            c->npargs++;
+            goto fail;
+        }
+    }
     return c;
 fail:
     cachet_config_free(c);
@@ -184,6 +205,38 @@ static cachet_status add_backend_argument(cachet_config *c, const char *value, i
     return CACHET_OK;
 }
 
+/* cachet_proxy_argument = PROXY:NAME:VALUE, split on the first two colons. */
+static cachet_status add_proxy_argument(cachet_config *c, const char *value, const char *file,
+                                        int line)
+{
+    const char *c1 = strchr(value, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+    cachet_proxy_arg *a;
+
+    if (!c1 || c1 == value || !c2 || c2 == c1 + 1)
+        return cachet__error(CACHET_EINVAL, "option cachet_proxy_argument: '%.200s' is not "
+                             "PROXY:NAME:VALUE", value);
+    if (c->npargs >= CONFIG_MAX_BACKEND_ARGS)
+        return cachet__error(CACHET_EINVAL, "option cachet_proxy_argument: more than %d of them",
+                             CONFIG_MAX_BACKEND_ARGS);
+    if (!(a = realloc(c->pargs, (c->npargs + 1) * sizeof *a)))
+        return CACHET_ENOMEM;
+    c->pargs = a;
+    a += c->npargs;
+    a->proxy = cachet__strndup(value, (size_t)(c1 - value));
+    a->arg.name = cachet__strndup(c1 + 1, (size_t)(c2 - c1 - 1));
+    a->arg.value = cachet__strdup(c2 + 1);
+    a->line = line;
+    a->file = file;
+    if (!a->proxy || !a->arg.name || !a->arg.value) {
+        free(a->proxy);
+        free((char *)a->arg.name);
+        free((char *)a->arg.value);
+        return CACHET_ENOMEM;
+    }
+    c->npargs++;
+    return CACHET_OK;
+}
+
 /* Trims blanks at both ends, in place. */
 static char *trim(char *s)
 {
@@ -210,7 +263,9 @@ static cachet_status set_option(cachet_config *c, const char *option, const char
         return CACHET_ENOMEM;
     v = trim(copy);
     if (cachet_option_table[id].type == OPT_MULTISTR) {
-        st = *v ? add_backend_argument(c, v, line) : CACHET_OK;   /* empty: nothing added */
+        /* empty: nothing added */
+        st = !*v ? CACHET_OK : id == OPT_CACHET_PROXY_ARGUMENT ? add_proxy_argument(c, v, file, line)
+                                                               : add_backend_argument(c, v, line);
         free(copy);
         return st;
     }

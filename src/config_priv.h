@@ -9,6 +9,14 @@
  * with hundreds of options is a few tens of KiB. */
 #define CACHET_CONFIG_MAX_BYTES (16 << 20)
 
+/* cachet_proxy_argument = PROXY:NAME:VALUE */
+typedef struct {
+    char              *proxy;       /* as cachet_proxies names it */
+    cachet_backend_arg arg;         /* what the proxy's open sees */
+    int                line;
+    const char        *file;        /* points into files[] */
+} cachet_proxy_arg;
+
 struct cachet_config {
     char *val[OPT__COUNT];          /* text as set; NULL = oslo.cache's default */
     int   line[OPT__COUNT];         /* where it was set; 0 = from code */
@@ -16,6 +24,8 @@ struct cachet_config {
     cachet_backend_arg *bargs;      /* backend_argument, in order (owned) */
     int   *bargs_line;
     size_t nbargs;
+    cachet_proxy_arg *pargs;        /* cachet_proxy_argument, in order (owned) */
+    size_t npargs;
     char **files;                   /* names of the files loaded (owned) */
     size_t nfiles;
     /* resolved after every change: see resolve() */

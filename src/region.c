@@ -7,6 +7,7 @@
 #include "internal.h"
 #include "config_priv.h"
 #include "loader.h"
+#include "chain.h"
 #include "region.h"
 #include "region_read.h"
 #include "value.h"
@@ -54,6 +55,7 @@ CACHET_EXPORT cachet_status cachet_region_open(const cachet_config *c, cachet_re
     cachet_region *r;
     cachet_backend_params params;
     const cachet_backend_ops *ops;
+    cachet_chain chain;
     cachet_status st;
     char where[512];
     long exp;
@@ -69,8 +71,11 @@ CACHET_EXPORT cachet_status cachet_region_open(const cachet_config *c, cachet_re
             cachet__error_prefix("%.*s", (int)strlen(where) - 2, where);
         return st;
     }
+    if ((st = cachet__chain_make(c, &chain)) != CACHET_OK)
+        return st;
     if (!(r = calloc(1, sizeof *r)) || !(r->backend = cachet__strdup(ops->name ? ops->name : c->backend))) {
         free(r);
+        cachet__chain_free(&chain);
         return cachet__error(CACHET_ENOMEM, "cachet_region_open: out of memory");
     }
     r->keys.max_len = ops->max_key_len;
@@ -88,7 +93,9 @@ CACHET_EXPORT cachet_status cachet_region_open(const cachet_config *c, cachet_re
     params.nargs = c->neff;
     params.debug = r->debug;
     cachet__error_clear();
-    if ((st = cachet__below_open(&r->below, ops, &params, NULL, 0)) != CACHET_OK) {
+    st = cachet__below_open(&r->below, ops, &params, chain.specs, chain.n);
+    cachet__chain_free(&chain);   /* proxies copied what they keep of their arguments */
+    if (st != CACHET_OK) {
         if (!cachet__error_isset())
             cachet__error(st, "backend %s: open failed: %s", r->backend, cachet_strerror(st));
         keylock_destroy(&r->locks);
