@@ -1089,10 +1089,11 @@ static void cluster_create(const test_server *nodes, int n, int replicas)
         attempts++;
         if ((rc = system(cmd)) == 0)
             break;
-        print_message("cluster create, attempt %d: exit status %d; its output ends:\n%s\n",
+        rc = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+        print_message("cluster create, attempt %d: exit %d; its output ends:\n%s\n",
                       attempts, rc, log_tail(logpath, tail, sizeof tail));
         if (now_s() - t0 > SERVER_WAIT)
-            fail_msg("redis-cli --cluster create failed %d times in %.0f s (last status %d)",
+            fail_msg("redis-cli --cluster create failed %d times in %.0f s (last exit %d)",
                      attempts, now_s() - t0, rc);
         for (int i = 0; i < n; i++)
             AWAIT(cluster_node_reset(nodes[i].port), SERVER_WAIT,
