@@ -166,7 +166,7 @@ void cachet__region_corrupt(cachet_region *r, const char *key, void *buf, size_t
 void *cachet__region_encode(cachet_region *r, const cachet_key *k, const void *value, size_t len,
                             size_t *outlen)
 {
-    cachet_value_meta m = {creation_time(r), 0, CACHET_VALUE_VERSION, 0};
+    cachet_value_meta m = {creation_time(r), 0, CACHET_VALUE_VERSION, 0, 0};
     if (r->bind_keys) {
         m.flags |= CACHET_VF_KEY_BOUND;
         m.key_check = cachet_value_key_check(k->key, k->klen);

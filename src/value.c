@@ -35,6 +35,7 @@ void cachet_value_header(uint8_t hdr[CACHET_VALUE_HDR], const cachet_value_meta 
     put_le64(hdr + 8, (uint64_t)m->created_ns);
     put_le64(hdr + 16, (uint64_t)len);
     put_le64(hdr + 24, (m->flags & CACHET_VF_KEY_BOUND) ? m->key_check : 0);
+    put_le64(hdr + 32, (uint64_t)m->lifetime_ns);
 }
 
 cachet_status cachet_value_decode(const void *buf, size_t len, uint64_t want_check,

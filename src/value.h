@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <cachet/cachet.h>
 
-#define CACHET_VALUE_HDR     32  /* bytes (version 2); payloads start 8-byte aligned */
+#define CACHET_VALUE_HDR     40  /* bytes (version 2); payloads start 8-byte aligned */
 #define CACHET_VALUE_HDR_V1  24  /* version 1, still read where values are not key-bound */
 #define CACHET_VALUE_VERSION 2
 
@@ -21,6 +21,7 @@ typedef struct {
     uint8_t  flags;
     uint8_t  version;            /* as read: 1 or 2 */
     uint64_t key_check;          /* cachet_value_key_check() of the key, when KEY_BOUND */
+    int64_t  lifetime_ns;        /* the value's own lifetime: 0 = the reader's rule, -1 never */
 } cachet_value_meta;
 
 /* The check that binds a value to the key it is stored under: 64-bit
@@ -36,7 +37,7 @@ static inline uint64_t cachet_value_key_check(const char *key, size_t klen)
 }
 
 /* Writes the version-2 header for a payload of len bytes into hdr (m's
- * created_ns, flags and key_check). */
+ * created_ns, flags, key_check and lifetime_ns). */
 void cachet_value_header(uint8_t hdr[CACHET_VALUE_HDR], const cachet_value_meta *m, size_t len);
 
 /* The check of every read, inline.  want_check: the key check the value
@@ -62,12 +63,15 @@ static inline size_t cachet_value_valid(const void *buf, size_t len, uint64_t wa
             return 0;
         memcpy(&check, p + 24, 8);
         m->key_check = le64toh(check);
+        memcpy(&check, p + 32, 8);
+        m->lifetime_ns = (int64_t)le64toh(check);
         if (want_check && (!(m->flags & CACHET_VF_KEY_BOUND) || m->key_check != want_check))
             return 0;
         return CACHET_VALUE_HDR;
     }
     if (p[4] == 1 && !want_check && le64toh(size) == len - CACHET_VALUE_HDR_V1) {
         m->key_check = 0;
+        m->lifetime_ns = 0;
         return CACHET_VALUE_HDR_V1;
     }
     return 0;

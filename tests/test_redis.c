@@ -23,7 +23,7 @@
 #include <cachet/cachet.h>
 #include "servers.h"
 
-#define HDR 32   /* cachet's value header (docs/value-format.md) */
+#define HDR 40   /* cachet's value header (docs/value-format.md) */
 
 static test_server redis_main;   /* shared by the plain tests */
 

@@ -96,8 +96,8 @@ static void hex(char *out, const unsigned char *b, size_t n)
 static size_t header(unsigned char *b, int version, int flags, uint64_t check)
 {
     static const unsigned char magic[4] = {0xCA, 0xC4, 'E', 'T'};
-    size_t hdr = version == 1 ? 24 : 32;
-    memset(b, 0, 40);
+    size_t hdr = version == 1 ? 24 : 40;
+    memset(b, 0, 48);
     memcpy(b, magic, 4);
     b[4] = (unsigned char)version;
     b[5] = (unsigned char)flags;
@@ -125,8 +125,8 @@ static uint64_t fnv(const char *s)
 static void unbound_values_are_refused_where_values_cross_a_connection(void **state)
 {
     cachet_region *r = open_opts(PLUGIN("abi_ok"), NULL, NULL);
-    unsigned char b[40];
-    char key[128];
+    unsigned char b[48];
+    char key[160];
     void *v;
     size_t n, len;
     (void)state;
@@ -157,7 +157,7 @@ static void unbound_values_are_refused_where_values_cross_a_connection(void **st
 static void version_1_values_still_read_on_dbm(void **state)
 {
     char dir[] = "/tmp/cachet-value-XXXXXX", path[128], arg[160];
-    unsigned char b[40];
+    unsigned char b[48];
     size_t len = header(b, 1, 0, 0);
     cachet_region *r;
     GDBM_FILE db;
