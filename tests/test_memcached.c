@@ -16,11 +16,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dlfcn.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <libmemcached/memcached.h>
+#include <cachet/backend.h>
 #include <cachet/cachet.h>
 #include "servers.h"
 
@@ -1174,6 +1177,95 @@ static void replicas(void **state)
     test_server_stop(&s3);
 }
 
+/* ---- the lock never expires before lock_timeout ---- */
+
+/* The plugin itself, dlopen()ed from the build tree: the lock is driven
+ * directly (the region only takes it inside get_or_create). */
+static const cachet_backend_ops *plugin(const char *name)
+{
+    char path[4096];
+    void *h;
+    cachet_backend_entry_fn entry;
+    snprintf(path, sizeof path, TEST_BUILDDIR "/backends/.libs/%s.so", name);
+    if (!(h = dlopen(path, RTLD_NOW | RTLD_LOCAL)))
+        fail_msg("dlopen %s: %s", path, dlerror());
+    *(void **)&entry = dlsym(h, CACHET_BACKEND_ENTRY_SYMBOL);
+    assert_non_null(entry);
+    return entry();
+}
+
+typedef struct {
+    int inside;          /* holders right now */
+    int overlaps;        /* a section entered while another was in it */
+    int sections;
+} lock_shared;
+
+/* 25 critical sections of 20 ms under one 1 s lock, each a lock/unlock pair
+ * of the plugin.  memcached's clock ticks in whole seconds: with exptime 1
+ * a lock taken just before a tick vanished at the tick, milliseconds later,
+ * and another process entered (2-5 overlaps of 125 with the old code). */
+static int lock_sections(const char *backend, const char *url, int binary, lock_shared *sh)
+{
+    const cachet_backend_ops *ops = plugin(backend);
+    cachet_backend_arg args[] = {{"url", url}, {"distributed_lock", "true"},
+                                 {"lock_timeout", "1"}, {"binary", binary ? "true" : "false"}};
+    cachet_backend_params p = {args, 4, 0};
+    void *st = NULL, *tok;
+    int done = 0;
+    if (ops->open(&p, &st) != CACHET_OK)
+        return 1;
+    for (double t0 = now_s(); done < 25 && now_s() - t0 < 60;) {
+        cachet_status rc = ops->lock(st, "crit", 4, &tok);
+        if (rc == CACHET_MISS) {
+            sleep_s(0.001);
+            continue;
+        }
+        if (rc != CACHET_OK)
+            break;
+        if (__atomic_fetch_add(&sh->inside, 1, __ATOMIC_SEQ_CST) != 0)
+            __atomic_fetch_add(&sh->overlaps, 1, __ATOMIC_SEQ_CST);
+        sleep_s(0.02);
+        __atomic_fetch_sub(&sh->inside, 1, __ATOMIC_SEQ_CST);
+        __atomic_fetch_add(&sh->sections, 1, __ATOMIC_SEQ_CST);
+        if (ops->unlock(st, "crit", 4, tok) != CACHET_OK)
+            break;
+        done++;
+    }
+    ops->close(st);
+    return done == 25 ? 0 : 1;
+}
+
+static void lock_outlives_lock_timeout(void **state)
+{
+    test_server s1;
+    char url[64];
+    int status;
+    pid_t pids[5];
+    lock_shared *sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                           -1, 0);
+    (void)state;
+
+    assert_true(sh != MAP_FAILED);
+    memset(sh, 0, sizeof *sh);
+    assert_int_equal(test_memcached_start(&s1, 0, NULL), 0);
+    snprintf(url, sizeof url, "127.0.0.1:%d", s1.port);
+    for (int p = 0; p < 5; p++) {
+        pids[p] = fork();
+        if (pids[p] == 0)   /* both backends, both protocols: the same lock item */
+            _exit(lock_sections(p % 2 ? "memcache_pool" : "memcached", url, p >= 2, sh));
+        assert_true(pids[p] > 0);
+    }
+    for (int p = 0; p < 5; p++) {
+        assert_int_equal(waitpid(pids[p], &status, 0), pids[p]);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    assert_int_equal(sh->sections, 125);
+    if (sh->overlaps)
+        fail_msg("%d of 125 critical sections overlapped another", sh->overlaps);
+    munmap(sh, sizeof *sh);
+    test_server_stop(&s1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1194,6 +1286,7 @@ int main(void)
         cmocka_unit_test(distributed_lock),
         cmocka_unit_test(oversize_value),
         cmocka_unit_test(replicas),
+        cmocka_unit_test(lock_outlives_lock_timeout),
     };
     signal(SIGPIPE, SIG_IGN);
     return cmocka_run_group_tests(tests, NULL, NULL);
