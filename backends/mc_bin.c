@@ -250,7 +250,9 @@ static int bin_mget_recv(mc_sock *s, const char *const *keys, const size_t *klen
                 return mc_sock_fail(s, MC_EPROTO, "protocol error: a NOOP response to "
                                     "request %u where %u was expected", r.opaque,
                                     base + (uint32_t)n);
-            return read_body(s, &r, 0, dl);
+            rc = read_body(s, &r, 0, dl);
+            free(r.value);
+            return rc;
         }
         if (r.opcode != OP_GETKQ)
             return mc_sock_fail(s, MC_EPROTO, "protocol error: a %s response (0x%02x) to a "

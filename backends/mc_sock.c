@@ -203,6 +203,8 @@ int mc_sock_feed(mc_sock *s, const void *p, size_t n)
 
 int mc_sock_out(mc_sock *s, const void *p, size_t n)
 {
+    if (n == 0)
+        return MC_OK;
     if (s->wlen + n > s->wcap) {
         size_t cap = s->wcap ? s->wcap : 1024;
         unsigned char *nb;
