@@ -250,6 +250,7 @@ int mc_sock_flush(mc_sock *s, double deadline)
 {
     int rc = write_all(s, s->wbuf, s->wlen, deadline);
     s->wlen = 0;
+    s->sent = 1;
     return rc;
 }
 
@@ -279,6 +280,14 @@ static int fill(mc_sock *s, double deadline)
         memmove(s->rbuf, s->rbuf + s->rpos, s->rend - s->rpos);
         s->rend -= s->rpos;
         s->rpos = 0;
+    }
+    if (s->sent) {
+        /* the reply to what was just sent cannot be there yet: a recv now
+         * would only say EAGAIN (one syscall saved per request) */
+        int rc;
+        s->sent = 0;
+        if ((rc = wait_fd(s, POLLIN, deadline, "waiting for the reply")) != MC_OK)
+            return rc;
     }
     for (;;) {
         ssize_t r = recv(s->fd, s->rbuf + s->rend, s->rcap - s->rend, 0);

@@ -43,7 +43,8 @@ typedef struct mc_sock {
     uint32_t       acked;        /* binary: the id the next queued reply must carry */
     unsigned       queued;       /* binary: replies still to read */
     uint8_t        pend_op;      /* binary: the opcode of the queued requests */
-    int            fed;          /* fuzzing: no fd, input from mc_sock_feed */
+    int            fed;
+    int            sent;         /* a request just went out: its reply is not there yet */          /* fuzzing: no fd, input from mc_sock_feed */
     char           err[256];     /* what went wrong, for messages */
 } mc_sock;
 
