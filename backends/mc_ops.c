@@ -1,6 +1,7 @@
 /* Single-key operations: get, set and delete, over the replicas of a key.
  * Each call has one deadline (socket_timeout from its start) for all of
- * its I/O. */
+ * its I/O; once it has passed, the remaining replicas are not tried (they
+ * would time out at once and be marked dead for the first one's fault). */
 #define _GNU_SOURCE
 #include "mc_internal.h"
 #include <stdlib.h>
@@ -17,7 +18,7 @@ cachet_status mc_get(void *state, const char *key, size_t klen, void **value, si
 
     *value = NULL;
     *len = 0;
-    for (size_t r = 0; r < n; r++) {
+    for (size_t r = 0; r < n && (r == 0 || mc_now_s() < dl); r++) {
         size_t i = idx[r];
         int adm, rc, how;
         mc_sock *s;
@@ -110,7 +111,7 @@ cachet_status mc_set(void *state, const char *key, size_t klen, const void *valu
         return cachet_backend_error(CACHET_ETOOBIG, "backend %s: value of %zu bytes is over "
                                     "max_value_size (%zu): not sent", m->backend, len,
                                     m->max_value);
-    for (size_t r = 0; r < n; r++) {
+    for (size_t r = 0; r < n && (r == 0 || mc_now_s() < dl); r++) {
         size_t i = idx[r];
         int adm = mc_begin(m, &c, i, now, dl, &st);
         if (adm == ADM_NOCONN)
@@ -135,7 +136,7 @@ cachet_status mc_del(void *state, const char *key, size_t klen)
     cachet_status acc = CACHET_OK, st;
     double now = mc_now_s(), dl = now + m->socket_timeout;
 
-    for (size_t r = 0; r < n; r++) {
+    for (size_t r = 0; r < n && (r == 0 || mc_now_s() < dl); r++) {
         size_t i = idx[r];
         int adm, rc;
         mc_sock *s;

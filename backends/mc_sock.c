@@ -68,15 +68,17 @@ static int wait_fd(mc_sock *s, short ev, double deadline, const char *doing)
     for (;;) {
         double left = deadline - mc_clock();
         struct pollfd p = {.fd = s->fd, .events = ev};
-        int ms, n;
-        if (left <= 0)
-            return mc_sock_fail(s, MC_ETIMEDOUT, "timed out %s", doing);
-        ms = (int)(left * 1000.0) + 1;     /* rounded up: never wake just before it */
+        /* rounded up: never wake just before it.  Past the deadline, one
+         * look without waiting: a multi-operation reads its servers one
+         * after the other, and an answer that is already here is not late */
+        int ms = left > 0 ? (int)(left * 1000.0) + 1 : 0, n;
         n = poll(&p, 1, ms);
         if (n > 0)
             return MC_OK;                  /* readable, writable, or an error to collect */
         if (n < 0 && errno != EINTR)
             return mc_sock_fail(s, MC_EIO, "poll: %s", strerror(errno));
+        if (n == 0 && left <= 0)
+            return mc_sock_fail(s, MC_ETIMEDOUT, "timed out %s", doing);
     }
 }
 
