@@ -107,10 +107,13 @@ cachet_status mc_set(void *state, const char *key, size_t klen, const void *valu
     int stored = 0;
     double now = mc_now_s(), dl = now + m->socket_timeout;
 
-    if (len > m->max_value)
+    if (len > m->max_value) {
+        /* never sent; as with a value the server refuses, the old one must go */
+        mc_del(state, key, klen);
         return cachet_backend_error(CACHET_ETOOBIG, "backend %s: value of %zu bytes is over "
-                                    "max_value_size (%zu): not sent", m->backend, len,
-                                    m->max_value);
+                                    "max_value_size (%zu): not sent, old value deleted",
+                                    m->backend, len, m->max_value);
+    }
     for (size_t r = 0; r < n && (r == 0 || mc_now_s() < dl); r++) {
         size_t i = idx[r];
         int adm = mc_begin(m, &c, i, now, dl, &st);

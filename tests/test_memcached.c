@@ -233,6 +233,8 @@ static void bad_arguments(void **state)
         {"arg:nonsense", "1"},
         {"arg:distribution", "random"},
         {"arg:replicas", "0"},
+        {"arg:max_value_size", "0"},
+        {"arg:max_value_size", "2147483648"},
         {"enable_socket_keepalive", "true"},
         {"enable_retry_client", "true"},
     };
@@ -1266,6 +1268,55 @@ static void lock_outlives_lock_timeout(void **state)
     test_server_stop(&s1);
 }
 
+/* ---- max_value_size ---- */
+
+/* A reply declaring more than max_value_size is refused before anything is
+ * allocated (a protocol error, the host stays up); a set of more is
+ * CACHET_ETOOBIG before anything is sent, and the old value is gone. */
+static void max_value_size_bound(void **state)
+{
+    test_server s1;
+    char url[64], big[5000];
+    void *v;
+    size_t n;
+    (void)state;
+
+    memset(big, 'v', sizeof big);
+    assert_int_equal(test_memcached_start(&s1, 0, NULL), 0);
+    snprintf(url, sizeof url, "127.0.0.1:%d", s1.port);
+    for (int b = 0; b < 2; b++)
+        for (int binary = 0; binary < 2; binary++) {
+            cachet_region *wide = open_mc(backends[b], url, NULL);
+            cachet_region *r = open_mc(backends[b], url, "arg:max_value_size", "1000",
+                                       "arg:binary", binary ? "true" : "false", NULL);
+            assert_int_equal(cachet_set(wide, "bound-big", big, sizeof big), CACHET_OK);
+            assert_int_equal(cachet_get(r, "bound-big", &v, &n), CACHET_EBACKEND);
+            if (!strstr(cachet_errmsg(), "protocol error") ||
+                !strstr(cachet_errmsg(), "max_value_size"))
+                fail_msg("%s: %s", backends[b], cachet_errmsg());
+            cachet_item items[2] = {{"bound-big", NULL, 0, 0}, {"bound-small", NULL, 0, 0}};
+            assert_int_equal(cachet_set(r, "bound-small", "ok", 2), CACHET_OK);   /* still up */
+            assert_int_equal(cachet_get_multi(r, items, 2), CACHET_EBACKEND);
+            assert_null(items[0].value);
+            assert_null(items[1].value);       /* the same server's answer: all or nothing */
+            /* writes over the bound: never sent */
+            assert_int_equal(cachet_set(r, "bound-small", big, sizeof big), CACHET_ETOOBIG);
+            assert_non_null(strstr(cachet_errmsg(), "max_value_size"));
+            assert_int_equal(cachet_get(wide, "bound-small", &v, &n), CACHET_MISS);  /* old gone */
+            cachet_item w[2] = {{"bound-w", big, sizeof big, 0}, {"bound-x", "x", 1, 0}};
+            assert_int_equal(cachet_set(wide, "bound-w", "old", 3), CACHET_OK);
+            assert_int_equal(cachet_set_multi(r, w, 2), CACHET_ETOOBIG);
+            assert_int_equal(w[0].status, CACHET_ETOOBIG);
+            assert_int_equal(w[1].status, CACHET_OK);
+            assert_int_equal(cachet_get(wide, "bound-w", &v, &n), CACHET_MISS);  /* old gone */
+            assert_int_equal(cachet_get(r, "bound-x", &v, &n), CACHET_OK);
+            cachet_free(v);
+            cachet_region_close(r);
+            cachet_region_close(wide);
+        }
+    test_server_stop(&s1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1287,6 +1338,7 @@ int main(void)
         cmocka_unit_test(oversize_value),
         cmocka_unit_test(replicas),
         cmocka_unit_test(lock_outlives_lock_timeout),
+        cmocka_unit_test(max_value_size_bound),
     };
     signal(SIGPIPE, SIG_IGN);
     return cmocka_run_group_tests(tests, NULL, NULL);
