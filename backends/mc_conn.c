@@ -301,6 +301,7 @@ mc_sock *mc_link(mc_inst *m, mc_conn *c, size_t i, double dl, int *rc)
         mc_sock_close(s);          /* (p == 2: the server closed it) */
     }
     if ((*rc = mc_sock_connect(s, h->name, h->port, dl)) != MC_OK ||
+        (*rc = mc_sock_set_patience(s, m->socket_timeout)) != MC_OK ||
         (m->sasl_user && (*rc = mc_bin_sasl(s, m->sasl_user, m->sasl_pass, dl)) != MC_OK))
         return NULL;      /* s->err says why; mc_settle closes it */
     return s;

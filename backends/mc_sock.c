@@ -153,6 +153,19 @@ int mc_sock_connect(mc_sock *s, const char *host, unsigned port, double deadline
     }
 }
 
+int mc_sock_set_patience(mc_sock *s, double secs)
+{
+    struct timeval tv = {(time_t)secs, (suseconds_t)((secs - (double)(time_t)secs) * 1e6)};
+    int fl;
+    if (s->fd < 0 || secs <= 0.002)
+        return MC_OK;
+    if (setsockopt(s->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0 ||
+        (fl = fcntl(s->fd, F_GETFL)) < 0 || fcntl(s->fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+        return MC_OK;                      /* stays non-blocking: poll + recv */
+    s->patience = secs;
+    return MC_OK;
+}
+
 void mc_sock_close(mc_sock *s)
 {
     if (s->fd >= 0)
@@ -165,6 +178,8 @@ void mc_sock_close(mc_sock *s)
     s->fed = 0;
     s->queued = 0;
     s->acked = s->opaque;
+    s->sent = 0;
+    s->patience = 0;
 }
 
 int mc_sock_is_open(const mc_sock *s)
@@ -229,7 +244,7 @@ static int write_all(mc_sock *s, const unsigned char *p, size_t n, double deadli
     if (s->fd < 0)
         return mc_sock_fail(s, MC_EIO, "not connected");
     while (n) {
-        ssize_t w = send(s->fd, p, n, MSG_NOSIGNAL);
+        ssize_t w = send(s->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (w > 0) {
             p += w;
             n -= (size_t)w;
@@ -284,15 +299,28 @@ static int fill(mc_sock *s, double deadline)
         s->rpos = 0;
     }
     if (s->sent) {
-        /* the reply to what was just sent cannot be there yet: a recv now
-         * would only say EAGAIN (one syscall saved per request) */
+        /* the reply to what was just sent is not there yet: block in recv
+         * if SO_RCVTIMEO ends within 1 ms of the deadline, else poll first
+         * (a recv without waiting could only say EAGAIN) */
         int rc;
         s->sent = 0;
-        if ((rc = wait_fd(s, POLLIN, deadline, "waiting for the reply")) != MC_OK)
+        if (s->patience > 0 && deadline - mc_clock() >= s->patience - 0.001) {
+            ssize_t r = recv(s->fd, s->rbuf + s->rend, s->rcap - s->rend, 0);
+            if (r > 0) {
+                s->rend += (size_t)r;
+                return MC_OK;
+            }
+            if (r == 0)
+                return mc_sock_fail(s, MC_EIO, "connection closed by the server");
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                return mc_sock_fail(s, MC_EIO, "recv: %s", strerror(errno));
+            /* timed out (or a signal): the loop below decides, on the deadline */
+        } else if ((rc = wait_fd(s, POLLIN, deadline, "waiting for the reply")) != MC_OK) {
             return rc;
+        }
     }
     for (;;) {
-        ssize_t r = recv(s->fd, s->rbuf + s->rend, s->rcap - s->rend, 0);
+        ssize_t r = recv(s->fd, s->rbuf + s->rend, s->rcap - s->rend, MSG_DONTWAIT);
         if (r > 0) {
             s->rend += (size_t)r;
             return MC_OK;
@@ -365,7 +393,7 @@ int mc_sock_read(mc_sock *s, void *dst, size_t n, double deadline)
         }
         if (d && n >= RBUF_SIZE && s->fd >= 0 && !s->fed) {
             /* a large value goes straight into its destination */
-            ssize_t r = recv(s->fd, d, n, 0);
+            ssize_t r = recv(s->fd, d, n, MSG_DONTWAIT);
             if (r > 0) {
                 d += r;
                 n -= (size_t)r;

@@ -44,7 +44,8 @@ typedef struct mc_sock {
     unsigned       queued;       /* binary: replies still to read */
     uint8_t        pend_op;      /* binary: the opcode of the queued requests */
     int            fed;
-    int            sent;         /* a request just went out: its reply is not there yet */          /* fuzzing: no fd, input from mc_sock_feed */
+    int            sent;         /* a request just went out: its reply is not there yet */
+    double         patience;     /* SO_RCVTIMEO of the blocking socket (0: none) */          /* fuzzing: no fd, input from mc_sock_feed */
     char           err[256];     /* what went wrong, for messages */
 } mc_sock;
 
@@ -53,6 +54,12 @@ void   mc_sock_init(mc_sock *s);
 /* port 0: host is a unix socket path.  TCP_NODELAY, non-blocking. */
 int    mc_sock_connect(mc_sock *s, const char *host, unsigned port, double deadline);
 void   mc_sock_close(mc_sock *s);           /* also frees the buffers */
+/* Makes the connected socket blocking with SO_RCVTIMEO = secs, the length
+ * of a call's deadline: the first read after a request may then block in
+ * recv() (one syscall, where poll + recv are two) when at least secs less
+ * 1 ms of the deadline is left, so it never overshoots it by more than
+ * 1 ms.  Every other wait is a poll() on what is left. */
+int    mc_sock_set_patience(mc_sock *s, double secs);
 int    mc_sock_is_open(const mc_sock *s);
 /* A connection with anything to read between requests is in doubt: 1
  * bytes buffered or readable, 2 the server closed it, 0 clean. */
