@@ -1,8 +1,10 @@
 /* The memcached and memcache_pool backends against real memcached servers
  * started on loopback by tests/servers.c: round trips, consistent hashing,
  * killed / hung / restarted servers, a host that accepts and never answers,
- * pool exhaustion, fork(), the distributed lock across processes, oversize
- * values, long and spaced keys, and bytes written by a foreign client. */
+ * pool exhaustion, fork(), the distributed lock across processes (and that
+ * it never expires before lock_timeout), oversize values, max_value_size,
+ * long and spaced keys, and bytes written by a foreign client.  Servers
+ * that lie are in test_memcached_hostile.c. */
 #define _GNU_SOURCE
 #include <stdarg.h>
 #include <stddef.h>
