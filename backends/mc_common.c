@@ -16,17 +16,17 @@ cachet_status mc_open(const cachet_backend_params *p, void **state, const char *
         "memcached_expire_time", "distributed_lock", "lock_timeout", "replicas",
         "sasl_enabled", "username", "password", "enable_socket_keepalive",
         "socket_keepalive_idle", "socket_keepalive_interval", "socket_keepalive_count",
-        "enable_retry_client", "retry_attempts", "retry_delay", NULL};
+        "enable_retry_client", "retry_attempts", "retry_delay", "max_value_size", NULL};
     static const char *const known_pool[] = {
         "url", "distribution", "binary", "socket_timeout", "dead_retry",
         "memcached_expire_time", "distributed_lock", "lock_timeout", "replicas",
         "sasl_enabled", "username", "password", "enable_socket_keepalive",
         "socket_keepalive_idle", "socket_keepalive_interval", "socket_keepalive_count",
-        "enable_retry_client", "retry_attempts", "retry_delay",
+        "enable_retry_client", "retry_attempts", "retry_delay", "max_value_size",
         "pool_maxsize", "pool_unused_timeout", "pool_connection_get_timeout",
         "pool_flush_on_reconnect", NULL};
     const char *url, *dist;
-    long replicas, pool_max = 10;
+    long replicas, pool_max = 10, max_value;
     double unused = 60, get_to = 10;
     int sasl = 0, flag, flush = 0;
     cachet_status st;
@@ -55,12 +55,17 @@ cachet_status mc_open(const cachet_backend_params *p, void **state, const char *
                                       &m->expire)) != CACHET_OK ||
         (st = cachet_backend_arg_bool(p, backend, "distributed_lock", 0, &m->dist_lock)) !=
             CACHET_OK ||
-        (st = cachet_backend_arg_long(p, backend, "lock_timeout", 30, 0, 86400 * 30,
-                                      &m->lock_timeout)) != CACHET_OK ||
+        (st = cachet_backend_arg_double(p, backend, "lock_timeout", 30, 0, 86400 * 30,
+                                        &m->lock_timeout)) != CACHET_OK ||
         (st = cachet_backend_arg_long(p, backend, "replicas", 1, 1, MAX_REPLICAS,
                                       &replicas)) != CACHET_OK ||
-        (st = cachet_backend_arg_bool(p, backend, "sasl_enabled", 0, &sasl)) != CACHET_OK)
+        (st = cachet_backend_arg_bool(p, backend, "sasl_enabled", 0, &sasl)) != CACHET_OK ||
+        /* the largest value a reply may declare (checked before allocating) or a
+         * set may send; memcached itself never stores more than 1 GiB */
+        (st = cachet_backend_arg_long(p, backend, "max_value_size", MAX_VALUE_DEFAULT, 1,
+                                      MAX_VALUE_LIMIT, &max_value)) != CACHET_OK)
         goto fail;
+    m->max_value = (size_t)max_value;
     if (strcmp(dist, "ketama") != 0 && strcmp(dist, "consistent") != 0 &&
         strcmp(dist, "modula") != 0) {
         st = cachet_backend_error(CACHET_EINVAL, "backend %s: distribution: \"%s\" is not "
@@ -77,14 +82,14 @@ cachet_status mc_open(const cachet_backend_params *p, void **state, const char *
          (st = cachet_backend_arg_bool(p, backend, "pool_flush_on_reconnect", 0, &flush)) !=
              CACHET_OK))
         goto fail;
-    /* what libmemcached cannot do is an error, never silently ignored */
+    /* what the client does not do is an error, never silently ignored */
     if ((st = cachet_backend_arg_bool(p, backend, "enable_socket_keepalive", 0, &flag)) !=
         CACHET_OK)
         goto fail;
     if (flag) {
         st = cachet_backend_error(CACHET_EINVAL, "backend %s: enable_socket_keepalive: "
-                                  "libmemcached cannot set socket_keepalive_interval and "
-                                  "socket_keepalive_count; unset it", backend);
+                                  "not supported (a hung server is caught by socket_timeout "
+                                  "on every call); unset it", backend);
         goto fail;
     }
     if ((st = cachet_backend_arg_bool(p, backend, "enable_retry_client", 0, &flag)) != CACHET_OK)
@@ -111,6 +116,7 @@ cachet_status mc_open(const cachet_backend_params *p, void **state, const char *
         }
         m->binary = 1;   /* SASL exists only in the binary protocol */
     }
+    m->proto = m->binary ? &mc_bin : &mc_text;
     m->pool_max = pool_max;
     m->unused_timeout = unused;
     m->get_timeout = get_to;
@@ -178,7 +184,7 @@ cachet_status mc_report(void *state, cachet_backend_report_fn fn, void *arg)
         mc_host *h = &m->hosts[i];
         int stt, probing;
         double until;
-        uint64_t fails, ff, probes, flushes;
+        uint64_t fails, ff, probes, flushes, tmo, perr;
         pthread_mutex_lock(&h->mu);
         stt = h->state;
         probing = h->probing;
@@ -187,6 +193,8 @@ cachet_status mc_report(void *state, cachet_backend_report_fn fn, void *arg)
         ff = h->fastfails;
         probes = h->probes;
         flushes = h->flushes;
+        tmo = h->timeouts;
+        perr = h->proto_errors;
         pthread_mutex_unlock(&h->mu);
         if (stt == H_DEAD && now < until)
             snprintf(buf, sizeof buf, "%s dead (retry in %.0f s)", h->label, until - now);
@@ -195,9 +203,10 @@ cachet_status mc_report(void *state, cachet_backend_report_fn fn, void *arg)
                      probing ? "probing" : stt == H_UP ? "up" : stt == H_DEAD ? "dead (retry due)"
                      : "unknown");
         snprintf(buf + strlen(buf), sizeof buf - strlen(buf),
-                 " failures=%llu fast_failures=%llu probes=%llu flushes=%llu",
-                 (unsigned long long)fails, (unsigned long long)ff, (unsigned long long)probes,
-                 (unsigned long long)flushes);
+                 " failures=%llu timeouts=%llu protocol_errors=%llu fast_failures=%llu "
+                 "probes=%llu flushes=%llu",
+                 (unsigned long long)fails, (unsigned long long)tmo, (unsigned long long)perr,
+                 (unsigned long long)ff, (unsigned long long)probes, (unsigned long long)flushes);
         fn(arg, "server", buf);
     }
     pthread_mutex_lock(&m->mu);
@@ -215,6 +224,9 @@ cachet_status mc_report(void *state, cachet_backend_report_fn fn, void *arg)
     snprintf(buf, sizeof buf, "%d", m->replicas);
     fn(arg, "replicas", buf);
     fn(arg, "distributed_lock", m->dist_lock ? "on" : "off");
+    fn(arg, "protocol", m->proto->name);
+    snprintf(buf, sizeof buf, "%zu", m->max_value);
+    fn(arg, "max_value_size", buf);
     return CACHET_OK;
 }
 

@@ -1,5 +1,6 @@
-/* libmemcached handles, the ring and key placement, and the connection
- * sets (per thread, or pooled) an operation gets its handles from. */
+/* The ring and key placement (libmemcached's hashing, nothing else of it),
+ * the connection sets (per thread, or pooled) an operation gets its
+ * connections from, and the link from a connection set to a host. */
 #define _GNU_SOURCE
 #include "mc_internal.h"
 #include <errno.h>
@@ -9,53 +10,13 @@
 #include <string.h>
 #include <time.h>
 
-/* ---- libmemcached handles ---- */
+/* ---- the ring ---- */
 
 static memcached_return_t add_server(memcached_st *mc, const mc_host *h)
 {
     if (h->port == 0)
         return memcached_server_add_unix_socket_with_weight(mc, h->name, h->weight);
     return memcached_server_add_with_weight(mc, h->name, h->port, h->weight);
-}
-
-static void set_behaviors(const mc_inst *m, memcached_st *mc)
-{
-    uint64_t ms = (uint64_t)(m->socket_timeout * 1000.0 + 0.5);
-    if (ms < 1)
-        ms = 1;
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_TCP_NODELAY, 1);
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT, ms);
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_POLL_TIMEOUT, ms);
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_SND_TIMEOUT, ms * 1000);
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_RCV_TIMEOUT, ms * 1000);
-    /* the host table decides when to retry; libmemcached must not refuse a
-     * probe on its own (a failed handle is thrown away anyway) */
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_RETRY_TIMEOUT, 0);
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_DEAD_TIMEOUT, 0);
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_SERVER_FAILURE_LIMIT, 1000000);
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_AUTO_EJECT_HOSTS, 0);
-    if (m->binary)
-        memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, 1);
-}
-
-/* A single-server handle for host i. */
-static memcached_st *handle_new(const mc_inst *m, size_t i)
-{
-    memcached_st *mc = memcached_create(NULL);
-    if (!mc)
-        return NULL;
-    set_behaviors(m, mc);
-    if (m->sasl_user &&
-        memcached_set_sasl_auth_data(mc, m->sasl_user, m->sasl_pass ? m->sasl_pass : "") !=
-            MEMCACHED_SUCCESS) {
-        memcached_free(mc);
-        return NULL;
-    }
-    if (add_server(mc, &m->hosts[i]) != MEMCACHED_SUCCESS) {
-        memcached_free(mc);
-        return NULL;
-    }
-    return mc;
 }
 
 /* The ring: every server, for memcached_generate_hash only. */
@@ -121,8 +82,7 @@ size_t mc_placement(const mc_inst *m, const char *key, size_t klen, size_t *idx)
 void mc_conn_free(mc_conn *c, size_t nhosts)
 {
     for (size_t i = 0; i < nhosts; i++)
-        if (c->srv[i])
-            memcached_free(c->srv[i]);
+        mc_sock_close(&c->srv[i]);
     free(c);
 }
 
@@ -148,8 +108,11 @@ static void unlink_conn(mc_inst *m, mc_conn *c)
 static mc_conn *conn_new(mc_inst *m)
 {
     mc_conn *c = calloc(1, sizeof *c + m->nhosts * sizeof c->srv[0]);
-    if (c)
+    if (c) {
         c->inst = m;
+        for (size_t i = 0; i < m->nhosts; i++)
+            mc_sock_init(&c->srv[i]);
+    }
     return c;
 }
 
@@ -312,69 +275,106 @@ void mc_conn_put(mc_inst *m, mc_conn *c)
     free_list(m, dead);
 }
 
-/* The handle of conn c for host i, made on first use. */
-memcached_st *mc_handle(mc_inst *m, mc_conn *c, size_t i)
+double mc_deadline(const mc_inst *m)
 {
-    if (!c->srv[i])
-        c->srv[i] = handle_new(m, i);
-    return c->srv[i];
+    return mc_now_s() + m->socket_timeout;
 }
 
-/* After a connection-level failure the handle's state (a half-read
- * response, libmemcached's own backoff) is not worth keeping. */
-void mc_handle_drop(mc_conn *c, size_t i)
+mc_sock *mc_link(mc_inst *m, mc_conn *c, size_t i, double dl, int *rc)
 {
-    if (c->srv[i]) {
-        memcached_free(c->srv[i]);
-        c->srv[i] = NULL;
+    mc_sock *s = &c->srv[i];
+    const mc_host *h = &m->hosts[i];
+
+    if (mc_sock_is_open(s)) {
+        int p = mc_sock_pending(s);
+        if (!p)
+            return s;
+        if (p == 1) {
+            /* bytes nobody asked for: never read them as the next answer */
+            pthread_mutex_lock(&m->hosts[i].mu);
+            m->hosts[i].proto_errors++;
+            pthread_mutex_unlock(&m->hosts[i].mu);
+            cachet_backend_log(CACHET_LOG_WARNING, "backend %s: server %s: protocol error: "
+                               "unsolicited bytes between requests: reconnecting",
+                               m->backend, h->label);
+        }
+        mc_sock_close(s);          /* (p == 2: the server closed it) */
     }
+    if ((*rc = mc_sock_connect(s, h->name, h->port, dl)) != MC_OK ||
+        (*rc = mc_sock_set_patience(s, m->socket_timeout)) != MC_OK ||
+        (m->sasl_user && (*rc = mc_bin_sasl(s, m->sasl_user, m->sasl_pass, dl)) != MC_OK))
+        return NULL;      /* s->err says why; mc_settle closes it */
+    return s;
 }
 
-/* Records how an operation on host i ended, from libmemcached's rc:
- * returns END_OK or END_FAIL. */
-int mc_settle(mc_inst *m, mc_conn *c, size_t i, int adm, memcached_return_t rc)
+int mc_settle(mc_inst *m, mc_conn *c, size_t i, int adm, int rc)
 {
-    int how = mc_is_conn_failure(rc) ? END_FAIL : END_OK;
-    if (how == END_FAIL)
-        mc_handle_drop(c, i);
+    mc_sock *s = &c->srv[i];
+    int how = rc == MC_EPROTO ? END_PROTO : rc == MC_ETIMEDOUT ? END_TIMEOUT
+              : rc == MC_ENOMEM ? END_ABORT : rc < 0 && rc != MC_ETOOBIG ? END_FAIL : END_OK;
+
+    if (how == END_OK && mc_sock_buffered(s)) {
+        /* the reply is complete and more came: the connection is in doubt */
+        how = END_PROTO;
+        snprintf(s->err, sizeof s->err, "protocol error: unread bytes after the reply");
+        mc_sock_close(s);
+        mc_finish(m, i, adm, how);
+        return END_OK;    /* the reply itself answered its request */
+    }
+    if (how != END_OK || rc == MC_SRVERR)
+        mc_sock_close(s);
     mc_finish(m, i, adm, how);
     return how;
 }
 
-cachet_status mc_error(mc_inst *m, size_t i, memcached_return_t rc, const char *what)
+cachet_status mc_error(mc_inst *m, mc_conn *c, size_t i, int rc, const char *what)
 {
+    const char *why = c ? c->srv[i].err : "";
     cachet_status st;
-    if (mc_is_conn_failure(rc))
+    switch (rc) {
+    case MC_ETIMEDOUT:
+        return cachet_backend_error(CACHET_EUNAVAILABLE, "backend %s: %s on %s: %s (deadline "
+                                    "socket_timeout %g s passed)", m->backend, what,
+                                    m->hosts[i].label, why, m->socket_timeout);
+    case MC_EIO:
+    case MC_EAUTH:
         st = CACHET_EUNAVAILABLE;
-    else if (rc == MEMCACHED_MEMORY_ALLOCATION_FAILURE)
+        break;
+    case MC_ENOMEM:
         st = CACHET_ENOMEM;
-    else if (rc == MEMCACHED_E2BIG)
+        break;
+    case MC_TOOBIG:
+    case MC_ETOOBIG:
         st = CACHET_ETOOBIG;
-    else
+        break;
+    case MC_EPROTO:
+        /* s->err starts with "protocol error:" */
         st = CACHET_EBACKEND;
+        break;
+    default:
+        st = CACHET_EBACKEND;
+        break;
+    }
     return cachet_backend_error(st, "backend %s: %s on %s: %s", m->backend, what,
-                                m->hosts[i].label, memcached_strerror(NULL, rc));
+                                m->hosts[i].label, why[0] ? why : "failed");
 }
 
 /* Admission plus, for a flushing probe, the flush.  Returns the admission,
  * ADM_REJECT if the host is not to be used (the flush failed: it has been
  * settled as a failure). */
-int mc_enter(mc_inst *m, mc_conn *c, size_t i, int adm)
+int mc_enter(mc_inst *m, mc_conn *c, size_t i, int adm, double dl)
 {
-    memcached_st *h;
-    memcached_return_t rc;
+    mc_sock *s;
+    int rc;
 
     if (adm != ADM_PROBE_FLUSH)
         return adm;
-    if (!(h = mc_handle(m, c, i))) {
-        mc_finish(m, i, adm, END_ABORT);
+    if (!(s = mc_link(m, c, i, dl, &rc)) || (rc = m->proto->flush_all(s, dl)) != MC_OK) {
+        mc_settle(m, c, i, adm, rc < 0 ? rc : MC_EIO);
         return ADM_REJECT;
     }
-    rc = memcached_flush(h, 0);
-    if (rc != MEMCACHED_SUCCESS) {
-        mc_settle(m, c, i, adm, mc_is_conn_failure(rc) ? rc : MEMCACHED_CONNECTION_FAILURE);
-        return ADM_REJECT;
-    }
+    if (mc_sock_buffered(s))
+        mc_sock_close(s);             /* in doubt (the probe itself is settled by the operation) */
     pthread_mutex_lock(&m->hosts[i].mu);
     m->hosts[i].flushes++;
     pthread_mutex_unlock(&m->hosts[i].mu);
@@ -383,7 +383,7 @@ int mc_enter(mc_inst *m, mc_conn *c, size_t i, int adm)
     return adm;
 }
 
-int mc_begin(mc_inst *m, mc_conn **c, size_t i, double now, cachet_status *st)
+int mc_begin(mc_inst *m, mc_conn **c, size_t i, double now, double dl, cachet_status *st)
 {
     int adm;
 
@@ -395,7 +395,7 @@ int mc_begin(mc_inst *m, mc_conn **c, size_t i, double now, cachet_status *st)
     if (!*c && (*st = mc_conn_get(m, c)) != CACHET_OK)
         return ADM_NOCONN;
     if ((adm = mc_admit(m, i, mc_now_s(), 1)) == ADM_REJECT ||
-        (adm = mc_enter(m, *c, i, adm)) == ADM_REJECT) {
+        (adm = mc_enter(m, *c, i, adm, dl)) == ADM_REJECT) {
         *st = mc_unavailable(m, i);
         return ADM_REJECT;
     }

@@ -13,28 +13,6 @@ double mc_now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-int mc_is_conn_failure(memcached_return_t rc)
-{
-    switch (rc) {
-    case MEMCACHED_CONNECTION_FAILURE:
-    case MEMCACHED_CONNECTION_SOCKET_CREATE_FAILURE:
-    case MEMCACHED_TIMEOUT:
-    case MEMCACHED_WRITE_FAILURE:
-    case MEMCACHED_READ_FAILURE:
-    case MEMCACHED_UNKNOWN_READ_FAILURE:
-    case MEMCACHED_ERRNO:
-    case MEMCACHED_HOST_LOOKUP_FAILURE:
-    case MEMCACHED_SERVER_MARKED_DEAD:
-    case MEMCACHED_SERVER_TEMPORARILY_DISABLED:
-    case MEMCACHED_PROTOCOL_ERROR:
-    case MEMCACHED_AUTH_PROBLEM:
-    case MEMCACHED_AUTH_FAILURE:
-        return 1;
-    default:
-        return 0;
-    }
-}
-
 /* The pool's waits are timed on the monotonic clock. */
 void mc_cond_init(pthread_cond_t *cv)
 {
@@ -141,13 +119,18 @@ void mc_finish(mc_inst *m, size_t i, int adm, int how)
         h->probing = 0;
         pthread_cond_broadcast(&h->probe_done);
     }
-    if (how == END_OK) {
+    if (how == END_PROTO)
+        h->proto_errors++;
+    if (how == END_TIMEOUT)
+        h->timeouts++;
+    if (how == END_OK || how == END_PROTO) {
+        /* (a wrong answer is an answer: the host is up, the connection closed) */
         h->progress = now;
         if (h->state != H_UP && (adm == ADM_PROBE || adm == ADM_PROBE_FLUSH)) {
             h->state = H_UP;
             h->was_dead = 0;
         }
-    } else if (how == END_FAIL) {
+    } else if (how == END_FAIL || how == END_TIMEOUT) {
         if (h->state != H_DEAD || h->dead_until < now + m->dead_retry)
             h->dead_until = now + m->dead_retry;
         if (h->state == H_UP || h->state == H_DEAD)
@@ -156,7 +139,7 @@ void mc_finish(mc_inst *m, size_t i, int adm, int how)
         h->failures++;
     }
     pthread_mutex_unlock(&h->mu);
-    if (how == END_FAIL)
+    if (how == END_FAIL || how == END_TIMEOUT)
         cachet_backend_log(CACHET_LOG_WARNING, "backend %s: server %s marked dead for %g s",
                            m->backend, h->label, m->dead_retry);
 }

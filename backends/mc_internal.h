@@ -1,9 +1,13 @@
-/* memcached and memcache_pool on libmemcached, never stalling on a dead host.
+/* memcached and memcache_pool, never stalling on a dead host, never handing
+ * a caller bytes that do not answer its request.
  *
- * libmemcached keeps its failure state per memcached_st (per clone, per
- * pool member), and never marks a host whose connection was accepted but
- * whose reads time out.  So mc_hosts.c keeps its own table of hosts, shared
- * by every connection of an instance:
+ * cachet speaks the memcached protocols itself (mc_sock.c: one connection
+ * under one deadline per call; mc_text.c and mc_bin.c: every reply checked
+ * against its request).  libmemcached is used only for key placement (the
+ * ring), so keys land where pylibmc and libmemcached clients put them.
+ *
+ * mc_hosts.c keeps a table of hosts, shared by every connection of an
+ * instance:
  *
  *   UNKNOWN  never reached yet: the first operation probes it; the others
  *            wait for that probe, but only briefly (first_wait: a quarter
@@ -21,12 +25,16 @@
  * So a dead host costs at most one stalled operation per dead_retry in the
  * process, whatever the threading.
  *
+ * A protocol error (a reply that does not answer the request) closes the
+ * connection and fails the call, but does not mark the host dead: it
+ * answered.  Protocol errors and timeouts are counted apart.
+ *
  * Distribution: a "ring" memcached_st holds every server (distribution set
  * before the servers are added) and is used only to hash keys
- * (memcached_generate_hash, a pure read).  I/O goes through one
- * single-server memcached_st per server per connection set, so that every
- * failure is known to belong to one host, and a multi-operation is one
- * request per server, sent to every server before any is read. */
+ * (memcached_generate_hash, a pure read).  I/O goes through one mc_sock
+ * per server per connection set, so that every failure is known to belong
+ * to one host, and a multi-operation is one request per server, sent to
+ * every server before any is read. */
 #ifndef CACHET_MC_INTERNAL_H
 #define CACHET_MC_INTERNAL_H
 
@@ -39,6 +47,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <libmemcached/memcached.h>
+#include "mc_proto.h"
 
 #define MAX_REPLICAS   8
 #define MAX_KEY        250
@@ -46,8 +55,12 @@
 enum { H_UNKNOWN, H_UP, H_DEAD };
 /* ADM_NOCONN: mc_begin could not get a connection set (not the host's fault) */
 enum { ADM_NOCONN = -2, ADM_REJECT, ADM_OK, ADM_PROBE, ADM_PROBE_FLUSH };
-/* how an operation on a host ended */
-enum { END_OK, END_FAIL, END_ABORT };
+/* how an operation on a host ended: END_FAIL and END_TIMEOUT mark it dead,
+ * END_PROTO (it answered, wrongly) is counted but does not */
+enum { END_OK, END_FAIL, END_ABORT, END_PROTO, END_TIMEOUT };
+
+#define MAX_VALUE_DEFAULT (64u << 20)    /* max_value_size */
+#define MAX_VALUE_LIMIT   (1u << 30)     /* memcached's own hard item limit */
 
 typedef struct {
     pthread_mutex_t mu;
@@ -62,7 +75,7 @@ typedef struct {
     unsigned inflight;
     double   dead_until;
     double   progress;         /* last completion, or start of the busy period */
-    uint64_t failures, fastfails, probes, flushes;
+    uint64_t failures, fastfails, probes, flushes, timeouts, proto_errors;
 } mc_host;
 
 struct mc_inst;
@@ -72,7 +85,7 @@ typedef struct mc_conn {
     struct mc_inst *inst;
     double          idle_since;
     unsigned        gen;           /* instance generation it was made in */
-    memcached_st   *srv[];         /* one per host, made on first use */
+    mc_sock         srv[];         /* one per host, connected on first use */
 } mc_conn;
 
 typedef struct mc_inst {
@@ -85,7 +98,9 @@ typedef struct mc_inst {
     double        socket_timeout, dead_retry, suspect_after;
     long          expire;
     int           binary, dist_lock, replicas;
-    long          lock_timeout;
+    const mc_proto *proto;         /* mc_text or mc_bin */
+    size_t        max_value;       /* max_value_size */
+    double        lock_timeout;
     long          pool_max;
     double        unused_timeout, get_timeout;
     int           flush_on_reconnect;
@@ -106,7 +121,6 @@ typedef struct mc_inst {
 
 /* mc_hosts.c: small helpers and the host table */
 double        mc_now_s(void);
-int           mc_is_conn_failure(memcached_return_t rc);
 void          mc_cond_init(pthread_cond_t *cv);
 /* may_wait: a host never reached and being probed by another thread is
  * waited for (briefly) rather than refused; a caller that itself holds a
@@ -120,23 +134,31 @@ cachet_status mc_unavailable(mc_inst *m, size_t i);
 /* mc_url.c: url parsing */
 cachet_status mc_parse_url(mc_inst *m, const char *url);
 
-/* mc_conn.c: libmemcached handles and connection sets */
+/* mc_conn.c: the ring, connection sets, and the link to a host */
 cachet_status mc_ring_new(mc_inst *m, const char *distribution);
 size_t        mc_placement(const mc_inst *m, const char *key, size_t klen, size_t *idx);
 void          mc_conn_free(mc_conn *c, size_t nhosts);
 void          mc_tls_destroy(void *arg);
 cachet_status mc_conn_get(mc_inst *m, mc_conn **out);
 void          mc_conn_put(mc_inst *m, mc_conn *c);
-memcached_st *mc_handle(mc_inst *m, mc_conn *c, size_t i);
-void          mc_handle_drop(mc_conn *c, size_t i);
-int           mc_settle(mc_inst *m, mc_conn *c, size_t i, int adm, memcached_return_t rc);
-cachet_status mc_error(mc_inst *m, size_t i, memcached_return_t rc, const char *what);
-int           mc_enter(mc_inst *m, mc_conn *c, size_t i, int adm);
+/* The connection of c to host i, ready for a request before the deadline:
+ * connected (and authenticated) on first use, and connected afresh when
+ * the old one has anything to read.  NULL with *rc (MC_E*) on failure. */
+mc_sock      *mc_link(mc_inst *m, mc_conn *c, size_t i, double dl, int *rc);
+/* Records how an operation on host i ended from its outcome rc (MC_*),
+ * closing the connection when it is in doubt; returns the END_* */
+int           mc_settle(mc_inst *m, mc_conn *c, size_t i, int adm, int rc);
+/* The status and message for outcome rc of `what` on host i. */
+cachet_status mc_error(mc_inst *m, mc_conn *c, size_t i, int rc, const char *what);
+int           mc_enter(mc_inst *m, mc_conn *c, size_t i, int adm, double dl);
 /* The start of every single-key request on host i: fail fast if the host
  * is refused, take a connection set when *c has none yet, then admit and
  * enter.  Returns the admission (for mc_settle/mc_finish); ADM_REJECT with
  * *st = the host's EUNAVAILABLE; ADM_NOCONN with *st = the pool's error. */
-int           mc_begin(mc_inst *m, mc_conn **c, size_t i, double now, cachet_status *st);
+int           mc_begin(mc_inst *m, mc_conn **c, size_t i, double now, double dl,
+                       cachet_status *st);
+/* The deadline of a call that starts now. */
+double        mc_deadline(const mc_inst *m);
 
 /* mc_ops.c: single-key operations */
 cachet_status mc_combine(cachet_status acc, cachet_status st, int *stored);

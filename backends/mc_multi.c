@@ -1,13 +1,15 @@
-/* Multi-key operations: one request per server. */
+/* Multi-key operations: one request (or pipelined batch) per server, sent
+ * to every server before any answer is read, under one deadline. */
 #define _GNU_SOURCE
 #include "mc_internal.h"
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* values up to this go through pipelined noreply sets; larger ones are sent
- * one by one so that the server's "too large" answer is seen */
-#define PIPE_MAX_VALUE (1000u * 1000u)
+/* a pipelined write batch: this many requests or bytes, then every reply
+ * is read before the next batch (so neither side's buffers fill up) */
+#define BATCH_ITEMS 256
+#define BATCH_BYTES (512u * 1024u)
 
 /* ---- multi-key operations: one request per server ---- */
 
@@ -122,6 +124,36 @@ static void slice_status(groups *g, cachet_backend_item *items, size_t i, cachet
         items[g->pos[s]].status = st;
 }
 
+/* Where a server's hits go: slot idx of host i's slice is item pos[idx]. */
+typedef struct {
+    cachet_backend_item *items;
+    const size_t        *pos;
+} hits;
+
+static int take_hit(void *arg, size_t idx, void *value, size_t len)
+{
+    hits *h = arg;
+    cachet_backend_item *it = &h->items[h->pos[idx]];
+    free(it->value);               /* (a key asked twice: the later answer) */
+    it->value = value;
+    it->len = len;
+    it->status = CACHET_OK;
+    return MC_OK;
+}
+
+/* A server's answers are all or nothing: after an error none of its values
+ * reach the caller. */
+static void slice_fail(groups *g, cachet_backend_item *items, size_t i, cachet_status st)
+{
+    for (size_t s = g->start[i]; s < g->start[i + 1]; s++) {
+        cachet_backend_item *it = &items[g->pos[s]];
+        free(it->value);
+        it->value = NULL;
+        it->len = 0;
+        it->status = st;
+    }
+}
+
 cachet_status mc_get_multi(void *state, cachet_backend_item *items, size_t n)
 {
     mc_inst *m = state;
@@ -132,6 +164,7 @@ cachet_status mc_get_multi(void *state, cachet_backend_item *items, size_t n)
     size_t *klens = NULL;
     int *sent = NULL;
     cachet_status st;
+    double dl;
 
     if (n == 0)
         return CACHET_OK;
@@ -147,6 +180,7 @@ cachet_status mc_get_multi(void *state, cachet_backend_item *items, size_t n)
             items[k].status = st;
         return st;
     }
+    dl = mc_deadline(m);
     order = malloc(m->nhosts * sizeof *order);
     sent = calloc(m->nhosts, sizeof *sent);
     for (size_t i = 0; i < m->nhosts; i++)
@@ -162,88 +196,42 @@ cachet_status mc_get_multi(void *state, cachet_backend_item *items, size_t n)
     /* 1. send every server its request */
     for (size_t o = 0; o < nord; o++) {
         size_t i = order[o], cnt = 0;
-        memcached_st *h;
-        memcached_return_t rc;
-        if ((g.adm[i] = mc_enter(m, c, i, g.adm[i])) == ADM_REJECT) {
+        mc_sock *s;
+        int rc;
+        if ((g.adm[i] = mc_enter(m, c, i, g.adm[i], dl)) == ADM_REJECT) {
             slice_status(&g, items, i, mc_unavailable(m, i));
             continue;
         }
-        if (!(h = mc_handle(m, c, i))) {
-            mc_finish(m, i, g.adm[i], END_ABORT);
-            slice_status(&g, items, i, CACHET_ENOMEM);
-            continue;
+        for (size_t q = g.start[i]; q < g.start[i + 1]; q++) {
+            keys[cnt] = items[g.pos[q]].key;
+            klens[cnt++] = items[g.pos[q]].klen;
         }
-        for (size_t s = g.start[i]; s < g.start[i + 1]; s++) {
-            keys[cnt] = items[g.pos[s]].key;
-            klens[cnt++] = items[g.pos[s]].klen;
-        }
-        rc = memcached_mget(h, keys, klens, cnt);
-        if (rc != MEMCACHED_SUCCESS && mc_is_conn_failure(rc)) {
+        if (!(s = mc_link(m, c, i, dl, &rc)) ||
+            (rc = m->proto->mget_send(s, keys, klens, cnt, dl)) != MC_OK ||
+            (rc = mc_sock_flush(s, dl)) != MC_OK) {
             mc_settle(m, c, i, g.adm[i], rc);
-            slice_status(&g, items, i, mc_error(m, i, rc, "get_multi"));
+            slice_status(&g, items, i, mc_error(m, c, i, rc, "get_multi"));
             continue;
         }
         sent[i] = 1;
     }
     /* 2. read the answers, server by server (they are already on their way) */
     for (size_t o = 0; o < nord; o++) {
-        size_t i = order[o], cursor = g.start[i];
-        memcached_st *h = c->srv[i];
-        memcached_result_st res, *rp;
-        memcached_return_t rc = MEMCACHED_SUCCESS, last = MEMCACHED_END;
+        size_t i = order[o], cnt = 0;
+        hits h = {items, g.pos + g.start[i]};
+        int rc;
         if (!sent[i])
             continue;
-        if (!memcached_result_create(h, &res)) {
-            /* cannot read: drop the handle rather than leave answers queued */
-            mc_handle_drop(c, i);
-            mc_finish(m, i, g.adm[i], END_ABORT);
-            slice_status(&g, items, i, CACHET_ENOMEM);
-            continue;
+        for (size_t q = g.start[i]; q < g.start[i + 1]; q++) {
+            keys[cnt] = items[g.pos[q]].key;
+            klens[cnt++] = items[g.pos[q]].klen;
         }
-        while ((rp = memcached_fetch_result(h, &res, &rc)) != NULL) {
-            const char *rk = memcached_result_key_value(rp);
-            size_t rkl = memcached_result_key_length(rp), hit = SIZE_MAX;
-            /* answers come in request order: search from the cursor, then wrap */
-            for (size_t s = cursor; s < g.start[i + 1] && hit == SIZE_MAX; s++) {
-                cachet_backend_item *it = &items[g.pos[s]];
-                if (it->klen == rkl && !it->value && memcmp(it->key, rk, rkl) == 0)
-                    hit = s;
-            }
-            for (size_t s = g.start[i]; s < cursor && hit == SIZE_MAX; s++) {
-                cachet_backend_item *it = &items[g.pos[s]];
-                if (it->klen == rkl && !it->value && memcmp(it->key, rk, rkl) == 0)
-                    hit = s;
-            }
-            if (hit == SIZE_MAX)
-                continue;
-            cursor = hit + 1;
-            {
-                cachet_backend_item *it = &items[g.pos[hit]];
-                size_t vl = memcached_result_length(rp);
-                void *v = malloc(vl ? vl : 1);
-                if (!v) {
-                    it->status = CACHET_ENOMEM;
-                    continue;
-                }
-                memcpy(v, memcached_result_value(rp), vl);
-                it->value = v;
-                it->len = vl;
-                it->status = CACHET_OK;
-            }
+        rc = m->proto->mget_recv(&c->srv[i], keys, klens, cnt, m->max_value, dl, take_hit, &h);
+        if (rc != MC_OK) {
+            cachet_status est = mc_error(m, c, i, rc, "get_multi");
+            slice_fail(&g, items, i, est);
         }
-        memcached_result_free(&res);
-        last = rc;
-        if (last == MEMCACHED_END || last == MEMCACHED_NOTFOUND || last == MEMCACHED_SUCCESS) {
-            mc_finish(m, i, g.adm[i], END_OK);
-        } else {
-            cachet_status est;
-            int how = mc_settle(m, c, i, g.adm[i], last);
-            est = mc_error(m, i, last, "get_multi");
-            /* answers that arrived are kept; the rest of this server's keys failed */
-            for (size_t s = g.start[i]; s < g.start[i + 1]; s++)
-                if (items[g.pos[s]].status == CACHET_MISS)
-                    items[g.pos[s]].status = how == END_FAIL ? est : CACHET_EBACKEND;
-        }
+        mc_settle(m, c, i, g.adm[i], rc);
     }
     mc_conn_put(m, c);
     free(order);
@@ -251,15 +239,11 @@ cachet_status mc_get_multi(void *state, cachet_backend_item *items, size_t n)
     free(keys);
     free(klens);
     groups_free(&g);
-    if ((st = first_error(items, n)) != CACHET_OK) {
-        for (size_t k = 0; k < n; k++)
-            if (items[k].status == st)
-                return st == CACHET_EUNAVAILABLE
-                       ? cachet_backend_error(st, "backend %s: get_multi: some servers are down",
-                                              m->backend)
-                       : cachet_backend_error(st, "backend %s: get_multi failed: %s",
-                                              m->backend, cachet_strerror(st));
-    }
+    if ((st = first_error(items, n)) != CACHET_OK)
+        return st == CACHET_EUNAVAILABLE
+               ? cachet_backend_error(st, "backend %s: get_multi: some servers are down",
+                                      m->backend)
+               : st;          /* (the message of the server's error is kept) */
     return CACHET_OK;
 
 abort_all:
@@ -278,18 +262,53 @@ abort_all:
     return st;
 }
 
-/* set_multi and delete_multi: per server, every item but the last goes as
- * a noreply command (written, not waited for); the last one is an ordinary
- * command whose answer confirms that the server read the lot.  Values too
- * big to be sure of go one by one, to see the server's refusal. */
+/* Pipelines the writes of slots [from, to) of host i's slice in batches,
+ * reading every reply (no noreply: each item gets its own status into
+ * out[]).  del: deletes, else sets.  Returns MC_OK or the connection's
+ * failure (then the unanswered slots are left as they were). */
+static int write_batches(mc_inst *m, mc_sock *s, cachet_backend_item *items, const size_t *pos,
+                         size_t from, size_t to, int del, const unsigned char *skip, int *out,
+                         double dl)
+{
+    size_t q = from;
+    while (q < to) {
+        size_t first = q, bytes = 0, nq = 0;
+        int rc = MC_OK;
+        for (; q < to && nq < BATCH_ITEMS && bytes < BATCH_BYTES; q++) {
+            cachet_backend_item *it = &items[pos[q]];
+            if (skip && skip[q - from])
+                continue;
+            rc = del ? m->proto->del_queue(s, it->key, it->klen, 0)
+                     : m->proto->store_queue(s, 0, it->key, it->klen, it->value, it->len,
+                                             m->expire, dl);
+            if (rc != MC_OK)
+                return rc;
+            bytes += it->len + it->klen + 32;
+            nq++;
+        }
+        if ((rc = mc_sock_flush(s, dl)) != MC_OK)
+            return rc;
+        for (size_t r = first; r < q; r++) {
+            if (skip && skip[r - from])
+                continue;
+            if ((rc = m->proto->reply(s, dl)) < 0)
+                return rc;
+            out[r - from] = rc;
+        }
+    }
+    return MC_OK;
+}
+
 static cachet_status write_multi(mc_inst *m, cachet_backend_item *items, size_t n, int is_set)
 {
     groups g;
     mc_conn *c = NULL;
-    size_t *order = NULL, nord;
+    size_t *order = NULL, nord, maxslice = 0;
     cachet_status *res = NULL, st;
-    unsigned char *stored = NULL;
+    unsigned char *stored = NULL, *refused = NULL;
+    int *out = NULL, *dout = NULL;
     const char *what = is_set ? "set_multi" : "delete_multi";
+    double dl;
 
     if (n == 0)
         return CACHET_OK;
@@ -301,11 +320,18 @@ static cachet_status write_multi(mc_inst *m, cachet_backend_item *items, size_t 
             items[k].status = st;
         return st;
     }
+    dl = mc_deadline(m);
+    for (size_t i = 0; i < m->nhosts; i++)
+        if (g.start[i + 1] - g.start[i] > maxslice)
+            maxslice = g.start[i + 1] - g.start[i];
     order = malloc(m->nhosts * sizeof *order);
     res = malloc(n * sizeof *res);
     stored = calloc(n, 1);
+    refused = malloc(maxslice + 1);
+    out = malloc((maxslice + 1) * sizeof *out);
+    dout = malloc((maxslice + 1) * sizeof *dout);
     nord = order ? host_order(m, &g, order) : 0;
-    if (!order || !res || !stored) {
+    if (!order || !res || !stored || !refused || !out || !dout) {
         st = cachet_backend_error(CACHET_ENOMEM, "backend %s: out of memory", m->backend);
         goto abort_all;
     }
@@ -313,81 +339,60 @@ static cachet_status write_multi(mc_inst *m, cachet_backend_item *items, size_t 
     for (size_t k = 0; k < n; k++)
         res[k] = items[k].status;
     for (size_t o = 0; o < nord; o++) {
-        size_t i = order[o], last_small = SIZE_MAX;
-        memcached_st *h;
-        memcached_return_t rc = MEMCACHED_SUCCESS;
-        int failed = 0, dummy;
+        size_t i = order[o], from = g.start[i], to = g.start[i + 1], cnt = to - from;
+        int rc = MC_OK, dummy, nref = 0;
+        mc_sock *s;
 
-        if ((g.adm[i] = mc_enter(m, c, i, g.adm[i])) == ADM_REJECT) {
-            for (size_t s = g.start[i]; s < g.start[i + 1]; s++)
-                res[g.pos[s]] = mc_combine(res[g.pos[s]], CACHET_EUNAVAILABLE, &dummy);
+        if ((g.adm[i] = mc_enter(m, c, i, g.adm[i], dl)) == ADM_REJECT) {
+            for (size_t q = from; q < to; q++)
+                res[g.pos[q]] = mc_combine(res[g.pos[q]], CACHET_EUNAVAILABLE, &dummy);
             continue;
         }
-        if (!(h = mc_handle(m, c, i))) {
-            mc_finish(m, i, g.adm[i], END_ABORT);
-            for (size_t s = g.start[i]; s < g.start[i + 1]; s++)
-                res[g.pos[s]] = mc_combine(res[g.pos[s]], CACHET_ENOMEM, &dummy);
-            continue;
-        }
-        for (size_t s = g.start[i]; s < g.start[i + 1]; s++)
-            if (!is_set || items[g.pos[s]].len <= PIPE_MAX_VALUE)
-                last_small = s;
-        /* the pipelined part */
-        if (last_small != SIZE_MAX && last_small > g.start[i]) {
-            memcached_behavior_set(h, MEMCACHED_BEHAVIOR_NOREPLY, 1);
-            for (size_t s = g.start[i]; s < last_small && !failed; s++) {
-                cachet_backend_item *it = &items[g.pos[s]];
-                if (is_set && it->len > PIPE_MAX_VALUE)
-                    continue;
-                rc = is_set ? memcached_set(h, it->key, it->klen, it->value, it->len,
-                                            (time_t)m->expire, 0)
-                            : memcached_delete(h, it->key, it->klen, 0);
-                failed = mc_is_conn_failure(rc);
-            }
-            memcached_behavior_set(h, MEMCACHED_BEHAVIOR_NOREPLY, 0);
-        }
-        /* the confirming command, then the big values one by one */
-        if (!failed && last_small != SIZE_MAX) {
-            cachet_backend_item *it = &items[g.pos[last_small]];
-            rc = is_set ? memcached_set(h, it->key, it->klen, it->value, it->len,
-                                        (time_t)m->expire, 0)
-                        : memcached_delete(h, it->key, it->klen, 0);
-            failed = mc_is_conn_failure(rc);
-            if (!failed && rc != MEMCACHED_SUCCESS && rc != MEMCACHED_STORED &&
-                rc != MEMCACHED_DELETED && rc != MEMCACHED_NOTFOUND && rc != MEMCACHED_E2BIG)
-                res[g.pos[last_small]] = mc_combine(res[g.pos[last_small]],
-                                                    mc_error(m, i, rc, what), &dummy);
-            else if (rc == MEMCACHED_E2BIG) {
-                memcached_delete(h, it->key, it->klen, 0);
-                res[g.pos[last_small]] = mc_combine(res[g.pos[last_small]], CACHET_ETOOBIG, &dummy);
+        for (size_t q = 0; q < cnt; q++) {
+            out[q] = MC_EIO;                    /* not answered */
+            /* over max_value_size: never sent, the old value deleted */
+            refused[q] = is_set && items[g.pos[from + q]].len > m->max_value;
+            if (refused[q]) {
+                out[q] = MC_ETOOBIG;
+                nref++;
             }
         }
-        for (size_t s = g.start[i]; s < g.start[i + 1] && !failed && is_set; s++) {
-            cachet_backend_item *it = &items[g.pos[s]];
-            if (it->len <= PIPE_MAX_VALUE)
-                continue;
-            rc = memcached_set(h, it->key, it->klen, it->value, it->len, (time_t)m->expire, 0);
-            if (rc == MEMCACHED_E2BIG || rc == MEMCACHED_SERVER_ERROR) {
-                memcached_return_t drc = memcached_delete(h, it->key, it->klen, 0);
-                res[g.pos[s]] = mc_combine(res[g.pos[s]], mc_error(m, i, rc, what), &dummy);
-                if (mc_is_conn_failure(drc))
-                    rc = drc;
-            } else if (rc != MEMCACHED_SUCCESS && rc != MEMCACHED_STORED &&
-                       !mc_is_conn_failure(rc)) {
-                res[g.pos[s]] = mc_combine(res[g.pos[s]], mc_error(m, i, rc, what), &dummy);
-            }
-            failed = mc_is_conn_failure(rc);
+        if ((s = mc_link(m, c, i, dl, &rc)) != NULL)
+            rc = write_batches(m, s, items, g.pos, from, to, !is_set, nref ? refused : NULL,
+                               out, dl);
+        if (rc == MC_OK && is_set) {
+            /* values the server refused (or we did) must not leave the old ones behind */
+            nref = 0;
+            for (size_t q = 0; q < cnt; q++)
+                if (out[q] == MC_TOOBIG || out[q] == MC_SRVERR || out[q] == MC_ETOOBIG)
+                    refused[q] = 0, nref++;
+                else
+                    refused[q] = 1;
+            if (nref)
+                rc = write_batches(m, s, items, g.pos, from, to, 1, refused, dout, dl);
         }
-        mc_settle(m, c, i, g.adm[i], failed ? rc : MEMCACHED_SUCCESS);
-        for (size_t s = g.start[i]; s < g.start[i + 1]; s++) {
-            size_t k = g.pos[s];
-            if (failed)
-                res[k] = mc_combine(res[k], CACHET_EUNAVAILABLE, &dummy);
-            else if (res[k] == CACHET_OK || res[k] == CACHET_EUNAVAILABLE)
+        for (size_t q = 0; q < cnt; q++) {
+            size_t k = g.pos[from + q];
+            int r = out[q];
+            cachet_status ist;
+            if (r == MC_OK || (r == MC_MISS && !is_set))
+                ist = CACHET_OK;
+            else if (r == MC_ETOOBIG)
+                ist = cachet_backend_error(CACHET_ETOOBIG, "backend %s: %s: a value of %zu "
+                                           "bytes is over max_value_size (%zu)", m->backend,
+                                           what, items[k].len, m->max_value);
+            else if (r == MC_EIO && rc != MC_OK)   /* unanswered: the message is below */
+                ist = rc == MC_EPROTO || rc == MC_SRVERR ? CACHET_EBACKEND
+                      : rc == MC_ENOMEM ? CACHET_ENOMEM : CACHET_EUNAVAILABLE;
+            else
+                ist = mc_error(m, c, i, r, what);
+            if (ist == CACHET_OK)
                 stored[k] = 1;
+            res[k] = mc_combine(res[k], ist, &dummy);
         }
-        if (failed)
-            mc_error(m, i, rc, what);
+        mc_settle(m, c, i, g.adm[i], rc);
+        if (rc != MC_OK)
+            mc_error(m, c, i, rc, what);
     }
     mc_conn_put(m, c);
     for (size_t k = 0; k < n; k++) {
@@ -399,6 +404,9 @@ static cachet_status write_multi(mc_inst *m, cachet_backend_item *items, size_t 
     free(order);
     free(res);
     free(stored);
+    free(refused);
+    free(out);
+    free(dout);
     groups_free(&g);
     st = first_error(items, n);
     if (st != CACHET_OK)
@@ -406,7 +414,8 @@ static cachet_status write_multi(mc_inst *m, cachet_backend_item *items, size_t 
                                     st == CACHET_EUNAVAILABLE ? "some servers are down"
                                     : st == CACHET_ETOOBIG ? "a value is over the item size "
                                       "(not stored, old value deleted)"
-                                    : cachet_strerror(st));
+                                    : st == CACHET_EBACKEND ? "a server answered wrongly or "
+                                      "refused a write" : cachet_strerror(st));
     return CACHET_OK;
 
 abort_all:
@@ -418,6 +427,9 @@ abort_all:
     free(order);
     free(res);
     free(stored);
+    free(refused);
+    free(out);
+    free(dout);
     groups_free(&g);
     mc_conn_put(m, c);
     return st;

@@ -1,4 +1,7 @@
-/* Single-key operations: get, set and delete, over the replicas of a key. */
+/* Single-key operations: get, set and delete, over the replicas of a key.
+ * Each call has one deadline (socket_timeout from its start) for all of
+ * its I/O; once it has passed, the remaining replicas are not tried (they
+ * would time out at once and be marked dead for the first one's fault). */
 #define _GNU_SOURCE
 #include "mc_internal.h"
 #include <stdlib.h>
@@ -11,78 +14,75 @@ cachet_status mc_get(void *state, const char *key, size_t klen, void **value, si
     size_t idx[MAX_REPLICAS], n = mc_placement(m, key, klen, idx);
     mc_conn *c = NULL;
     cachet_status st = CACHET_EUNAVAILABLE;
-    double now = mc_now_s();
+    double now = mc_now_s(), dl = now + m->socket_timeout;
 
     *value = NULL;
     *len = 0;
-    for (size_t r = 0; r < n; r++) {
+    for (size_t r = 0; r < n && (r == 0 || mc_now_s() < dl); r++) {
         size_t i = idx[r];
-        int adm;
-        memcached_return_t rc;
-        memcached_st *h;
-        uint32_t flags;
-        char *v;
+        int adm, rc, how;
+        mc_sock *s;
+        void *v = NULL;
+        size_t vl = 0;
 
-        if ((adm = mc_begin(m, &c, i, now, &st)) == ADM_NOCONN)
+        if ((adm = mc_begin(m, &c, i, now, dl, &st)) == ADM_NOCONN)
             return st;
         if (adm == ADM_REJECT)
             continue;                     /* st: this host is unavailable */
-        if (!(h = mc_handle(m, c, i))) {
-            mc_finish(m, i, adm, END_ABORT);
+        if ((s = mc_link(m, c, i, dl, &rc)) != NULL)
+            rc = m->proto->get(s, key, klen, m->max_value, dl, &v, &vl, NULL);
+        how = mc_settle(m, c, i, adm, rc);
+        if (rc == MC_OK) {
             mc_conn_put(m, c);
-            return cachet_backend_error(CACHET_ENOMEM, "backend %s: out of memory", m->backend);
-        }
-        v = memcached_get(h, key, klen, len, &flags, &rc);
-        if (mc_settle(m, c, i, adm, rc) == END_FAIL) {
-            free(v);
-            *len = 0;
-            st = mc_error(m, i, rc, "get");
-            continue;                     /* the next replica, if any */
-        }
-        mc_conn_put(m, c);
-        if (rc == MEMCACHED_SUCCESS) {
-            if (!v && !(v = malloc(1)))
-                return cachet_backend_error(CACHET_ENOMEM, "backend %s: out of memory",
-                                            m->backend);
             *value = v;
+            *len = vl;
             return CACHET_OK;
         }
-        free(v);
-        *len = 0;
-        if (rc == MEMCACHED_NOTFOUND)
+        if (rc == MC_MISS) {
+            mc_conn_put(m, c);
             return CACHET_MISS;
-        return mc_error(m, i, rc, "get");
+        }
+        st = mc_error(m, c, i, rc, "get");
+        if (how == END_FAIL || how == END_TIMEOUT)
+            continue;                     /* the next replica, if any */
+        mc_conn_put(m, c);
+        return st;
     }
     mc_conn_put(m, c);
     return st;
 }
 
-/* One set on host i; handles E2BIG by deleting the old value. */
+/* One set on host i; a value the server refuses has its old one deleted. */
 static cachet_status set_one(mc_inst *m, mc_conn *c, size_t i, int adm, const char *key,
-                             size_t klen, const void *value, size_t len)
+                             size_t klen, const void *value, size_t len, double dl)
 {
-    memcached_st *h = mc_handle(m, c, i);
-    memcached_return_t rc;
+    int rc;
+    mc_sock *s = mc_link(m, c, i, dl, &rc);
 
-    if (!h) {
-        mc_finish(m, i, adm, END_ABORT);
-        return cachet_backend_error(CACHET_ENOMEM, "backend %s: out of memory", m->backend);
-    }
-    rc = memcached_set(h, key, klen, value, len, (time_t)m->expire, 0);
-    if (rc == MEMCACHED_E2BIG || rc == MEMCACHED_SERVER_ERROR) {
+    if (s && (rc = m->proto->store_queue(s, 0, key, klen, value, len, m->expire, dl)) == MC_OK &&
+        (rc = mc_sock_flush(s, dl)) == MC_OK)
+        rc = m->proto->reply(s, dl);
+    if (rc == MC_TOOBIG || rc == MC_SRVERR) {
         /* the server refused the value: the old one must not stay behind */
-        memcached_return_t drc = memcached_delete(h, key, klen, 0);
+        cachet_status st = mc_error(m, c, i, rc, "set");
+        int drc = MC_EIO;
+        if (rc == MC_SRVERR)
+            mc_sock_close(s);      /* (after a refusal the stream is not trusted) */
+        if ((s = mc_link(m, c, i, dl, &drc)) != NULL &&
+            (drc = m->proto->del_queue(s, key, klen, 0)) == MC_OK &&
+            (drc = mc_sock_flush(s, dl)) == MC_OK)
+            drc = m->proto->reply(s, dl);
         mc_settle(m, c, i, adm, drc);
-        if (rc == MEMCACHED_E2BIG)
+        if (rc == MC_TOOBIG)
             return cachet_backend_error(CACHET_ETOOBIG, "backend %s: value of %zu bytes is "
                                         "over %s's item size; not stored, old value deleted",
                                         m->backend, len, m->hosts[i].label);
-        return mc_error(m, i, rc, "set");
+        return st;
     }
     mc_settle(m, c, i, adm, rc);
-    if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_STORED)
+    if (rc == MC_OK)
         return CACHET_OK;
-    return mc_error(m, i, rc, "set");
+    return mc_error(m, c, i, rc, "set");
 }
 
 /* The worst outcome of a write to several replicas: stored somewhere wins
@@ -105,18 +105,25 @@ cachet_status mc_set(void *state, const char *key, size_t klen, const void *valu
     mc_conn *c = NULL;
     cachet_status acc = CACHET_OK, st;
     int stored = 0;
-    double now = mc_now_s();
+    double now = mc_now_s(), dl = now + m->socket_timeout;
 
-    for (size_t r = 0; r < n; r++) {
+    if (len > m->max_value) {
+        /* never sent; as with a value the server refuses, the old one must go */
+        mc_del(state, key, klen);
+        return cachet_backend_error(CACHET_ETOOBIG, "backend %s: value of %zu bytes is over "
+                                    "max_value_size (%zu): not sent, old value deleted",
+                                    m->backend, len, m->max_value);
+    }
+    for (size_t r = 0; r < n && (r == 0 || mc_now_s() < dl); r++) {
         size_t i = idx[r];
-        int adm = mc_begin(m, &c, i, now, &st);
+        int adm = mc_begin(m, &c, i, now, dl, &st);
         if (adm == ADM_NOCONN)
             return st;
         if (adm == ADM_REJECT) {
             acc = mc_combine(acc, st, &stored);
             continue;
         }
-        acc = mc_combine(acc, set_one(m, c, i, adm, key, klen, value, len), &stored);
+        acc = mc_combine(acc, set_one(m, c, i, adm, key, klen, value, len, dl), &stored);
     }
     mc_conn_put(m, c);
     if (acc == CACHET_EUNAVAILABLE && stored)
@@ -130,29 +137,26 @@ cachet_status mc_del(void *state, const char *key, size_t klen)
     size_t idx[MAX_REPLICAS], n = mc_placement(m, key, klen, idx);
     mc_conn *c = NULL;
     cachet_status acc = CACHET_OK, st;
-    double now = mc_now_s();
+    double now = mc_now_s(), dl = now + m->socket_timeout;
 
-    for (size_t r = 0; r < n; r++) {
+    for (size_t r = 0; r < n && (r == 0 || mc_now_s() < dl); r++) {
         size_t i = idx[r];
-        int adm;
-        memcached_return_t rc;
-        memcached_st *h;
+        int adm, rc;
+        mc_sock *s;
 
-        if ((adm = mc_begin(m, &c, i, now, &st)) == ADM_NOCONN)
+        if ((adm = mc_begin(m, &c, i, now, dl, &st)) == ADM_NOCONN)
             return st;
         if (adm == ADM_REJECT) {
             acc = st;
             continue;
         }
-        if (!(h = mc_handle(m, c, i))) {
-            mc_finish(m, i, adm, END_ABORT);
-            acc = cachet_backend_error(CACHET_ENOMEM, "backend %s: out of memory", m->backend);
-            continue;
-        }
-        rc = memcached_delete(h, key, klen, 0);
+        if ((s = mc_link(m, c, i, dl, &rc)) != NULL &&
+            (rc = m->proto->del_queue(s, key, klen, 0)) == MC_OK &&
+            (rc = mc_sock_flush(s, dl)) == MC_OK)
+            rc = m->proto->reply(s, dl);
         mc_settle(m, c, i, adm, rc);
-        if (rc != MEMCACHED_SUCCESS && rc != MEMCACHED_DELETED && rc != MEMCACHED_NOTFOUND)
-            acc = mc_error(m, i, rc, "delete");
+        if (rc != MC_OK && rc != MC_MISS)
+            acc = mc_error(m, c, i, rc, "delete");
     }
     mc_conn_put(m, c);
     return acc;

@@ -1,4 +1,4 @@
-/* The memcache_pool backend (oslo_cache.memcache_pool): libmemcached with a
+/* The memcache_pool backend (oslo_cache.memcache_pool): cachet's memcached client with a
  * bounded pool of connection sets shared by the threads (pool_maxsize,
  * pool_connection_get_timeout, pool_unused_timeout), and a flush of a
  * server that comes back from the dead (pool_flush_on_reconnect).  The

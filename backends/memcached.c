@@ -1,5 +1,5 @@
 /* The memcached backend (dogpile.cache.memcached, .pylibmc, .bmemcached,
- * .pymemcache): libmemcached with one connection set per thread, as
+ * .pymemcache): cachet's own memcached client with one connection set per thread, as
  * pylibmc's thread-local client.  The client code, the dead-host table and
  * the arguments are shared with memcache_pool in the mc_*.c files. */
 #include "mc_common.h"

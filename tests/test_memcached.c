@@ -1,8 +1,10 @@
 /* The memcached and memcache_pool backends against real memcached servers
  * started on loopback by tests/servers.c: round trips, consistent hashing,
  * killed / hung / restarted servers, a host that accepts and never answers,
- * pool exhaustion, fork(), the distributed lock across processes, oversize
- * values, long and spaced keys, and bytes written by a foreign client. */
+ * pool exhaustion, fork(), the distributed lock across processes (and that
+ * it never expires before lock_timeout), oversize values, max_value_size,
+ * long and spaced keys, and bytes written by a foreign client.  Servers
+ * that lie are in test_memcached_hostile.c. */
 #define _GNU_SOURCE
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,11 +18,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dlfcn.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <libmemcached/memcached.h>
+#include <cachet/backend.h>
 #include <cachet/cachet.h>
 #include "servers.h"
 
@@ -230,6 +235,8 @@ static void bad_arguments(void **state)
         {"arg:nonsense", "1"},
         {"arg:distribution", "random"},
         {"arg:replicas", "0"},
+        {"arg:max_value_size", "0"},
+        {"arg:max_value_size", "2147483648"},
         {"enable_socket_keepalive", "true"},
         {"enable_retry_client", "true"},
     };
@@ -1174,6 +1181,144 @@ static void replicas(void **state)
     test_server_stop(&s3);
 }
 
+/* ---- the lock never expires before lock_timeout ---- */
+
+/* The plugin itself, dlopen()ed from the build tree: the lock is driven
+ * directly (the region only takes it inside get_or_create). */
+static const cachet_backend_ops *plugin(const char *name)
+{
+    char path[4096];
+    void *h;
+    cachet_backend_entry_fn entry;
+    snprintf(path, sizeof path, TEST_BUILDDIR "/backends/.libs/%s.so", name);
+    if (!(h = dlopen(path, RTLD_NOW | RTLD_LOCAL)))
+        fail_msg("dlopen %s: %s", path, dlerror());
+    *(void **)&entry = dlsym(h, CACHET_BACKEND_ENTRY_SYMBOL);
+    assert_non_null(entry);
+    return entry();
+}
+
+typedef struct {
+    int inside;          /* holders right now */
+    int overlaps;        /* a section entered while another was in it */
+    int sections;
+} lock_shared;
+
+/* 25 critical sections of 20 ms under one 1 s lock, each a lock/unlock pair
+ * of the plugin.  memcached's clock ticks in whole seconds: with exptime 1
+ * a lock taken just before a tick vanished at the tick, milliseconds later,
+ * and another process entered (2-5 overlaps of 125 with the old code). */
+static int lock_sections(const char *backend, const char *url, int binary, lock_shared *sh)
+{
+    const cachet_backend_ops *ops = plugin(backend);
+    cachet_backend_arg args[] = {{"url", url}, {"distributed_lock", "true"},
+                                 {"lock_timeout", "1"}, {"binary", binary ? "true" : "false"}};
+    cachet_backend_params p = {args, 4, 0};
+    void *st = NULL, *tok;
+    int done = 0;
+    if (ops->open(&p, &st) != CACHET_OK)
+        return 1;
+    for (double t0 = now_s(); done < 25 && now_s() - t0 < 60;) {
+        cachet_status rc = ops->lock(st, "crit", 4, &tok);
+        if (rc == CACHET_MISS) {
+            sleep_s(0.001);
+            continue;
+        }
+        if (rc != CACHET_OK)
+            break;
+        if (__atomic_fetch_add(&sh->inside, 1, __ATOMIC_SEQ_CST) != 0)
+            __atomic_fetch_add(&sh->overlaps, 1, __ATOMIC_SEQ_CST);
+        sleep_s(0.02);
+        __atomic_fetch_sub(&sh->inside, 1, __ATOMIC_SEQ_CST);
+        __atomic_fetch_add(&sh->sections, 1, __ATOMIC_SEQ_CST);
+        if (ops->unlock(st, "crit", 4, tok) != CACHET_OK)
+            break;
+        done++;
+    }
+    ops->close(st);
+    return done == 25 ? 0 : 1;
+}
+
+static void lock_outlives_lock_timeout(void **state)
+{
+    test_server s1;
+    char url[64];
+    int status;
+    pid_t pids[5];
+    lock_shared *sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                           -1, 0);
+    (void)state;
+
+    assert_true(sh != MAP_FAILED);
+    memset(sh, 0, sizeof *sh);
+    assert_int_equal(test_memcached_start(&s1, 0, NULL), 0);
+    snprintf(url, sizeof url, "127.0.0.1:%d", s1.port);
+    for (int p = 0; p < 5; p++) {
+        pids[p] = fork();
+        if (pids[p] == 0)   /* both backends, both protocols: the same lock item */
+            _exit(lock_sections(p % 2 ? "memcache_pool" : "memcached", url, p >= 2, sh));
+        assert_true(pids[p] > 0);
+    }
+    for (int p = 0; p < 5; p++) {
+        assert_int_equal(waitpid(pids[p], &status, 0), pids[p]);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    assert_int_equal(sh->sections, 125);
+    if (sh->overlaps)
+        fail_msg("%d of 125 critical sections overlapped another", sh->overlaps);
+    munmap(sh, sizeof *sh);
+    test_server_stop(&s1);
+}
+
+/* ---- max_value_size ---- */
+
+/* A reply declaring more than max_value_size is refused before anything is
+ * allocated (a protocol error, the host stays up); a set of more is
+ * CACHET_ETOOBIG before anything is sent, and the old value is gone. */
+static void max_value_size_bound(void **state)
+{
+    test_server s1;
+    char url[64], big[5000];
+    void *v;
+    size_t n;
+    (void)state;
+
+    memset(big, 'v', sizeof big);
+    assert_int_equal(test_memcached_start(&s1, 0, NULL), 0);
+    snprintf(url, sizeof url, "127.0.0.1:%d", s1.port);
+    for (int b = 0; b < 2; b++)
+        for (int binary = 0; binary < 2; binary++) {
+            cachet_region *wide = open_mc(backends[b], url, NULL);
+            cachet_region *r = open_mc(backends[b], url, "arg:max_value_size", "1000",
+                                       "arg:binary", binary ? "true" : "false", NULL);
+            assert_int_equal(cachet_set(wide, "bound-big", big, sizeof big), CACHET_OK);
+            assert_int_equal(cachet_get(r, "bound-big", &v, &n), CACHET_EBACKEND);
+            if (!strstr(cachet_errmsg(), "protocol error") ||
+                !strstr(cachet_errmsg(), "max_value_size"))
+                fail_msg("%s: %s", backends[b], cachet_errmsg());
+            cachet_item items[2] = {{"bound-big", NULL, 0, 0}, {"bound-small", NULL, 0, 0}};
+            assert_int_equal(cachet_set(r, "bound-small", "ok", 2), CACHET_OK);   /* still up */
+            assert_int_equal(cachet_get_multi(r, items, 2), CACHET_EBACKEND);
+            assert_null(items[0].value);
+            assert_null(items[1].value);       /* the same server's answer: all or nothing */
+            /* writes over the bound: never sent */
+            assert_int_equal(cachet_set(r, "bound-small", big, sizeof big), CACHET_ETOOBIG);
+            assert_non_null(strstr(cachet_errmsg(), "max_value_size"));
+            assert_int_equal(cachet_get(wide, "bound-small", &v, &n), CACHET_MISS);  /* old gone */
+            cachet_item w[2] = {{"bound-w", big, sizeof big, 0}, {"bound-x", "x", 1, 0}};
+            assert_int_equal(cachet_set(wide, "bound-w", "old", 3), CACHET_OK);
+            assert_int_equal(cachet_set_multi(r, w, 2), CACHET_ETOOBIG);
+            assert_int_equal(w[0].status, CACHET_ETOOBIG);
+            assert_int_equal(w[1].status, CACHET_OK);
+            assert_int_equal(cachet_get(wide, "bound-w", &v, &n), CACHET_MISS);  /* old gone */
+            assert_int_equal(cachet_get(r, "bound-x", &v, &n), CACHET_OK);
+            cachet_free(v);
+            cachet_region_close(r);
+            cachet_region_close(wide);
+        }
+    test_server_stop(&s1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1194,6 +1339,8 @@ int main(void)
         cmocka_unit_test(distributed_lock),
         cmocka_unit_test(oversize_value),
         cmocka_unit_test(replicas),
+        cmocka_unit_test(lock_outlives_lock_timeout),
+        cmocka_unit_test(max_value_size_bound),
     };
     signal(SIGPIPE, SIG_IGN);
     return cmocka_run_group_tests(tests, NULL, NULL);
