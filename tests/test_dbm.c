@@ -960,6 +960,10 @@ static void lock_wait_bounds_a_held_lock(void **state)
     t0 = now();
     assert_timed_out("get_multi", cachet_get_multi(r, items, 2), t0, lockpath);
     t0 = now();
+    items[0].value = items[1].value = "v";
+    items[0].len = items[1].len = 1;
+    assert_timed_out("set_multi", cachet_set_multi(r, items, 2), t0, lockpath);
+    t0 = now();
     assert_timed_out("delete_multi", cachet_delete_multi(r, keys, 2), t0, lockpath);
     t0 = now();
     assert_timed_out("compact", cachet_compact(r, NULL), t0, lockpath);
@@ -972,6 +976,67 @@ static void lock_wait_bounds_a_held_lock(void **state)
     assert_value(r, "k", "before");
     assert_int_equal(cachet_set(r, "k", "after", 5), CACHET_OK);
     assert_value(r, "k", "after");
+    cachet_region_close(r);
+    alarm(0);
+}
+
+/* Two threads of one region while another process holds the lock: the one
+ * queued behind the other on the instance mutex keeps the deadline its call
+ * began with, which covers that queueing (a deadline taken after the mutex
+ * would make it wait out the first's lock_wait, then its own). */
+typedef struct {
+    cachet_region *r;
+    cachet_status st;
+    double took;
+    char msg[512];
+} timed_get;
+
+static void *timed_get_main(void *arg)
+{
+    timed_get *t = arg;
+    void *v;
+    size_t n;
+    double t0 = now();
+    t->st = cachet_get(t->r, "k", &v, &n);
+    t->took = now() - t0;
+    snprintf(t->msg, sizeof t->msg, "%s", cachet_errmsg());
+    if (t->st == CACHET_OK)
+        cachet_free(v);
+    return NULL;
+}
+
+static void lock_wait_is_per_call_across_threads(void **state)
+{
+    char dir[128], path[160], lockpath[192];
+    cachet_region *r;
+    timed_get t[2];
+    pthread_t tid[2];
+    pid_t holder;
+
+    alarm(120);
+    snprintf(path, sizeof path, "%s/threads.db", newdir(dir, sizeof dir));
+    snprintf(lockpath, sizeof lockpath, "%s.rw.lock", path);
+    assert_int_equal(try_open(&r, path, NULL, "lock_wait:3", NULL), CACHET_OK);
+    assert_int_equal(cachet_set(r, "k", "v", 1), CACHET_OK);
+    holder = hold_flock(lockpath);
+    for (int i = 0; i < 2; i++) {
+        t[i] = (timed_get){.r = r};
+        assert_int_equal(pthread_create(&tid[i], NULL, timed_get_main, &t[i]), 0);
+    }
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_join(tid[i], NULL), 0);
+    for (int i = 0; i < 2; i++) {
+        if (t[i].st != CACHET_ETIMEDOUT)
+            fail_msg("thread %d: %s (%s), want CACHET_ETIMEDOUT", i, cachet_strerror(t[i].st),
+                     t[i].msg);
+        /* one lock_wait each: 6 s would be the second waiting out the first */
+        if (t[i].took > 3 + 1.5)
+            fail_msg("thread %d timed out after %.3f s with lock_wait 3 s", i, t[i].took);
+        assert_contains(t[i].msg, lockpath);
+        assert_contains(t[i].msg, "lock_wait 3 s");
+    }
+    kill_and_reap(holder);
+    assert_value(r, "k", "v");
     cachet_region_close(r);
     alarm(0);
 }
@@ -1288,6 +1353,7 @@ int main(void)
         cmocka_unit_test(dogpile_lockfile_off),
         cmocka_unit_test(killed_writers_lose_nothing_completed),
         cmocka_unit_test(lock_wait_bounds_a_held_lock),
+        cmocka_unit_test(lock_wait_is_per_call_across_threads),
         cmocka_unit_test(lock_wait_zero_and_gdbm_locks),
         cmocka_unit_test(lock_wait_argument),
         cmocka_unit_test(lock_file_not_regular),
