@@ -46,6 +46,7 @@ static int take_backend_lock(cachet_region *r, const cachet_key *k, int have_sta
                              size_t *fresh_len, void **token)
 {
     cachet_status st;
+    int64_t give_up = 0;
     for (;;) {
         st = cachet__below_lock(&r->below, k->key, k->klen, token);
         if (st == CACHET_OK)
@@ -55,7 +56,19 @@ static int take_backend_lock(cachet_region *r, const cachet_key *k, int have_sta
         if (have_stale)
             return -1;
         /* another process creates: poll the cache until its value lands or
-         * its lock expires (lock_timeout in the backend) */
+         * its lock expires (lock_timeout in the backend).  A lock that stays
+         * taken past its own lifetime is a server that lies or a clock that
+         * jumped: the cache must not hold the caller for ever, so after
+         * lock_timeout and a second more, create without the lock. */
+        if (!give_up) {
+            give_up = cachet__mono_ns() + r->lock_wait_ns;
+        } else if (cachet__mono_ns() >= give_up) {
+            COUNT(r, fallbacks);
+            cachet__log(CACHET_LOG_WARNING, "get_or_create %s: backend %s refused its lock for "
+                        "%.1f s, longer than its lock_timeout: creating without it", key,
+                        r->backend, (double)r->lock_wait_ns / 1e9);
+            return 0;
+        }
         COUNT(r, lock_waits);
         sleep_ms(10);
         void *v = NULL;
@@ -244,6 +257,8 @@ CACHET_EXPORT cachet_status cachet_get_or_create_ex(cachet_region *r, const char
     *value = NULL;
     if (len)
         *len = 0;
+    if (cachet__options_check(o, "cachet_get_or_create_ex") != CACHET_OK)
+        return CACHET_EINVAL;
     if ((st = cachet_key_make(&r->keys, key, &k)) != CACHET_OK)
         return cachet__error(st, "get_or_create %s: out of memory", key);
     st = cachet__get_or_create_key(r, &k, key, create, arg, o, value, len);

@@ -59,6 +59,8 @@ CACHET_EXPORT cachet_status cachet_get_or_create_multi(cachet_region *r, cachet_
 
     if (!r || (!items && n) || !create)
         return cachet__error(CACHET_EINVAL, "cachet_get_or_create_multi: NULL region, items or creator");
+    if (cachet__options_check(o, "cachet_get_or_create_multi") != CACHET_OK)
+        return CACHET_EINVAL;
     rule = cachet__region_rule(r, o);
     if (!(slots = calloc(n ? n : 1, sizeof *slots)) || !(batch = calloc(n ? n : 1, sizeof *batch))) {
         free(slots);

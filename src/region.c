@@ -23,6 +23,13 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+int64_t cachet__mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 /* A creation time strictly after the last invalidation, so a value set in
  * the same nanosecond as cachet_invalidate() is not hidden by it. */
 static int64_t creation_time(cachet_region *r)
@@ -88,6 +95,15 @@ CACHET_EXPORT cachet_status cachet_region_open(const cachet_config *c, cachet_re
     /* bytes that come back over a connection may be another request's
      * answer: each value carries a check of its key (docs/value-format.md) */
     r->bind_keys = (ops->caps & CACHET_CAP_LOCAL) == 0;
+    {
+        /* a lock another process holds expires after the backend's
+         * lock_timeout (30 s unless set): get_or_create waits that long */
+        const char *lt = cachet_config_backend_arg(c, "lock_timeout");
+        double secs = lt ? strtod(lt, NULL) : 30.0;
+        if (!(secs > 0 && secs < 86400.0 * 30))
+            secs = 30.0;
+        r->lock_wait_ns = (int64_t)((secs + 1.0) * 1e9);
+    }
     keylock_init(&r->locks);
     params.args = c->eff;
     params.nargs = c->neff;
@@ -134,6 +150,22 @@ CACHET_EXPORT void cachet_free(void *value)
         free((uint8_t *)value - CACHET_VALUE_HDR);
 }
 
+/* The longest per-call expiration_time: 300 years, far inside int64 ns. */
+#define MAX_EXPIRATION_S 9.4e9
+
+cachet_status cachet__options_check(const cachet_options *o, const char *op)
+{
+    double e;
+    if (!o)
+        return CACHET_OK;
+    e = o->expiration_time;
+    if (e == 0 || e == -1 || (e > 0 && e <= MAX_EXPIRATION_S))
+        return CACHET_OK;
+    return cachet__error(CACHET_EINVAL, "%s: cachet_options.expiration_time %g: it is -1 (never "
+                         "expires), 0 (the region's expiration_time) or seconds > 0", op, e);
+}
+
+/* o has passed cachet__options_check. */
 cachet_rule cachet__region_rule(const cachet_region *r, const cachet_options *o)
 {
     cachet_rule rule = {r->expiration_ns, 0};
@@ -200,6 +232,8 @@ static inline cachet_status get_common(cachet_region *r, const char *key, const 
     *value = NULL;
     if (len)
         *len = 0;
+    if (o && cachet__options_check(o, "cachet_get_ex") != CACHET_OK)
+        return CACHET_EINVAL;
     if ((st = cachet_key_make(&r->keys, key, &k)) != CACHET_OK)
         return cachet__error(st, "get %s: out of memory", key);
     st = cachet__region_lookup(r, &k, key, o ? cachet__region_rule(r, o) : r->default_rule,

@@ -28,6 +28,7 @@ struct cachet_region {
     cachet_rule              default_rule;    /* for calls without options */
     int                      debug;
     int                      bind_keys;       /* values carry their key's check (not CACHET_CAP_LOCAL) */
+    int64_t                  lock_wait_ns;    /* longest get_or_create waits on another's lock */
     _Atomic int64_t          hard_invalidated_ns;   /* values created at or before: gone */
     _Atomic int64_t          soft_invalidated_ns;   /* values created at or before: stale */
     cachet_region_stats      stats;
@@ -48,6 +49,10 @@ cachet_status cachet__get_or_create_key(cachet_region *r, const cachet_key *k, c
                                        const cachet_options *o, void **value, size_t *len);
 
 cachet_rule   cachet__region_rule(const cachet_region *r, const cachet_options *o);
+/* CACHET_EINVAL (with a message naming op) for options no rule can come from. */
+cachet_status cachet__options_check(const cachet_options *o, const char *op);
+/* CLOCK_MONOTONIC in nanoseconds, for waits. */
+int64_t       cachet__mono_ns(void);
 /* Counts and logs a value that failed to decode, and frees it. */
 void          cachet__region_corrupt(cachet_region *r, const char *key, void *buf, size_t len,
                                      uint64_t want_check);

@@ -6,7 +6,9 @@
  *   truncate_by:N        returns the stored value N bytes short
  *   fail:true            every operation fails with CACHET_EUNAVAILABLE
  *   any_key:true         get returns the one stored value whatever key is
- *                        asked, as a desynchronised connection would */
+ *                        asked, as a desynchronised connection would
+ *   lock_busy:true       lock always answers "held by another" (a lying server);
+ *                        lock_timeout:S is accepted, as a networked backend's */
 #include <stdlib.h>
 #include <string.h>
 #include <cachet/backend.h>
@@ -17,14 +19,16 @@ typedef struct {
     long   truncate_by;
     int    fail;
     int    any_key;
+    int    lock_busy;
 } one;
 
 static cachet_status t_open(const cachet_backend_params *p, void **state)
 {
-    static const char *const known[] = {"truncate_by", "fail", "any_key", NULL};
+    static const char *const known[] = {"truncate_by", "fail", "any_key", "lock_busy",
+                                        "lock_timeout", NULL};
     one *o;
     long cut;
-    int fail, any_key;
+    int fail, any_key, lock_busy;
     cachet_status st = cachet_backend_args_check(p, "abi_ok", known);
     if (st == CACHET_OK)
         st = cachet_backend_arg_long(p, "abi_ok", "truncate_by", 0, 0, 1 << 20, &cut);
@@ -32,6 +36,8 @@ static cachet_status t_open(const cachet_backend_params *p, void **state)
         st = cachet_backend_arg_bool(p, "abi_ok", "fail", 0, &fail);
     if (st == CACHET_OK)
         st = cachet_backend_arg_bool(p, "abi_ok", "any_key", 0, &any_key);
+    if (st == CACHET_OK)
+        st = cachet_backend_arg_bool(p, "abi_ok", "lock_busy", 0, &lock_busy);
     if (st != CACHET_OK)
         return st;
     if (!(o = calloc(1, sizeof *o)))
@@ -39,6 +45,7 @@ static cachet_status t_open(const cachet_backend_params *p, void **state)
     o->truncate_by = cut;
     o->fail = fail;
     o->any_key = any_key;
+    o->lock_busy = lock_busy;
     *state = o;
     return CACHET_OK;
 }
@@ -117,10 +124,25 @@ static cachet_status t_del(void *state, const char *key, size_t klen)
     return CACHET_OK;
 }
 
+static cachet_status t_lock(void *state, const char *key, size_t klen, void **token)
+{
+    one *o = state;
+    (void)key, (void)klen;
+    *token = NULL;
+    return o->lock_busy ? CACHET_MISS : CACHET_ENOTSUP;
+}
+
+static cachet_status t_unlock(void *state, const char *key, size_t klen, void *token)
+{
+    (void)state, (void)key, (void)klen, (void)token;
+    return CACHET_OK;
+}
+
 static const cachet_backend_ops ops = {
     .abi_version = CACHET_BACKEND_ABI_VERSION,
     .name = "abi_ok",
     .open = t_open, .close = t_close, .get = t_get, .set = t_set, .del = t_del,
+    .lock = t_lock, .unlock = t_unlock,
 };
 
 __attribute__((visibility("default"))) const cachet_backend_ops *cachet_backend_entry(void)
