@@ -148,7 +148,7 @@ static cachet_status refresh(rinst *in, unsigned seen, int wait)
     rcluster *cl = in->cluster;
     const char *argv[2] = {"CLUSTER", "SLOTS"};
     size_t lens[2] = {7, 5};
-    rcmd cmd = {2, argv, lens, {NULL, NULL}};
+    rcmd cmd = {2, argv, lens, {NULL, NULL}, RX_SLOTS};
     int16_t *map;
     cachet_status st = CACHET_EUNAVAILABLE;
     size_t n;
@@ -305,7 +305,7 @@ cachet_status rcluster_exec1(rinst *in, const char *key, size_t klen, rcmd *cmd,
         if (ask) {
             const char *av[1] = {"ASKING"};
             size_t al[1] = {6};
-            rcmd two[2] = {{1, av, al, {NULL, NULL}}, *cmd};
+            rcmd two[2] = {{1, av, al, {NULL, NULL}, RX_OK}, *cmd};
             redisReply *reps[2];
             st = rserver_exec(ask, two, 2, reps);
             ask = NULL;
