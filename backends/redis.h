@@ -3,7 +3,8 @@
  *
  *   redis.c           the vtables and the operations (GET/SET/DEL, MGET,
  *                     pipelined SET, the lock)
- *   redis_args.c      backend arguments and the url
+ *   redis_args.c      backend arguments
+ *   redis_url.c       the url and host:port lists, as redis-py parses them
  *   redis_conn.c      one server: a connection pool shared by all threads,
  *                     the handshake (AUTH/SELECT/ROLE), dead-host marking,
  *                     fork hooks
@@ -59,8 +60,17 @@ typedef struct {
 
 cachet_status rcfg_parse(const cachet_backend_params *p, int mode, rcfg *cfg);
 void          rcfg_free(rcfg *cfg);
-/* "host:port" or "[v6]:port" into a; 0 ok. */
+/* ---- urls and addresses (redis_url.c) ---- */
+
+/* "host:port" or "[v6]:port" into a (port a decimal in 1..65535); 0 ok. */
 int           raddr_parse(const char *s, int dflt_port, raddr *a);
+/* A comma- or blank-separated list of host:port (argument arg). */
+cachet_status raddr_list_parse(const rcfg *cfg, const char *arg, const char *v,
+                               raddr **out, size_t *nout);
+/* redis:// or unix:// url into cfg, as redis-py parses it. */
+cachet_status rurl_parse(rcfg *cfg, const char *url);
+/* url for a message: everything before its last '@' is "***". */
+void          rurl_redact(const char *url, char *out, size_t size);
 
 /* ---- one server and its pool (redis_conn.c) ---- */
 

@@ -118,6 +118,8 @@ void rserver_scrub(const rinst *in, char *buf, size_t size)
 {
     r_scrub(buf, size, in->cfg.password);
     r_scrub(buf, size, in->cfg.sentinel_password);
+    if (!in->cfg.password)
+        r_scrub(buf, size, in->cfg.username);   /* see the AUTH message */
 }
 
 void rserver_name(rserver *s, char *buf, size_t size)
@@ -205,12 +207,13 @@ static cachet_status handshake(rserver *s, redisContext *c, double deadline, rfa
     cachet_status st = CACHET_OK;
 
     memset(cmds, 0, sizeof cmds);
-    if (cfg->password) {
+    if (cfg->password || cfg->username) {
+        /* as redis-py: a user without a password sends AUTH user "" */
         int k = 0;
         argv[n][k++] = "AUTH";
         if (cfg->username)
             argv[n][k++] = cfg->username;
-        argv[n][k++] = cfg->password;
+        argv[n][k++] = cfg->password ? cfg->password : "";
         cmds[n].argc = k;
         cmds[n++].expect = RX_OK;
     }
@@ -242,8 +245,14 @@ static cachet_status handshake(rserver *s, redisContext *c, double deadline, rfa
         const char *what = cmds[i].argv[0];
         redisReply *r = rep[i];
         if (what[0] == 'A' && r->type == REDIS_REPLY_ERROR) {
-            snprintf(f->why, sizeof f->why, "AUTH refused for user '%s': %s",
-                     cfg->username ? cfg->username : "default", r->str);
+            /* a user without a password may be a password written where
+             * redis-py reads a user (redis://secret@host): not shown */
+            if (cfg->password)
+                snprintf(f->why, sizeof f->why, "AUTH refused for user '%s': %s",
+                         cfg->username ? cfg->username : "default", r->str);
+            else
+                snprintf(f->why, sizeof f->why, "AUTH refused for a user given without a "
+                         "password (as redis-py, cachet sent AUTH user \"\"): %s", r->str);
             st = CACHET_EINVAL;
         } else if (what[1] == 'E' && r->type == REDIS_REPLY_ERROR) {
             snprintf(f->why, sizeof f->why, "SELECT %ld refused: %s", cfg->db, r->str);

@@ -43,8 +43,11 @@ typedef struct {
     size_t n;
     int    mode;
     int    unsolicited_sent;   /* atomic */
-    const char *slots;         /* M_SLOTS: the CLUSTER SLOTS reply */
+    const char *canned;        /* the reply to CLUSTER SLOTS and SENTINEL ... */
+    size_t canned_len;
     int    port;               /* our own, for M_SLOTS/M_MOVED_BAD */
+    int    auth_argc;          /* the last AUTH's argc and last argument */
+    char   auth_last[128];
 } kvstate;
 
 static kvstate kv = {.mu = PTHREAD_MUTEX_INITIALIZER};
@@ -58,7 +61,8 @@ static void kv_reset(int mode)
     }
     kv.n = 0;
     kv.mode = mode;
-    kv.slots = NULL;
+    kv.canned = NULL;
+    kv.canned_len = 0;
     __atomic_store_n(&kv.unsolicited_sent, 0, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&kv.mu);
 }
@@ -106,6 +110,18 @@ static char *kv_bulk(const char *k, size_t kl, size_t *n)
         *n = 5;
     }
     return out;
+}
+
+/* redis's key slot (CRC16-XMODEM mod 16384; no hash tags in these keys) */
+static unsigned key_slot(const char *key)
+{
+    unsigned crc = 0;
+    for (const char *p = key; *p; p++) {
+        crc ^= (unsigned)(unsigned char)*p << 8;
+        for (int b = 0; b < 8; b++)
+            crc = (crc & 0x8000) ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+    }
+    return crc & 16383;
 }
 
 static int has(const char *s, const char *needle)
@@ -184,9 +200,14 @@ static void kv_handler(int fd, int conn_no, void *arg)
         if (!strcasecmp(av[0], "PING")) {
             hostile_writes(fd, "+PONG\r\n");
         } else if (!strcasecmp(av[0], "AUTH")) {
+            pthread_mutex_lock(&kv.mu);
+            kv.auth_argc = ac;
+            snprintf(kv.auth_last, sizeof kv.auth_last, "%s", av[ac - 1]);
+            pthread_mutex_unlock(&kv.mu);
             if (mode == M_AUTH_ECHO) {
                 char line[512];
-                snprintf(line, sizeof line, "-ERR invalid password '%s'\r\n", av[ac - 1]);
+                snprintf(line, sizeof line, "-ERR invalid password '%s' for '%s'\r\n",
+                         av[ac - 1], ac > 2 ? av[1] : "default");
                 hostile_writes(fd, line);
             } else {
                 hostile_writes(fd, "+OK\r\n");
@@ -198,9 +219,18 @@ static void kv_handler(int fd, int conn_no, void *arg)
             hostile_writes(fd, mode == M_WRONG_TYPE && has(av[1], "int") ? ":1\r\n" : "+OK\r\n");
         } else if (!strcasecmp(av[0], "GET") && ac == 2) {
             if (mode == M_MOVED_BAD) {
-                hostile_writes(fd, has(av[1], "p0") ? "-MOVED 12 127.0.0.1:0\r\n"
-                               : has(av[1], "slot") ? "-MOVED 99999 127.0.0.1:7000\r\n"
-                               : "-MOVED 12 127.0.0.1:4294967297\r\n");
+                /* the key's own slot, each time with something wrong */
+                char line[128];
+                unsigned slot = key_slot(av[1]);
+                if (has(av[1], "p0"))
+                    snprintf(line, sizeof line, "-MOVED %u 127.0.0.1:0\r\n", slot);
+                else if (has(av[1], "p99999"))
+                    snprintf(line, sizeof line, "-ASK %u 127.0.0.1:99999\r\n", slot);
+                else if (has(av[1], "slot"))
+                    snprintf(line, sizeof line, "-MOVED 99999 127.0.0.1:%d\r\n", kv.port);
+                else
+                    snprintf(line, sizeof line, "-MOVED %u 127.0.0.1:4294967297\r\n", slot);
+                hostile_writes(fd, line);
             } else {
                 answer_get(fd, av[1], al[1], mode);
             }
@@ -219,8 +249,9 @@ static void kv_handler(int fd, int conn_no, void *arg)
                 hostile_writes(fd, "$3\r\nbad\r\n");
         } else if (!strcasecmp(av[0], "DEL") || !strcasecmp(av[0], "EVAL")) {
             hostile_writes(fd, ":1\r\n");
-        } else if (!strcasecmp(av[0], "CLUSTER") && kv.slots) {
-            hostile_writes(fd, kv.slots);
+        } else if ((!strcasecmp(av[0], "CLUSTER") || !strcasecmp(av[0], "SENTINEL")) &&
+                   kv.canned) {
+            hostile_write(fd, kv.canned, kv.canned_len);
         } else {
             hostile_writes(fd, "-ERR unknown command\r\n");
         }
@@ -489,6 +520,151 @@ static void value_over_max_value_size_is_not_stored(void **state)
     cachet_region_close(r);
 }
 
+/* ---- 3. what a server names is checked ---- */
+
+static char canned[512];
+
+static void set_canned(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(canned, sizeof canned, fmt, ap);
+    va_end(ap);
+    pthread_mutex_lock(&kv.mu);
+    kv.canned = canned;
+    kv.canned_len = strlen(canned);
+    pthread_mutex_unlock(&kv.mu);
+}
+
+static cachet_region *open_cluster(cachet_status *st)
+{
+    char args[512];
+    snprintf(args, sizeof args, "backend_argument = startup_nodes:127.0.0.1:%d\n"
+             "backend_argument = socket_timeout:0.5\n", srv.port);
+    return open_cfg("dogpile.cache.redis_cluster", args, st);
+}
+
+static void cluster_slots_out_of_range_are_refused(void **state)
+{
+    cachet_region *r;
+    cachet_status st;
+    void *v = NULL;
+    size_t n;
+    double t0, el;
+    (void)state;
+    kv_reset(M_NORMAL);
+    set_canned("*1\r\n*3\r\n:-9223372036854775807\r\n:16383\r\n*2\r\n$9\r\n127.0.0.1\r\n"
+               ":%d\r\n", srv.port);
+    t0 = now_s();
+    r = open_cluster(&st);
+    el = now_s() - t0;
+    print_message("CLUSTER SLOTS from -9223372036854775807: open returned after %.3f s\n", el);
+    assert_true(el < 5.0);
+    assert_int_equal(st, CACHET_OK);   /* the cluster may come right later */
+    assert_int_not_equal(cachet_get(r, "k", &v, &n), CACHET_OK);
+    assert_true(has(cachet_errmsg(), "0..16383"));
+    cachet_region_close(r);
+}
+
+static void cluster_ports_out_of_range_are_refused(void **state)
+{
+    cachet_region *r;
+    cachet_status st;
+    report_buf rb;
+    char want[64];
+    (void)state;
+    kv_reset(M_NORMAL);
+    /* one good range (ours), three with ports 0, 99999 and 2^32+1 */
+    set_canned("*4\r\n"
+               "*3\r\n:0\r\n:99\r\n*2\r\n$9\r\n127.0.0.1\r\n:%d\r\n"
+               "*3\r\n:100\r\n:199\r\n*2\r\n$9\r\n127.0.0.1\r\n:0\r\n"
+               "*3\r\n:200\r\n:299\r\n*2\r\n$9\r\n127.0.0.1\r\n:99999\r\n"
+               "*3\r\n:300\r\n:399\r\n*2\r\n$9\r\n127.0.0.1\r\n:4294967297\r\n", srv.port);
+    r = open_cluster(&st);
+    assert_int_equal(st, CACHET_OK);
+    report(r, &rb);
+    snprintf(want, sizeof want, "127.0.0.1:%d ", srv.port);
+    assert_true(has(rb.text, want));
+    assert_true(has(rb.text, "slots=100"));
+    assert_false(has(rb.text, "127.0.0.1:0 "));
+    assert_false(has(rb.text, "127.0.0.1:99999 "));
+    assert_false(has(rb.text, "127.0.0.1:1 "));   /* 4294967297 truncated */
+    cachet_region_close(r);
+}
+
+static void moved_to_a_bad_target_is_not_followed(void **state)
+{
+    static const char *const keys[] = {"p0", "p99999", "slot", "p4294967297"};
+    cachet_region *r;
+    cachet_status st;
+    report_buf rb;
+    (void)state;
+    kv_reset(M_MOVED_BAD);
+    kv.port = srv.port;
+    set_canned("*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$9\r\n127.0.0.1\r\n:%d\r\n", srv.port);
+    r = open_cluster(&st);
+    assert_int_equal(st, CACHET_OK);
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+        void *v = NULL;
+        size_t n;
+        assert_int_not_equal(cachet_get(r, keys[i], &v, &n), CACHET_OK);
+        if (!has(cachet_errmsg(), "protocol error"))
+            fail_msg("%s: %s", keys[i], cachet_errmsg());
+    }
+    report(r, &rb);
+    assert_false(has(rb.text, "127.0.0.1:0 "));
+    assert_false(has(rb.text, "127.0.0.1:99999 "));
+    assert_false(has(rb.text, "127.0.0.1:1 "));
+    cachet_region_close(r);
+}
+
+/* the sentinel's answer, then a get: it must fail, naming why */
+static void sentinel_answer_refused(const char *answer, size_t len, const char *needle)
+{
+    char args[512];
+    cachet_region *r;
+    cachet_status st;
+    void *v = NULL;
+    size_t n;
+    double t0;
+    pthread_mutex_lock(&kv.mu);
+    kv.canned = answer;
+    kv.canned_len = len;
+    pthread_mutex_unlock(&kv.mu);
+    snprintf(args, sizeof args, "backend_argument = sentinels:127.0.0.1:%d\n"
+             "backend_argument = socket_timeout:0.5\n", srv.port);
+    t0 = now_s();
+    r = open_cfg("dogpile.cache.redis_sentinel", args, &st);
+    assert_int_equal(st, CACHET_OK);   /* the master may be named later */
+    assert_int_not_equal(cachet_get(r, "k", &v, &n), CACHET_OK);
+    assert_true(now_s() - t0 < 5.0);
+    if (!has(cachet_errmsg(), needle))
+        fail_msg("'%s' does not say '%s'", cachet_errmsg(), needle);
+    cachet_region_close(r);
+}
+
+static void sentinel_bad_masters_are_refused(void **state)
+{
+    static const char port0[] = "*2\r\n$9\r\n127.0.0.1\r\n$1\r\n0\r\n";
+    static const char port_big[] = "*2\r\n$9\r\n127.0.0.1\r\n$10\r\n4294967297\r\n";
+    static const char empty[] = "*2\r\n$0\r\n\r\n$4\r\n6379\r\n";
+    static char *huge;   /* a handler may still be writing it: never freed */
+    size_t big = 10u << 20;
+    int k;
+    (void)state;
+    kv_reset(M_NORMAL);
+    sentinel_answer_refused(port0, sizeof port0 - 1, "1..65535");
+    sentinel_answer_refused(port_big, sizeof port_big - 1, "1..65535");
+    sentinel_answer_refused(empty, sizeof empty - 1, "protocol error");
+    if (!huge)
+        huge = malloc(big + 64);
+    assert_non_null(huge);
+    k = sprintf(huge, "*2\r\n$%zu\r\n", big);
+    memset(huge + k, 'h', big);
+    memcpy(huge + k + big, "\r\n$4\r\n6379\r\n", 12);
+    sentinel_answer_refused(huge, (size_t)k + big + 12, "protocol error");
+}
+
 /* ---- 4. secrets ---- */
 
 static void echoed_password_is_scrubbed(void **state)
@@ -507,6 +683,61 @@ static void echoed_password_is_scrubbed(void **state)
     assert_false(has(cachet_errmsg(), "THEPASSWORD"));
 }
 
+/* a url that fails to parse, quoted: none of hidden shows */
+static void bad_url_hides(const char *url, const char *const *hidden)
+{
+    char args[512];
+    cachet_status st;
+    snprintf(args, sizeof args, "backend_argument = url:%s\n", url);
+    assert_null(open_cfg("dogpile.cache.redis", args, &st));
+    assert_int_equal(st, CACHET_EINVAL);
+    assert_true(has(cachet_errmsg(), "***@"));
+    for (; *hidden; hidden++)
+        if (has(cachet_errmsg(), *hidden))
+            fail_msg("'%s' shows '%s'", cachet_errmsg(), *hidden);
+}
+
+static void urls_in_messages_show_no_userinfo(void **state)
+{
+    static const char *const lone[] = {"S3cretLone", NULL};
+    static const char *const at[] = {"p@ss", "ss@", "user", NULL};
+    static const char *const slash[] = {"pa/ss", "ss@", NULL};
+    (void)state;
+    bad_url_hides("redis://S3cretLone@127.0.0.1:notaport/0", lone);
+    bad_url_hides("redis://user:p@ss@127.0.0.1:notaport/0", at);
+    bad_url_hides("redis://:pa/ss@127.0.0.1:6379/x", slash);
+    bad_url_hides("unix://user:p@ss@/run/x.sock?db=x", at);
+}
+
+/* as redis-py 4.3 parses them: the userinfo ends at the LAST '@', a lone
+ * user part is a user (AUTH user ""); neither shows in a message */
+static void url_userinfo_as_redis_py(void **state)
+{
+    char args[512];
+    cachet_status st;
+    (void)state;
+    kv_reset(M_AUTH_ECHO);
+    snprintf(args, sizeof args, "backend_argument = url:redis://:p%%40ss@w0rd@127.0.0.1:%d/0\n",
+             srv.port);
+    assert_null(open_cfg("dogpile.cache.redis", args, &st));
+    pthread_mutex_lock(&kv.mu);
+    assert_int_equal(kv.auth_argc, 2);
+    assert_string_equal(kv.auth_last, "p@ss@w0rd");
+    pthread_mutex_unlock(&kv.mu);
+    assert_true(has(cachet_errmsg(), "AUTH"));
+    assert_false(has(cachet_errmsg(), "p@ss"));
+    assert_false(has(cachet_errmsg(), "w0rd"));
+    snprintf(args, sizeof args, "backend_argument = url:redis://S3cretLone@127.0.0.1:%d/0\n",
+             srv.port);
+    assert_null(open_cfg("dogpile.cache.redis", args, &st));
+    pthread_mutex_lock(&kv.mu);
+    assert_int_equal(kv.auth_argc, 3);
+    assert_string_equal(kv.auth_last, "");
+    pthread_mutex_unlock(&kv.mu);
+    assert_true(has(cachet_errmsg(), "AUTH"));
+    assert_false(has(cachet_errmsg(), "S3cretLone"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -519,6 +750,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(huge_array_fails_fast, setup, teardown),
         cmocka_unit_test_setup_teardown(value_over_max_value_size_is_not_stored, setup, teardown),
         cmocka_unit_test_setup_teardown(echoed_password_is_scrubbed, setup, teardown),
+        cmocka_unit_test(urls_in_messages_show_no_userinfo),
+        cmocka_unit_test_setup_teardown(url_userinfo_as_redis_py, setup, teardown),
+        cmocka_unit_test_setup_teardown(cluster_slots_out_of_range_are_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(cluster_ports_out_of_range_are_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(moved_to_a_bad_target_is_not_followed, setup, teardown),
+        cmocka_unit_test_setup_teardown(sentinel_bad_masters_are_refused, setup, teardown),
     };
     setenv("CACHET_PLUGIN_PATH", TEST_BUILDDIR "/backends/.libs", 1);
     if (getenv("CACHET_TEST_FILTER"))
