@@ -113,7 +113,9 @@ static void item_done(rscan *s)
         rlimits_for(&s->cmds[s->done], s->max_value, &s->lim);
 }
 
-/* "-12" into v: an optional '-' then 1..19 digits, nothing else. */
+/* "-12" into v: an optional '-' then 1..19 digits without a leading zero
+ * ("0" alone is fine), nothing else: what hiredis's string2ll accepts, so
+ * that the reader never refuses what the scanner let through. */
 static int parse_ll(const char *p, size_t n, long long *v)
 {
     unsigned long long u = 0;
@@ -121,7 +123,7 @@ static int parse_ll(const char *p, size_t n, long long *v)
     int neg = 0;
     if (n && p[0] == '-')
         neg = 1, i = 1;
-    if (i == n || n - i > 19)
+    if (i == n || n - i > 19 || (p[i] == '0' && (n - i > 1 || neg)))
         return -1;
     for (; i < n; i++) {
         if (p[i] < '0' || p[i] > '9')

@@ -60,7 +60,7 @@ static void kv_reset(int mode)
         free(kv.v[i]);
     }
     kv.n = 0;
-    kv.mode = mode;
+    __atomic_store_n(&kv.mode, mode, __ATOMIC_RELEASE);
     kv.canned = NULL;
     kv.canned_len = 0;
     __atomic_store_n(&kv.unsolicited_sent, 0, __ATOMIC_RELEASE);
@@ -227,7 +227,8 @@ static void kv_handler(int fd, int conn_no, void *arg)
                 else if (has(av[1], "p99999"))
                     snprintf(line, sizeof line, "-ASK %u 127.0.0.1:99999\r\n", slot);
                 else if (has(av[1], "slot"))
-                    snprintf(line, sizeof line, "-MOVED 99999 127.0.0.1:%d\r\n", kv.port);
+                    snprintf(line, sizeof line, "-MOVED 99999 127.0.0.1:%d\r\n",
+                             __atomic_load_n(&kv.port, __ATOMIC_ACQUIRE));
                 else
                     snprintf(line, sizeof line, "-MOVED %u 127.0.0.1:4294967297\r\n", slot);
                 hostile_writes(fd, line);
@@ -249,9 +250,20 @@ static void kv_handler(int fd, int conn_no, void *arg)
                 hostile_writes(fd, "$3\r\nbad\r\n");
         } else if (!strcasecmp(av[0], "DEL") || !strcasecmp(av[0], "EVAL")) {
             hostile_writes(fd, ":1\r\n");
-        } else if ((!strcasecmp(av[0], "CLUSTER") || !strcasecmp(av[0], "SENTINEL")) &&
-                   kv.canned) {
-            hostile_write(fd, kv.canned, kv.canned_len);
+        } else if (!strcasecmp(av[0], "CLUSTER") || !strcasecmp(av[0], "SENTINEL")) {
+            char *copy = NULL;
+            size_t len = 0;
+            pthread_mutex_lock(&kv.mu);
+            if (kv.canned && (copy = malloc(kv.canned_len)) != NULL) {
+                memcpy(copy, kv.canned, kv.canned_len);
+                len = kv.canned_len;
+            }
+            pthread_mutex_unlock(&kv.mu);
+            if (copy)
+                hostile_write(fd, copy, len);
+            else
+                hostile_writes(fd, "-ERR nothing canned\r\n");
+            free(copy);
         } else {
             hostile_writes(fd, "-ERR unknown command\r\n");
         }
@@ -527,10 +539,10 @@ static char canned[512];
 static void set_canned(const char *fmt, ...)
 {
     va_list ap;
+    pthread_mutex_lock(&kv.mu);   /* handlers copy it under the lock */
     va_start(ap, fmt);
     vsnprintf(canned, sizeof canned, fmt, ap);
     va_end(ap);
-    pthread_mutex_lock(&kv.mu);
     kv.canned = canned;
     kv.canned_len = strlen(canned);
     pthread_mutex_unlock(&kv.mu);
@@ -600,7 +612,7 @@ static void moved_to_a_bad_target_is_not_followed(void **state)
     report_buf rb;
     (void)state;
     kv_reset(M_MOVED_BAD);
-    kv.port = srv.port;
+    __atomic_store_n(&kv.port, srv.port, __ATOMIC_RELEASE);
     set_canned("*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$9\r\n127.0.0.1\r\n:%d\r\n", srv.port);
     r = open_cluster(&st);
     assert_int_equal(st, CACHET_OK);
