@@ -1,6 +1,6 @@
 /* One redis server as all threads of a process share it: a pool of
  * hiredis connections (at most pool_maxsize), the handshake (AUTH, SELECT,
- * ROLE for sentinel mode) under socket_timeout, and the server's health.
+ * ROLE for sentinel mode) under the call's deadline, and the server's health.
  *
  * Health, so that a hung host costs one stall and not one per call:
  *   UP       connections are handed out and made freely;
@@ -13,6 +13,12 @@
  * A connection that broke while idle in the pool (the server restarted)
  * is not a dead server: the call is retried once on a fresh connection and
  * the rest of the pool is dropped.
+ *
+ * A protocol error (a reply that breaks RESP, a bound, or its request's
+ * shape) is not a sign of a hung host: only that connection goes, the
+ * server is not marked down, and it is counted in proto_errors apart from
+ * failures.  A connection that got more than it asked for, or that holds
+ * unread bytes when taken from the pool, is closed (redis_io.c tells).
  *
  * hiredis contexts are not thread-safe: a connection belongs to one thread
  * between acquire and release.  Any c->err makes it unusable: it is freed,
