@@ -33,7 +33,7 @@ static double now_s(void)
 
 enum {
     M_NORMAL, M_EXTRA, M_UNSOLICITED, M_WRONG_TYPE, M_MGET_EXTRA, M_DRIP, M_HUGE_BULK,
-    M_HUGE_ARRAY, M_AUTH_ECHO, M_SLOTS, M_MOVED_BAD,
+    M_HUGE_ARRAY, M_AUTH_ECHO, M_SLOTS, M_MOVED_BAD, M_CLOSE,
 };
 
 typedef struct {
@@ -218,6 +218,10 @@ static void kv_handler(int fd, int conn_no, void *arg)
             kv_put(av[1], al[1], av[2], al[2]);
             hostile_writes(fd, mode == M_WRONG_TYPE && has(av[1], "int") ? ":1\r\n" : "+OK\r\n");
         } else if (!strcasecmp(av[0], "GET") && ac == 2) {
+            if (mode == M_CLOSE && has(av[1], "close")) {
+                hostile_free_argv(ac, av, al);
+                return;   /* hangs up instead of answering */
+            }
             if (mode == M_MOVED_BAD) {
                 /* the key's own slot, each time with something wrong */
                 char line[128];
@@ -450,6 +454,34 @@ static void mget_with_one_element_too_many_fails(void **state)
         assert_null(items[i].value);
     }
     assert_true(has(cachet_errmsg(), "protocol error"));
+    cachet_region_close(r);
+}
+
+/* a server that hangs up answered: not a timeout, whatever errno says */
+static void closed_connection_is_not_a_timeout(void **state)
+{
+    cachet_region *r;
+    report_buf rb;
+    void *v = NULL;
+    size_t n;
+    double t0, el;
+    (void)state;
+    char args[512];
+    cachet_status st;
+    kv_reset(M_CLOSE);
+    snprintf(args, sizeof args, "backend_argument = url:redis://127.0.0.1:%d/0\n"
+             "backend_argument = socket_timeout:10\n", srv.port);
+    r = open_cfg("dogpile.cache.redis", args, &st);
+    assert_int_equal(st, CACHET_OK);
+    t0 = now_s();
+    assert_int_equal(cachet_get(r, "close", &v, &n), CACHET_EUNAVAILABLE);
+    el = now_s() - t0;
+    assert_true(has(cachet_errmsg(), "closed the connection"));
+    assert_false(has(cachet_errmsg(), "socket_timeout"));
+    assert_true(el < 5.0);   /* it did not wait for the 10 s deadline */
+    report(r, &rb);
+    assert_true(has(rb.text, "failures=1"));
+    assert_true(has(rb.text, "protocol_errors=0"));
     cachet_region_close(r);
 }
 
@@ -757,6 +789,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(unsolicited_reply_drops_the_pooled_connection, setup, teardown),
         cmocka_unit_test_setup_teardown(wrong_reply_types_are_protocol_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(mget_with_one_element_too_many_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(closed_connection_is_not_a_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(drip_is_cut_at_the_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(huge_bulk_fails_fast_without_growing, setup, teardown),
         cmocka_unit_test_setup_teardown(huge_array_fails_fast, setup, teardown),
