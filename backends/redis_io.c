@@ -13,6 +13,7 @@
  * server closed, it broke the protocol, a syscall failed with its errno),
  * never by whatever errno an earlier call left behind. */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -21,6 +22,9 @@
 #include <sys/socket.h>
 #include <hiredis/sds.h>
 #include "redis.h"
+
+/* How far past the deadline a blocking read may end (see make_blocking). */
+#define BLOCKING_SLACK 0.002
 
 __attribute__((format(printf, 3, 4)))
 static int failed(rfail *f, int kind, const char *fmt, ...)
@@ -52,6 +56,21 @@ static int wait_fd(int fd, short ev, double deadline)
     }
 }
 
+/* Connected, the socket becomes blocking with SO_RCVTIMEO = the whole
+ * socket_timeout: the common read (a pooled connection's first, the full
+ * timeout still ahead) is then one recv() instead of poll() + recv().
+ * Sends and every other read stay non-blocking (MSG_DONTWAIT, poll()). */
+static int make_blocking(int fd, double timeout)
+{
+    struct timeval tv;
+    int fl = fcntl(fd, F_GETFL);
+    tv.tv_sec = (time_t)timeout;
+    tv.tv_usec = (suseconds_t)((timeout - (double)tv.tv_sec) * 1e6);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0)
+        return -1;
+    return setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+}
+
 redisContext *rio_connect(const char *host, int port, const char *unix_path, double deadline,
                           double timeout, rfail *f)
 {
@@ -76,6 +95,8 @@ redisContext *rio_connect(const char *host, int port, const char *unix_path, dou
         failed(f, RF_IO, "cannot connect: poll: %s", strerror(errno));
     } else if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0 || soerr) {
         failed(f, RF_CONNECT, "cannot connect: %s", strerror(soerr ? soerr : errno));
+    } else if (make_blocking(c->fd, timeout) != 0) {
+        failed(f, RF_IO, "cannot set socket options: %s", strerror(errno));
     } else {
         c->reader->fn = &rreply_functions;
         return c;
@@ -133,6 +154,7 @@ int rio_exec(redisContext *c, const rcmd *cmds, size_t n, redisReply **rep, doub
     c->reader->privdata = &sc;
     while (got < n) {
         void *r = NULL;
+        double left;
         ssize_t k;
         long used;
         int w;
@@ -153,15 +175,27 @@ int rio_exec(redisContext *c, const rcmd *cmds, size_t n, redisReply **rep, doub
             sc.reader_done = got;
             continue;
         }
-        if ((w = wait_fd(c->fd, POLLIN, deadline)) == 0) {
-            failed(f, RF_DEADLINE, "no complete reply within socket_timeout (%.3g s)", timeout);
-            goto out;
+        left = deadline - r_now();
+        if (left >= timeout - BLOCKING_SLACK) {
+            /* SO_RCVTIMEO (timeout) ends this read at most BLOCKING_SLACK
+             * after the deadline */
+            k = recv(c->fd, buf, sizeof buf, 0);
+        } else {
+            /* the rest of a reply is often there already: poll only when not */
+            k = recv(c->fd, buf, sizeof buf, MSG_DONTWAIT);
+            if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                if ((w = wait_fd(c->fd, POLLIN, deadline)) == 0) {
+                    failed(f, RF_DEADLINE, "no complete reply within socket_timeout (%.3g s)",
+                           timeout);
+                    goto out;
+                }
+                if (w < 0) {
+                    failed(f, RF_IO, "poll: %s", strerror(errno));
+                    goto out;
+                }
+                continue;
+            }
         }
-        if (w < 0) {
-            failed(f, RF_IO, "poll: %s", strerror(errno));
-            goto out;
-        }
-        k = recv(c->fd, buf, sizeof buf, MSG_DONTWAIT);
         if (k == 0) {
             failed(f, RF_EOF, "the server closed the connection");
             goto out;
