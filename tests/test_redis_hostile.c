@@ -277,19 +277,26 @@ static void kv_handler(int fd, int conn_no, void *arg)
 
 /* ---- helpers ---- */
 
-static hostile_server srv;
+/* One server per test, never reused: handler threads of a stopped server
+ * may still be finishing (they hold a pointer to it). */
+static hostile_server servers[32];
+static int nservers;
+static hostile_server *srv;
 
 static int setup(void **state)
 {
     (void)state;
     kv_reset(M_NORMAL);
-    return hostile_start(&srv, kv_handler, NULL);
+    if (nservers >= (int)(sizeof servers / sizeof *servers))
+        return -1;
+    srv = &servers[nservers++];
+    return hostile_start(srv, kv_handler, NULL);
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    hostile_stop(&srv);
+    hostile_stop(srv);
     return 0;
 }
 
@@ -313,7 +320,7 @@ static cachet_region *open_hostile(const char *extra)
     cachet_region *r;
     snprintf(args, sizeof args, "backend_argument = url:redis://127.0.0.1:%d/0\n"
              "backend_argument = socket_timeout:0.5\nbackend_argument = dead_retry:5\n%s",
-             srv.port, extra ? extra : "");
+             srv->port, extra ? extra : "");
     r = open_cfg("dogpile.cache.redis", args, &st);
     if (st != CACHET_OK)
         fail_msg("open: %s", cachet_errmsg());
@@ -374,12 +381,12 @@ static void extra_reply_never_reaches_another_key(void **state)
     r = open_hostile(NULL);
     assert_int_equal(cachet_set(r, "secret", "SECRET-VALUE", 12), CACHET_OK);
     assert_int_equal(cachet_set(r, "other", "other-value", 11), CACHET_OK);
-    before = hostile_connections(&srv);
+    before = hostile_connections(srv);
     assert_int_equal(get_is(r, "secret", "SECRET-VALUE"), CACHET_OK);
     /* the extra reply is still on that connection: it must not be reused */
     for (int i = 0; i < 5; i++)
         assert_int_equal(get_is(r, "other", "other-value"), CACHET_OK);
-    assert_true(hostile_connections(&srv) > before);
+    assert_true(hostile_connections(srv) > before);
     cachet_region_close(r);
 }
 
@@ -394,7 +401,7 @@ static void unsolicited_reply_drops_the_pooled_connection(void **state)
     r = open_hostile(NULL);
     assert_int_equal(cachet_set(r, "secret", "SECRET-VALUE", 12), CACHET_OK);
     assert_int_equal(cachet_set(r, "other", "other-value", 11), CACHET_OK);
-    before = hostile_connections(&srv);
+    before = hostile_connections(srv);
     assert_int_equal(get_is(r, "secret", "SECRET-VALUE"), CACHET_OK);
     /* the connection went back to the pool clean; then the server speaks */
     t0 = now_s();
@@ -402,7 +409,7 @@ static void unsolicited_reply_drops_the_pooled_connection(void **state)
         hostile_sleep_ms(10);
     assert_true(__atomic_load_n(&kv.unsolicited_sent, __ATOMIC_ACQUIRE));
     assert_int_equal(get_is(r, "other", "other-value"), CACHET_OK);
-    assert_true(hostile_connections(&srv) > before);
+    assert_true(hostile_connections(srv) > before);
     report(r, &rb);
     assert_true(has(rb.text, "protocol_errors=1"));
     cachet_region_close(r);
@@ -470,7 +477,7 @@ static void closed_connection_is_not_a_timeout(void **state)
     cachet_status st;
     kv_reset(M_CLOSE);
     snprintf(args, sizeof args, "backend_argument = url:redis://127.0.0.1:%d/0\n"
-             "backend_argument = socket_timeout:10\n", srv.port);
+             "backend_argument = socket_timeout:10\n", srv->port);
     r = open_cfg("dogpile.cache.redis", args, &st);
     assert_int_equal(st, CACHET_OK);
     t0 = now_s();
@@ -584,7 +591,7 @@ static cachet_region *open_cluster(cachet_status *st)
 {
     char args[512];
     snprintf(args, sizeof args, "backend_argument = startup_nodes:127.0.0.1:%d\n"
-             "backend_argument = socket_timeout:0.5\n", srv.port);
+             "backend_argument = socket_timeout:0.5\n", srv->port);
     return open_cfg("dogpile.cache.redis_cluster", args, st);
 }
 
@@ -598,7 +605,7 @@ static void cluster_slots_out_of_range_are_refused(void **state)
     (void)state;
     kv_reset(M_NORMAL);
     set_canned("*1\r\n*3\r\n:-9223372036854775807\r\n:16383\r\n*2\r\n$9\r\n127.0.0.1\r\n"
-               ":%d\r\n", srv.port);
+               ":%d\r\n", srv->port);
     t0 = now_s();
     r = open_cluster(&st);
     el = now_s() - t0;
@@ -623,11 +630,11 @@ static void cluster_ports_out_of_range_are_refused(void **state)
                "*3\r\n:0\r\n:99\r\n*2\r\n$9\r\n127.0.0.1\r\n:%d\r\n"
                "*3\r\n:100\r\n:199\r\n*2\r\n$9\r\n127.0.0.1\r\n:0\r\n"
                "*3\r\n:200\r\n:299\r\n*2\r\n$9\r\n127.0.0.1\r\n:99999\r\n"
-               "*3\r\n:300\r\n:399\r\n*2\r\n$9\r\n127.0.0.1\r\n:4294967297\r\n", srv.port);
+               "*3\r\n:300\r\n:399\r\n*2\r\n$9\r\n127.0.0.1\r\n:4294967297\r\n", srv->port);
     r = open_cluster(&st);
     assert_int_equal(st, CACHET_OK);
     report(r, &rb);
-    snprintf(want, sizeof want, "127.0.0.1:%d ", srv.port);
+    snprintf(want, sizeof want, "127.0.0.1:%d ", srv->port);
     assert_true(has(rb.text, want));
     assert_true(has(rb.text, "slots=100"));
     assert_false(has(rb.text, "127.0.0.1:0 "));
@@ -644,8 +651,8 @@ static void moved_to_a_bad_target_is_not_followed(void **state)
     report_buf rb;
     (void)state;
     kv_reset(M_MOVED_BAD);
-    __atomic_store_n(&kv.port, srv.port, __ATOMIC_RELEASE);
-    set_canned("*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$9\r\n127.0.0.1\r\n:%d\r\n", srv.port);
+    __atomic_store_n(&kv.port, srv->port, __ATOMIC_RELEASE);
+    set_canned("*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$9\r\n127.0.0.1\r\n:%d\r\n", srv->port);
     r = open_cluster(&st);
     assert_int_equal(st, CACHET_OK);
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
@@ -676,7 +683,7 @@ static void sentinel_answer_refused(const char *answer, size_t len, const char *
     kv.canned_len = len;
     pthread_mutex_unlock(&kv.mu);
     snprintf(args, sizeof args, "backend_argument = sentinels:127.0.0.1:%d\n"
-             "backend_argument = socket_timeout:0.5\n", srv.port);
+             "backend_argument = socket_timeout:0.5\n", srv->port);
     t0 = now_s();
     r = open_cfg("dogpile.cache.redis_sentinel", args, &st);
     assert_int_equal(st, CACHET_OK);   /* the master may be named later */
@@ -719,7 +726,7 @@ static void echoed_password_is_scrubbed(void **state)
     (void)state;
     kv_reset(M_AUTH_ECHO);
     snprintf(args, sizeof args, "backend_argument = url:redis://:THEPASSWORD@127.0.0.1:%d/0\n"
-             "backend_argument = socket_timeout:0.5\n", srv.port);
+             "backend_argument = socket_timeout:0.5\n", srv->port);
     r = open_cfg("dogpile.cache.redis", args, &st);
     assert_int_not_equal(st, CACHET_OK);
     assert_null(r);
@@ -762,7 +769,7 @@ static void url_userinfo_as_redis_py(void **state)
     (void)state;
     kv_reset(M_AUTH_ECHO);
     snprintf(args, sizeof args, "backend_argument = url:redis://:p%%40ss@w0rd@127.0.0.1:%d/0\n",
-             srv.port);
+             srv->port);
     assert_null(open_cfg("dogpile.cache.redis", args, &st));
     pthread_mutex_lock(&kv.mu);
     assert_int_equal(kv.auth_argc, 2);
@@ -772,7 +779,7 @@ static void url_userinfo_as_redis_py(void **state)
     assert_false(has(cachet_errmsg(), "p@ss"));
     assert_false(has(cachet_errmsg(), "w0rd"));
     snprintf(args, sizeof args, "backend_argument = url:redis://S3cretLone@127.0.0.1:%d/0\n",
-             srv.port);
+             srv->port);
     assert_null(open_cfg("dogpile.cache.redis", args, &st));
     pthread_mutex_lock(&kv.mu);
     assert_int_equal(kv.auth_argc, 3);
