@@ -22,9 +22,6 @@
 #define REDIS_MODE RMODE_SINGLE
 #endif
 
-/* redis refuses bulk strings over proto-max-bulk-len (512 MB by default) */
-#define MAX_VALUE ((size_t)512 * 1024 * 1024)
-
 static const char UNLOCK_LUA[] =
     "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) "
     "else return 0 end";
@@ -81,9 +78,13 @@ static cachet_status run1(rinst *in, const char *key, size_t klen, rcmd *cmd, re
 
 static cachet_status reply_error(const rinst *in, const char *op, const redisReply *rep)
 {
-    if (rep->type == REDIS_REPLY_ERROR)
+    if (rep->type == REDIS_REPLY_ERROR) {
+        char said[300];
+        snprintf(said, sizeof said, "%s", rep->str);
+        rserver_scrub(in, said, sizeof said);
         return cachet_backend_error(CACHET_EBACKEND, "backend %s: %s: the server answered: %s",
-                                    in->cfg.name, op, rep->str);
+                                    in->cfg.name, op, said);
+    }
     return cachet_backend_error(CACHET_EBACKEND, "backend %s: %s: unexpected reply type %d",
                                 in->cfg.name, op, rep->type);
 }
@@ -131,12 +132,14 @@ static void build_set(const rinst *in, setcmd *sc, rcmd *cmd, const char *key, s
     cmd->argv = sc->argv;
     cmd->argvlen = sc->lens;
     cmd->own[0] = cmd->own[1] = NULL;
+    cmd->expect = RX_OK;
 }
 
 static cachet_status too_big(const rinst *in, size_t len)
 {
-    return cachet_backend_error(CACHET_ETOOBIG, "backend %s: a value of %zu bytes is over redis's "
-                                "512 MB limit; not stored", in->cfg.name, len);
+    return cachet_backend_error(CACHET_ETOOBIG, "backend %s: a value of %zu bytes is over "
+                                "max_value_size (%zu); not stored (it could not be read back)",
+                                in->cfg.name, len, in->cfg.max_value_size);
 }
 
 /* ---- open / close ---- */
@@ -171,7 +174,7 @@ static cachet_status open_mode(const cachet_backend_params *p, void **state, int
              * clear message; a server that is down only gets marked. */
             const char *argv[] = {"PING"};
             size_t lens[] = {4};
-            rcmd cmd = {1, argv, lens, {NULL, NULL}};
+            rcmd cmd = {1, argv, lens, {NULL, NULL}, RX_PONG};
             redisReply *rep;
             st = run(in, &cmd, 1, &rep);
             if (st == CACHET_OK)
@@ -220,7 +223,7 @@ static cachet_status r_get(void *state, const char *key, size_t klen, void **val
     rinst *in = state;
     const char *argv[2] = {"GET", key};
     size_t lens[2] = {3, klen};
-    rcmd cmd = {2, argv, lens, {NULL, NULL}};
+    rcmd cmd = {2, argv, lens, {NULL, NULL}, RX_BULK};
     redisReply *rep;
     cachet_status st;
 
@@ -241,7 +244,7 @@ static cachet_status r_set(void *state, const char *key, size_t klen, const void
     redisReply *rep;
     cachet_status st;
 
-    if (len > MAX_VALUE)
+    if (len > in->cfg.max_value_size)
         return too_big(in, len);
     build_set(in, &sc, &cmd, key, klen, value, len);
     if ((st = run1(in, key, klen, &cmd, &rep)) != CACHET_OK)
@@ -257,7 +260,7 @@ static cachet_status r_del(void *state, const char *key, size_t klen)
     rinst *in = state;
     const char *argv[2] = {"DEL", key};
     size_t lens[2] = {3, klen};
-    rcmd cmd = {2, argv, lens, {NULL, NULL}};
+    rcmd cmd = {2, argv, lens, {NULL, NULL}, RX_INT};
     redisReply *rep;
     cachet_status st;
 
@@ -300,6 +303,7 @@ static cachet_status keys_cmd(const char *kw, const cachet_backend_item *items, 
     cmd->argvlen = lens;
     cmd->own[0] = (void *)argv;
     cmd->own[1] = lens;
+    cmd->expect = strcmp(kw, "MGET") == 0 ? RX_MGET : RX_INT;
     return CACHET_OK;
 }
 
@@ -436,7 +440,7 @@ static cachet_status r_set_multi(void *state, cachet_backend_item *items, size_t
     if (n == 0)
         return CACHET_OK;
     for (i = 0; i < n; i++)
-        if (items[i].len > MAX_VALUE) {
+        if (items[i].len > in->cfg.max_value_size) {
             fail_all(items, n, CACHET_ETOOBIG);
             return too_big(in, items[i].len);
         }
@@ -517,7 +521,7 @@ static cachet_status r_lock(void *state, const char *key, size_t klen, void **to
     size_t lklen;
     const char *argv[6];
     size_t lens[6];
-    rcmd cmd = {6, argv, lens, {NULL, NULL}};
+    rcmd cmd = {6, argv, lens, {NULL, NULL}, RX_OK_OR_NIL};
     redisReply *rep;
     cachet_status st;
 
@@ -558,7 +562,7 @@ static cachet_status r_unlock(void *state, const char *key, size_t klen, void *t
     size_t lklen;
     const char *argv[5];
     size_t lens[5];
-    rcmd cmd = {5, argv, lens, {NULL, NULL}};
+    rcmd cmd = {5, argv, lens, {NULL, NULL}, RX_INT};
     redisReply *rep;
     cachet_status st;
 

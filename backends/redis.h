@@ -3,10 +3,15 @@
  *
  *   redis.c           the vtables and the operations (GET/SET/DEL, MGET,
  *                     pipelined SET, the lock)
- *   redis_args.c      backend arguments and the url
+ *   redis_args.c      backend arguments
+ *   redis_url.c       the url and host:port lists, as redis-py parses them
  *   redis_conn.c      one server: a connection pool shared by all threads,
- *                     connect/AUTH/SELECT with timeouts, dead-host marking,
- *                     pipelined execution, fork hooks
+ *                     the handshake (AUTH/SELECT/ROLE), dead-host marking,
+ *                     fork hooks
+ *   redis_io.c        one connection's connect and round trips under one
+ *                     deadline (hiredis driven by hand: poll, send, recv)
+ *   redis_reply.c     what a reply may be: the RESP header scanner that
+ *                     bounds it before hiredis allocates, and shape checks
  *   redis_sentinel.c  asking sentinels for the master
  *   redis_cluster.c   CRC16 slots, the slot map, MOVED/ASK
  */
@@ -46,6 +51,7 @@ typedef struct {
     long    pool_maxsize;
     double  pool_timeout;       /* s to wait for a pooled connection */
     double  dead_retry;         /* s a host that timed out is skipped */
+    size_t  max_value_size;     /* bytes: the largest value stored or read back */
     raddr  *sentinels;          /* sentinel: the sentinels; cluster: startup nodes */
     size_t  nsentinels;
     char   *service_name;
@@ -54,8 +60,17 @@ typedef struct {
 
 cachet_status rcfg_parse(const cachet_backend_params *p, int mode, rcfg *cfg);
 void          rcfg_free(rcfg *cfg);
-/* "host:port" or "[v6]:port" into a; 0 ok. */
+/* ---- urls and addresses (redis_url.c) ---- */
+
+/* "host:port" or "[v6]:port" into a (port a decimal in 1..65535); 0 ok. */
 int           raddr_parse(const char *s, int dflt_port, raddr *a);
+/* A comma- or blank-separated list of host:port (argument arg). */
+cachet_status raddr_list_parse(const rcfg *cfg, const char *arg, const char *v,
+                               raddr **out, size_t *nout);
+/* redis:// or unix:// url into cfg, as redis-py parses it. */
+cachet_status rurl_parse(rcfg *cfg, const char *url);
+/* url for a message: everything before its last '@' is "***". */
+void          rurl_redact(const char *url, char *out, size_t size);
 
 /* ---- one server and its pool (redis_conn.c) ---- */
 
@@ -85,15 +100,103 @@ typedef struct rserver {
     int             probing;
     double          dead_until; /* monotonic s */
     char            why[400];   /* last failure */
-    uint64_t        failures;
+    uint64_t        failures;   /* timeouts and I/O failures (atomic: read without mu) */
+    uint64_t        proto_errors; /* replies that broke the protocol (atomic) */
 } rserver;
+
+/* What a command's reply may be (rreply_check); an error reply always may. */
+enum {
+    RX_NONE = 0,        /* unset: refused, so that no command goes unchecked */
+    RX_BULK,            /* GET: bulk or nil */
+    RX_OK,              /* SET, AUTH, SELECT, ASKING: +OK */
+    RX_OK_OR_NIL,       /* SET NX: +OK or nil */
+    RX_INT,             /* DEL, EVAL unlock */
+    RX_MGET,            /* exactly argc-1 elements, each bulk or nil */
+    RX_PONG,            /* PING */
+    RX_SLOTS,           /* CLUSTER SLOTS: an array (ranges checked by the cluster) */
+    RX_ROLE,            /* ROLE: an array */
+    RX_MASTER_ADDR,     /* SENTINEL get-master-addr-by-name: [host, port] or nil */
+};
 
 typedef struct {
     int          argc;
     const char **argv;
     size_t      *argvlen;
     void        *own[2];        /* freed after use when set (argv arrays from malloc) */
+    int          expect;        /* RX_* */
 } rcmd;
+
+/* ---- replies (redis_reply.c) ---- */
+
+/* How big and deep one reply may be. */
+typedef struct {
+    size_t max_bulk;            /* bytes of one bulk string */
+    size_t max_top;             /* elements of a top-level array */
+    size_t max_nested;          /* elements of a nested array */
+    int    max_depth;           /* 0: no array at all */
+    size_t max_line;            /* a status or error line */
+    size_t max_total;           /* bytes of the whole reply */
+} rlimits;
+
+#define R_SCAN_DEPTH 8          /* hiredis's reader stops at 9 levels */
+
+/* The incremental scanner: fed every byte the server sends, in order. */
+typedef struct {
+    const rcmd *cmds;           /* the requests, for their limits */
+    size_t      expected;       /* replies asked for */
+    size_t      max_value;
+    size_t      done;           /* replies complete so far */
+    size_t      reader_done;    /* replies hiredis's reader returned so far */
+    unsigned long long trailing; /* bytes seen after the last expected reply */
+    rlimits     lim;            /* of reply number done */
+    size_t      total;          /* bytes of that reply so far */
+    int         depth;
+    long long   left[R_SCAN_DEPTH];
+    char        type;           /* header being read, 0 between values */
+    int         cr;
+    char        line[24];
+    size_t      linelen;
+    unsigned long long bulk_left; /* bulk payload + CRLF still to come */
+    int         failed, refused;
+    char        why[160];
+} rscan;
+
+void rlimits_for(const rcmd *cmd, size_t max_value, rlimits *l);
+void rscan_init(rscan *s, const rcmd *cmds, size_t n, size_t max_value);
+/* Bytes of p that belong to the expected replies (the rest: s->trailing),
+ * or -1 when the server broke the protocol or a bound (s->why). */
+long rscan_feed(rscan *s, const char *p, size_t n);
+/* 0 when r is a reply cmd may get; else -1 and why. */
+int  rreply_check(const rcmd *cmd, const redisReply *r, char *why, size_t size);
+/* Reader functions whose createArray honours the scanner's bounds
+ * (reader->privdata = the rscan). */
+extern redisReplyObjectFunctions rreply_functions;
+/* Replaces each occurrence of secret in buf (NUL-terminated, size bytes)
+ * by "***". */
+void r_scrub(char *buf, size_t size, const char *secret);
+
+/* ---- one connection's I/O (redis_io.c) ---- */
+
+/* How a connection failed; decides what the server's health becomes. */
+enum { RF_NONE = 0, RF_DEADLINE, RF_EOF, RF_PROTO, RF_IO, RF_CONNECT, RF_OOM };
+
+typedef struct {
+    int  kind;                  /* RF_* */
+    char why[300];
+} rfail;
+
+/* A connected, non-blocking context by the monotonic deadline, or NULL. */
+redisContext *rio_connect(const char *host, int port, const char *unix_path, double deadline,
+                          double timeout, rfail *f);
+/* Sends the n commands in one write and reads their n replies by the
+ * deadline, each bounded by the scanner and checked by rreply_check.
+ * 0 ok (rep[] filled; *in_doubt set when the server sent more than asked),
+ * -1 with f set (rep[] all NULL; the context must be freed). */
+int           rio_exec(redisContext *c, const rcmd *cmds, size_t n, redisReply **rep,
+                       double deadline, double timeout, size_t max_value, int *in_doubt,
+                       rfail *f);
+/* 1 when an idle connection has bytes waiting or was closed by the server. */
+int           rio_pending(redisContext *c, int *eof);
 
 /* the instance: every mode */
 typedef struct rinst {
@@ -123,6 +226,10 @@ void          rserver_describe(rserver *s, char *buf, size_t size);
 /* "host:port" or the unix path */
 void          rserver_name(rserver *s, char *buf, size_t size);
 void          rreplies_free(redisReply **rep, size_t n);
+
+/* Replaces the configured password and sentinel_password in a text that
+ * came from a server (an error reply, a ROLE answer) by "***". */
+void          rserver_scrub(const rinst *in, char *buf, size_t size);
 
 /* ---- sentinel (redis_sentinel.c) ---- */
 

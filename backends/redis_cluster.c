@@ -106,36 +106,56 @@ static rserver *node_for_slot(rcluster *cl, unsigned slot, unsigned *version)
 
 /* ---- the slot map ---- */
 
+/* A node address from a server: host non-empty and short, port an
+ * integer in 1..65535 (not truncated into an int first). */
+static int node_addr(const redisReply *host, const redisReply *port, const raddr *asked, raddr *a)
+{
+    if (host->type != REDIS_REPLY_STRING || port->type != REDIS_REPLY_INTEGER ||
+        host->len >= sizeof a->host || memchr(host->str, '\0', host->len) ||
+        port->integer < 1 || port->integer > 65535)
+        return -1;
+    if (host->len == 0 || strcmp(host->str, "?") == 0)
+        memcpy(a->host, asked->host, sizeof a->host);   /* the node that answered */
+    else
+        memcpy(a->host, host->str, host->len + 1);
+    a->port = (int)port->integer;
+    return 0;
+}
+
 /* Parses a CLUSTER SLOTS reply into map; asked: the node that answered
- * (an empty ip means its own). */
-static int parse_slots(rinst *in, const redisReply *rep, const raddr *asked, int16_t *map)
+ * (an empty ip means its own).  Every number is the server's: a range is
+ * taken only when 0 <= start <= end <= 16383 and its master's port is in
+ * 1..65535, and the loop runs over that checked range only.  1 when some
+ * range was taken; *refused counts the ranges that were not. */
+static int parse_slots(rinst *in, const redisReply *rep, const raddr *asked, int16_t *map,
+                       size_t *refused)
 {
     int got = 0;
+    *refused = 0;
     if (rep->type != REDIS_REPLY_ARRAY)
         return 0;
     for (size_t i = 0; i < rep->elements; i++) {
         const redisReply *e = rep->element[i], *m;
+        long long start, end;
         raddr a;
         int idx;
         if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
-            e->element[0]->type != REDIS_REPLY_INTEGER || e->element[1]->type != REDIS_REPLY_INTEGER)
+            e->element[0]->type != REDIS_REPLY_INTEGER || e->element[1]->type != REDIS_REPLY_INTEGER) {
+            (*refused)++;
             continue;
+        }
+        start = e->element[0]->integer;
+        end = e->element[1]->integer;
         m = e->element[2];
-        if (m->type != REDIS_REPLY_ARRAY || m->elements < 2 || m->element[0]->type != REDIS_REPLY_STRING ||
-            m->element[1]->type != REDIS_REPLY_INTEGER || m->element[0]->len >= sizeof a.host)
+        if (start < 0 || end >= NSLOTS || start > end || m->type != REDIS_REPLY_ARRAY ||
+            m->elements < 2 || node_addr(m->element[0], m->element[1], asked, &a) != 0 ||
+            !node_get(in, &a, &idx)) {
+            (*refused)++;
             continue;
-        if (m->element[0]->len == 0 || strcmp(m->element[0]->str, "?") == 0)
-            memcpy(a.host, asked->host, sizeof a.host);
-        else
-            snprintf(a.host, sizeof a.host, "%s", m->element[0]->str);
-        a.port = (int)m->element[1]->integer;
-        if (!node_get(in, &a, &idx))
-            continue;
-        for (long long s = e->element[0]->integer; s <= e->element[1]->integer && s < NSLOTS; s++)
-            if (s >= 0) {
-                map[s] = (int16_t)idx;
-                got = 1;
-            }
+        }
+        for (int s = (int)start; s <= (int)end; s++)
+            map[s] = (int16_t)idx;
+        got = 1;
     }
     return got;
 }
@@ -148,10 +168,10 @@ static cachet_status refresh(rinst *in, unsigned seen, int wait)
     rcluster *cl = in->cluster;
     const char *argv[2] = {"CLUSTER", "SLOTS"};
     size_t lens[2] = {7, 5};
-    rcmd cmd = {2, argv, lens, {NULL, NULL}};
+    rcmd cmd = {2, argv, lens, {NULL, NULL}, RX_SLOTS};
     int16_t *map;
     cachet_status st = CACHET_EUNAVAILABLE;
-    size_t n;
+    size_t n, refused;
 
     if (wait)
         pthread_mutex_lock(&cl->refresh_mu);
@@ -187,7 +207,13 @@ static cachet_status refresh(rinst *in, unsigned seen, int wait)
             continue;
         rserver_addr(s, &a);
         memset(map, 0xff, NSLOTS * sizeof *map);
-        if (parse_slots(in, rep, &a, map)) {
+        if (!parse_slots(in, rep, &a, map, &refused)) {
+            char name[R_HOST_MAX + 16];
+            rserver_name(s, name, sizeof name);
+            cachet_backend_error(CACHET_EBACKEND, "backend %s: %s: protocol error: CLUSTER SLOTS "
+                                 "named no valid slot range (%zu refused: slots must be in "
+                                 "0..16383, ports in 1..65535)", in->cfg.name, name, refused);
+        } else {
             pthread_rwlock_wrlock(&cl->map_lock);
             memcpy(cl->slots, map, sizeof cl->slots);
             cl->version++;
@@ -273,14 +299,36 @@ void rcluster_close(rinst *in)
 
 /* ---- redirections ---- */
 
-/* "MOVED 3999 127.0.0.1:6381" / "ASK ..." into a; 1 parsed. */
-static int parse_redirect(const char *msg, const char *kw, raddr *a)
+/* "MOVED 3999 127.0.0.1:6381" / "ASK ..." into a: 1 parsed, 0 not this
+ * keyword, -1 this keyword with a slot outside 0..16383, another slot than
+ * the key's, or no valid host:port (a port outside 1..65535). */
+static int parse_redirect(const char *msg, const char *kw, unsigned slot, raddr *a)
 {
-    size_t kl = strlen(kw);
-    const char *sp;
-    if (strncmp(msg, kw, kl) != 0 || msg[kl] != ' ' || !(sp = strchr(msg + kl + 1, ' ')))
+    size_t kl = strlen(kw), digits;
+    const char *p;
+    long v = 0;
+    if (strncmp(msg, kw, kl) != 0 || msg[kl] != ' ')
         return 0;
-    return raddr_parse(sp + 1, 6379, a) == 0;
+    p = msg + kl + 1;
+    digits = strspn(p, "0123456789");
+    if (digits == 0 || digits > 5 || p[digits] != ' ')
+        return -1;
+    for (size_t i = 0; i < digits; i++)
+        v = v * 10 + (p[i] - '0');
+    if (v >= NSLOTS || (unsigned)v != slot)
+        return -1;
+    return raddr_parse(p + digits + 1, 6379, a) == 0 && !strchr(a->host, ' ') ? 1 : -1;
+}
+
+static cachet_status bad_redirect(rinst *in, unsigned slot, redisReply *r)
+{
+    char said[120];
+    snprintf(said, sizeof said, "%s", r->str);
+    rserver_scrub(in, said, sizeof said);
+    freeReplyObject(r);
+    return cachet_backend_error(CACHET_EBACKEND, "backend %s: slot %u: protocol error: a "
+                                "redirection to no valid slot or host:port: '%s'",
+                                in->cfg.name, slot, said);
 }
 
 static void sleep_ms(long ms)
@@ -301,11 +349,11 @@ cachet_status rcluster_exec1(rinst *in, const char *key, size_t klen, rcmd *cmd,
     for (int tries = 0; tries < MAX_REDIRECTS; tries++) {
         redisReply *r;
         raddr a;
-        int idx;
+        int idx, pr;
         if (ask) {
             const char *av[1] = {"ASKING"};
             size_t al[1] = {6};
-            rcmd two[2] = {{1, av, al, {NULL, NULL}}, *cmd};
+            rcmd two[2] = {{1, av, al, {NULL, NULL}, RX_OK}, *cmd};
             redisReply *reps[2];
             st = rserver_exec(ask, two, 2, reps);
             ask = NULL;
@@ -316,8 +364,13 @@ cachet_status rcluster_exec1(rinst *in, const char *key, size_t klen, rcmd *cmd,
         } else {
             rserver *s = node_for_slot(cl, slot, &version);
             if (!s) {
-                if (refreshed++ || refresh(in, version, 1) != CACHET_OK ||
-                    !(s = node_for_slot(cl, slot, &version)))
+                if (refreshed++ || refresh(in, version, 1) != CACHET_OK) {
+                    char why[700];
+                    snprintf(why, sizeof why, "%s", cachet_errmsg());
+                    return cachet_backend_error(CACHET_EUNAVAILABLE, "backend %s: no node serves "
+                                                "slot %u (%s)", in->cfg.name, slot, why);
+                }
+                if (!(s = node_for_slot(cl, slot, &version)))
                     return cachet_backend_error(CACHET_EUNAVAILABLE, "backend %s: no node serves "
                                                 "slot %u", in->cfg.name, slot);
             }
@@ -338,7 +391,10 @@ cachet_status rcluster_exec1(rinst *in, const char *key, size_t klen, rcmd *cmd,
             *rep = r;
             return CACHET_OK;
         }
-        if (parse_redirect(r->str, "MOVED", &a)) {
+        if ((pr = parse_redirect(r->str, "MOVED", slot, &a)) < 0 ||
+            (pr == 0 && (pr = parse_redirect(r->str, "ASK", slot, &a)) < 0))
+            return bad_redirect(in, slot, r);
+        if (pr == 1 && r->str[0] == 'M') {
             if (node_get(in, &a, &idx)) {
                 pthread_rwlock_wrlock(&cl->map_lock);
                 cl->slots[slot] = (int16_t)idx;
@@ -348,7 +404,7 @@ cachet_status rcluster_exec1(rinst *in, const char *key, size_t klen, rcmd *cmd,
             refresh(in, version, 0);   /* the other slots that moved with it */
             continue;
         }
-        if (parse_redirect(r->str, "ASK", &a)) {
+        if (pr == 1) {   /* ASK */
             freeReplyObject(r);
             if (!(ask = node_get(in, &a, &idx)))
                 return cachet_backend_error(CACHET_EBACKEND, "backend %s: too many nodes",

@@ -1,6 +1,6 @@
 /* One redis server as all threads of a process share it: a pool of
  * hiredis connections (at most pool_maxsize), the handshake (AUTH, SELECT,
- * ROLE for sentinel mode) under socket_timeout, and the server's health.
+ * ROLE for sentinel mode) under the call's deadline, and the server's health.
  *
  * Health, so that a hung host costs one stall and not one per call:
  *   UP       connections are handed out and made freely;
@@ -13,6 +13,12 @@
  * A connection that broke while idle in the pool (the server restarted)
  * is not a dead server: the call is retried once on a fresh connection and
  * the rest of the pool is dropped.
+ *
+ * A protocol error (a reply that breaks RESP, a bound, or its request's
+ * shape) is not a sign of a hung host: only that connection goes, the
+ * server is not marked down, and it is counted in proto_errors apart from
+ * failures.  A connection that got more than it asked for, or that holds
+ * unread bytes when taken from the pool, is closed (redis_io.c tells).
  *
  * hiredis contexts are not thread-safe: a connection belongs to one thread
  * between acquire and release.  Any c->err makes it unusable: it is freed,
@@ -32,41 +38,6 @@ double r_now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static struct timeval tv_of(double s)
-{
-    struct timeval tv;
-    tv.tv_sec = (time_t)s;
-    tv.tv_usec = (suseconds_t)((s - (double)tv.tv_sec) * 1e6);
-    if (tv.tv_sec == 0 && tv.tv_usec == 0)
-        tv.tv_usec = 1000;
-    return tv;
-}
-
-/* Writes what hiredis buffered with MSG_NOSIGNAL: hiredis 0.14 uses
- * write(), which raises SIGPIPE on a socket the server closed, and a
- * library must not change the process's signal handling to avoid that.
- * 0 ok; -1 with errno and c->err set (the context is then dropped). */
-static int flush_out(redisContext *c)
-{
-    size_t len = sdslen(c->obuf), off = 0;
-    while (off < len) {
-        ssize_t k = send(c->fd, c->obuf + off, len - off, MSG_NOSIGNAL);
-        if (k < 0) {
-            int e = errno;
-            if (e == EINTR)
-                continue;
-            c->err = REDIS_ERR_IO;
-            snprintf(c->errstr, sizeof c->errstr, "%s", strerror(e));
-            errno = e;
-            return -1;
-        }
-        off += (size_t)k;
-    }
-    sdsfree(c->obuf);
-    c->obuf = sdsempty();
-    return 0;
 }
 
 void rreplies_free(redisReply **rep, size_t n)
@@ -149,6 +120,14 @@ void rserver_destroy(rserver *s)
     pthread_mutex_destroy(&s->mu);
 }
 
+void rserver_scrub(const rinst *in, char *buf, size_t size)
+{
+    r_scrub(buf, size, in->cfg.password);
+    r_scrub(buf, size, in->cfg.sentinel_password);
+    if (!in->cfg.password)
+        r_scrub(buf, size, in->cfg.username);   /* see the AUTH message */
+}
+
 void rserver_name(rserver *s, char *buf, size_t size)
 {
     if (s->unix_path)
@@ -165,7 +144,7 @@ static void mark_failed_locked(rserver *s, int timeout_class, const char *why)
     double retry = s->in->cfg.dead_retry;
     if (!timeout_class && retry > 1.0)
         retry = 1.0;
-    s->failures++;
+    __atomic_fetch_add(&s->failures, 1, __ATOMIC_RELAXED);
     snprintf(s->why, sizeof s->why, "%s", why);
     s->probing = 0;
     if (retry > 0) {
@@ -177,159 +156,155 @@ static void mark_failed_locked(rserver *s, int timeout_class, const char *why)
     pthread_cond_broadcast(&s->cv);
 }
 
-/* Did the call on c fail by running out of socket_timeout?  A server that
- * closed the connection (REDIS_ERR_EOF: read() returned 0) answered: errno
- * is then whatever an earlier call left there (EINPROGRESS from the
- * non-blocking connect), not this failure's. */
-static int timed_out(const redisContext *c, int err_no, double elapsed, double timeout)
-{
-    if (c && c->err == REDIS_ERR_EOF)
-        return 0;
-    return err_no == EAGAIN || err_no == EWOULDBLOCK || err_no == ETIMEDOUT ||
-           err_no == EINPROGRESS || elapsed >= timeout * 0.9;
-}
-
 /* Drops cn (broken) and records why the server failed; returns the status
- * for the caller, with the message set. */
-static cachet_status conn_failed(rserver *s, rconn *cn, cachet_status st, int timeout_class,
-                                 const char *what)
+ * for the caller, with the message set.  What the failure does to the
+ * server's health depends on what happened:
+ *   deadline   the server hung: marked down for dead_retry;
+ *   protocol   it answered, wrongly: counted apart, not marked down (a
+ *              fast answer is no sign of a hung host), and only this
+ *              connection goes;
+ *   otherwise  (refused, closed, reset) a fast failure: down for <= 1 s. */
+static cachet_status conn_failed(rserver *s, rconn *cn, cachet_status st, const rfail *f)
 {
     char name[R_HOST_MAX + 16], why[400];
-    rconn *garbage;
+    rconn *garbage = NULL;
+    int proto = f->kind == RF_PROTO || f->kind == RF_OOM;
 
+    snprintf(why, sizeof why, "%s", f->why);
+    rserver_scrub(s->in, why, sizeof why);
     pthread_mutex_lock(&s->mu);
     rserver_name(s, name, sizeof name);
-    snprintf(why, sizeof why, "%s", what);
     if (cn)
         unlink_locked(s, cn);
-    mark_failed_locked(s, timeout_class, why);
-    garbage = flush_locked(s);
+    if (proto) {
+        if (f->kind == RF_PROTO)
+            __atomic_fetch_add(&s->proto_errors, 1, __ATOMIC_RELAXED);
+        if (cn && cn->probe)
+            s->probing = 0;   /* the next caller probes again */
+        pthread_cond_broadcast(&s->cv);
+    } else {
+        mark_failed_locked(s, f->kind == RF_DEADLINE, why);
+        garbage = flush_locked(s);
+    }
     pthread_mutex_unlock(&s->mu);
     conn_free(cn);
     free_chain(garbage);
+    if (f->kind == RF_PROTO)
+        return cachet_backend_error(CACHET_EBACKEND, "backend %s: %s: protocol error: %s "
+                                    "(connection closed)", s->in->cfg.name, name, why);
+    if (f->kind == RF_OOM)
+        return cachet_backend_error(CACHET_ENOMEM, "backend %s: %s: %s", s->in->cfg.name,
+                                    name, why);
     return cachet_backend_error(st, "backend %s: %s: %s", s->in->cfg.name, name, why);
 }
 
-/* Describes a hiredis I/O failure of c. */
-static void io_why(const redisContext *c, int err_no, double elapsed, double timeout,
-                   char *buf, size_t size)
-{
-    if (timed_out(c, err_no, elapsed, timeout))
-        snprintf(buf, size, "no reply within socket_timeout (%.3g s)", timeout);
-    else if (c && c->err == REDIS_ERR_EOF)
-        snprintf(buf, size, "the server closed the connection");
-    else
-        snprintf(buf, size, "%s", c && c->errstr[0] ? c->errstr : "connection failed");
-}
-
-/* AUTH, SELECT and (sentinel) ROLE, pipelined.  On failure the message is
- * in why and the status returned. */
-static cachet_status handshake(rserver *s, redisContext *c, char *why, size_t size, int *tmo)
+/* AUTH, SELECT and (sentinel) ROLE, pipelined, by the call's deadline.
+ * On failure the status is returned with f set (f->kind RF_NONE: the
+ * server refused, a configuration error). */
+static cachet_status handshake(rserver *s, redisContext *c, double deadline, rfail *f)
 {
     const rcfg *cfg = &s->in->cfg;
     const char *argv[3][3];
     size_t lens[3][3];
-    int argc[3], n = 0, kind[3];
+    rcmd cmds[3];
+    redisReply *rep[3];
+    int n = 0, doubt;
     char dbbuf[24];
-    redisReply *rep = NULL;
     cachet_status st = CACHET_OK;
-    double t0 = r_now();
 
-    *tmo = 0;
-    if (cfg->password) {
+    memset(cmds, 0, sizeof cmds);
+    if (cfg->password || cfg->username) {
+        /* as redis-py: a user without a password sends AUTH user "" */
         int k = 0;
         argv[n][k++] = "AUTH";
         if (cfg->username)
             argv[n][k++] = cfg->username;
-        argv[n][k++] = cfg->password;
-        argc[n] = k;
-        kind[n++] = 'A';
+        argv[n][k++] = cfg->password ? cfg->password : "";
+        cmds[n].argc = k;
+        cmds[n++].expect = RX_OK;
     }
     if (cfg->db) {
         snprintf(dbbuf, sizeof dbbuf, "%ld", cfg->db);
         argv[n][0] = "SELECT";
         argv[n][1] = dbbuf;
-        argc[n] = 2;
-        kind[n++] = 'S';
+        cmds[n].argc = 2;
+        cmds[n++].expect = RX_OK;
     }
     if (cfg->mode == RMODE_SENTINEL) {
         argv[n][0] = "ROLE";
-        argc[n] = 1;
-        kind[n++] = 'R';
+        cmds[n].argc = 1;
+        cmds[n++].expect = RX_ROLE;
     }
+    if (n == 0)
+        return CACHET_OK;
     for (int i = 0; i < n; i++) {
-        for (int k = 0; k < argc[i]; k++)
+        for (int k = 0; k < cmds[i].argc; k++)
             lens[i][k] = strlen(argv[i][k]);
-        redisAppendCommandArgv(c, argc[i], argv[i], lens[i]);
+        cmds[i].argv = argv[i];
+        cmds[i].argvlen = lens[i];
     }
-    for (int i = 0; i < n; i++) {
-        if ((i == 0 && flush_out(c) != 0) || redisGetReply(c, (void **)&rep) != REDIS_OK) {
-            int e = errno;
-            double el = r_now() - t0;
-            *tmo = timed_out(c, e, el, cfg->socket_timeout);
-            io_why(c, e, el, cfg->socket_timeout, why, size);
-            return CACHET_EUNAVAILABLE;
-        }
-        if (st == CACHET_OK && kind[i] == 'A' && rep->type == REDIS_REPLY_ERROR) {
-            /* the server's words never include the password */
-            snprintf(why, size, "AUTH refused for user '%s': %s",
-                     cfg->username ? cfg->username : "default", rep->str);
+    if (rio_exec(c, cmds, (size_t)n, rep, deadline, cfg->socket_timeout, cfg->max_value_size,
+                 &doubt, f) != 0)
+        return f->kind == RF_PROTO ? CACHET_EBACKEND : CACHET_EUNAVAILABLE;
+    f->kind = RF_NONE;
+    for (int i = 0; i < n && st == CACHET_OK; i++) {
+        const char *what = cmds[i].argv[0];
+        redisReply *r = rep[i];
+        if (what[0] == 'A' && r->type == REDIS_REPLY_ERROR) {
+            /* a user without a password may be a password written where
+             * redis-py reads a user (redis://secret@host): not shown */
+            if (cfg->password)
+                snprintf(f->why, sizeof f->why, "AUTH refused for user '%s': %s",
+                         cfg->username ? cfg->username : "default", r->str);
+            else
+                snprintf(f->why, sizeof f->why, "AUTH refused for a user given without a "
+                         "password (as redis-py, cachet sent AUTH user \"\"): %s", r->str);
             st = CACHET_EINVAL;
-        } else if (st == CACHET_OK && kind[i] == 'S' && rep->type == REDIS_REPLY_ERROR) {
-            snprintf(why, size, "SELECT %ld refused: %s", cfg->db, rep->str);
+        } else if (what[1] == 'E' && r->type == REDIS_REPLY_ERROR) {
+            snprintf(f->why, sizeof f->why, "SELECT %ld refused: %s", cfg->db, r->str);
             st = CACHET_EINVAL;
-        } else if (st == CACHET_OK && kind[i] == 'R' &&
-                   (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
-                    rep->element[0]->type != REDIS_REPLY_STRING ||
-                    strcmp(rep->element[0]->str, "master") != 0)) {
-            snprintf(why, size, "is not the master of '%s' (ROLE: %s)", cfg->service_name,
-                     rep->type == REDIS_REPLY_ARRAY && rep->elements &&
-                     rep->element[0]->type == REDIS_REPLY_STRING ? rep->element[0]->str
-                     : rep->type == REDIS_REPLY_ERROR ? rep->str : "?");
+        } else if (what[0] == 'R' &&
+                   (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
+                    r->element[0]->type != REDIS_REPLY_STRING ||
+                    strcmp(r->element[0]->str, "master") != 0)) {
+            snprintf(f->why, sizeof f->why, "is not the master of '%s' (ROLE: %.60s)",
+                     cfg->service_name,
+                     r->type == REDIS_REPLY_ARRAY && r->elements &&
+                     r->element[0]->type == REDIS_REPLY_STRING ? r->element[0]->str
+                     : r->type == REDIS_REPLY_ERROR ? r->str : "?");
             st = CACHET_EUNAVAILABLE;
+            f->kind = RF_CONNECT;   /* a fast failure: ask the sentinels again */
         }
-        freeReplyObject(rep);
+    }
+    rreplies_free(rep, (size_t)n);
+    if (st == CACHET_OK && doubt) {
+        snprintf(f->why, sizeof f->why, "more replies than requests in the handshake");
+        f->kind = RF_PROTO;
+        st = CACHET_EBACKEND;
     }
     return st;
 }
 
-/* A new connection for cn (which is counted and linked). */
-static cachet_status connect_conn(rserver *s, rconn *cn, const raddr *a)
+/* A new connection for cn (which is counted and linked), by the deadline. */
+static cachet_status connect_conn(rserver *s, rconn *cn, const raddr *a, double deadline)
 {
     const rcfg *cfg = &s->in->cfg;
-    struct timeval tv = tv_of(cfg->socket_timeout);
-    char why[400];
-    double t0 = r_now();
     redisContext *c;
     cachet_status st;
-    int tmo;
+    rfail f = {RF_NONE, ""};
 
-    c = s->unix_path ? redisConnectUnixWithTimeout(s->unix_path, tv)
-                     : redisConnectWithTimeout(a->host, a->port, tv);
-    if (!c || c->err) {
-        int e = errno;
-        double el = r_now() - t0;
-        if (!c)
-            snprintf(why, sizeof why, "cannot connect: out of memory");
-        else if (timed_out(c, e, el, cfg->socket_timeout) && el >= cfg->socket_timeout * 0.5)
-            snprintf(why, sizeof why, "cannot connect within socket_timeout (%.3g s)",
-                     cfg->socket_timeout);
-        else
-            snprintf(why, sizeof why, "cannot connect: %s", c->errstr);
-        if (c)
-            redisFree(c);
-        return conn_failed(s, cn, CACHET_EUNAVAILABLE, el >= cfg->socket_timeout * 0.5, why);
-    }
-    /* hiredis 0.14 has no default command timeout: without this a hung
-     * server blocks the call for ever */
-    if (redisSetTimeout(c, tv) != REDIS_OK) {
-        snprintf(why, sizeof why, "cannot set socket_timeout: %s", c->errstr);
+    c = rio_connect(a->host, a->port, s->unix_path, deadline, cfg->socket_timeout, &f);
+    if (!c)
+        return conn_failed(s, cn, CACHET_EUNAVAILABLE, &f);
+    if ((st = handshake(s, c, deadline, &f)) != CACHET_OK) {
         redisFree(c);
-        return conn_failed(s, cn, CACHET_EUNAVAILABLE, 0, why);
-    }
-    if ((st = handshake(s, c, why, sizeof why, &tmo)) != CACHET_OK) {
-        redisFree(c);
-        return conn_failed(s, cn, st, tmo, why);
+        if (f.kind == RF_NONE) {
+            /* AUTH or SELECT refused: the server is fine, the configuration is not */
+            rfail g = {RF_CONNECT, ""};
+            snprintf(g.why, sizeof g.why, "%s", f.why);
+            return conn_failed(s, cn, st, &g);
+        }
+        return conn_failed(s, cn, st, &f);
     }
     pthread_mutex_lock(&s->mu);
     cn->c = c;
@@ -337,8 +312,28 @@ static cachet_status connect_conn(rserver *s, rconn *cn, const raddr *a)
     return CACHET_OK;
 }
 
-/* A connection for one call.  fresh: never one from the pool. */
-static cachet_status acquire(rserver *s, int fresh, rconn **out)
+/* A pooled connection that must not be used: the server sent something
+ * nobody asked for (a reply that would be taken for the next request's),
+ * or closed it.  Dropped unlocked. */
+static int pooled_in_doubt(rserver *s, rconn *cn)
+{
+    int eof;
+    if (!rio_pending(cn->c, &eof))
+        return 0;
+    pthread_mutex_lock(&s->mu);
+    unlink_locked(s, cn);
+    if (!eof)
+        __atomic_fetch_add(&s->proto_errors, 1, __ATOMIC_RELAXED);
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    conn_free(cn);
+    return 1;
+}
+
+/* A connection for one call.  fresh: never one from the pool.  *call_end:
+ * the call's deadline, set here (socket_timeout from when a connection is
+ * at hand, the pool wait apart) unless already set. */
+static cachet_status acquire(rserver *s, int fresh, double *call_end, rconn **out)
 {
     const rcfg *cfg = &s->in->cfg;
     char name[R_HOST_MAX + 16], why[sizeof s->why];
@@ -379,6 +374,12 @@ static cachet_status acquire(rserver *s, int fresh, rconn **out)
             cn->idle_next = NULL;
             cn->reused = 1;
             pthread_mutex_unlock(&s->mu);
+            if (pooled_in_doubt(s, cn)) {
+                pthread_mutex_lock(&s->mu);
+                continue;
+            }
+            if (*call_end == 0)
+                *call_end = r_now() + cfg->socket_timeout;
             *out = cn;
             return CACHET_OK;
         }
@@ -413,8 +414,10 @@ static cachet_status acquire(rserver *s, int fresh, rconn **out)
     s->nopen++;
     a = s->addr;
     pthread_mutex_unlock(&s->mu);
+    if (*call_end == 0)
+        *call_end = r_now() + cfg->socket_timeout;
     {
-        cachet_status st = connect_conn(s, cn, &a);
+        cachet_status st = connect_conn(s, cn, &a, *call_end);
         if (st != CACHET_OK)
             return st;
     }
@@ -422,7 +425,8 @@ static cachet_status acquire(rserver *s, int fresh, rconn **out)
     return CACHET_OK;
 }
 
-static void release(rserver *s, rconn *cn)
+/* in_doubt: the server sent more than was asked; the connection goes. */
+static void release(rserver *s, rconn *cn, int in_doubt)
 {
     int keep;
     pthread_mutex_lock(&s->mu);
@@ -432,7 +436,9 @@ static void release(rserver *s, rconn *cn)
         if (s->state == RS_UNKNOWN)
             s->state = RS_UP;
     }
-    keep = !cn->c->err && cn->gen == s->gen && s->state == RS_UP;
+    keep = !in_doubt && !cn->c->err && cn->gen == s->gen && s->state == RS_UP;
+    if (in_doubt)
+        __atomic_fetch_add(&s->proto_errors, 1, __ATOMIC_RELAXED);
     if (keep) {
         cn->idle_next = s->idle;
         s->idle = cn;
@@ -448,56 +454,36 @@ static void release(rserver *s, rconn *cn)
 cachet_status rserver_exec(rserver *s, rcmd *cmds, size_t n, redisReply **rep)
 {
     const rcfg *cfg = &s->in->cfg;
+    double call_end = 0;
     cachet_status st;
-    size_t i;
 
     memset(rep, 0, n * sizeof *rep);
     for (int attempt = 0; attempt < 2; attempt++) {
         rconn *cn = NULL;
-        double t0;
-        int e = 0;
+        rfail f = {RF_NONE, ""};
+        int doubt = 0;
 
-        if ((st = acquire(s, attempt > 0, &cn)) != CACHET_OK)
+        if ((st = acquire(s, attempt > 0, &call_end, &cn)) != CACHET_OK)
             return st;
-        t0 = r_now();
-        for (i = 0; i < n; i++)
-            if (redisAppendCommandArgv(cn->c, cmds[i].argc, cmds[i].argv, cmds[i].argvlen) != REDIS_OK)
-                break;
-        if (i == n && flush_out(cn->c) != 0) {
-            e = errno;
-            i = 0;
-        } else if (i == n) {
-            for (i = 0; i < n; i++)
-                if (redisGetReply(cn->c, (void **)&rep[i]) != REDIS_OK) {
-                    e = errno;
-                    break;
-                }
-        }
-        if (i == n) {
-            release(s, cn);
+        if (rio_exec(cn->c, cmds, n, rep, call_end, cfg->socket_timeout, cfg->max_value_size,
+                     &doubt, &f) == 0) {
+            release(s, cn, doubt);
             return CACHET_OK;
         }
-        rreplies_free(rep, n);
-        {
-            double el = r_now() - t0;
-            int tmo = timed_out(cn->c, e, el, cfg->socket_timeout);
-            char why[400];
-            if (cn->c->err == REDIS_ERR_OOM)
-                return conn_failed(s, cn, CACHET_ENOMEM, 0, "out of memory");
-            if (cn->reused && !tmo && attempt == 0) {
-                /* broke while pooled (a restart): drop the pool, try a new one */
-                rconn *garbage;
-                pthread_mutex_lock(&s->mu);
-                unlink_locked(s, cn);
-                garbage = flush_locked(s);
-                pthread_mutex_unlock(&s->mu);
-                conn_free(cn);
-                free_chain(garbage);
-                continue;
-            }
-            io_why(cn->c, e, el, cfg->socket_timeout, why, sizeof why);
-            return conn_failed(s, cn, CACHET_EUNAVAILABLE, tmo, why);
+        if (cn->reused && attempt == 0 && (f.kind == RF_EOF || f.kind == RF_IO) &&
+            r_now() < call_end) {
+            /* broke while pooled (a restart): drop the pool, try a new one
+             * within what is left of the deadline */
+            rconn *garbage;
+            pthread_mutex_lock(&s->mu);
+            unlink_locked(s, cn);
+            garbage = flush_locked(s);
+            pthread_mutex_unlock(&s->mu);
+            conn_free(cn);
+            free_chain(garbage);
+            continue;
         }
+        return conn_failed(s, cn, CACHET_EUNAVAILABLE, &f);
     }
     return CACHET_EUNAVAILABLE;   /* not reached: the second attempt returns */
 }
@@ -529,12 +515,15 @@ void rserver_describe(rserver *s, char *buf, size_t size)
     pthread_mutex_lock(&s->mu);
     rserver_name(s, name, sizeof name);
     if (s->state == RS_DEAD && r_now() < s->dead_until)
-        snprintf(buf, size, "%s down (%.1f s more; %s) failures=%llu", name,
-                 s->dead_until - r_now(), s->why, (unsigned long long)s->failures);
+        snprintf(buf, size, "%s down (%.1f s more; %s) failures=%llu protocol_errors=%llu", name,
+                 s->dead_until - r_now(), s->why,
+                 (unsigned long long)__atomic_load_n(&s->failures, __ATOMIC_RELAXED),
+                 (unsigned long long)__atomic_load_n(&s->proto_errors, __ATOMIC_RELAXED));
     else
-        snprintf(buf, size, "%s %s connections=%zu failures=%llu", name,
+        snprintf(buf, size, "%s %s connections=%zu failures=%llu protocol_errors=%llu", name,
                  s->state == RS_UP ? "up" : "unknown", s->nopen,
-                 (unsigned long long)s->failures);
+                 (unsigned long long)__atomic_load_n(&s->failures, __ATOMIC_RELAXED),
+                 (unsigned long long)__atomic_load_n(&s->proto_errors, __ATOMIC_RELAXED));
     pthread_mutex_unlock(&s->mu);
 }
 

@@ -7,65 +7,87 @@
 #include <string.h>
 #include "redis.h"
 
-/* One sentinel's answer into a: 1 got it, 0 no answer (why set). */
+/* "6379" into *port: a full decimal in 1..65535, nothing else (no atoi:
+ * "6379junk" or "99999" from a sentinel is no port). */
+static int parse_port(const char *p, size_t n, int *port)
+{
+    long v = 0;
+    if (n == 0 || n > 5)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return -1;
+        v = v * 10 + (p[i] - '0');
+    }
+    if (v < 1 || v > 65535)
+        return -1;
+    *port = (int)v;
+    return 0;
+}
+
+/* One sentinel's answer into a: 1 got it, 0 no answer (why set).  The
+ * query runs like every other call: one deadline, bounded and checked
+ * replies (redis_io.c). */
 static int ask(const rinst *in, const raddr *sen, raddr *a, char *why, size_t size)
 {
     const rcfg *cfg = &in->cfg;
-    struct timeval tv;
+    double deadline = r_now() + cfg->socket_timeout;
+    const char *auth[2] = {"AUTH", cfg->sentinel_password};
+    size_t alens[2] = {4, cfg->sentinel_password ? strlen(cfg->sentinel_password) : 0};
+    const char *q[3] = {"SENTINEL", "get-master-addr-by-name", cfg->service_name};
+    size_t qlens[3] = {8, 23, strlen(cfg->service_name)};
+    rcmd cmds[2] = {{2, auth, alens, {NULL, NULL}, RX_OK}, {3, q, qlens, {NULL, NULL}, RX_MASTER_ADDR}};
+    redisReply *rep[2] = {NULL, NULL}, *r;
+    size_t first = cfg->sentinel_password ? 0 : 1;
+    rfail f = {RF_NONE, ""};
     redisContext *c;
-    redisReply *rep;
-    int ok = 0;
+    int ok = 0, doubt;
 
-    tv.tv_sec = (time_t)cfg->socket_timeout;
-    tv.tv_usec = (suseconds_t)((cfg->socket_timeout - (double)tv.tv_sec) * 1e6);
-    c = redisConnectWithTimeout(sen->host, sen->port, tv);
-    if (!c || c->err) {
-        snprintf(why, size, "%s:%d: %s", sen->host, sen->port, c ? c->errstr : "out of memory");
-        if (c)
-            redisFree(c);
+    c = rio_connect(sen->host, sen->port, NULL, deadline, cfg->socket_timeout, &f);
+    if (!c) {
+        snprintf(why, size, "%s:%d: %s", sen->host, sen->port, f.why);
         return 0;
     }
-    redisSetTimeout(c, tv);   /* hiredis 0.14: no command timeout otherwise */
-    if (cfg->sentinel_password) {
-        const char *argv[2] = {"AUTH", cfg->sentinel_password};
-        size_t lens[2] = {4, strlen(cfg->sentinel_password)};
-        rep = redisCommandArgv(c, 2, argv, lens);
-        if (!rep || rep->type == REDIS_REPLY_ERROR) {
-            snprintf(why, size, "%s:%d: AUTH refused: %s", sen->host, sen->port,
-                     rep ? rep->str : c->errstr);
-            if (rep)
-                freeReplyObject(rep);
-            redisFree(c);
-            return 0;
+    if (rio_exec(c, cmds + first, 2 - first, rep + first, deadline, cfg->socket_timeout,
+                 cfg->max_value_size, &doubt, &f) != 0) {
+        rserver_scrub(in, f.why, sizeof f.why);
+        snprintf(why, size, "%s:%d: %s%s", sen->host, sen->port,
+                 f.kind == RF_PROTO ? "protocol error: " : "", f.why);
+        redisFree(c);
+        return 0;
+    }
+    redisFree(c);   /* one query per connection: no reuse, no doubt to carry */
+    if (rep[0] && rep[0]->type == REDIS_REPLY_ERROR) {
+        char said[200];
+        snprintf(said, sizeof said, "%s", rep[0]->str);
+        rserver_scrub(in, said, sizeof said);
+        snprintf(why, size, "%s:%d: AUTH refused: %s", sen->host, sen->port, said);
+        rreplies_free(rep, 2);
+        return 0;
+    }
+    r = rep[1];
+    if (r->type == REDIS_REPLY_ARRAY) {
+        const redisReply *h = r->element[0], *p = r->element[1];
+        if (h->len == 0 || h->len >= sizeof a->host || memchr(h->str, '\0', h->len))
+            snprintf(why, size, "%s:%d: protocol error: a master host of %zu bytes in its "
+                     "answer", sen->host, sen->port, h->len);
+        else if (parse_port(p->str, p->len, &a->port) != 0)
+            snprintf(why, size, "%s:%d: protocol error: the master's port '%.12s' is not in "
+                     "1..65535", sen->host, sen->port, p->str);
+        else {
+            memcpy(a->host, h->str, h->len + 1);
+            ok = 1;
         }
-        freeReplyObject(rep);
-    }
-    {
-        const char *argv[3] = {"SENTINEL", "get-master-addr-by-name", cfg->service_name};
-        size_t lens[3] = {8, 23, strlen(cfg->service_name)};
-        rep = redisCommandArgv(c, 3, argv, lens);
-    }
-    if (!rep) {
-        snprintf(why, size, "%s:%d: %s", sen->host, sen->port, c->errstr);
-    } else if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
-               rep->element[0]->type == REDIS_REPLY_STRING &&
-               rep->element[1]->type == REDIS_REPLY_STRING &&
-               rep->element[0]->len < sizeof a->host) {
-        snprintf(a->host, sizeof a->host, "%s", rep->element[0]->str);
-        a->port = atoi(rep->element[1]->str);
-        ok = a->port > 0;
-        if (!ok)
-            snprintf(why, size, "%s:%d: bad port in its answer", sen->host, sen->port);
-    } else if (rep->type == REDIS_REPLY_NIL) {
+    } else if (r->type == REDIS_REPLY_NIL) {
         snprintf(why, size, "%s:%d: does not know a master named '%s'", sen->host, sen->port,
                  cfg->service_name);
     } else {
-        snprintf(why, size, "%s:%d: %s", sen->host, sen->port,
-                 rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected answer");
+        char said[200];
+        snprintf(said, sizeof said, "%s", r->str);
+        rserver_scrub(in, said, sizeof said);
+        snprintf(why, size, "%s:%d: %s", sen->host, sen->port, said);
     }
-    if (rep)
-        freeReplyObject(rep);
-    redisFree(c);
+    rreplies_free(rep, 2);
     return ok;
 }
 
