@@ -2,9 +2,9 @@
  * testdbm.c runs one body on every driver: what the public contract
  * promises must hold whatever is below the region.  Targets: memory, dbm
  * (a temporary file), memcached and memcache_pool (a real memcached), redis
- * (a real redis-server), the log proxy, log + the probe proxy and
- * debug_cache_backend over memory and over a networked backend, and the
- * distributed lock of memcached and redis.  A target whose server cannot
+ * (a real redis-server), memcached's binary protocol, the log proxy,
+ * log + the probe proxy and debug_cache_backend over memory and over a
+ * networked backend, and the distributed lock of memcached and redis.  A target whose server cannot
  * start fails its whole group; a body that cannot apply to a target says so
  * with skip() (reported), never by passing silently.
  *
@@ -723,6 +723,7 @@ int main(void)
 #ifdef HAVE_LIBMEMCACHED
     TARGET("memcached", "memcached", 0);
     TARGET("memcache_pool", "memcache_pool", 0);
+    add_opts(TARGET("memcached+binary", "memcached", 0), "backend_argument", "binary:true", NULL);
     TARGET("memcached+distributed_lock", "memcached", 1);
 #endif
 #ifdef HAVE_HIREDIS
