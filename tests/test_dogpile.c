@@ -15,19 +15,12 @@
 #include <time.h>
 #include <unistd.h>
 #include <cachet/cachet.h>
+#include "helpers.h"
 
 static cachet_region *open_backend(const char *backend, const char *expiration)
 {
-    cachet_config *c = cachet_config_new();
-    cachet_region *r = NULL;
-    assert_int_equal(cachet_config_set(c, "enabled", "true"), CACHET_OK);
-    assert_int_equal(cachet_config_set(c, "backend", backend), CACHET_OK);
-    if (expiration)
-        assert_int_equal(cachet_config_set(c, "expiration_time", expiration), CACHET_OK);
-    if (cachet_region_open(c, &r) != CACHET_OK)
-        fail_msg("open %s: %s", backend, cachet_errmsg());
-    cachet_config_free(c);
-    return r;
+    const char *const opts[] = {"expiration_time", expiration, NULL};
+    return th_open(backend, expiration ? opts : NULL);
 }
 
 /* The callers of one round, so that a creator can hold on until they are
@@ -44,13 +37,6 @@ typedef struct {
 
 enum hold { HOLD_NONE, HOLD_UNTIL_OTHERS_WAIT, HOLD_UNTIL_OTHERS_RETURN };
 #define HOLD_LIMIT_S 30.0   /* normally met in milliseconds */
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static pid_t my_tid(void)
 {
@@ -96,7 +82,7 @@ static int hold(crowd *c, enum hold what)
     int streak = 0;
     if (what == HOLD_NONE)
         return 1;
-    for (double t0 = now_s(); now_s() - t0 < HOLD_LIMIT_S; usleep(5 * 1000)) {
+    for (double t0 = th_now_s(); th_now_s() - t0 < HOLD_LIMIT_S; usleep(5 * 1000)) {
         streak = others_are(c, what) ? streak + 1 : 0;
         if (streak == (what == HOLD_UNTIL_OTHERS_WAIT ? 3 : 1))
             return 1;
@@ -211,16 +197,19 @@ static void absent_key_null(void **state) { absent_key_32_threads_one_creator("n
 
 static void expired_key_one_regeneration_others_stale(void **state)
 {
-    cachet_region *r = open_backend("memory", "1");
+    cachet_region *r;
     /* the creator finishes only after all others returned: stale, unwaited */
     slow_creator sc = {.hold = HOLD_UNTIL_OTHERS_RETURN, .payload = "new"};
     caller cs[32];
     int stale = 0, fresh = 0;
     cachet_stat_counters s;
 
+    th_clock_fake();
+    r = open_backend("memory", "1");
     assert_int_equal(cachet_set(r, "hot", "old", 3), CACHET_OK);
-    usleep(1100 * 1000);                       /* now expired (later is as good) */
+    th_clock_advance(1.1);                     /* now expired */
     run_callers(r, &sc, cs, 32);
+    th_clock_real();
     assert_int_equal(atomic_load(&sc.calls), 1);
     for (int i = 0; i < 32; i++) {
         assert_int_equal(cs[i].st, CACHET_OK);
@@ -299,15 +288,17 @@ static int never_cache(void *arg, const char *key, const void *value, size_t len
 
 static void ex_options(void **state)
 {
-    cachet_region *r = open_backend("memory", NULL);      /* region: 600 s */
+    cachet_region *r;
     slow_creator sc = {.payload = "made"};
     cachet_options o = {0};
     void *v;
     size_t n;
     int asked = 0;
 
+    th_clock_fake();
+    r = open_backend("memory", NULL);                      /* region: 600 s */
     assert_int_equal(cachet_set(r, "k", "v", 1), CACHET_OK);
-    usleep(300 * 1000);
+    th_clock_advance(0.3);
     o.expiration_time = 0.1;                               /* older than 0.1 s: expired */
     assert_int_equal(cachet_get_ex(r, "k", &o, &v, &n), CACHET_MISS);
     o.expiration_time = 10;
@@ -337,6 +328,7 @@ static void ex_options(void **state)
     assert_int_equal(cachet_get_ex(r, "k", &o, &v, &n), CACHET_OK);
     cachet_free(v);
     cachet_region_close(r);
+    th_clock_real();
 }
 
 /* Multi creator: counts calls and keys, makes "v:<key>", holds on as
@@ -498,10 +490,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(absent_key_memory),
         cmocka_unit_test(absent_key_null),
-        cmocka_unit_test(expired_key_one_regeneration_others_stale),
+        cmocka_unit_test_teardown(expired_key_one_regeneration_others_stale, th_clock_teardown),
         cmocka_unit_test(failing_creator_no_deadlock),
         cmocka_unit_test(soft_invalidation_serves_stale_while_one_regenerates),
-        cmocka_unit_test(ex_options),
+        cmocka_unit_test_teardown(ex_options, th_clock_teardown),
         cmocka_unit_test(get_or_create_multi_one_call),
         cmocka_unit_test(get_or_create_multi_threads_each_key_once),
         cmocka_unit_test(memoize),

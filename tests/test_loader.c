@@ -10,14 +10,9 @@
 #include <string.h>
 #include <unistd.h>
 #include <cachet/cachet.h>
+#include "helpers.h"
 
-#define PLUGIN(name) TEST_BUILDDIR "/tests/plugins/.libs/" name ".so"
-
-static void assert_contains(const char *hay, const char *needle)
-{
-    if (!strstr(hay, needle))
-        fail_msg("'%s' does not contain '%s'", hay, needle);
-}
+#define PLUGIN(name) TEST_PLUGIN_PATH(name)
 
 static cachet_status open_backend(const char *backend, cachet_region **r)
 {
@@ -52,22 +47,22 @@ static void wrong_abi_names_both_versions(void **state)
     char want[64];
     assert_int_equal(open_backend(PLUGIN("abi_bad"), &r), CACHET_ENOBACKEND);
     assert_null(r);
-    assert_contains(cachet_errmsg(), "abi_bad");
-    assert_contains(cachet_errmsg(), "version 42");
+    th_assert_contains(cachet_errmsg(), "abi_bad");
+    th_assert_contains(cachet_errmsg(), "version 42");
     snprintf(want, sizeof want, "version %d", 1);
-    assert_contains(cachet_errmsg(), want);
+    th_assert_contains(cachet_errmsg(), want);
 }
 
 static void missing_backend_names_it_and_where(void **state)
 {
     cachet_region *r;
     assert_int_equal(open_backend("nosuch", &r), CACHET_ENOBACKEND);
-    assert_contains(cachet_errmsg(), "nosuch");
-    assert_contains(cachet_errmsg(), TEST_BUILDDIR "/backends/.libs");   /* looked in the build tree */
+    th_assert_contains(cachet_errmsg(), "nosuch");
+    th_assert_contains(cachet_errmsg(), TEST_BUILDDIR "/backends/.libs");   /* looked in the build tree */
     assert_int_equal(open_backend("oslo_cache.etcd3gw", &r), CACHET_ENOBACKEND);
-    assert_contains(cachet_errmsg(), "oslo_cache.etcd3gw");
+    th_assert_contains(cachet_errmsg(), "oslo_cache.etcd3gw");
     assert_int_equal(open_backend("/nonexistent/plugin.so", &r), CACHET_ENOBACKEND);
-    assert_contains(cachet_errmsg(), "/nonexistent/plugin.so");
+    th_assert_contains(cachet_errmsg(), "/nonexistent/plugin.so");
 }
 
 static void escaping_names_are_refused(void **state)
@@ -79,7 +74,7 @@ static void escaping_names_are_refused(void **state)
         cachet_status st = open_backend(bad[i], &r);
         assert_true(st == CACHET_EINVAL || st == CACHET_ENOBACKEND);
         assert_null(r);
-        assert_contains(cachet_errmsg(), bad[i]);
+        th_assert_contains(cachet_errmsg(), bad[i]);
     }
 }
 
@@ -122,7 +117,7 @@ static void plugin_rejects_unknown_argument(void **state)
     assert_int_equal(cachet_config_set(c, "backend", PLUGIN("abi_ok")), CACHET_OK);
     assert_int_equal(cachet_config_set(c, "backend_argument", "colour:blue"), CACHET_OK);
     assert_int_equal(cachet_region_open(c, &r), CACHET_EINVAL);
-    assert_contains(cachet_errmsg(), "colour");
+    th_assert_contains(cachet_errmsg(), "colour");
     cachet_config_free(c);
 }
 

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cachet/backend.h>
+#include "helpers.h"
 
 static void *handles[2];
 
@@ -43,12 +44,6 @@ static int teardown_all(void **state)
         if (handles[i])
             dlclose(handles[i]);
     return 0;
-}
-
-static void assert_contains(const char *hay, const char *needle)
-{
-    if (!strstr(hay, needle))
-        fail_msg("'%s' does not contain '%s'", hay, needle);
 }
 
 /* args: name, value, name, value, ..., NULL */
@@ -311,8 +306,8 @@ static void too_big_is_refused_and_drops_the_old_value(void **state)
     assert_int_equal(put(ops, m, "k", "small", 5), CACHET_OK);
     assert_int_equal(put(ops, m, "keep", "v", 1), CACHET_OK);
     assert_int_equal(put(ops, m, "k", big, 16), CACHET_ETOOBIG);   /* 1 + 16 > 16 */
-    assert_contains(cachet_errmsg(), "max_size");
-    assert_contains(cachet_errmsg(), "17");
+    th_assert_contains(cachet_errmsg(), "max_size");
+    th_assert_contains(cachet_errmsg(), "17");
     assert_miss(ops, m, "k");                   /* nothing stale survives */
     assert_value(ops, m, "keep", "v", 1);       /* and nothing else was evicted */
     report r = get_report(ops, m);
@@ -336,16 +331,16 @@ static void bad_arguments_name_the_argument(void **state)
     void *m;
 
     assert_int_equal(open_with(ops, &m, "max_cont", "3", NULL), CACHET_EINVAL);
-    assert_contains(cachet_errmsg(), "max_cont");
+    th_assert_contains(cachet_errmsg(), "max_cont");
     assert_int_equal(open_with(ops, &m, "max_count", "abc", NULL), CACHET_EINVAL);
-    assert_contains(cachet_errmsg(), "max_count");
-    assert_contains(cachet_errmsg(), "abc");
+    th_assert_contains(cachet_errmsg(), "max_count");
+    th_assert_contains(cachet_errmsg(), "abc");
     assert_int_equal(open_with(ops, &m, "max_size", "12kb", NULL), CACHET_EINVAL);
-    assert_contains(cachet_errmsg(), "max_size");
+    th_assert_contains(cachet_errmsg(), "max_size");
     assert_int_equal(open_with(ops, &m, "max_size", "-1", NULL), CACHET_EINVAL);
-    assert_contains(cachet_errmsg(), "max_size");
+    th_assert_contains(cachet_errmsg(), "max_size");
     assert_int_equal(open_with(ops, &m, "max_count", "", NULL), CACHET_EINVAL);
-    assert_contains(cachet_errmsg(), "max_count");
+    th_assert_contains(cachet_errmsg(), "max_count");
     /* explicit zeros are the unlimited defaults */
     assert_int_equal(open_with(ops, &m, "max_count", "0", "max_size", "0", NULL), CACHET_OK);
     report r = get_report(ops, m);
@@ -419,7 +414,7 @@ static void multi_operations_set_each_status(void **state)
     assert_int_equal(set[0].status, CACHET_OK);
     assert_int_equal(set[1].status, CACHET_ETOOBIG);
     assert_int_equal(set[2].status, CACHET_OK);
-    assert_contains(cachet_errmsg(), "max_size");
+    th_assert_contains(cachet_errmsg(), "max_size");
 
     cachet_backend_item get[] = {KEY("a"), KEY("b"), KEY("c"), KEY("zz")};
     assert_int_equal(ops->get_multi(m, get, 4), CACHET_OK);    /* misses are handled */
@@ -665,7 +660,7 @@ static void null_backend_stores_nothing(void **state)
     size_t n = 0;
 
     assert_int_equal(open_with(ops, &m, "max_count", "3", NULL), CACHET_EINVAL);
-    assert_contains(cachet_errmsg(), "max_count");
+    th_assert_contains(cachet_errmsg(), "max_count");
     assert_int_equal(open_with(ops, &m, NULL), CACHET_OK);
     assert_int_equal(ops->set(m, "k", 1, "v", 1), CACHET_OK);
     assert_int_equal(ops->get(m, "k", 1, &v, &n), CACHET_MISS);

@@ -12,33 +12,13 @@
 #include <time.h>
 #include <unistd.h>
 #include <cachet/cachet.h>
+#include "helpers.h"
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-#define TEST_PLUGIN TEST_BUILDDIR "/tests/plugins/.libs/abi_ok.so"
-
-static cachet_region *open_with(const char *backend, const char *const *options)
-{
-    cachet_config *c = cachet_config_new();
-    cachet_region *r = NULL;
-    assert_int_equal(cachet_config_set(c, "enabled", "true"), CACHET_OK);
-    assert_int_equal(cachet_config_set(c, "backend", backend), CACHET_OK);
-    for (size_t i = 0; options && options[i]; i += 2)
-        assert_int_equal(cachet_config_set(c, options[i], options[i + 1]), CACHET_OK);
-    if (cachet_region_open(c, &r) != CACHET_OK)
-        fail_msg("open %s: %s", backend, cachet_errmsg());
-    cachet_config_free(c);
-    return r;
-}
+#define TEST_PLUGIN TEST_PLUGIN_PATH("abi_ok")
 
 static void binary_values_round_trip(void **state)
 {
-    cachet_region *r = open_with("memory", NULL);
+    cachet_region *r = th_open("memory", NULL);
     const char bin[] = {'a', 0, 'b', 0, (char)0xff, '\n'};
     void *v;
     size_t n;
@@ -71,7 +51,7 @@ static void binary_values_round_trip(void **state)
 
 static void null_backend_stores_nothing(void **state)
 {
-    cachet_region *r = open_with("dogpile.cache.null", NULL);
+    cachet_region *r = th_open("dogpile.cache.null", NULL);
     void *v;
     size_t n;
     assert_int_equal(cachet_set(r, "k", "v", 1), CACHET_OK);
@@ -81,7 +61,7 @@ static void null_backend_stores_nothing(void **state)
 
 static void multi_operations(void **state)
 {
-    cachet_region *r = open_with("memory", NULL);
+    cachet_region *r = th_open("memory", NULL);
     char keys[50][16], vals[50][16];
     cachet_item items[50];
     const char *dkeys[25];
@@ -123,7 +103,7 @@ static void multi_operations(void **state)
 static void multi_fallback_loop_on_backend_without_multi(void **state)
 {
     /* the test plugin has no multi-operations: the core loops */
-    cachet_region *r = open_with(TEST_PLUGIN, NULL);
+    cachet_region *r = th_open(TEST_PLUGIN, NULL);
     cachet_item items[2] = {{"a", "1", 1, 0}, {"b", "22", 2, 0}};
     assert_int_equal(cachet_set_multi(r, items, 2), CACHET_OK);
     items[0] = (cachet_item){"a", NULL, 0, 0};
@@ -137,39 +117,34 @@ static void multi_fallback_loop_on_backend_without_multi(void **state)
     cachet_region_close(r);
 }
 
+/* The region's clock is the fake one: time moves when the test says. */
 static void expiration(void **state)
 {
     static const char *const opts[] = {"expiration_time", "1", NULL};
-    cachet_region *r = open_with("memory", opts);
-    void *v;
-    size_t n;
-    double t0 = now_s();
-    cachet_status st;
+    cachet_region *r;
+    (void)state;
+    th_clock_fake();
+    r = th_open("memory", opts);
     assert_int_equal(cachet_set(r, "k", "v", 1), CACHET_OK);
-    st = cachet_get(r, "k", &v, &n);
-    /* a hit while younger than 1 s: on a loaded machine this thread may
-     * not run again for longer, and then the miss is right */
-    if (now_s() - t0 < 0.9) {
-        assert_int_equal(st, CACHET_OK);
-        cachet_free(v);
-    } else if (st == CACHET_OK) {
-        cachet_free(v);
-    }
-    usleep(1150 * 1000);                        /* expired; later is as good */
-    assert_int_equal(cachet_get(r, "k", &v, &n), CACHET_MISS);
+    th_assert_hit(r, "k", "v", 1);
+    th_clock_advance(0.9);                      /* younger than 1 s: still fresh */
+    th_assert_hit(r, "k", "v", 1);
+    th_clock_advance(0.2);                      /* 1.1 s old: expired */
+    th_assert_miss(r, "k");
     cachet_region_close(r);
 
     static const char *const never[] = {"expiration_time", "-1", NULL};
-    r = open_with("memory", never);
+    r = th_open("memory", never);
     assert_int_equal(cachet_set(r, "k", "v", 1), CACHET_OK);
-    assert_int_equal(cachet_get(r, "k", &v, &n), CACHET_OK);
-    cachet_free(v);
+    th_clock_advance(10 * 365 * 86400.0);       /* ten years on */
+    th_assert_hit(r, "k", "v", 1);
     cachet_region_close(r);
+    th_clock_real();
 }
 
 static void invalidation_hard_and_soft(void **state)
 {
-    cachet_region *r = open_with("memory", NULL);
+    cachet_region *r = th_open("memory", NULL);
     void *v;
     size_t n;
     for (int hard = 0; hard <= 1; hard++) {
@@ -203,7 +178,7 @@ static cachet_status fail_creator(void *arg, const char *key, void **value, size
 
 static void get_or_create_basics(void **state)
 {
-    cachet_region *r = open_with("memory", NULL);
+    cachet_region *r = th_open("memory", NULL);
     int calls = 0;
     void *v;
     size_t n;
@@ -225,7 +200,7 @@ static void get_or_create_basics(void **state)
 
 static void foreign_and_truncated_bytes_are_misses(void **state)
 {
-    cachet_region *r = open_with(TEST_PLUGIN, NULL);
+    cachet_region *r = th_open(TEST_PLUGIN, NULL);
     cachet_stat_counters s;
     int calls = 0;
     void *v;
@@ -245,7 +220,7 @@ static void foreign_and_truncated_bytes_are_misses(void **state)
     cachet_region_close(r);
 
     static const char *const cut[] = {"backend_argument", "truncate_by:3", NULL};
-    r = open_with(TEST_PLUGIN, cut);
+    r = th_open(TEST_PLUGIN, cut);
     assert_int_equal(cachet_set(r, "t", "0123456789", 10), CACHET_OK);
     assert_int_equal(cachet_get(r, "t", &v, &n), CACHET_MISS);
     assert_int_equal(cachet_stats(r, &s), CACHET_OK);
@@ -256,7 +231,7 @@ static void foreign_and_truncated_bytes_are_misses(void **state)
 static void failing_backend(void **state)
 {
     static const char *const failing[] = {"backend_argument", "fail:true", NULL};
-    cachet_region *r = open_with(TEST_PLUGIN, failing);
+    cachet_region *r = th_open(TEST_PLUGIN, failing);
     cachet_stat_counters s;
     int calls = 0;
     void *v;
@@ -276,7 +251,7 @@ static void failing_backend(void **state)
 
 static void bad_arguments(void **state)
 {
-    cachet_region *r = open_with("memory", NULL);
+    cachet_region *r = th_open("memory", NULL);
     void *v;
     size_t n;
     assert_int_equal(cachet_get(r, NULL, &v, &n), CACHET_EINVAL);
@@ -291,7 +266,7 @@ static void bad_arguments(void **state)
 static void memory_backend_bounds_through_region(void **state)
 {
     static const char *const opts[] = {"backend_argument", "max_count:2", NULL};
-    cachet_region *r = open_with("oslo_cache.dict", opts);
+    cachet_region *r = th_open("oslo_cache.dict", opts);
     void *v;
     size_t n;
     assert_int_equal(cachet_set(r, "a", "1", 1), CACHET_OK);
@@ -310,7 +285,7 @@ int main(void)
         cmocka_unit_test(null_backend_stores_nothing),
         cmocka_unit_test(multi_operations),
         cmocka_unit_test(multi_fallback_loop_on_backend_without_multi),
-        cmocka_unit_test(expiration),
+        cmocka_unit_test_teardown(expiration, th_clock_teardown),
         cmocka_unit_test(invalidation_hard_and_soft),
         cmocka_unit_test(get_or_create_basics),
         cmocka_unit_test(foreign_and_truncated_bytes_are_misses),

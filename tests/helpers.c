@@ -1,0 +1,145 @@
+/* The shared test helpers (tests/helpers.h). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <time.h>
+#include "helpers.h"
+#include "testhooks.h"
+
+static cachet_status configure(cachet_config *c, const char *backend, const char *const *opts)
+{
+    cachet_status st;
+    if ((st = cachet_config_set(c, "enabled", "true")) != CACHET_OK ||
+        (st = cachet_config_set(c, "backend", backend)) != CACHET_OK)
+        return st;
+    for (; opts && opts[0]; opts += 2)
+        if ((st = cachet_config_set(c, opts[0], opts[1])) != CACHET_OK)
+            return st;
+    return CACHET_OK;
+}
+
+cachet_region *th_open(const char *backend, const char *const *opts)
+{
+    cachet_config *c = cachet_config_new();
+    cachet_region *r = NULL;
+    assert_non_null(c);
+    if (configure(c, backend, opts) != CACHET_OK)
+        fail_msg("configure %s: %s", backend, cachet_errmsg());
+    if (cachet_region_open(c, &r) != CACHET_OK)
+        fail_msg("open %s: %s", backend, cachet_errmsg());
+    cachet_config_free(c);
+    return r;
+}
+
+cachet_status th_open_status(const char *backend, const char *const *opts)
+{
+    cachet_config *c = cachet_config_new();
+    cachet_region *r = NULL;
+    cachet_status st;
+    assert_non_null(c);
+    st = configure(c, backend, opts);
+    if (st == CACHET_OK)
+        st = cachet_region_open(c, &r);
+    cachet_region_close(r);
+    cachet_config_free(c);
+    return st;
+}
+
+void th_assert_hit_at(cachet_region *r, const char *key, const void *want, size_t wlen,
+                      const char *file, int line)
+{
+    void *v = NULL;
+    size_t n = 0;
+    cachet_status st = cachet_get(r, key, &v, &n);
+    if (st != CACHET_OK)
+        fail_msg("%s:%d: get %.40s: %s (%s), want a hit", file, line, key, cachet_strerror(st),
+                 st == CACHET_MISS ? "" : cachet_errmsg());
+    if (n != wlen || (wlen && memcmp(v, want, wlen) != 0)) {
+        cachet_free(v);
+        fail_msg("%s:%d: get %.40s: %zu bytes, not the %zu bytes set", file, line, key, n, wlen);
+    }
+    cachet_free(v);
+}
+
+void th_assert_miss_at(cachet_region *r, const char *key, const char *file, int line)
+{
+    void *v = NULL;
+    size_t n = 0;
+    cachet_status st = cachet_get(r, key, &v, &n);
+    if (st == CACHET_OK)
+        cachet_free(v);
+    if (st != CACHET_MISS)
+        fail_msg("%s:%d: get %.40s: %s (%s), want a miss", file, line, key, cachet_strerror(st),
+                 st == CACHET_OK ? "" : cachet_errmsg());
+}
+
+void th_assert_contains(const char *hay, const char *needle)
+{
+    if (!hay || !strstr(hay, needle))
+        fail_msg("'%s' does not contain '%s'", hay ? hay : "(null)", needle);
+}
+
+cachet_stat_counters th_stats(cachet_region *r)
+{
+    cachet_stat_counters s;
+    memset(&s, 0, sizeof s);
+    assert_int_equal(cachet_stats(r, &s), CACHET_OK);
+    return s;
+}
+
+double th_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int th_wait_until(int (*cond)(void *arg), void *arg, double seconds)
+{
+    struct timespec ms = {0, 1000000};
+    double t0 = th_now_s();
+    for (;;) {
+        if (cond(arg))
+            return 1;
+        if (th_now_s() - t0 > seconds)
+            return cond(arg);
+        nanosleep(&ms, NULL);
+    }
+}
+
+/* ---- the fake clock ---- */
+static _Atomic int64_t fake_ns;
+
+static int64_t fake_now(void)
+{
+    return atomic_load(&fake_ns);
+}
+
+void th_clock_fake(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    atomic_store(&fake_ns, (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec);
+    cachet__clock_set(fake_now);
+}
+
+void th_clock_advance(double seconds)
+{
+    atomic_fetch_add(&fake_ns, (int64_t)(seconds * 1e9));
+}
+
+void th_clock_real(void)
+{
+    cachet__clock_set(NULL);
+}
+
+int th_clock_teardown(void **state)
+{
+    (void)state;
+    th_clock_real();
+    return 0;
+}

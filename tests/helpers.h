@@ -1,0 +1,53 @@
+/* What every region suite repeats: open a region from option pairs, expect
+ * an open to fail, assert a hit or a miss, read counters, poll a condition
+ * against a deadline (never a fixed sleep: the machine may be loaded), and a
+ * monotonic clock.  Include after <cmocka.h>. */
+#ifndef CACHET_TEST_HELPERS_H
+#define CACHET_TEST_HELPERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <cachet/cachet.h>
+
+/* Plugins that only the tests load, by absolute path in the build tree. */
+#define TEST_PLUGIN_PATH(name) TEST_BUILDDIR "/tests/plugins/.libs/" name ".so"
+
+/* Opens a region on backend with enabled=true and then the option pairs
+ * (name, value, ..., NULL; opts may be NULL).  Fails the test, with
+ * cachet_errmsg(), if any option is refused or the open fails. */
+cachet_region *th_open(const char *backend, const char *const *opts);
+/* The same, for an open that should fail: returns its status (a region
+ * that opened after all is closed and CACHET_OK returned).  An option that
+ * is refused when set returns that status. */
+cachet_status th_open_status(const char *backend, const char *const *opts);
+
+/* A hit with exactly these bytes / a miss.  Report the caller's line. */
+#define th_assert_hit(r, key, want, wlen) th_assert_hit_at((r), (key), (want), (wlen), __FILE__, __LINE__)
+#define th_assert_miss(r, key) th_assert_miss_at((r), (key), __FILE__, __LINE__)
+void th_assert_hit_at(cachet_region *r, const char *key, const void *want, size_t wlen,
+                      const char *file, int line);
+void th_assert_miss_at(cachet_region *r, const char *key, const char *file, int line);
+
+void th_assert_contains(const char *hay, const char *needle);
+
+/* The region's counters now (fails the test if cachet_stats does). */
+cachet_stat_counters th_stats(cachet_region *r);
+
+/* Seconds on CLOCK_MONOTONIC. */
+double th_now_s(void);
+/* Polls cond(arg) every millisecond or so until it is true (returns 1) or
+ * seconds have passed (returns 0).  Give generous deadlines: they bound a
+ * failure's wait, not a success's. */
+int th_wait_until(int (*cond)(void *arg), void *arg, double seconds);
+
+/* A fake clock for the region (src/testhooks.h): th_clock_fake() starts it
+ * at the real time now, th_clock_advance() moves it on, th_clock_real()
+ * gives the region the real clock back. */
+void th_clock_fake(void);
+void th_clock_advance(double seconds);
+void th_clock_real(void);
+/* A cmocka teardown that gives the real clock back, should the test have
+ * failed with the fake one set. */
+int th_clock_teardown(void **state);
+
+#endif

@@ -1,0 +1,755 @@
+/* One body of tests run on every backend and proxy chain, as APR's
+ * testdbm.c runs one body on every driver: what the public contract
+ * promises must hold whatever is below the region.  Targets: memory, dbm
+ * (a temporary file), memcached and memcache_pool (a real memcached), redis
+ * (a real redis-server), memcached's binary protocol, the log proxy,
+ * log + the probe proxy and debug_cache_backend over memory and over a
+ * networked backend, and the distributed lock of memcached and redis.  A target whose server cannot
+ * start fails its whole group; a body that cannot apply to a target says so
+ * with skip() (reported), never by passing silently.
+ *
+ * Foreign bytes and values bound to another key are written under the
+ * region with the backend's own client (a raw socket for memcached,
+ * hiredis for redis, gdbm for dbm): the region must call them a miss and
+ * count them as corrupt. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+#include <cachet/cachet.h>
+#include "helpers.h"
+#include "servers.h"
+#ifdef HAVE_GDBM
+#include <gdbm.h>
+#endif
+#ifdef HAVE_HIREDIS
+#include <hiredis/hiredis.h>
+#endif
+
+/* How the test reaches the stored bytes under the region. */
+enum raw_kind { RAW_NONE, RAW_MEMCACHED, RAW_REDIS, RAW_DBM };
+
+typedef struct {
+    const char   *name;
+    const char   *backend;
+    const char   *opts[16];      /* option pairs, NULL-terminated */
+    enum raw_kind raw;
+    int           binds_keys;    /* not CACHET_CAP_LOCAL: values carry their key */
+    int           dist_lock;     /* distributed_lock:true is set */
+    int           port;          /* the server's, for the raw client */
+    char          path[128];     /* dbm file */
+    int           server_failed; /* its server did not start */
+    int           logs;          /* the log proxy is in its chain */
+} target;
+
+/* Every line the library logs: the log proxy formats every key the bodies
+ * use (control bytes, 300 bytes), and a chain with it must log. */
+static atomic_ulong log_lines;
+
+static void count_line(void *arg, cachet_log_level level, const char *msg)
+{
+    (void)arg;
+    (void)level;
+    assert_non_null(msg);
+    assert_true(strlen(msg) < 4096);
+    atomic_fetch_add(&log_lines, 1);
+}
+
+static test_server memcached_server, redis_server;
+static int memcached_up = -1, redis_up = -1;     /* -1 not tried, 0 up, 1 failed */
+
+/* ---- raw clients ---- */
+
+static int mc_connect(int port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    struct timeval tv = {10, 0};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
+        fail_msg("raw memcached client: connect to 127.0.0.1:%d failed", port);
+    return fd;
+}
+
+static void mc_send(int fd, const void *p, size_t n)
+{
+    const char *c = p;
+    while (n) {
+        ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
+        assert_true(w > 0);
+        c += w;
+        n -= (size_t)w;
+    }
+}
+
+/* Reads until the buffer ends with term (or fails the test). */
+static size_t mc_read_until(int fd, char *buf, size_t size, const char *term)
+{
+    size_t n = 0, tl = strlen(term);
+    while (n < tl || memcmp(buf + n - tl, term, tl) != 0) {
+        ssize_t got;
+        assert_true(n < size);
+        got = recv(fd, buf + n, size - n, 0);
+        if (got <= 0)
+            fail_msg("raw memcached client: connection closed or timed out");
+        n += (size_t)got;
+    }
+    return n;
+}
+
+static void mc_raw_put(int port, const char *key, uint32_t flags, const void *v, size_t len)
+{
+    char line[512], reply[64];
+    int fd = mc_connect(port);
+    int hl = snprintf(line, sizeof line, "set %s %u 0 %zu\r\n", key, flags, len);
+    mc_send(fd, line, (size_t)hl);
+    mc_send(fd, v, len);
+    mc_send(fd, "\r\n", 2);
+    mc_read_until(fd, reply, sizeof reply, "\r\n");
+    close(fd);
+    assert_memory_equal(reply, "STORED\r\n", 8);
+}
+
+/* The value under key (malloc'd), its flags; fails the test on a miss. */
+static void *mc_raw_get(int port, const char *key, uint32_t *flags, size_t *len)
+{
+    static char buf[1 << 16];
+    char line[512];
+    unsigned fl;
+    size_t n, bytes;
+    char *nl, *v;
+    int fd = mc_connect(port);
+    int hl = snprintf(line, sizeof line, "get %s\r\n", key);
+    mc_send(fd, line, (size_t)hl);
+    n = mc_read_until(fd, buf, sizeof buf - 1, "END\r\n");
+    close(fd);
+    buf[n] = 0;
+    if (sscanf(buf, "VALUE %*s %u %zu", &fl, &bytes) != 2 || !(nl = strstr(buf, "\r\n")))
+        fail_msg("raw memcached client: no value under %s", key);
+    assert_true((size_t)(nl + 2 - buf) + bytes <= n);
+    v = malloc(bytes ? bytes : 1);
+    memcpy(v, nl + 2, bytes);
+    *flags = fl;
+    *len = bytes;
+    return v;
+}
+
+static void mc_raw_flush(int port)
+{
+    char reply[64];
+    int fd = mc_connect(port);
+    mc_send(fd, "flush_all\r\n", 11);
+    mc_read_until(fd, reply, sizeof reply, "\r\n");
+    close(fd);
+    assert_memory_equal(reply, "OK\r\n", 4);
+}
+
+#ifdef HAVE_HIREDIS
+static redisContext *redis_raw(int port)
+{
+    struct timeval tv = {10, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+    if (!c || c->err)
+        fail_msg("hiredis: connect to 127.0.0.1:%d: %s", port, c ? c->errstr : "no memory");
+    redisSetTimeout(c, tv);
+    return c;
+}
+
+#endif
+
+#ifdef HAVE_GDBM
+static GDBM_FILE dbm_raw(const target *t)
+{
+    GDBM_FILE f = gdbm_open(t->path, 0, GDBM_WRCREAT, 0600, NULL);
+    if (!f)
+        fail_msg("gdbm_open %s: %s", t->path, gdbm_strerror(gdbm_errno));
+    return f;
+}
+#endif
+
+/* Writes bytes under key behind the region's back.  For dbm the region
+ * must be closed (gdbm's own lock). */
+static void raw_put(const target *t, const char *key, uint32_t flags, const void *v, size_t len)
+{
+    switch (t->raw) {
+    case RAW_MEMCACHED:
+        mc_raw_put(t->port, key, flags, v, len);
+        return;
+#ifdef HAVE_HIREDIS
+    case RAW_REDIS: {
+        redisContext *c = redis_raw(t->port);
+        redisReply *rep = redisCommand(c, "SET %s %b", key, v, len);
+        if (!rep || rep->type != REDIS_REPLY_STATUS)
+            fail_msg("hiredis: SET %s failed", key);
+        freeReplyObject(rep);
+        redisFree(c);
+        return;
+    }
+#endif
+#ifdef HAVE_GDBM
+    case RAW_DBM: {
+        GDBM_FILE f = dbm_raw(t);
+        datum k = {(char *)key, (int)strlen(key)}, d = {(char *)(len ? v : ""), (int)len};
+        assert_int_equal(gdbm_store(f, k, d, GDBM_REPLACE), 0);
+        gdbm_close(f);
+        return;
+    }
+#endif
+    default:
+        fail_msg("%s: no raw client", t->name);
+    }
+}
+
+static void *raw_get(const target *t, const char *key, uint32_t *flags, size_t *len)
+{
+    *flags = 0;
+    switch (t->raw) {
+    case RAW_MEMCACHED:
+        return mc_raw_get(t->port, key, flags, len);
+#ifdef HAVE_HIREDIS
+    case RAW_REDIS: {
+        redisContext *c = redis_raw(t->port);
+        redisReply *rep = redisCommand(c, "GET %s", key);
+        void *v;
+        if (!rep || rep->type != REDIS_REPLY_STRING)
+            fail_msg("hiredis: GET %s: no value", key);
+        v = malloc(rep->len ? rep->len : 1);
+        memcpy(v, rep->str, rep->len);
+        *len = rep->len;
+        freeReplyObject(rep);
+        redisFree(c);
+        return v;
+    }
+#endif
+    default:
+        fail_msg("%s: no raw reader", t->name);
+    }
+    return NULL;
+}
+
+/* ---- per-test setup: every body starts on an empty store ---- */
+
+static int empty_store(void **state)
+{
+    target *t = *state;
+    if (t->server_failed)
+        fail_msg("%s: its server did not start", t->name);
+    switch (t->raw) {
+    case RAW_MEMCACHED:
+        mc_raw_flush(t->port);
+        break;
+#ifdef HAVE_HIREDIS
+    case RAW_REDIS: {
+        redisContext *c = redis_raw(t->port);
+        redisReply *rep = redisCommand(c, "FLUSHALL");
+        assert_non_null(rep);
+        freeReplyObject(rep);
+        redisFree(c);
+        break;
+    }
+#endif
+    case RAW_DBM:
+        unlink(t->path);
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+static cachet_region *open_target(const target *t)
+{
+    return th_open(t->backend, t->opts);
+}
+
+/* ---- the bodies ---- */
+
+static void round_trip_binary_empty_overwrite(void **state)
+{
+    target *t = *state;
+    cachet_region *r = open_target(t);
+    static const char bin[] = {'a', 0, 'b', 0, (char)0xff, '\r', '\n', 'E', 'N', 'D', '\r', '\n', 0};
+    unsigned long before = atomic_load(&log_lines);
+    assert_int_equal(cachet_set(r, "bin", bin, sizeof bin), CACHET_OK);
+    th_assert_hit(r, "bin", bin, sizeof bin);
+    assert_int_equal(cachet_set(r, "empty", "", 0), CACHET_OK);
+    th_assert_hit(r, "empty", "", 0);
+    assert_int_equal(cachet_set(r, "over", "first", 5), CACHET_OK);
+    assert_int_equal(cachet_set(r, "over", "second!", 7), CACHET_OK);
+    th_assert_hit(r, "over", "second!", 7);
+    assert_int_equal(cachet_set(r, "over", "", 0), CACHET_OK);
+    th_assert_hit(r, "over", "", 0);
+    cachet_region_close(r);
+    if (t->logs)
+        assert_true(atomic_load(&log_lines) > before);
+}
+
+static void delete_then_miss_and_absent_delete_is_ok(void **state)
+{
+    target *t = *state;
+    cachet_region *r = open_target(t);
+    assert_int_equal(cachet_set(r, "d", "x", 1), CACHET_OK);
+    th_assert_hit(r, "d", "x", 1);
+    assert_int_equal(cachet_delete(r, "d"), CACHET_OK);
+    th_assert_miss(r, "d");
+    assert_int_equal(cachet_delete(r, "d"), CACHET_OK);
+    assert_int_equal(cachet_delete(r, "never-set"), CACHET_OK);
+    th_assert_miss(r, "never-set");
+    cachet_region_close(r);
+}
+
+static void get_multi_mixed_hits_and_misses(void **state)
+{
+    target *t = *state;
+    cachet_region *r = open_target(t);
+    cachet_item it[4] = {{.key = "m1"}, {.key = "m2"}, {.key = "m3"}, {.key = "m4"}};
+    assert_int_equal(cachet_set(r, "m1", "one", 3), CACHET_OK);
+    assert_int_equal(cachet_set(r, "m3", "three\0", 6), CACHET_OK);
+    assert_int_equal(cachet_get_multi(r, it, 4), CACHET_OK);
+    assert_int_equal(it[0].status, CACHET_OK);
+    assert_int_equal(it[0].len, 3);
+    assert_memory_equal(it[0].value, "one", 3);
+    assert_int_equal(it[1].status, CACHET_MISS);
+    assert_null(it[1].value);
+    assert_int_equal(it[2].status, CACHET_OK);
+    assert_int_equal(it[2].len, 6);
+    assert_memory_equal(it[2].value, "three\0", 6);
+    assert_int_equal(it[3].status, CACHET_MISS);
+    cachet_free(it[0].value);
+    cachet_free(it[2].value);
+    cachet_region_close(r);
+}
+
+static void set_multi_get_multi_delete_multi(void **state)
+{
+    target *t = *state;
+    cachet_region *r = open_target(t);
+    static const char v2[] = {0, (char)0xff, '\r', '\n'};
+    cachet_item s[3] = {{.key = "s1", .value = "alpha", .len = 5},
+                        {.key = "s2", .value = (void *)v2, .len = sizeof v2},
+                        {.key = "s3", .value = "", .len = 0}};
+    cachet_item g[3] = {{.key = "s1"}, {.key = "s2"}, {.key = "s3"}};
+    const char *const dk[4] = {"s1", "s2", "s3", "absent"};
+    assert_int_equal(cachet_set_multi(r, s, 3), CACHET_OK);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(s[i].status, CACHET_OK);
+    assert_int_equal(cachet_get_multi(r, g, 3), CACHET_OK);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(g[i].status, CACHET_OK);
+        assert_int_equal(g[i].len, s[i].len);
+        if (s[i].len)
+            assert_memory_equal(g[i].value, s[i].value, s[i].len);
+        cachet_free(g[i].value);
+    }
+    assert_int_equal(cachet_delete_multi(r, dk, 4), CACHET_OK);
+    for (int i = 0; i < 3; i++)
+        th_assert_miss(r, dk[i]);
+    cachet_region_close(r);
+}
+
+static cachet_status count_create(void *arg, const char *key, void **value, size_t *len)
+{
+    atomic_int *calls = arg;
+    char *v = malloc(64);
+    atomic_fetch_add(calls, 1);
+    *len = (size_t)snprintf(v, 64, "made:%s", key);
+    *value = v;
+    return CACHET_OK;
+}
+
+static void get_or_create_runs_the_creator_once(void **state)
+{
+    target *t = *state;
+    cachet_region *r = open_target(t);
+    atomic_int calls = 0;
+    void *v;
+    size_t n;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(cachet_get_or_create(r, "goc", count_create, &calls, &v, &n), CACHET_OK);
+        assert_int_equal(n, 8);
+        assert_memory_equal(v, "made:goc", 8);
+        cachet_free(v);
+    }
+    assert_int_equal(atomic_load(&calls), 1);
+    th_assert_hit(r, "goc", "made:goc", 8);
+    assert_int_equal(th_stats(r).creator_calls, 1);
+    cachet_region_close(r);
+}
+
+/* Keys memcached cannot take (spaces, control bytes, over 250 bytes) are
+ * mangled there: they must still round-trip, and two long keys that share
+ * their first 250 bytes must stay two keys. */
+static void awkward_keys_round_trip(void **state)
+{
+    target *t = *state;
+    cachet_region *r = open_target(t);
+    char long1[301], long2[301];
+    const char *odd[] = {"with space", "tab\there", "nl\r\nEND", "bell\a\x7f", "ünïcode"};
+    memset(long1, 'k', 300);
+    long1[300] = 0;
+    memcpy(long2, long1, sizeof long1);
+    long2[299] = 'z';
+    for (size_t i = 0; i < sizeof odd / sizeof *odd; i++)
+        assert_int_equal(cachet_set(r, odd[i], odd[i], strlen(odd[i])), CACHET_OK);
+    assert_int_equal(cachet_set(r, long1, "L1", 2), CACHET_OK);
+    assert_int_equal(cachet_set(r, long2, "L2", 2), CACHET_OK);
+    for (size_t i = 0; i < sizeof odd / sizeof *odd; i++)
+        th_assert_hit(r, odd[i], odd[i], strlen(odd[i]));
+    th_assert_hit(r, long1, "L1", 2);
+    th_assert_hit(r, long2, "L2", 2);
+    assert_int_equal(cachet_delete(r, long1), CACHET_OK);
+    th_assert_miss(r, long1);
+    th_assert_hit(r, long2, "L2", 2);
+    cachet_region_close(r);
+}
+
+static void foreign_bytes_are_a_corrupt_miss(void **state)
+{
+    target *t = *state;
+    cachet_region *r;
+    static const char junk[] = "not a cachet value, written by someone else";
+    void *v;
+    size_t n;
+    if (t->raw == RAW_NONE)
+        skip();   /* the memory backend lives in this region only: nobody else writes there */
+    if (t->raw == RAW_DBM) {
+        raw_put(t, "foreign", 0, junk, sizeof junk);
+        r = open_target(t);
+    } else {
+        r = open_target(t);
+        raw_put(t, "foreign", 0, junk, sizeof junk);
+    }
+    th_assert_miss(r, "foreign");
+    assert_int_equal(th_stats(r).corrupt, 1);
+    /* get_or_create replaces it rather than handing it out */
+    atomic_int calls = 0;
+    assert_int_equal(cachet_get_or_create(r, "foreign", count_create, &calls, &v, &n), CACHET_OK);
+    assert_int_equal(n, 12);
+    assert_memory_equal(v, "made:foreign", 12);
+    cachet_free(v);
+    assert_int_equal(atomic_load(&calls), 1);
+    th_assert_hit(r, "foreign", "made:foreign", 12);
+    cachet_region_close(r);
+}
+
+/* A region's value copied byte for byte under another key (a server that
+ * answers for the wrong key does this): a miss, counted as corrupt. */
+static void another_keys_value_is_a_corrupt_miss(void **state)
+{
+    target *t = *state;
+    cachet_region *r;
+    uint32_t flags;
+    size_t len = 0;
+    void *bytes;
+    if (!t->binds_keys || t->raw == RAW_NONE || t->raw == RAW_DBM)
+        skip();   /* local backends (memory, dbm) do not bind values to keys */
+    r = open_target(t);
+    assert_int_equal(cachet_set(r, "owner", "owner's value", 13), CACHET_OK);
+    bytes = raw_get(t, "owner", &flags, &len);
+    raw_put(t, "thief", flags, bytes, len);
+    free(bytes);
+    th_assert_miss(r, "thief");
+    assert_int_equal(th_stats(r).corrupt, 1);
+    th_assert_hit(r, "owner", "owner's value", 13);
+    cachet_region_close(r);
+}
+
+static void invalidate_hard_and_soft(void **state)
+{
+    target *t = *state;
+    cachet_region *r = open_target(t);
+    cachet_options ignore = {.ignore_expiration = 1};
+    atomic_int calls = 0;
+    void *v;
+    size_t n;
+
+    assert_int_equal(cachet_set(r, "inv", "old", 3), CACHET_OK);
+    cachet_invalidate(r, 0);
+    th_assert_miss(r, "inv");                              /* soft: stale ... */
+    assert_int_equal(cachet_get_ex(r, "inv", &ignore, &v, &n), CACHET_OK);
+    assert_int_equal(n, 3);                                /* ... but still there */
+    assert_memory_equal(v, "old", 3);
+    cachet_free(v);
+    assert_int_equal(cachet_get_or_create(r, "inv", count_create, &calls, &v, &n), CACHET_OK);
+    assert_memory_equal(v, "made:inv", 8);                 /* regenerated */
+    cachet_free(v);
+    assert_int_equal(atomic_load(&calls), 1);
+    th_assert_hit(r, "inv", "made:inv", 8);
+
+    cachet_invalidate(r, 1);
+    th_assert_miss(r, "inv");                              /* hard: gone ... */
+    assert_int_equal(cachet_get_ex(r, "inv", &ignore, &v, &n), CACHET_MISS);
+    assert_int_equal(cachet_set(r, "after", "a", 1), CACHET_OK);
+    th_assert_hit(r, "after", "a", 1);                     /* ... later values are not */
+    cachet_region_close(r);
+}
+
+/* ---- the distributed lock: 4 threads, each with its own region (so
+ * that only the backend's lock stands between them, not the region's
+ * in-process one), one creator call in all ---- */
+typedef struct {
+    const target *t;
+    atomic_int   *calls;
+    atomic_int   *entered;
+    cachet_status st;
+    char          got[32];
+} locker;
+
+static int all_entered(void *arg)
+{
+    return atomic_load((atomic_int *)arg) >= 4;
+}
+
+static int second_creator(void *arg)
+{
+    return atomic_load((atomic_int *)arg) > 1;
+}
+
+static cachet_status slow_create(void *arg, const char *key, void **value, size_t *len)
+{
+    locker *l = arg;
+    (void)key;
+    atomic_fetch_add(l->calls, 1);
+    /* Hold the lock until every thread is on its way in, then for half a
+     * second more in which a second creator, if the lock let one in, would
+     * show up (and end the wait at once): the others are past their first
+     * look by then, even on a loaded machine, in all but rare runs, which
+     * would pass without proving anything, never fail wrongly. */
+    th_wait_until(all_entered, l->entered, 20.0);
+    th_wait_until(second_creator, l->calls, 0.5);
+    *value = strdup("created");
+    *len = 7;
+    return CACHET_OK;
+}
+
+static void *lock_thread(void *arg)
+{
+    locker *l = arg;
+    cachet_region *r = open_target(l->t);
+    void *v = NULL;
+    size_t n = 0;
+    atomic_fetch_add(l->entered, 1);
+    l->st = cachet_get_or_create(r, "locked-key", slow_create, l, &v, &n);
+    if (l->st == CACHET_OK) {
+        snprintf(l->got, sizeof l->got, "%.*s", (int)n, (char *)v);
+        cachet_free(v);
+    }
+    cachet_region_close(r);
+    return NULL;
+}
+
+static void distributed_lock_one_creator_for_4_threads(void **state)
+{
+    target *t = *state;
+    atomic_int calls = 0, entered = 0;
+    locker l[4];
+    pthread_t th[4];
+    if (!t->dist_lock)
+        skip();   /* this target runs without distributed_lock */
+    for (int i = 0; i < 4; i++) {
+        l[i] = (locker){.t = t, .calls = &calls, .entered = &entered};
+        assert_int_equal(pthread_create(&th[i], NULL, lock_thread, &l[i]), 0);
+    }
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < 4; i++) {
+        if (l[i].st != CACHET_OK)
+            fail_msg("thread %d: %s", i, cachet_strerror(l[i].st));
+        assert_string_equal(l[i].got, "created");
+    }
+    assert_int_equal(atomic_load(&calls), 1);
+}
+
+/* ---- targets ---- */
+
+static const struct CMUnitTest bodies[] = {
+    cmocka_unit_test_setup(round_trip_binary_empty_overwrite, empty_store),
+    cmocka_unit_test_setup(delete_then_miss_and_absent_delete_is_ok, empty_store),
+    cmocka_unit_test_setup(get_multi_mixed_hits_and_misses, empty_store),
+    cmocka_unit_test_setup(set_multi_get_multi_delete_multi, empty_store),
+    cmocka_unit_test_setup(get_or_create_runs_the_creator_once, empty_store),
+    cmocka_unit_test_setup(awkward_keys_round_trip, empty_store),
+    cmocka_unit_test_setup(foreign_bytes_are_a_corrupt_miss, empty_store),
+    cmocka_unit_test_setup(another_keys_value_is_a_corrupt_miss, empty_store),
+    cmocka_unit_test_setup(invalidate_hard_and_soft, empty_store),
+    cmocka_unit_test_setup(distributed_lock_one_creator_for_4_threads, empty_store),
+};
+#define NBODIES (sizeof bodies / sizeof *bodies)
+
+static char memcache_servers[64], redis_url[96];
+static char dbm_dir[64];
+
+static int need_memcached(target *t)
+{
+    if (memcached_up < 0) {
+        memcached_up = test_memcached_start(&memcached_server, 0, NULL) == 0 ? 0 : 1;
+        snprintf(memcache_servers, sizeof memcache_servers, "127.0.0.1:%d", memcached_server.port);
+    }
+    t->port = memcached_server.port;
+    return memcached_up == 0;
+}
+
+static int need_redis(target *t)
+{
+    if (redis_up < 0) {
+        redis_up = test_redis_start(&redis_server, 0, NULL) == 0 ? 0 : 1;
+        snprintf(redis_url, sizeof redis_url, "url:redis://127.0.0.1:%d/0", redis_server.port);
+    }
+    t->port = redis_server.port;
+    return redis_up == 0;
+}
+
+/* Appends option pairs to t->opts. */
+static void add_opts(target *t, ...)
+{
+    size_t n = 0;
+    const char *s;
+    va_list ap;
+    while (t->opts[n])
+        n += 2;
+    va_start(ap, t);
+    while ((s = va_arg(ap, const char *)) != NULL) {
+        t->opts[n++] = s;
+        t->opts[n++] = va_arg(ap, const char *);
+    }
+    va_end(ap);
+    t->opts[n] = NULL;
+}
+
+/* The backend part of a target: "memory", "dbm", "memcached",
+ * "memcache_pool" or "redis"; returns 0 if it cannot be had here. */
+static int base(target *t, const char *backend, int dist_lock)
+{
+    t->backend = backend;
+    t->dist_lock = dist_lock;
+    if (strcmp(backend, "memory") == 0)
+        return 1;
+    if (strcmp(backend, "dbm") == 0) {
+        t->raw = RAW_DBM;
+        snprintf(t->path, sizeof t->path, "%s/%s.db", dbm_dir, t->name);
+        char *arg = malloc(strlen(t->path) + 16);
+        sprintf(arg, "filename:%s", t->path);
+        add_opts(t, "backend_argument", arg, NULL);
+        return 1;
+    }
+    t->binds_keys = 1;
+    if (strncmp(backend, "memcache", 8) == 0) {
+        t->raw = RAW_MEMCACHED;
+        t->server_failed = !need_memcached(t);
+        add_opts(t, "memcache_servers", memcache_servers, NULL);
+        if (dist_lock)
+            add_opts(t, "backend_argument", "distributed_lock:true", NULL);
+        return 1;
+    }
+    t->raw = RAW_REDIS;
+    t->server_failed = !need_redis(t);
+    add_opts(t, "backend_argument", redis_url, NULL);
+    if (dist_lock)
+        add_opts(t, "backend_argument", "distributed_lock:true", NULL);
+    return 1;
+}
+
+/* The dbm file and its lock files. */
+static void remove_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char path[512];
+    while (d && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        unlink(path);
+    }
+    if (d)
+        closedir(d);
+    rmdir(dir);
+}
+
+static int run_target(target *t)
+{
+    print_message("[ TARGET   ] %s\n", t->name);
+    struct CMUnitTest tests[NBODIES];
+    for (size_t i = 0; i < NBODIES; i++) {
+        tests[i] = bodies[i];
+        tests[i].initial_state = t;
+    }
+    return _cmocka_run_group_tests(t->name, tests, NBODIES, NULL, NULL);
+}
+
+int main(void)
+{
+    /* the networked backend the chains run over: the first one built */
+#if defined(HAVE_HIREDIS)
+    const char *net = "redis";
+#elif defined(HAVE_LIBMEMCACHED)
+    const char *net = "memcached";
+#else
+    const char *net = NULL;
+#endif
+    static target targets[32];
+    size_t nt = 0;
+    int failed = 0;
+    static char probe_chain[512];
+
+    snprintf(dbm_dir, sizeof dbm_dir, "/tmp/cachet-conformance.XXXXXX");
+    if (!mkdtemp(dbm_dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    cachet_set_logger(count_line, NULL);
+    snprintf(probe_chain, sizeof probe_chain, "log,%s", TEST_PLUGIN_PATH("proxy_probe"));
+
+#define TARGET(nm, be, dl) (targets[nt] = (target){.name = (nm)}, base(&targets[nt], (be), (dl)), &targets[nt++])
+    TARGET("memory", "memory", 0);
+#ifdef HAVE_GDBM
+    TARGET("dbm", "dbm", 0);
+#endif
+#ifdef HAVE_LIBMEMCACHED
+    TARGET("memcached", "memcached", 0);
+    TARGET("memcache_pool", "memcache_pool", 0);
+    add_opts(TARGET("memcached+binary", "memcached", 0), "backend_argument", "binary:true", NULL);
+    TARGET("memcached+distributed_lock", "memcached", 1);
+#endif
+#ifdef HAVE_HIREDIS
+    TARGET("redis", "redis", 0);
+    TARGET("redis+distributed_lock", "redis", 1);
+#endif
+    add_opts(TARGET("memory|log", "memory", 0), "cachet_proxies", "log", NULL);
+    add_opts(TARGET("memory|log,probe", "memory", 0), "cachet_proxies", probe_chain, NULL);
+    add_opts(TARGET("memory|debug_cache_backend", "memory", 0), "debug_cache_backend", "true",
+             NULL);
+    targets[nt - 3].logs = targets[nt - 2].logs = targets[nt - 1].logs = 1;
+    if (net) {
+        static char n1[64], n2[64], n3[64];
+        snprintf(n1, sizeof n1, "%s|log", net);
+        snprintf(n2, sizeof n2, "%s|log,probe", net);
+        snprintf(n3, sizeof n3, "%s|debug_cache_backend", net);
+        add_opts(TARGET(n1, net, 0), "cachet_proxies", "log", NULL);
+        add_opts(TARGET(n2, net, 0), "cachet_proxies", probe_chain, NULL);
+        add_opts(TARGET(n3, net, 0), "debug_cache_backend", "true", NULL);
+        targets[nt - 3].logs = targets[nt - 2].logs = targets[nt - 1].logs = 1;
+    }
+#undef TARGET
+
+    for (size_t i = 0; i < nt; i++)
+        failed += run_target(&targets[i]);
+    test_servers_stop_all();
+    remove_dir(dbm_dir);
+    return failed ? 1 : 0;
+}
