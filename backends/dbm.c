@@ -236,6 +236,7 @@ static const cachet_backend_ops dbm_ops = {
     .close = dbm_close,
     .get = dbm_get,
     .set = dbm_set,
+    .add = dbm_add,
     .del = dbm_del,
     .get_multi = dbm_get_multi,
     .set_multi = dbm_set_multi,

@@ -110,7 +110,10 @@ cachet_status dbm_run(dbm *d, int excl, op_fn fn, void *arg);
 
 /* dbm_keys.c */
 cachet_status dbm_get(void *state, const char *key, size_t klen, void **value, size_t *len);
-cachet_status dbm_set(void *state, const char *key, size_t klen, const void *value, size_t len);
+cachet_status dbm_set(void *state, const char *key, size_t klen, const void *value, size_t len,
+                      double ttl);
+cachet_status dbm_add(void *state, const char *key, size_t klen, const void *value, size_t len,
+                      double ttl);
 cachet_status dbm_del(void *state, const char *key, size_t klen);
 cachet_status dbm_get_multi(void *state, cachet_backend_item *items, size_t n);
 cachet_status dbm_set_multi(void *state, cachet_backend_item *items, size_t n);

@@ -76,6 +76,24 @@ static cachet_status op_set(dbm *d, void *arg)
     return CACHET_OK;
 }
 
+/* gdbm_store with GDBM_INSERT refuses a key that is there (returns 1):
+ * the check and the store are one write under the file's writer lock, so
+ * add is atomic across processes. */
+static cachet_status op_add(dbm *d, void *arg)
+{
+    one_arg *a = arg;
+    cachet_status st;
+    int r;
+    if ((st = dbm_mark_dirty(d)) != CACHET_OK)
+        return st;
+    r = gdbm_store(d->db, mkdatum(a->key, a->klen), mkdatum(a->in, a->inlen), GDBM_INSERT);
+    if (r == 1)
+        return CACHET_EXISTS;
+    if (r != 0)
+        return dbm_db_error(d, "cannot write");
+    return CACHET_OK;
+}
+
 static cachet_status remove_key(dbm *d, const char *key, size_t klen)
 {
     if (klen > INT_MAX)
@@ -106,9 +124,12 @@ cachet_status dbm_get(void *state, const char *key, size_t klen, void **value,
     return dbm_run(state, 0, op_get, &a);
 }
 
+/* ttl: dbm has no server-side expiry; the region's value header carries
+ * the lifetime, and cachet_compact's sweep reclaims expired values. */
 cachet_status dbm_set(void *state, const char *key, size_t klen, const void *value,
-                      size_t len)
+                      size_t len, double ttl)
 {
+    (void)ttl;
     one_arg a = {key, klen, value, len, NULL, NULL};
     if (too_big(klen, len)) {
         /* never leave an older value behind a refused one */
@@ -116,6 +137,16 @@ cachet_status dbm_set(void *state, const char *key, size_t klen, const void *val
         return too_big_error(klen, len);
     }
     return dbm_run(state, 1, op_set, &a);
+}
+
+cachet_status dbm_add(void *state, const char *key, size_t klen, const void *value,
+                      size_t len, double ttl)
+{
+    one_arg a = {key, klen, value, len, NULL, NULL};
+    (void)ttl;
+    if (too_big(klen, len))
+        return too_big_error(klen, len);
+    return dbm_run(state, 1, op_add, &a);
 }
 
 cachet_status dbm_del(void *state, const char *key, size_t klen)

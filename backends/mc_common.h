@@ -11,7 +11,10 @@
 cachet_status mc_open(const cachet_backend_params *p, void **state, const char *backend, int pool);
 void          mc_close(void *state);
 cachet_status mc_get(void *state, const char *key, size_t klen, void **value, size_t *len);
-cachet_status mc_set(void *state, const char *key, size_t klen, const void *value, size_t len);
+cachet_status mc_set(void *state, const char *key, size_t klen, const void *value, size_t len,
+                     double ttl);
+cachet_status mc_add(void *state, const char *key, size_t klen, const void *value, size_t len,
+                     double ttl);
 cachet_status mc_del(void *state, const char *key, size_t klen);
 cachet_status mc_get_multi(void *state, cachet_backend_item *items, size_t n);
 cachet_status mc_set_multi(void *state, cachet_backend_item *items, size_t n);
@@ -32,6 +35,7 @@ void          mc_fork_child(void *state);
     .close = mc_close,                                        \
     .get = mc_get,                                            \
     .set = mc_set,                                            \
+    .add = mc_add,                                            \
     .del = mc_del,                                            \
     .get_multi = mc_get_multi,                                \
     .set_multi = mc_set_multi,                                \

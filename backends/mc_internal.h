@@ -162,5 +162,7 @@ double        mc_deadline(const mc_inst *m);
 
 /* mc_ops.c: single-key operations */
 cachet_status mc_combine(cachet_status acc, cachet_status st, int *stored);
+/* memcached's exptime for a write's ttl (0: memcached_expire_time). */
+long          mc_exptime(const mc_inst *m, double ttl);
 
 #endif

@@ -280,7 +280,7 @@ static int write_batches(mc_inst *m, mc_sock *s, cachet_backend_item *items, con
                 continue;
             rc = del ? m->proto->del_queue(s, it->key, it->klen, 0)
                      : m->proto->store_queue(s, 0, it->key, it->klen, it->value, it->len,
-                                             m->expire, dl);
+                                             mc_exptime(m, it->ttl), dl);
             if (rc != MC_OK)
                 return rc;
             bytes += it->len + it->klen + 32;

@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include "mc_internal.h"
 #include <stdlib.h>
+#include <time.h>
 
 /* ---- single-key operations ---- */
 
@@ -52,16 +53,38 @@ cachet_status mc_get(void *state, const char *key, size_t klen, void **value, si
     return st;
 }
 
-/* One set on host i; a value the server refuses has its old one deleted. */
+/* memcached's exptime for a write's ttl: whole seconds, rounded up so a
+ * value never goes before its time; over 30 days memcached reads exptime
+ * as a Unix time, so those are sent as one.  0: memcached_expire_time. */
+long mc_exptime(const mc_inst *m, double ttl)
+{
+    long secs;
+    if (!(ttl > 0))
+        return m->expire;
+    secs = ttl >= 2e9 ? 2000000000L : (long)ttl;
+    if ((double)secs < ttl)
+        secs++;
+    if (secs > 2592000L)
+        secs += (long)time(NULL);
+    return secs;
+}
+
+/* One set (or add) on host i; a value the server refuses has its old one
+ * deleted.  add: CACHET_EXISTS when the server holds the key. */
 static cachet_status set_one(mc_inst *m, mc_conn *c, size_t i, int adm, const char *key,
-                             size_t klen, const void *value, size_t len, double dl)
+                             size_t klen, const void *value, size_t len, long exptime, int add,
+                             double dl)
 {
     int rc;
     mc_sock *s = mc_link(m, c, i, dl, &rc);
 
-    if (s && (rc = m->proto->store_queue(s, 0, key, klen, value, len, m->expire, dl)) == MC_OK &&
+    if (s && (rc = m->proto->store_queue(s, add, key, klen, value, len, exptime, dl)) == MC_OK &&
         (rc = mc_sock_flush(s, dl)) == MC_OK)
         rc = m->proto->reply(s, dl);
+    if (add && (rc == MC_NOTSTORED || rc == MC_EXISTS)) {
+        mc_settle(m, c, i, adm, MC_OK);
+        return CACHET_EXISTS;
+    }
     if (rc == MC_TOOBIG || rc == MC_SRVERR) {
         /* the server refused the value: the old one must not stay behind */
         cachet_status st = mc_error(m, c, i, rc, "set");
@@ -98,9 +121,11 @@ cachet_status mc_combine(cachet_status acc, cachet_status st, int *stored)
     return acc;
 }
 
-cachet_status mc_set(void *state, const char *key, size_t klen, const void *value, size_t len)
+cachet_status mc_set(void *state, const char *key, size_t klen, const void *value, size_t len,
+                     double ttl)
 {
     mc_inst *m = state;
+    long exptime = mc_exptime(m, ttl);
     size_t idx[MAX_REPLICAS], n = mc_placement(m, key, klen, idx);
     mc_conn *c = NULL;
     cachet_status acc = CACHET_OK, st;
@@ -123,12 +148,52 @@ cachet_status mc_set(void *state, const char *key, size_t klen, const void *valu
             acc = mc_combine(acc, st, &stored);
             continue;
         }
-        acc = mc_combine(acc, set_one(m, c, i, adm, key, klen, value, len, dl), &stored);
+        acc = mc_combine(acc, set_one(m, c, i, adm, key, klen, value, len, exptime, 0, dl),
+                         &stored);
     }
     mc_conn_put(m, c);
     if (acc == CACHET_EUNAVAILABLE && stored)
         return CACHET_OK;
     return acc;
+}
+
+/* add: the first live replica decides (memcached's add is atomic there);
+ * once it stored the value the other replicas get a plain set. */
+cachet_status mc_add(void *state, const char *key, size_t klen, const void *value, size_t len,
+                     double ttl)
+{
+    mc_inst *m = state;
+    size_t idx[MAX_REPLICAS], n = mc_placement(m, key, klen, idx);
+    mc_conn *c = NULL;
+    cachet_status st = CACHET_EUNAVAILABLE, acc;
+    long exptime = mc_exptime(m, ttl);
+    double now = mc_now_s(), dl = now + m->socket_timeout;
+    int decided = 0;
+
+    if (len > m->max_value)
+        return cachet_backend_error(CACHET_ETOOBIG, "backend %s: value of %zu bytes is over "
+                                    "max_value_size (%zu): not sent", m->backend, len,
+                                    m->max_value);
+    for (size_t r = 0; r < n && (r == 0 || mc_now_s() < dl); r++) {
+        size_t i = idx[r];
+        int adm = mc_begin(m, &c, i, now, dl, &acc);
+        if (adm == ADM_NOCONN)
+            return acc;
+        if (adm == ADM_REJECT) {
+            if (!decided)
+                st = acc;
+            continue;
+        }
+        acc = set_one(m, c, i, adm, key, klen, value, len, exptime, !decided, dl);
+        if (!decided) {
+            st = acc;
+            if (acc == CACHET_EXISTS || (acc != CACHET_OK && acc != CACHET_EUNAVAILABLE))
+                break;
+            decided = acc == CACHET_OK;
+        }
+    }
+    mc_conn_put(m, c);
+    return st;
 }
 
 cachet_status mc_del(void *state, const char *key, size_t klen)

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <cachet/backend.h>
 
 #define BACKEND      "memory"
@@ -31,6 +32,7 @@ typedef struct entry {
     lru_node      lru;          /* first, so a node is its entry */
     struct entry *next;         /* bucket chain */
     uint64_t      hash;         /* full hash: cheap compare, no rehash on grow */
+    int64_t       expires_ns;   /* CLOCK_MONOTONIC_COARSE; 0 = never (a write's ttl) */
     size_t        klen, vlen;
     unsigned char data[];       /* key bytes, then value bytes */
 } entry;
@@ -206,6 +208,32 @@ static void free_list(entry *e)
     }
 }
 
+/* A write's ttl as a deadline on the coarse monotonic clock (a few ms of
+ * lag do not matter for a cache's lifetimes; reading it costs little). */
+static int64_t mono_coarse_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static inline int expired(const entry *e)
+{
+    return e->expires_ns && mono_coarse_ns() >= e->expires_ns;
+}
+
+/* The live entry under key, or NULL; an expired one found on the way is
+ * unlinked into garbage.  The caller holds the lock. */
+static entry *find_live(mem *m, uint64_t h, const void *key, size_t klen, entry **garbage)
+{
+    entry **pp = find(m, h, key, klen);
+    if (*pp && expired(*pp)) {
+        unlink_entry(m, pp, garbage);
+        return NULL;
+    }
+    return *pp;
+}
+
 /* ---- building entries, outside the lock ---- */
 
 /* CACHET_OK if key+value may be stored under the bounds. */
@@ -220,12 +248,13 @@ static cachet_status check_size(const mem *m, size_t klen, size_t len)
 }
 
 static entry *entry_new(const mem *m, const void *key, size_t klen, const void *value,
-                        size_t len)
+                        size_t len, double ttl)
 {
     entry *e = malloc(sizeof *e + klen + len);
     if (!e)
         return NULL;
     e->hash = hash_key(m->seed, key, klen);
+    e->expires_ns = ttl > 0 ? mono_coarse_ns() + (int64_t)(ttl * 1e9) : 0;
     e->klen = klen;
     e->vlen = len;
     if (klen)
@@ -318,27 +347,28 @@ static cachet_status mem_get(void *state, const char *key, size_t klen, void **v
     mem *m = state;
     uint64_t h = hash_key(m->seed, key, klen);
     cachet_status st = CACHET_MISS;
-    entry *e;
+    entry *e, *garbage = NULL;
 
     *value = NULL;
     *len = 0;
     pthread_mutex_lock(&m->mu);
-    if ((e = *find(m, h, key, klen)) != NULL)
+    if ((e = find_live(m, h, key, klen, &garbage)) != NULL)
         st = copy_out(m, e, value, len);
     pthread_mutex_unlock(&m->mu);
+    free_list(garbage);
     if (st == CACHET_ENOMEM)
         return cachet_backend_error(st, "backend " BACKEND ": out of memory copying a value");
     return st;
 }
 
 static cachet_status mem_set(void *state, const char *key, size_t klen, const void *value,
-                             size_t len)
+                             size_t len, double ttl)
 {
     mem *m = state;
     cachet_status st = check_size(m, klen, len);
     entry *e = NULL, *garbage = NULL;
 
-    if (st == CACHET_OK && !(e = entry_new(m, key, klen, value, len)))
+    if (st == CACHET_OK && !(e = entry_new(m, key, klen, value, len, ttl)))
         st = CACHET_ENOMEM;
     pthread_mutex_lock(&m->mu);
     if (e)
@@ -348,6 +378,32 @@ static cachet_status mem_set(void *state, const char *key, size_t klen, const vo
     pthread_mutex_unlock(&m->mu);
     free_list(garbage);
     return st == CACHET_OK ? st : set_failed(m, st, klen, len);
+}
+
+/* Stores only if no live entry is under the key; the check and the store
+ * are one lock hold. */
+static cachet_status mem_add(void *state, const char *key, size_t klen, const void *value,
+                             size_t len, double ttl)
+{
+    mem *m = state;
+    cachet_status st = check_size(m, klen, len);
+    entry *e = NULL, *garbage = NULL;
+
+    if (st != CACHET_OK)
+        return set_failed(m, st, klen, len);
+    if (!(e = entry_new(m, key, klen, value, len, ttl)))
+        return set_failed(m, CACHET_ENOMEM, klen, len);
+    pthread_mutex_lock(&m->mu);
+    if (find_live(m, e->hash, key, klen, &garbage)) {
+        st = CACHET_EXISTS;
+    } else {
+        put(m, e, &garbage);
+        e = NULL;
+    }
+    pthread_mutex_unlock(&m->mu);
+    free(e);
+    free_list(garbage);
+    return st;
 }
 
 static cachet_status mem_del(void *state, const char *key, size_t klen)
@@ -366,17 +422,20 @@ static cachet_status mem_del(void *state, const char *key, size_t klen)
 static cachet_status mem_get_multi(void *state, cachet_backend_item *items, size_t n)
 {
     mem *m = state;
+    entry *garbage = NULL;
     size_t i;
 
     pthread_mutex_lock(&m->mu);
     for (i = 0; i < n; i++) {
         cachet_backend_item *it = &items[i];
-        entry *e = *find(m, hash_key(m->seed, it->key, it->klen), it->key, it->klen);
+        entry *e = find_live(m, hash_key(m->seed, it->key, it->klen), it->key, it->klen,
+                             &garbage);
         it->value = NULL;
         it->len = 0;
         it->status = e ? copy_out(m, e, &it->value, &it->len) : CACHET_MISS;
     }
     pthread_mutex_unlock(&m->mu);
+    free_list(garbage);
     for (i = 0; i < n; i++)
         if (items[i].status < 0)
             return cachet_backend_error(items[i].status, "backend " BACKEND ": out of memory "
@@ -397,7 +456,7 @@ static cachet_status mem_set_multi(void *state, cachet_backend_item *items, size
         cachet_status first = CACHET_OK;
         for (i = 0; i < n; i++) {
             items[i].status = mem_set(m, items[i].key, items[i].klen, items[i].value,
-                                      items[i].len);
+                                      items[i].len, items[i].ttl);
             if (first == CACHET_OK)
                 first = items[i].status;
         }
@@ -407,7 +466,7 @@ static cachet_status mem_set_multi(void *state, cachet_backend_item *items, size
         cachet_backend_item *it = &items[i];
         it->status = check_size(m, it->klen, it->len);
         if (it->status == CACHET_OK &&
-            !(fresh[i] = entry_new(m, it->key, it->klen, it->value, it->len)))
+            !(fresh[i] = entry_new(m, it->key, it->klen, it->value, it->len, it->ttl)))
             it->status = CACHET_ENOMEM;
     }
     pthread_mutex_lock(&m->mu);
@@ -482,7 +541,7 @@ static cachet_status mem_sweep(void *state, int (*keep)(void *arg, const void *v
     for (size_t i = 0; i <= m->mask; i++) {
         entry **pp = &m->buckets[i];
         while (*pp) {
-            if (keep(arg, (*pp)->data + (*pp)->klen, (*pp)->vlen)) {
+            if (!expired(*pp) && keep(arg, (*pp)->data + (*pp)->klen, (*pp)->vlen)) {
                 pp = &(*pp)->next;
             } else {
                 unlink_entry(m, pp, &garbage);
@@ -512,12 +571,13 @@ static void mem_fork_release(void *state)
 static const cachet_backend_ops mem_ops = {
     .abi_version = CACHET_BACKEND_ABI_VERSION,
     .name = BACKEND,
-    .caps = CACHET_CAP_LOCAL,
+    .caps = CACHET_CAP_LOCAL | CACHET_CAP_SERVER_TTL,
     .open = mem_open,
     .close = mem_close,
     .get = mem_get,
     .set = mem_set,
     .del = mem_del,
+    .add = mem_add,
     .get_multi = mem_get_multi,
     .set_multi = mem_set_multi,
     .delete_multi = mem_delete_multi,

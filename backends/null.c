@@ -32,9 +32,9 @@ static cachet_status null_get(void *state, const char *key, size_t klen, void **
 }
 
 static cachet_status null_set(void *state, const char *key, size_t klen, const void *value,
-                              size_t len)
+                              size_t len, double ttl)
 {
-    (void)state, (void)key, (void)klen, (void)value, (void)len;
+    (void)state, (void)key, (void)klen, (void)value, (void)len, (void)ttl;
     return CACHET_OK;
 }
 

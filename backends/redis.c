@@ -103,21 +103,32 @@ static cachet_status take_value(const rinst *in, redisReply *rep, void **value, 
     return CACHET_OK;
 }
 
-/* SET argv for one value: SET key value [EX n | PX n] */
+/* SET argv for one value: SET key value [EX n | PX n] [NX] */
 typedef struct {
-    const char *argv[5];
-    size_t      lens[5];
+    const char *argv[6];
+    size_t      lens[6];
     char        ttl[24];
 } setcmd;
 
+/* ttl > 0: the write's own lifetime (PX, in whole milliseconds rounded
+ * up so it never goes early); 0: redis_expiration_time, if set.  nx: add
+ * (SET NX answers nil when the key is there). */
 static void build_set(const rinst *in, setcmd *sc, rcmd *cmd, const char *key, size_t klen,
-                      const void *value, size_t len)
+                      const void *value, size_t len, double ttl, int nx)
 {
     int n = 0;
     sc->argv[n] = "SET", sc->lens[n++] = 3;
     sc->argv[n] = key, sc->lens[n++] = klen;
     sc->argv[n] = len ? value : "", sc->lens[n++] = len;
-    if (in->cfg.expire_ms) {
+    if (ttl > 0) {
+        double ms = ttl * 1000.0;
+        long long whole = ms >= 9e15 ? 9000000000000000LL : (long long)ms;
+        if ((double)whole < ms)
+            whole++;
+        sc->argv[n] = "PX", sc->lens[n++] = 2;
+        snprintf(sc->ttl, sizeof sc->ttl, "%lld", whole);
+        sc->argv[n] = sc->ttl, sc->lens[n++] = strlen(sc->ttl);
+    } else if (in->cfg.expire_ms) {
         if (in->cfg.expire_whole_s) {
             sc->argv[n] = "EX";
             snprintf(sc->ttl, sizeof sc->ttl, "%ld", in->cfg.expire_ms / 1000);
@@ -128,11 +139,13 @@ static void build_set(const rinst *in, setcmd *sc, rcmd *cmd, const char *key, s
         sc->lens[n++] = 2;
         sc->argv[n] = sc->ttl, sc->lens[n++] = strlen(sc->ttl);
     }
+    if (nx)
+        sc->argv[n] = "NX", sc->lens[n++] = 2;
     cmd->argc = n;
     cmd->argv = sc->argv;
     cmd->argvlen = sc->lens;
     cmd->own[0] = cmd->own[1] = NULL;
-    cmd->expect = RX_OK;
+    cmd->expect = nx ? RX_OK_OR_NIL : RX_OK;
 }
 
 static cachet_status too_big(const rinst *in, size_t len)
@@ -236,7 +249,9 @@ static cachet_status r_get(void *state, const char *key, size_t klen, void **val
     return st;
 }
 
-static cachet_status r_set(void *state, const char *key, size_t klen, const void *value, size_t len)
+/* set (nx 0) and add (nx 1: CACHET_EXISTS when the key is there) */
+static cachet_status set_or_add(void *state, const char *key, size_t klen, const void *value,
+                                size_t len, double ttl, int nx)
 {
     rinst *in = state;
     setcmd sc;
@@ -246,13 +261,27 @@ static cachet_status r_set(void *state, const char *key, size_t klen, const void
 
     if (len > in->cfg.max_value_size)
         return too_big(in, len);
-    build_set(in, &sc, &cmd, key, klen, value, len);
+    build_set(in, &sc, &cmd, key, klen, value, len, ttl, nx);
     if ((st = run1(in, key, klen, &cmd, &rep)) != CACHET_OK)
         return st;
-    if (rep->type != REDIS_REPLY_STATUS)
-        st = reply_error(in, "SET", rep);
+    if (nx && rep->type == REDIS_REPLY_NIL)
+        st = CACHET_EXISTS;
+    else if (rep->type != REDIS_REPLY_STATUS)
+        st = reply_error(in, nx ? "SET NX" : "SET", rep);
     freeReplyObject(rep);
     return st;
+}
+
+static cachet_status r_set(void *state, const char *key, size_t klen, const void *value, size_t len,
+                           double ttl)
+{
+    return set_or_add(state, key, klen, value, len, ttl, 0);
+}
+
+static cachet_status r_add(void *state, const char *key, size_t klen, const void *value, size_t len,
+                           double ttl)
+{
+    return set_or_add(state, key, klen, value, len, ttl, 1);
 }
 
 static cachet_status r_del(void *state, const char *key, size_t klen)
@@ -415,7 +444,7 @@ static cachet_status set_build(void *arg, size_t *idx, size_t n, rcmd *cmd)
     set_ctx *s = arg;
     const cachet_backend_item *it = &s->m.items[idx[0]];
     (void)n;   /* one key per command */
-    build_set(s->m.in, &s->sc[idx[0]], cmd, it->key, it->klen, it->value, it->len);
+    build_set(s->m.in, &s->sc[idx[0]], cmd, it->key, it->klen, it->value, it->len, it->ttl, 0);
     return CACHET_OK;
 }
 
@@ -458,7 +487,7 @@ static cachet_status r_set_multi(void *state, cachet_backend_item *items, size_t
     } else {
         for (i = 0; i < n; i++)
             build_set(in, &s.sc[i], &cmds[i], items[i].key, items[i].klen, items[i].value,
-                      items[i].len);
+                      items[i].len, items[i].ttl, 0);
         st = run(in, cmds, n, rep);
         if (st != CACHET_OK) {
             fail_all(items, n, st);
@@ -647,6 +676,7 @@ static void r_fork_child(void *state)
     .close = r_close,                                                         \
     .get = r_get,                                                             \
     .set = r_set,                                                             \
+    .add = r_add,                                                             \
     .del = r_del,                                                             \
     .get_multi = r_get_multi,                                                 \
     .set_multi = r_set_multi,                                                 \

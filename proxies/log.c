@@ -46,7 +46,8 @@ static void show_key(const log_proxy *p, const char *key, size_t klen, char *out
 
 static const char *outcome(cachet_status st)
 {
-    return st == CACHET_OK ? "ok" : st == CACHET_MISS ? "miss" : cachet_strerror(st);
+    return st == CACHET_OK ? "ok" : st == CACHET_MISS ? "miss" : st == CACHET_EXISTS ? "exists"
+           : cachet_strerror(st);
 }
 
 static void line(const log_proxy *p, const char *op, const char *key, size_t klen,
@@ -104,11 +105,21 @@ static cachet_status log_get(void *state, const char *key, size_t klen, void **v
 }
 
 static cachet_status log_set(void *state, const char *key, size_t klen, const void *value,
-                             size_t len)
+                             size_t len, double ttl)
 {
     double t0 = now_us();
-    cachet_status st = cachet_layer_set(((log_proxy *)state)->below, key, klen, value, len);
+    cachet_status st = cachet_layer_set(((log_proxy *)state)->below, key, klen, value, len, ttl);
     line(state, "set", key, klen, st, t0);
+    return st;
+}
+
+static cachet_status log_add(void *state, const char *key, size_t klen, const void *value,
+                             size_t len, double ttl)
+{
+    double t0 = now_us();
+    cachet_status st = cachet_layer_add(((log_proxy *)state)->below, key, klen, value, len, ttl);
+    if (st != CACHET_ENOTSUP)          /* the region's own check follows: not an add here */
+        line(state, "add", key, klen, st, t0);
     return st;
 }
 
@@ -168,6 +179,7 @@ const cachet_proxy_ops cachet__log_proxy = {
     .get = log_get,
     .set = log_set,
     .del = log_del,
+    .add = log_add,
     .get_multi = log_get_multi,
     .set_multi = log_set_multi,
     .delete_multi = log_delete_multi,

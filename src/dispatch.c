@@ -16,6 +16,7 @@ static int has(const cachet_layer *l, int op)
     case LOP_GET:          return p ? p->get != NULL : b->get != NULL;
     case LOP_SET:          return p ? p->set != NULL : b->set != NULL;
     case LOP_DEL:          return p ? p->del != NULL : b->del != NULL;
+    case LOP_ADD:          return p ? p->add != NULL : b->add != NULL;
     case LOP_GET_MULTI:    return p ? p->get_multi != NULL : b->get_multi != NULL;
     case LOP_SET_MULTI:    return p ? p->set_multi != NULL : b->set_multi != NULL;
     case LOP_DELETE_MULTI: return p ? p->delete_multi != NULL : b->delete_multi != NULL;
@@ -110,11 +111,22 @@ void cachet__below_close(cachet_below *b)
 /* ---- calls made at a layer (the region's enter at the top) ---- */
 
 static cachet_status layer_set(cachet_layer *l, const char *key, size_t klen, const void *value,
-                               size_t len)
+                               size_t len, double ttl)
 {
     cachet_layer *t = l->at[LOP_SET];
     cachet_status st;
-    LAYER_CALL(t, st, set, key, klen, value, len);
+    LAYER_CALL(t, st, set, key, klen, value, len, ttl);
+    return st;
+}
+
+static cachet_status layer_add(cachet_layer *l, const char *key, size_t klen, const void *value,
+                               size_t len, double ttl)
+{
+    cachet_layer *t = l->at[LOP_ADD];
+    cachet_status st;
+    if (!t)
+        return CACHET_ENOTSUP;
+    LAYER_CALL(t, st, add, key, klen, value, len, ttl);
     return st;
 }
 
@@ -158,7 +170,8 @@ static cachet_status layer_set_multi(cachet_layer *l, cachet_backend_item *items
         return st;
     }
     for (size_t i = 0; i < n; i++)
-        items[i].status = layer_set(l, items[i].key, items[i].klen, items[i].value, items[i].len);
+        items[i].status = layer_set(l, items[i].key, items[i].klen, items[i].value, items[i].len,
+                                    items[i].ttl);
     return first_error(items, n);
 }
 
@@ -198,9 +211,15 @@ static cachet_status layer_unlock(cachet_layer *l, const char *key, size_t klen,
 /* ---- the region's calls ---- */
 
 cachet_status cachet__below_set(cachet_below *b, const char *key, size_t klen,
-                                const void *value, size_t len)
+                                const void *value, size_t len, double ttl)
 {
-    return layer_set(b->top, key, klen, value, len);
+    return layer_set(b->top, key, klen, value, len, ttl);
+}
+
+cachet_status cachet__below_add(cachet_below *b, const char *key, size_t klen,
+                                const void *value, size_t len, double ttl)
+{
+    return layer_add(b->top, key, klen, value, len, ttl);
 }
 
 cachet_status cachet__below_del(cachet_below *b, const char *key, size_t klen)
@@ -337,9 +356,15 @@ CACHET_EXPORT cachet_status cachet_layer_get(cachet_layer *below, const char *ke
 }
 
 CACHET_EXPORT cachet_status cachet_layer_set(cachet_layer *below, const char *key, size_t klen,
-                                             const void *value, size_t len)
+                                             const void *value, size_t len, double ttl)
 {
-    return layer_set(below, key, klen, value, len);
+    return layer_set(below, key, klen, value, len, ttl);
+}
+
+CACHET_EXPORT cachet_status cachet_layer_add(cachet_layer *below, const char *key, size_t klen,
+                                             const void *value, size_t len, double ttl)
+{
+    return layer_add(below, key, klen, value, len, ttl);
 }
 
 CACHET_EXPORT cachet_status cachet_layer_del(cachet_layer *below, const char *key, size_t klen)

@@ -14,7 +14,7 @@
 
 /* The operations a layer may have (index into cachet_layer.at). */
 enum {
-    LOP_GET, LOP_SET, LOP_DEL, LOP_GET_MULTI, LOP_SET_MULTI, LOP_DELETE_MULTI,
+    LOP_GET, LOP_SET, LOP_DEL, LOP_ADD, LOP_GET_MULTI, LOP_SET_MULTI, LOP_DELETE_MULTI,
     LOP_LOCK, LOP_UNLOCK, LOP__COUNT
 };
 
@@ -77,8 +77,12 @@ static inline cachet_status cachet__below_get(cachet_below *b, const char *key, 
     return cachet__layer_get(b->top, key, klen, value, len);
 }
 cachet_status cachet__below_set(cachet_below *b, const char *key, size_t klen,
-                                const void *value, size_t len);
+                                const void *value, size_t len, double ttl);
 cachet_status cachet__below_del(cachet_below *b, const char *key, size_t klen);
+/* CACHET_OK, CACHET_EXISTS, or CACHET_ENOTSUP where no layer has add (the
+ * region then checks and sets itself). */
+cachet_status cachet__below_add(cachet_below *b, const char *key, size_t klen,
+                                const void *value, size_t len, double ttl);
 
 /* One call for n items where a layer has the multi-operation, else a loop
  * of single calls; each item's status is set either way. */

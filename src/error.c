@@ -20,6 +20,7 @@ CACHET_EXPORT const char *cachet_strerror(cachet_status st)
     switch (st) {
     case CACHET_OK: return "ok";
     case CACHET_MISS: return "miss";
+    case CACHET_EXISTS: return "a live value exists";
     case CACHET_EINVAL: return "invalid argument or configuration";
     case CACHET_ENOMEM: return "out of memory";
     case CACHET_ENOBACKEND: return "no such backend";

@@ -167,7 +167,7 @@ static cachet_status create_locked(cachet_region *r, const cachet_key *k, const 
         cachet_free(stale);
         return st;
     }
-    buf = cachet__region_encode(r, k, v, n, &blen);
+    buf = cachet__region_encode(r, k, v, n, 0, &blen);
     if (!buf) {
         free(v);
         if (locked > 0)
@@ -177,7 +177,7 @@ static cachet_status create_locked(cachet_region *r, const cachet_key *k, const 
         return cachet__error(CACHET_ENOMEM, "get_or_create %s: out of memory", key);
     }
     if (!o || !o->should_cache || o->should_cache(o->should_cache_arg, key, v, n)) {
-        if (cachet__region_store(r, k, key, buf, blen) != CACHET_OK)
+        if (cachet__region_store(r, k, key, buf, blen, 0) != CACHET_OK)
             COUNT(r, fallbacks);      /* the value still goes back to the callers */
     }
     free(v);

@@ -137,7 +137,7 @@ CACHET_EXPORT cachet_status cachet_get_or_create_multi(cachet_region *r, cachet_
             COUNT(r, misses);
             if (st == CACHET_OK && it->status == CACHET_OK && (it->value || !it->len))
                 buf = cachet__region_encode(r, &slots[i].key, it->value ? it->value : "", it->len,
-                                            &blen);
+                                            0, &blen);
             if (!buf) {
                 items[i].status = st != CACHET_OK ? st
                                 : it->status != CACHET_OK && it->status != CACHET_MISS ? it->status
@@ -149,7 +149,7 @@ CACHET_EXPORT cachet_status cachet_get_or_create_multi(cachet_region *r, cachet_
             } else {
                 if (!o || !o->should_cache ||
                     o->should_cache(o->should_cache_arg, items[i].key, it->value, it->len)) {
-                    if (cachet__region_store(r, &slots[i].key, items[i].key, buf, blen) != CACHET_OK)
+                    if (cachet__region_store(r, &slots[i].key, items[i].key, buf, blen, 0) != CACHET_OK)
                         COUNT(r, fallbacks);
                 }
                 keylock_publish(&r->locks, slots[i].lock, buf, blen);

@@ -101,7 +101,9 @@ CACHET_EXPORT cachet_status cachet_region_open(const cachet_config *c, cachet_re
     r->keys.prefix = "";
     exp = cachet__cfg_long(c, OPT_EXPIRATION_TIME);
     r->expiration_ns = exp < 0 ? -1 : (int64_t)exp * 1000000000;
-    r->default_rule = (cachet_rule){r->expiration_ns, 0};
+    r->default_rule = (cachet_rule){r->expiration_ns, 0, 0};
+    r->backend_ttl_s = cachet__cfg_str(c, OPT_BACKEND_EXPIRATION_TIME)
+                       ? (double)cachet__cfg_long(c, OPT_BACKEND_EXPIRATION_TIME) : 0;
     r->debug = cachet__cfg_bool(c, OPT_DEBUG_CACHE_BACKEND);
     /* bytes that come back over a connection may be another request's
      * answer: each value carries a check of its key (docs/value-format.md) */
@@ -179,15 +181,18 @@ cachet_status cachet__options_check(const cachet_options *o, const char *op)
 /* o has passed cachet__options_check. */
 cachet_rule cachet__region_rule(const cachet_region *r, const cachet_options *o)
 {
-    cachet_rule rule = {r->expiration_ns, 0};
+    cachet_rule rule = {r->expiration_ns, 0, 0};
     if (o) {
         if (o->ignore_expiration) {
             rule.expiration_ns = -1;
             rule.ignore_soft = 1;
+            rule.from_call = 1;
         } else if (o->expiration_time < 0) {
             rule.expiration_ns = -1;
+            rule.from_call = 1;
         } else if (o->expiration_time > 0) {
             rule.expiration_ns = (int64_t)(o->expiration_time * 1e9);
+            rule.from_call = 1;
         }
     }
     return rule;
@@ -207,9 +212,9 @@ void cachet__region_corrupt(cachet_region *r, const char *key, void *buf, size_t
 
 /* Wraps a payload in the header: one buffer of header + payload. */
 void *cachet__region_encode(cachet_region *r, const cachet_key *k, const void *value, size_t len,
-                            size_t *outlen)
+                            int64_t lifetime_ns, size_t *outlen)
 {
-    cachet_value_meta m = {creation_time(r), 0, CACHET_VALUE_VERSION, 0, 0};
+    cachet_value_meta m = {creation_time(r), 0, CACHET_VALUE_VERSION, 0, lifetime_ns};
     if (r->bind_keys) {
         m.flags |= CACHET_VF_KEY_BOUND;
         m.key_check = cachet_value_key_check(k->key, k->klen);
@@ -279,34 +284,155 @@ CACHET_EXPORT cachet_status cachet_get(cachet_region *r, const char *key, void *
 }
 
 cachet_status cachet__region_store(cachet_region *r, const cachet_key *k, const char *key,
-                                   const void *buf, size_t blen)
+                                   const void *buf, size_t blen, double server_ttl)
 {
     cachet_status st;
 
     cachet__error_clear();
-    st = cachet__below_set(&r->below, k->key, k->klen, buf, blen);
+    st = cachet__below_set(&r->below, k->key, k->klen, buf, blen, server_ttl);
     if (st != CACHET_OK)
         return cachet__region_failed(r, st, "set", key);
     COUNT(r, sets);
     return CACHET_OK;
 }
 
-CACHET_EXPORT cachet_status cachet_set(cachet_region *r, const char *key, const void *value, size_t len)
+/* The longest ttl a write takes: 300 years, far inside int64 ns. */
+#define MAX_TTL_S 9.4e9
+
+/* A write's lifetimes from its options: for readers (the header) and for
+ * the server (the backend's set).  CACHET_EINVAL for a ttl that means
+ * nothing. */
+static cachet_status write_lifetimes(const cachet_region *r, const cachet_set_options *o,
+                                     const char *op, int64_t *lifetime_ns, double *server_ttl)
+{
+    double t = o ? o->ttl : 0;
+    *lifetime_ns = 0;
+    *server_ttl = 0;           /* the backend's default: backend_expiration_time or none */
+    if (t == 0 || t == -1) {
+        *lifetime_ns = t == -1 ? -1 : 0;
+        return CACHET_OK;
+    }
+    if (!(t > 0 && t <= MAX_TTL_S))
+        return cachet__error(CACHET_EINVAL, "%s: cachet_set_options.ttl %g: it is -1 (never), 0 "
+                             "(the region's expiration_time) or seconds > 0", op, t);
+    *lifetime_ns = (int64_t)(t * 1e9);
+    /* the server keeps it max(ttl, backend_expiration_time) */
+    *server_ttl = r->backend_ttl_s > t ? r->backend_ttl_s : t;
+    return CACHET_OK;
+}
+
+CACHET_EXPORT cachet_status cachet_set_ex(cachet_region *r, const char *key, const void *value,
+                                          size_t len, const cachet_set_options *o)
 {
     cachet_key k;
     void *buf;
     size_t blen;
+    int64_t life;
+    double sttl;
     cachet_status st;
 
     if (!r || !key || (!value && len))
         return cachet__error(CACHET_EINVAL, "cachet_set: NULL region, key or value");
+    if ((st = write_lifetimes(r, o, "cachet_set_ex", &life, &sttl)) != CACHET_OK)
+        return st;
     if ((st = cachet_key_make(&r->keys, key, &k)) != CACHET_OK)
         return cachet__error(st, "set %s: out of memory", key);
-    if (!(buf = cachet__region_encode(r, &k, value, len, &blen))) {
+    if (!(buf = cachet__region_encode(r, &k, value, len, life, &blen))) {
         cachet_key_release(&k);
         return cachet__error(CACHET_ENOMEM, "set %s: out of memory", key);
     }
-    st = cachet__region_store(r, &k, key, buf, blen);
+    st = cachet__region_store(r, &k, key, buf, blen, sttl);
+    cachet_key_release(&k);
+    free(buf);
+    return st;
+}
+
+CACHET_EXPORT cachet_status cachet_set(cachet_region *r, const char *key, const void *value, size_t len)
+{
+    return cachet_set_ex(r, key, value, len, NULL);
+}
+
+/* add with the key held in this process (so its threads do not race).
+ * Live means what cachet_get would return; a value that is there but not
+ * live is replaced: deleted, then added again where the backend has add
+ * (another process may win that add: EXISTS is then the truth). */
+static cachet_status add_held(cachet_region *r, const cachet_key *k, const char *key,
+                              const void *buf, size_t blen, double sttl)
+{
+    void *v = NULL;
+    size_t n = 0;
+    freshness f = DEAD;
+    cachet_status st, look;
+
+    cachet__error_clear();
+    st = cachet__below_add(&r->below, k->key, k->klen, buf, blen, sttl);
+    if (st == CACHET_OK) {
+        COUNT(r, sets);
+        return CACHET_OK;
+    }
+    if (st != CACHET_EXISTS && st != CACHET_ENOTSUP)
+        return cachet__region_failed(r, st, "add", key);
+    look = cachet__region_lookup(r, k, key, r->default_rule, &v, &n, &f);
+    if (look == CACHET_OK) {
+        cachet_free(v);
+        if (f == FRESH)
+            return CACHET_EXISTS;
+    } else if (look != CACHET_MISS) {
+        return look;                     /* cannot tell: the failure, counted */
+    }
+    if (st == CACHET_ENOTSUP)            /* no add below: the key is ours in this process */
+        return cachet__region_store(r, k, key, buf, blen, sttl);
+    if ((st = cachet__below_del(&r->below, k->key, k->klen)) != CACHET_OK && st != CACHET_MISS)
+        return cachet__region_failed(r, st, "add (replacing a value that is not live)", key);
+    st = cachet__below_add(&r->below, k->key, k->klen, buf, blen, sttl);
+    if (st == CACHET_OK)
+        COUNT(r, sets);
+    else if (st != CACHET_EXISTS)
+        return cachet__region_failed(r, st, "add", key);
+    return st;
+}
+
+CACHET_EXPORT cachet_status cachet_add(cachet_region *r, const char *key, const void *value,
+                                       size_t len, const cachet_set_options *o)
+{
+    cachet_key k;
+    void *buf, *res;
+    size_t blen, rlen;
+    int64_t life;
+    double sttl;
+    cachet_status st;
+    keylock_entry *e;
+    uint64_t gen;
+
+    if (!r || !key || (!value && len))
+        return cachet__error(CACHET_EINVAL, "cachet_add: NULL region, key or value");
+    if ((st = write_lifetimes(r, o, "cachet_add", &life, &sttl)) != CACHET_OK)
+        return st;
+    if ((st = cachet_key_make(&r->keys, key, &k)) != CACHET_OK)
+        return cachet__error(st, "add %s: out of memory", key);
+    if (!(buf = cachet__region_encode(r, &k, value, len, life, &blen))) {
+        cachet_key_release(&k);
+        return cachet__error(CACHET_ENOMEM, "add %s: out of memory", key);
+    }
+    /* the key's get_or_create lock: one add (or creator) per key at a time */
+    for (;;) {
+        keylock_outcome lo = keylock_acquire(&r->locks, k.key, k.klen, KL_WAIT, &e, &gen,
+                                             &res, &rlen);
+        if (lo == KL_CREATE) {
+            st = add_held(r, &k, key, buf, blen, sttl);
+            keylock_publish(&r->locks, e, NULL, 0);   /* waiters look again */
+            break;
+        }
+        if (lo == KL_RESULT) {           /* a creator just stored a value: it is live */
+            free(res);
+            st = CACHET_EXISTS;
+            break;
+        }
+        if (lo != KL_RETRY) {
+            st = cachet__error(CACHET_EBACKEND, "add %s: lock table error", key);
+            break;
+        }
+    }
     cachet_key_release(&k);
     free(buf);
     return st;

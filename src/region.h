@@ -13,6 +13,7 @@
 typedef struct {
     int64_t expiration_ns;    /* < 0 never, 0 at once */
     int     ignore_soft;
+    int     from_call;        /* the call's options set it: it wins over a value's lifetime */
 } cachet_rule;
 
 typedef struct {
@@ -29,6 +30,7 @@ struct cachet_region {
     int                      debug;
     int                      bind_keys;       /* values carry their key's check (not CACHET_CAP_LOCAL) */
     int64_t                  lock_wait_ns;    /* longest get_or_create waits on another's lock */
+    double                   backend_ttl_s;   /* backend_expiration_time, 0 = unset */
     _Atomic int64_t          hard_invalidated_ns;   /* values created at or before: gone */
     _Atomic int64_t          soft_invalidated_ns;   /* values created at or before: stale */
     cachet_region_stats      stats;
@@ -56,12 +58,13 @@ int64_t       cachet__mono_ns(void);
 /* Counts and logs a value that failed to decode, and frees it. */
 void          cachet__region_corrupt(cachet_region *r, const char *key, void *buf, size_t len,
                                      uint64_t want_check);
+/* server_ttl: what the backend's set gets (0: its default). */
 cachet_status cachet__region_store(cachet_region *r, const cachet_key *k, const char *key,
-                                   const void *buf, size_t blen);
+                                   const void *buf, size_t blen, double server_ttl);
 /* Wraps a payload in the header, bound to the key k where the region binds
  * values to keys. */
 void         *cachet__region_encode(cachet_region *r, const cachet_key *k, const void *value,
-                                    size_t len, size_t *outlen);
+                                    size_t len, int64_t lifetime_ns, size_t *outlen);
 
 #define CACHET_COUNT(r, field) atomic_fetch_add_explicit(&(r)->stats.field, 1, memory_order_relaxed)
 

@@ -108,7 +108,7 @@ CACHET_EXPORT cachet_status cachet_set_multi(cachet_region *r, cachet_item *item
             goto out;
         }
         b.items[i].value = cachet__region_encode(r, &b.keys[i], items[i].value, items[i].len,
-                                                 &b.items[i].len);
+                                                 0, &b.items[i].len);
         if (!b.items[i].value) {
             st = cachet__error(CACHET_ENOMEM, "set_multi: out of memory");
             goto out;

@@ -29,18 +29,23 @@ static inline int64_t cachet__coarse_now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* How a decoded value stands against expiration and invalidation. */
+/* How a decoded value stands against expiration and invalidation.  A
+ * value written with a lifetime of its own (cachet_set_ex) lives that long
+ * unless the call's options say otherwise. */
 static inline freshness cachet__region_freshness(cachet_region *r, const cachet_value_meta *m,
                                                  cachet_rule rule)
 {
+    int64_t exp = rule.expiration_ns;
     if (m->created_ns <= atomic_load_explicit(&r->hard_invalidated_ns, memory_order_acquire))
         return DEAD;
     if (!rule.ignore_soft &&
         m->created_ns <= atomic_load_explicit(&r->soft_invalidated_ns, memory_order_acquire))
         return STALE;
-    if (rule.expiration_ns == 0)
+    if (m->lifetime_ns && !rule.from_call)
+        exp = m->lifetime_ns;         /* -1: never; > 0: its own */
+    if (exp == 0)
         return STALE;                 /* dogpile: expiration_time 0 expires at once */
-    if (rule.expiration_ns > 0 && cachet__coarse_now_ns() - m->created_ns > rule.expiration_ns)
+    if (exp > 0 && cachet__coarse_now_ns() - m->created_ns > exp)
         return STALE;
     return FRESH;
 }

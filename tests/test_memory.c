@@ -89,7 +89,7 @@ static void *open_memory(const cachet_backend_ops **ops, const char *max_count,
 static cachet_status put(const cachet_backend_ops *ops, void *m, const char *k,
                          const void *v, size_t n)
 {
-    return ops->set(m, k, strlen(k), v, n);
+    return ops->set(m, k, strlen(k), v, n, 0);
 }
 
 static void assert_value(const cachet_backend_ops *ops, void *m, const char *k,
@@ -166,8 +166,8 @@ static void round_trip_binary_and_empty(void **state)
     assert_value(ops, m, "empty", "", 0);       /* a hit with a non-NULL pointer */
 
     /* keys are bytes too: NULs inside, and a prefix is not the key */
-    assert_int_equal(ops->set(m, k1, sizeof k1, "one", 3), CACHET_OK);
-    assert_int_equal(ops->set(m, k2, sizeof k2, "two", 3), CACHET_OK);
+    assert_int_equal(ops->set(m, k1, sizeof k1, "one", 3, 0), CACHET_OK);
+    assert_int_equal(ops->set(m, k2, sizeof k2, "two", 3, 0), CACHET_OK);
     assert_int_equal(ops->get(m, k1, sizeof k1, &v, &n), CACHET_OK);
     assert_int_equal(n, 3);
     assert_memory_equal(v, "one", 3);
@@ -564,7 +564,7 @@ static void *hammer(void *arg)
             }
         } else if (op < 85) {
             n = value_of(val, key, w->id, x >> 16);
-            w->errors += w->ops->set(w->m, k, 4, val, n) != CACHET_OK;
+            w->errors += w->ops->set(w->m, k, 4, val, n, 0) != CACHET_OK;
         } else if (op < 92) {
             w->errors += w->ops->del(w->m, k, 4) != CACHET_OK;
         } else if (op < 96) {
@@ -662,7 +662,7 @@ static void null_backend_stores_nothing(void **state)
     assert_int_equal(open_with(ops, &m, "max_count", "3", NULL), CACHET_EINVAL);
     th_assert_contains(cachet_errmsg(), "max_count");
     assert_int_equal(open_with(ops, &m, NULL), CACHET_OK);
-    assert_int_equal(ops->set(m, "k", 1, "v", 1), CACHET_OK);
+    assert_int_equal(ops->set(m, "k", 1, "v", 1, 0), CACHET_OK);
     assert_int_equal(ops->get(m, "k", 1, &v, &n), CACHET_MISS);
     assert_null(v);
     assert_int_equal(ops->del(m, "k", 1), CACHET_OK);

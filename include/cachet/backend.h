@@ -28,12 +28,13 @@
 extern "C" {
 #endif
 
-/* Bump on any incompatible change to the structs below. */
-#define CACHET_BACKEND_ABI_VERSION 1
+/* Bump on any incompatible change to the structs below.  2: set and
+ * set_multi carry a lifetime, add is new. */
+#define CACHET_BACKEND_ABI_VERSION 2
 
 /* capability bits (cachet_backend_ops.caps) */
 #define CACHET_CAP_SERIALIZE   0x01u  /* not thread-safe: the region serializes calls */
-#define CACHET_CAP_SERVER_TTL  0x02u  /* honours a server-side TTL argument */
+#define CACHET_CAP_SERVER_TTL  0x02u  /* drops a value itself after the ttl a write carries */
 #define CACHET_CAP_DIST_LOCK   0x04u  /* lock/unlock work across processes */
 #define CACHET_CAP_PERSISTENT  0x08u  /* values survive the process */
 /* The backend keeps the bytes it is given itself (process memory, a local
@@ -65,6 +66,7 @@ typedef struct {
     void         *value;       /* get_multi: set by the backend (malloc); set_multi: read */
     size_t        len;
     cachet_status status;      /* set by the backend for each item */
+    double        ttl;         /* set_multi: the item's lifetime (see set) */
 } cachet_backend_item;
 
 typedef void (*cachet_backend_report_fn)(void *arg, const char *name, const char *value);
@@ -85,9 +87,21 @@ typedef struct cachet_backend_ops {
 
     /* CACHET_OK (value from malloc) or CACHET_MISS, else an error. */
     cachet_status (*get)(void *state, const char *key, size_t klen, void **value, size_t *len);
-    cachet_status (*set)(void *state, const char *key, size_t klen, const void *value, size_t len);
+    /* ttl: seconds after which the backend may drop the value (a server-side
+     * TTL: memcached exptime, redis PX; memory drops it itself), or 0 for
+     * the backend's own default (its expiration argument, else for ever).
+     * A backend without CACHET_CAP_SERVER_TTL may ignore it: the region's
+     * value header carries the lifetime for readers anyway. */
+    cachet_status (*set)(void *state, const char *key, size_t klen, const void *value, size_t len,
+                         double ttl);
     /* Deleting an absent key is CACHET_OK. */
     cachet_status (*del)(void *state, const char *key, size_t klen);
+    /* Optional: store only if no value is under the key: CACHET_OK (stored)
+     * or CACHET_EXISTS, atomically across processes (memcached add, redis
+     * SET NX).  NULL: the region checks with get then sets (atomic between
+     * the threads of a process only). */
+    cachet_status (*add)(void *state, const char *key, size_t klen, const void *value, size_t len,
+                         double ttl);
 
     /* Optional (NULL: the region loops over get/set/del).  Return CACHET_OK
      * when every item was handled, else the first error; set each status. */
@@ -153,8 +167,11 @@ typedef struct cachet_proxy_ops {
     void          (*close)(void *state);
 
     cachet_status (*get)(void *state, const char *key, size_t klen, void **value, size_t *len);
-    cachet_status (*set)(void *state, const char *key, size_t klen, const void *value, size_t len);
+    cachet_status (*set)(void *state, const char *key, size_t klen, const void *value, size_t len,
+                         double ttl);
     cachet_status (*del)(void *state, const char *key, size_t klen);
+    cachet_status (*add)(void *state, const char *key, size_t klen, const void *value, size_t len,
+                         double ttl);
     cachet_status (*get_multi)(void *state, cachet_backend_item *items, size_t n);
     cachet_status (*set_multi)(void *state, cachet_backend_item *items, size_t n);
     cachet_status (*delete_multi)(void *state, cachet_backend_item *items, size_t n);
@@ -177,8 +194,10 @@ typedef const cachet_proxy_ops *(*cachet_proxy_entry_fn)(void);
 cachet_status cachet_layer_get(cachet_layer *below, const char *key, size_t klen,
                                void **value, size_t *len);
 cachet_status cachet_layer_set(cachet_layer *below, const char *key, size_t klen,
-                               const void *value, size_t len);
+                               const void *value, size_t len, double ttl);
 cachet_status cachet_layer_del(cachet_layer *below, const char *key, size_t klen);
+cachet_status cachet_layer_add(cachet_layer *below, const char *key, size_t klen,
+                               const void *value, size_t len, double ttl);
 cachet_status cachet_layer_get_multi(cachet_layer *below, cachet_backend_item *items, size_t n);
 cachet_status cachet_layer_set_multi(cachet_layer *below, cachet_backend_item *items, size_t n);
 cachet_status cachet_layer_delete_multi(cachet_layer *below, cachet_backend_item *items, size_t n);

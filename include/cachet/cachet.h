@@ -24,6 +24,7 @@ extern "C" {
 typedef enum {
     CACHET_OK = 0,
     CACHET_MISS = 1,          /* absent, expired, or invalidated (dogpile's NO_VALUE) */
+    CACHET_EXISTS = 2,        /* cachet_add: a live value is already under the key */
     CACHET_EINVAL = -1,       /* bad argument or bad configuration */
     CACHET_ENOMEM = -2,
     CACHET_ENOBACKEND = -3,   /* no such backend, or its plugin failed to load */
@@ -103,6 +104,28 @@ cachet_status cachet_get_or_create(cachet_region *r, const char *key,
                                    void **value, size_t *len);
 
 void cachet_invalidate(cachet_region *r, int hard);   /* hard: values are gone; soft: stale */
+
+/* ---- writes with a lifetime of their own ---- */
+typedef struct {
+    /* seconds: readers see the value expire after ttl (get misses,
+     * get_or_create regenerates); where the backend has a server-side TTL
+     * it drops the value after max(ttl, backend_expiration_time); memory
+     * reclaims it too.  0 = the region's expiration_time (and
+     * backend_expiration_time); -1 = never (the server keeps it
+     * backend_expiration_time if that is set, else for ever). */
+    double ttl;
+} cachet_set_options;
+/* o may be NULL (= cachet_set). */
+cachet_status cachet_set_ex(cachet_region *r, const char *key, const void *value,
+                            size_t len, const cachet_set_options *o);
+/* Stores only if no live value is under the key (live: what cachet_get
+ * would return; an expired, invalidated or foreign value is replaced):
+ * CACHET_OK or CACHET_EXISTS.  Where no value is there at all, atomic
+ * across processes on a backend with add (memcached, redis, memory, dbm);
+ * replacing a value that is there but not live is atomic among the
+ * threads of one process. */
+cachet_status cachet_add(cachet_region *r, const char *key, const void *value,
+                         size_t len, const cachet_set_options *o);
 
 /* ---- per-call options: the _ex variants ----
  * A zeroed struct (or NULL) means the region's behaviour. */

@@ -1,8 +1,9 @@
-/* A plugin built for another plugin ABI: the loader must refuse it. */
+/* A plugin built for plugin ABI 1 (before writes carried a lifetime and
+ * add existed): the loader must refuse it, naming both versions. */
 #include <cachet/backend.h>
 
 static const cachet_backend_ops ops = {
-    .abi_version = CACHET_BACKEND_ABI_VERSION + 41,
+    .abi_version = 1,
     .name = "abi_bad",
 };
 

@@ -94,8 +94,10 @@ static cachet_status t_get(void *state, const char *key, size_t klen, void **val
     return CACHET_OK;
 }
 
-static cachet_status t_set(void *state, const char *key, size_t klen, const void *value, size_t len)
+static cachet_status t_set(void *state, const char *key, size_t klen, const void *value, size_t len,
+                           double ttl)
 {
+    (void)ttl;
     one *o = state;
     if (o->fail)
         return cachet_backend_error(CACHET_EUNAVAILABLE, "abi_ok: told to fail");
