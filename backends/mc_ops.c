@@ -53,14 +53,16 @@ cachet_status mc_get(void *state, const char *key, size_t klen, void **value, si
     return st;
 }
 
-/* memcached's exptime for a write's ttl: whole seconds, rounded up so a
- * value never goes before its time; over 30 days memcached reads exptime
- * as a Unix time, so those are sent as one.  0: memcached_expire_time. */
+/* memcached's exptime for a write's ttl (0: memcached_expire_time): whole
+ * seconds, rounded up so a value never goes before its time; over 30 days
+ * memcached reads exptime as a Unix time, so those are sent as one. */
 long mc_exptime(const mc_inst *m, double ttl)
 {
     long secs;
     if (!(ttl > 0))
-        return m->expire;
+        ttl = (double)m->expire;      /* memcached_expire_time (0: none) */
+    if (!(ttl > 0))
+        return 0;
     secs = ttl >= 2e9 ? 2000000000L : (long)ttl;
     if ((double)secs < ttl)
         secs++;

@@ -20,7 +20,8 @@ static char *dup_or_null(const char *s)
 
 cachet_status rcfg_parse(const cachet_backend_params *p, int mode, rcfg *cfg)
 {
-    static const char *const known_single[] = {"url", "host", "port", "db", COMMON_ARGS, NULL};
+    static const char *const known_single[] = {"url", "host", "port", "server", "db", COMMON_ARGS,
+                                               NULL};
     static const char *const known_sentinel[] = {"sentinels", "service_name", "sentinel_password",
                                                  "db", COMMON_ARGS, NULL};
     static const char *const known_cluster[] = {"startup_nodes", "url", COMMON_ARGS, NULL};
@@ -48,6 +49,15 @@ cachet_status rcfg_parse(const cachet_backend_params *p, int mode, rcfg *cfg)
     if (mode != RMODE_SENTINEL && (v = cachet_backend_arg_get(p, "url")) != NULL) {
         if ((st = rurl_parse(cfg, v)) != CACHET_OK)
             return st;
+    } else if (mode == RMODE_SINGLE && !cachet_backend_arg_get(p, "host") &&
+               (v = cachet_backend_arg_get(p, "server")) != NULL) {
+        /* host[:port] (oslo.cache's redis_server) */
+        raddr a;
+        if (raddr_parse(v, 6379, &a) != 0)
+            return cachet_backend_error(CACHET_EINVAL, "backend %s: argument server: '%s' is not "
+                                        "host[:port] with a port in 1..65535", name, v);
+        memcpy(cfg->host, a.host, sizeof cfg->host);
+        cfg->port = a.port;
     } else if (mode == RMODE_SINGLE) {
         if ((v = cachet_backend_arg_get(p, "host")) != NULL) {
             if (!*v || strlen(v) >= sizeof cfg->host)

@@ -15,6 +15,7 @@
 #include <string.h>
 #include "internal.h"
 #include "loader.h"
+#include "backend_table.h"
 
 #define PATH_MAX_LEN 4096
 
@@ -173,10 +174,12 @@ static cachet_status find_and_open(const plugin_kind *k, const char *name, const
             return cachet__error(CACHET_ENOBACKEND, "%s %s: no such file", k->what, name);
         return r > 0 ? CACHET_OK : CACHET_ENOBACKEND;
     }
-    if (k == &backend_kind && !strchr(name, '/') && !strstr(name, "..") && strchr(name, '.'))
+    if (k == &backend_kind && !strchr(name, '/') && !strstr(name, "..") && strchr(name, '.')) {
+        char known[512];
+        cachet__backend_names(known, sizeof known);
         return cachet__error(CACHET_ENOBACKEND, "backend %s: cachet has no such backend (it has "
-                             "null, memory, dbm, memcached, memcache_pool, redis, redis_sentinel, "
-                             "redis_cluster, and plugins by plain name or absolute .so path)", name);
+                             "%s, and plugins by plain name or absolute .so path)", name, known);
+    }
     if (!is_plain_name(name))
         return cachet__error(CACHET_EINVAL, "%s '%s': a %s name holds only letters, digits, '_' "
                              "and '-' (or is an absolute path to a .so)", k->what, name, k->what);

@@ -64,10 +64,10 @@ cachet_status  cachet_config_parse(cachet_config *c, const char *text, const cha
 void           cachet_config_free(cachet_config *c);
 
 /* What the config resolves to, as the region will open it: the canonical
- * backend name ("null", "memory", "dbm", "memcached", "memcache_pool",
- * "redis", "redis_sentinel", "redis_cluster", or an absolute .so path) and
- * the effective backend arguments (backend_argument merged with the
- * memcache_* / redis_* options, as oslo.cache does).  NULL when unset. */
+ * backend name (its plugin's name, such as "memory" for
+ * dogpile.cache.memory, or an absolute .so path) and the effective backend
+ * arguments (backend_argument merged with the memcache_* / redis_*
+ * options, as oslo.cache does).  NULL when unset. */
 const char *cachet_config_backend(const cachet_config *c);
 const char *cachet_config_backend_arg(const cachet_config *c, const char *name);
 /* The n-th effective backend argument, for listing; returns 0 past the end. */
