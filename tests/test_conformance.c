@@ -499,6 +499,170 @@ static void invalidate_hard_and_soft(void **state)
     cachet_region_close(r);
 }
 
+/* ---- cachet_add: stores only where no live value is ---- */
+
+static void add_absent_then_exists_keeps_the_old_value(void **state)
+{
+    target *t = *state;
+    cachet_region *r = open_target(t);
+    assert_int_equal(cachet_add(r, "a", "first", 5, NULL), CACHET_OK);
+    th_assert_hit(r, "a", "first", 5);
+    assert_int_equal(cachet_add(r, "a", "second", 6, NULL), CACHET_EXISTS);
+    th_assert_hit(r, "a", "first", 5);
+    /* a value cachet_set stored is as live as an added one */
+    assert_int_equal(cachet_set(r, "b", "set", 3), CACHET_OK);
+    assert_int_equal(cachet_add(r, "b", "added", 5, NULL), CACHET_EXISTS);
+    th_assert_hit(r, "b", "set", 3);
+    /* with a lifetime of its own, and an empty value */
+    cachet_set_options o = {.ttl = 30};
+    assert_int_equal(cachet_add(r, "c", "", 0, &o), CACHET_OK);
+    th_assert_hit(r, "c", "", 0);
+    assert_int_equal(cachet_add(r, "c", "x", 1, &o), CACHET_EXISTS);
+    th_assert_hit(r, "c", "", 0);
+    cachet_region_close(r);
+}
+
+/* An expired value is not live: add replaces it.  The fake clock moves
+ * the region's time only: a server still holds the value (its ttl is in
+ * real seconds), so add must get past the server's own "exists". */
+static void add_over_an_expired_value_replaces_it(void **state)
+{
+    target *t = *state;
+    cachet_region *r = open_target(t);
+    cachet_set_options o = {.ttl = 2};
+    th_clock_fake();
+    assert_int_equal(cachet_set_ex(r, "e", "old", 3, &o), CACHET_OK);
+    assert_int_equal(cachet_add(r, "e", "new?", 4, NULL), CACHET_EXISTS);   /* still live */
+    th_clock_advance(3);
+    th_assert_miss(r, "e");
+    assert_int_equal(cachet_add(r, "e", "new", 3, NULL), CACHET_OK);
+    th_assert_hit(r, "e", "new", 3);
+    assert_int_equal(cachet_add(r, "e", "newer", 5, NULL), CACHET_EXISTS);
+    th_assert_hit(r, "e", "new", 3);
+    th_clock_real();
+    cachet_region_close(r);
+}
+
+static void add_over_invalidated_values_replaces_them(void **state)
+{
+    target *t = *state;
+    cachet_region *r = open_target(t);
+    /* (a value written in the invalidation's nanosecond counts as before it) */
+    assert_int_equal(cachet_set(r, "soft", "old", 3), CACHET_OK);
+    cachet_invalidate(r, 0);
+    assert_int_equal(cachet_add(r, "soft", "new", 3, NULL), CACHET_OK);
+    th_assert_hit(r, "soft", "new", 3);
+    assert_int_equal(cachet_add(r, "soft", "newer", 5, NULL), CACHET_EXISTS);
+
+    assert_int_equal(cachet_set(r, "hard", "old", 3), CACHET_OK);
+    cachet_invalidate(r, 1);
+    assert_int_equal(cachet_add(r, "hard", "new", 3, NULL), CACHET_OK);
+    th_assert_hit(r, "hard", "new", 3);
+    assert_int_equal(cachet_add(r, "hard", "newer", 5, NULL), CACHET_EXISTS);
+    th_assert_hit(r, "hard", "new", 3);
+    cachet_region_close(r);
+}
+
+static void add_over_foreign_bytes_replaces_them(void **state)
+{
+    target *t = *state;
+    cachet_region *r;
+    static const char junk[] = "not a cachet value";
+    if (t->raw == RAW_NONE)
+        skip();   /* memory: nobody else writes there */
+    if (t->raw == RAW_DBM) {
+        raw_put(t, "foreign-add", 0, junk, sizeof junk);
+        r = open_target(t);
+    } else {
+        r = open_target(t);
+        raw_put(t, "foreign-add", 0, junk, sizeof junk);
+    }
+    assert_int_equal(cachet_add(r, "foreign-add", "mine", 4, NULL), CACHET_OK);
+    th_assert_hit(r, "foreign-add", "mine", 4);
+    assert_int_equal(cachet_add(r, "foreign-add", "again", 5, NULL), CACHET_EXISTS);
+    th_assert_hit(r, "foreign-add", "mine", 4);
+    cachet_region_close(r);
+}
+
+/* 8 threads add to one fresh key: one wins, 7 are told it exists, and
+ * the value is the winner's. */
+enum { ADDERS = 8 };
+typedef struct {
+    const target  *t;
+    cachet_region *r;         /* shared, or NULL: the thread opens its own */
+    atomic_int    *ready;
+    int            id;
+    cachet_status  st;
+} adder;
+
+static int adders_ready(void *arg)
+{
+    return atomic_load((atomic_int *)arg) >= ADDERS;
+}
+
+static void *add_thread(void *arg)
+{
+    adder *a = arg;
+    cachet_region *r = a->r ? a->r : open_target(a->t);
+    char v[16];
+    int n = snprintf(v, sizeof v, "adder-%d", a->id);
+    atomic_fetch_add(a->ready, 1);
+    th_wait_until(adders_ready, a->ready, 30.0);   /* start together */
+    a->st = cachet_add(r, "raced", v, (size_t)n, NULL);
+    if (!a->r)
+        cachet_region_close(r);
+    return NULL;
+}
+
+static void race_adds(const target *t, cachet_region *shared)
+{
+    adder a[ADDERS];
+    pthread_t th[ADDERS];
+    atomic_int ready = 0;
+    int ok = 0, exists = 0, winner = -1;
+    char want[16];
+    cachet_region *r;
+    for (int i = 0; i < ADDERS; i++) {
+        a[i] = (adder){.t = t, .r = shared, .ready = &ready, .id = i};
+        assert_int_equal(pthread_create(&th[i], NULL, add_thread, &a[i]), 0);
+    }
+    for (int i = 0; i < ADDERS; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < ADDERS; i++) {
+        if (a[i].st == CACHET_OK) {
+            ok++;
+            winner = i;
+        } else if (a[i].st == CACHET_EXISTS) {
+            exists++;
+        } else {
+            fail_msg("adder %d: %s", i, cachet_strerror(a[i].st));
+        }
+    }
+    assert_int_equal(ok, 1);
+    assert_int_equal(exists, ADDERS - 1);
+    r = shared ? shared : open_target(t);
+    snprintf(want, sizeof want, "adder-%d", winner);
+    th_assert_hit(r, "raced", want, strlen(want));
+    if (!shared)
+        cachet_region_close(r);
+}
+
+static void add_race_8_threads_one_region(void **state)
+{
+    target *t = *state;
+    cachet_region *r = open_target(t);
+    race_adds(t, r);
+    cachet_region_close(r);
+}
+
+static void add_race_8_regions(void **state)
+{
+    target *t = *state;
+    if (t->raw == RAW_NONE)
+        skip();   /* memory: each region has a store of its own */
+    race_adds(t, NULL);
+}
+
 /* ---- the distributed lock: 4 threads, each with its own region (so
  * that only the backend's lock stands between them, not the region's
  * in-process one), one creator call in all ---- */
@@ -588,6 +752,13 @@ static const struct CMUnitTest bodies[] = {
     cmocka_unit_test_setup(another_keys_value_is_a_corrupt_miss, empty_store),
     cmocka_unit_test_setup(invalidate_hard_and_soft, empty_store),
     cmocka_unit_test_setup(distributed_lock_one_creator_for_4_threads, empty_store),
+    cmocka_unit_test_setup(add_absent_then_exists_keeps_the_old_value, empty_store),
+    cmocka_unit_test_setup_teardown(add_over_an_expired_value_replaces_it, empty_store,
+                                    th_clock_teardown),
+    cmocka_unit_test_setup(add_over_invalidated_values_replaces_them, empty_store),
+    cmocka_unit_test_setup(add_over_foreign_bytes_replaces_them, empty_store),
+    cmocka_unit_test_setup(add_race_8_threads_one_region, empty_store),
+    cmocka_unit_test_setup(add_race_8_regions, empty_store),
 };
 #define NBODIES (sizeof bodies / sizeof *bodies)
 
