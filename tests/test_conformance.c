@@ -663,6 +663,113 @@ static void add_race_8_regions(void **state)
     race_adds(t, NULL);
 }
 
+/* ---- cachet_set_ex: a value's own lifetime, for readers (fake clock:
+ * the region's time moves, a server's does not) ---- */
+
+static void set_ex_ttl_expires_for_readers(void **state)
+{
+    target *t = *state;
+    cachet_region *r = open_target(t);
+    cachet_set_options o = {.ttl = 2};
+    atomic_int calls = 0;
+    void *v;
+    size_t n;
+    th_clock_fake();
+    assert_int_equal(cachet_set_ex(r, "ttl2", "short", 5, &o), CACHET_OK);
+    th_clock_advance(1.9);
+    th_assert_hit(r, "ttl2", "short", 5);
+    th_clock_advance(0.2);
+    th_assert_miss(r, "ttl2");
+    assert_int_equal(cachet_get_or_create(r, "ttl2", count_create, &calls, &v, &n), CACHET_OK);
+    assert_int_equal(n, 9);
+    assert_memory_equal(v, "made:ttl2", 9);
+    cachet_free(v);
+    assert_int_equal(atomic_load(&calls), 1);
+    /* what get_or_create stored lives by the region's rule (oslo's 600 s) */
+    th_clock_advance(300);
+    th_assert_hit(r, "ttl2", "made:ttl2", 9);
+    /* a plain set over a set_ex value takes the region's rule again */
+    assert_int_equal(cachet_set_ex(r, "ttl2", "again", 5, &o), CACHET_OK);
+    assert_int_equal(cachet_set(r, "ttl2", "plain", 5), CACHET_OK);
+    th_clock_advance(300);
+    th_assert_hit(r, "ttl2", "plain", 5);
+    th_clock_advance(301);
+    th_assert_miss(r, "ttl2");
+    th_clock_real();
+    cachet_region_close(r);
+}
+
+/* Opens the target with expiration_time added to its options. */
+static cachet_region *open_target_expiring(const target *t, const char *seconds)
+{
+    const char *opts[20];
+    size_t n = 0;
+    while (t->opts[n]) {
+        opts[n] = t->opts[n];
+        opts[n + 1] = t->opts[n + 1];
+        n += 2;
+    }
+    opts[n++] = "expiration_time";
+    opts[n++] = seconds;
+    opts[n] = NULL;
+    return th_open(t->backend, opts);
+}
+
+static void set_ex_never_outlives_the_region_rule(void **state)
+{
+    target *t = *state;
+    cachet_region *r = open_target_expiring(t, "1");
+    cachet_set_options never = {.ttl = -1}, dflt = {.ttl = 0};
+    cachet_options call = {.expiration_time = 5}, forever = {.expiration_time = -1};
+    void *v;
+    size_t n;
+    th_clock_fake();
+    assert_int_equal(cachet_set_ex(r, "never", "n", 1, &never), CACHET_OK);
+    assert_int_equal(cachet_set_ex(r, "zero", "z", 1, &dflt), CACHET_OK);
+    assert_int_equal(cachet_set_ex(r, "null", "0", 1, NULL), CACHET_OK);
+    th_clock_advance(1.5);
+    th_assert_miss(r, "zero");                 /* ttl 0: the region's 1 s */
+    th_assert_miss(r, "null");
+    th_assert_hit(r, "never", "n", 1);
+    /* a per-call expiration_time overrides the value's own lifetime, both ways */
+    assert_int_equal(cachet_get_ex(r, "zero", &call, &v, &n), CACHET_OK);
+    cachet_free(v);
+    assert_int_equal(cachet_get_ex(r, "null", &forever, &v, &n), CACHET_OK);
+    cachet_free(v);
+    th_clock_advance(10.0 * 365.25 * 86400);   /* ten years on */
+    th_assert_hit(r, "never", "n", 1);
+    assert_int_equal(cachet_get_ex(r, "never", &call, &v, &n), CACHET_MISS);
+
+    /* ttl 60 against a region's 1 s: the value's own wins unless the call says */
+    cachet_set_options sixty = {.ttl = 60};
+    assert_int_equal(cachet_set_ex(r, "sixty", "s", 1, &sixty), CACHET_OK);
+    th_clock_advance(30);
+    th_assert_hit(r, "sixty", "s", 1);
+    assert_int_equal(cachet_get_ex(r, "sixty", &call, &v, &n), CACHET_MISS);
+    th_clock_advance(31);
+    th_assert_miss(r, "sixty");
+    assert_int_equal(cachet_get_ex(r, "sixty", &forever, &v, &n), CACHET_OK);
+    cachet_free(v);
+    th_clock_real();
+    cachet_region_close(r);
+}
+
+static void set_ex_and_add_refuse_a_meaningless_ttl(void **state)
+{
+    target *t = *state;
+    cachet_region *r = open_target(t);
+    const double bad[] = {-2, -0.5, 1.0 / 0.0, -1.0 / 0.0, 0.0 / 0.0, 1e300};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        cachet_set_options o = {.ttl = bad[i]};
+        assert_int_equal(cachet_set_ex(r, "bad", "x", 1, &o), CACHET_EINVAL);
+        th_assert_contains(cachet_errmsg(), "ttl");
+        assert_int_equal(cachet_add(r, "bad", "x", 1, &o), CACHET_EINVAL);
+        th_assert_contains(cachet_errmsg(), "ttl");
+    }
+    th_assert_miss(r, "bad");                  /* nothing was written */
+    cachet_region_close(r);
+}
+
 /* ---- the distributed lock: 4 threads, each with its own region (so
  * that only the backend's lock stands between them, not the region's
  * in-process one), one creator call in all ---- */
@@ -759,6 +866,11 @@ static const struct CMUnitTest bodies[] = {
     cmocka_unit_test_setup(add_over_foreign_bytes_replaces_them, empty_store),
     cmocka_unit_test_setup(add_race_8_threads_one_region, empty_store),
     cmocka_unit_test_setup(add_race_8_regions, empty_store),
+    cmocka_unit_test_setup_teardown(set_ex_ttl_expires_for_readers, empty_store,
+                                    th_clock_teardown),
+    cmocka_unit_test_setup_teardown(set_ex_never_outlives_the_region_rule, empty_store,
+                                    th_clock_teardown),
+    cmocka_unit_test_setup(set_ex_and_add_refuse_a_meaningless_ttl, empty_store),
 };
 #define NBODIES (sizeof bodies / sizeof *bodies)
 
