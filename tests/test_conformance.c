@@ -57,6 +57,8 @@ typedef struct {
 /* Every line the library logs: the log proxy formats every key the bodies
  * use (control bytes, 300 bytes), and a chain with it must log. */
 static atomic_ulong log_lines;
+/* The log proxy's lines for the keys of log_passes_add_and_set_ex. */
+static atomic_ulong add_ok_lines, add_exists_lines, set_ex_lines;
 
 static void count_line(void *arg, cachet_log_level level, const char *msg)
 {
@@ -65,6 +67,12 @@ static void count_line(void *arg, cachet_log_level level, const char *msg)
     assert_non_null(msg);
     assert_true(strlen(msg) < 4096);
     atomic_fetch_add(&log_lines, 1);
+    if (strstr(msg, ": add logged-add: ok"))
+        atomic_fetch_add(&add_ok_lines, 1);
+    if (strstr(msg, ": add logged-add: exists"))
+        atomic_fetch_add(&add_exists_lines, 1);
+    if (strstr(msg, ": set logged-set: ok"))
+        atomic_fetch_add(&set_ex_lines, 1);
 }
 
 static test_server memcached_server, redis_server;
@@ -604,7 +612,7 @@ static void *add_thread(void *arg)
 {
     adder *a = arg;
     cachet_region *r = a->r ? a->r : open_target(a->t);
-    char v[16];
+    char v[24];
     int n = snprintf(v, sizeof v, "adder-%d", a->id);
     atomic_fetch_add(a->ready, 1);
     th_wait_until(adders_ready, a->ready, 30.0);   /* start together */
@@ -620,7 +628,7 @@ static void race_adds(const target *t, cachet_region *shared)
     pthread_t th[ADDERS];
     atomic_int ready = 0;
     int ok = 0, exists = 0, winner = -1;
-    char want[16];
+    char want[24];
     cachet_region *r;
     for (int i = 0; i < ADDERS; i++) {
         a[i] = (adder){.t = t, .r = shared, .ready = &ready, .id = i};
@@ -770,6 +778,46 @@ static void set_ex_and_add_refuse_a_meaningless_ttl(void **state)
     cachet_region_close(r);
 }
 
+/* add and set_ex go through the proxies: the log proxy logs each (the add
+ * with its outcome), and the ttl reaches the server below them. */
+static void log_passes_add_and_set_ex(void **state)
+{
+    target *t = *state;
+    cachet_region *r = open_target(t);
+    cachet_set_options o = {.ttl = 30};
+    unsigned long ok0 = atomic_load(&add_ok_lines), ex0 = atomic_load(&add_exists_lines);
+    unsigned long set0 = atomic_load(&set_ex_lines);
+    assert_int_equal(cachet_add(r, "logged-add", "a", 1, &o), CACHET_OK);
+    assert_int_equal(cachet_add(r, "logged-add", "b", 1, &o), CACHET_EXISTS);
+    th_assert_hit(r, "logged-add", "a", 1);
+    assert_int_equal(cachet_set_ex(r, "logged-set", "s", 1, &o), CACHET_OK);
+    th_assert_hit(r, "logged-set", "s", 1);
+    if (t->logs) {
+        assert_int_equal(atomic_load(&add_ok_lines) - ok0, 1);
+        assert_true(atomic_load(&add_exists_lines) - ex0 >= 1);
+        assert_int_equal(atomic_load(&set_ex_lines) - set0, 1);
+    } else {
+        assert_int_equal(atomic_load(&add_ok_lines) - ok0, 0);
+    }
+#ifdef HAVE_HIREDIS
+    if (t->raw == RAW_REDIS) {
+        redisContext *c = redis_raw(t->port);
+        const char *keys[] = {"logged-add", "logged-set"};
+        for (int i = 0; i < 2; i++) {
+            redisReply *rep = redisCommand(c, "PTTL %s", keys[i]);
+            if (!rep || rep->type != REDIS_REPLY_INTEGER)
+                fail_msg("hiredis: PTTL %s: no integer reply", keys[i]);
+            if (!(rep->integer > 0 && rep->integer <= 30000))
+                fail_msg("%s: PTTL %s = %lld, want (0, 30000]", t->name, keys[i],
+                         rep->integer);
+            freeReplyObject(rep);
+        }
+        redisFree(c);
+    }
+#endif
+    cachet_region_close(r);
+}
+
 /* ---- the distributed lock: 4 threads, each with its own region (so
  * that only the backend's lock stands between them, not the region's
  * in-process one), one creator call in all ---- */
@@ -871,6 +919,7 @@ static const struct CMUnitTest bodies[] = {
     cmocka_unit_test_setup_teardown(set_ex_never_outlives_the_region_rule, empty_store,
                                     th_clock_teardown),
     cmocka_unit_test_setup(set_ex_and_add_refuse_a_meaningless_ttl, empty_store),
+    cmocka_unit_test_setup(log_passes_add_and_set_ex, empty_store),
 };
 #define NBODIES (sizeof bodies / sizeof *bodies)
 
