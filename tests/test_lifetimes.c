@@ -270,13 +270,24 @@ static void assert_mc_ttl(const char *key, long lo, long hi)
         fail_msg("memcached: %s has %ld s left, want [%ld, %ld]", key, t, lo, hi);
 }
 
-static cachet_region *open_mc(const char *bet)
+/* state: NULL, or the backend_argument of a variant ("binary:true"). */
+static cachet_region *open_mc(void **state, const char *bet)
 {
-    const char *opts[] = {"memcache_servers", mc_servers, "expiration_time", "60",
-                          "backend_expiration_time", bet, NULL};
+    const char *opts[9] = {"memcache_servers", mc_servers, "expiration_time", "60"};
+    size_t n = 4;
+    char rep[64];
     need_memcached();
-    if (!bet)
-        opts[4] = NULL;
+    mc_request("flush_all\r\n", rep, sizeof rep);   /* every test starts on an empty server */
+    assert_string_equal(rep, "OK");
+    if (bet) {
+        opts[n++] = "backend_expiration_time";
+        opts[n++] = bet;
+    }
+    if (*state) {
+        opts[n++] = "backend_argument";
+        opts[n++] = *state;
+    }
+    opts[n] = NULL;
     return th_open("memcached", opts);
 }
 
@@ -288,12 +299,12 @@ static int mc_key_gone(void *arg)
 static void memcached_exptime_from_ttl(void **state)
 {
     (void)state;
-    cachet_region *r = open_mc(NULL);
+    cachet_region *r = open_mc(state, NULL);
     cachet_set_options five = {.ttl = 5}, frac = {.ttl = 1.2}, never = {.ttl = -1},
                        days40 = {.ttl = 40.0 * 86400};
     int saw_two = 0;
     assert_int_equal(cachet_set_ex(r, "five", "5", 1, &five), CACHET_OK);
-    assert_mc_ttl("five", 1, 6);
+    assert_mc_ttl("five", 3, 6);
     /* 1.2 s goes as exptime 2 (rounded up: never shorter than asked).  The
      * server's clock ticks in whole seconds, so right after the set it may
      * say 1; an exptime of 1 could never say 2. */
@@ -314,14 +325,14 @@ static void memcached_exptime_from_ttl(void **state)
     assert_int_equal(cachet_set_ex(r, "never", "n", 1, &never), CACHET_OK);
     assert_int_equal(mc_ttl("never"), -1);
     assert_int_equal(cachet_add(r, "added", "a", 1, &five), CACHET_OK);
-    assert_mc_ttl("added", 1, 6);
+    assert_mc_ttl("added", 3, 6);
     cachet_region_close(r);
 }
 
 static void memcached_ttl_with_backend_expiration_time_takes_the_max(void **state)
 {
     (void)state;
-    cachet_region *r = open_mc("60");
+    cachet_region *r = open_mc(state, "60");
     cachet_set_options five = {.ttl = 5}, long_ = {.ttl = 120}, never = {.ttl = -1};
     assert_int_equal(cachet_set_ex(r, "five", "5", 1, &five), CACHET_OK);
     assert_mc_ttl("five", 60 - SLACK_MS / 1000, 60);
@@ -337,7 +348,7 @@ static void memcached_ttl_with_backend_expiration_time_takes_the_max(void **stat
 static void memcached_drops_the_value_after_its_ttl(void **state)
 {
     (void)state;
-    cachet_region *r = open_mc(NULL);
+    cachet_region *r = open_mc(state, NULL);
     cachet_set_options one = {.ttl = 1};
     assert_int_equal(cachet_set_ex(r, "one", "1", 1, &one), CACHET_OK);
     assert_true(mc_ttl("one") != MC_MISS);
@@ -364,6 +375,12 @@ int main(void)
         cmocka_unit_test(memcached_exptime_from_ttl),
         cmocka_unit_test(memcached_ttl_with_backend_expiration_time_takes_the_max),
         cmocka_unit_test(memcached_drops_the_value_after_its_ttl),
+        /* the binary protocol carries exptime in its own field */
+        cmocka_unit_test_prestate(memcached_exptime_from_ttl, (void *)"binary:true"),
+        cmocka_unit_test_prestate(memcached_ttl_with_backend_expiration_time_takes_the_max,
+                                  (void *)"binary:true"),
+        cmocka_unit_test_prestate(memcached_drops_the_value_after_its_ttl,
+                                  (void *)"binary:true"),
 #endif
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
