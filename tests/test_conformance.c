@@ -671,6 +671,85 @@ static void add_race_8_regions(void **state)
     race_adds(t, NULL);
 }
 
+/* An add that waits on the key behind a get_or_create whose value was not
+ * stored (should_cache said no) must not be told EXISTS: nothing is
+ * there, so the add stores. */
+typedef struct {
+    const target  *t;
+    cachet_region *r;
+    atomic_int     in_creator, adder_started, add_done;
+    cachet_status  add_st, goc_st;
+} nocache_race;
+
+static int flag_set(void *arg)
+{
+    return atomic_load((atomic_int *)arg) != 0;
+}
+
+static cachet_status held_create(void *arg, const char *key, void **value, size_t *len)
+{
+    nocache_race *x = arg;
+    (void)key;
+    atomic_store(&x->in_creator, 1);
+    th_wait_until(flag_set, &x->adder_started, 20.0);
+    /* Hold the key for half a second in which the add, blocked behind us,
+     * cannot finish (if it does, it did not wait and the test proves
+     * nothing this run, never fails wrongly). */
+    th_wait_until(flag_set, &x->add_done, 0.5);
+    *value = strdup("not stored");
+    *len = 10;
+    return CACHET_OK;
+}
+
+static int never_cache(void *arg, const char *key, const void *value, size_t len)
+{
+    (void)arg;
+    (void)key;
+    (void)value;
+    (void)len;
+    return 0;
+}
+
+static void *goc_no_store_thread(void *arg)
+{
+    nocache_race *x = arg;
+    cachet_options o = {.should_cache = never_cache};
+    void *v = NULL;
+    size_t n;
+    x->goc_st = cachet_get_or_create_ex(x->r, "nocache", held_create, x, &o, &v, &n);
+    cachet_free(v);
+    return NULL;
+}
+
+static void *late_add_thread(void *arg)
+{
+    nocache_race *x = arg;
+    atomic_store(&x->adder_started, 1);
+    x->add_st = cachet_add(x->r, "nocache", "added", 5, NULL);
+    atomic_store(&x->add_done, 1);
+    return NULL;
+}
+
+static void add_behind_a_creator_that_did_not_store(void **state)
+{
+    target *t = *state;
+    nocache_race x = {.t = t};
+    pthread_t a, b;
+    x.r = open_target(t);
+    assert_int_equal(pthread_create(&a, NULL, goc_no_store_thread, &x), 0);
+    if (!th_wait_until(flag_set, &x.in_creator, 20.0))
+        fail_msg("the creator was not called within 20 s");
+    assert_int_equal(pthread_create(&b, NULL, late_add_thread, &x), 0);
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+    assert_int_equal(x.goc_st, CACHET_OK);
+    if (x.add_st != CACHET_OK)
+        fail_msg("add behind a creator that stored nothing: %s, want ok",
+                 cachet_strerror(x.add_st));
+    th_assert_hit(x.r, "nocache", "added", 5);
+    cachet_region_close(x.r);
+}
+
 /* ---- cachet_set_ex: a value's own lifetime, for readers (fake clock:
  * the region's time moves, a server's does not) ---- */
 
@@ -914,6 +993,7 @@ static const struct CMUnitTest bodies[] = {
     cmocka_unit_test_setup(add_over_foreign_bytes_replaces_them, empty_store),
     cmocka_unit_test_setup(add_race_8_threads_one_region, empty_store),
     cmocka_unit_test_setup(add_race_8_regions, empty_store),
+    cmocka_unit_test_setup(add_behind_a_creator_that_did_not_store, empty_store),
     cmocka_unit_test_setup_teardown(set_ex_ttl_expires_for_readers, empty_store,
                                     th_clock_teardown),
     cmocka_unit_test_setup_teardown(set_ex_never_outlives_the_region_rule, empty_store,
