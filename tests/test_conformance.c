@@ -841,6 +841,47 @@ static void set_ex_never_outlives_the_region_rule(void **state)
     cachet_region_close(r);
 }
 
+/* get_multi and cachet_compact judge a value by its own lifetime too:
+ * compact drops what readers can no longer get, and keeps a ttl -1 value
+ * however old. */
+static void get_multi_and_compact_honour_a_values_own_lifetime(void **state)
+{
+    target *t = *state;
+    cachet_region *r = open_target_expiring(t, "1");
+    cachet_set_options never = {.ttl = -1}, two = {.ttl = 2};
+    cachet_item it[3] = {{.key = "never"}, {.key = "two"}, {.key = "plain"}};
+    size_t removed = 99;
+    cachet_status st;
+    th_clock_fake();
+    assert_int_equal(cachet_set_ex(r, "never", "n", 1, &never), CACHET_OK);
+    assert_int_equal(cachet_set_ex(r, "two", "2", 1, &two), CACHET_OK);
+    assert_int_equal(cachet_set(r, "plain", "p", 1), CACHET_OK);
+    th_clock_advance(1.5);
+    assert_int_equal(cachet_get_multi(r, it, 3), CACHET_OK);
+    assert_int_equal(it[0].status, CACHET_OK);
+    assert_int_equal(it[1].status, CACHET_OK);
+    assert_int_equal(it[2].status, CACHET_MISS);
+    cachet_free(it[0].value);
+    cachet_free(it[1].value);
+    st = cachet_compact(r, &removed);
+    if (st == CACHET_ENOTSUP) {          /* the server drops values itself */
+        th_clock_real();
+        cachet_region_close(r);
+        skip();
+    }
+    assert_int_equal(st, CACHET_OK);
+    assert_int_equal(removed, 1);        /* plain */
+    th_clock_advance(1);
+    assert_int_equal(cachet_compact(r, &removed), CACHET_OK);
+    assert_int_equal(removed, 1);        /* two */
+    th_clock_advance(10.0 * 365.25 * 86400);
+    assert_int_equal(cachet_compact(r, &removed), CACHET_OK);
+    assert_int_equal(removed, 0);
+    th_assert_hit(r, "never", "n", 1);
+    th_clock_real();
+    cachet_region_close(r);
+}
+
 static void set_ex_and_add_refuse_a_meaningless_ttl(void **state)
 {
     target *t = *state;
@@ -998,6 +1039,8 @@ static const struct CMUnitTest bodies[] = {
                                     th_clock_teardown),
     cmocka_unit_test_setup_teardown(set_ex_never_outlives_the_region_rule, empty_store,
                                     th_clock_teardown),
+    cmocka_unit_test_setup_teardown(get_multi_and_compact_honour_a_values_own_lifetime,
+                                    empty_store, th_clock_teardown),
     cmocka_unit_test_setup(set_ex_and_add_refuse_a_meaningless_ttl, empty_store),
     cmocka_unit_test_setup(log_passes_add_and_set_ex, empty_store),
 };
