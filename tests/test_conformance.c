@@ -11,7 +11,11 @@
  * Foreign bytes and values bound to another key are written under the
  * region with the backend's own client (a raw socket for memcached,
  * hiredis for redis, gdbm for dbm): the region must call them a miss and
- * count them as corrupt. */
+ * count them as corrupt.
+ *
+ * Writes with a lifetime (cachet_set_ex) and cachet_add are judged here as
+ * readers see them, with the fake clock (it moves the region's time, not a
+ * server's); what the servers themselves keep is tests/test_lifetimes.c. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
