@@ -210,6 +210,28 @@ void cachet__region_corrupt(cachet_region *r, const char *key, void *buf, size_t
     free(buf);
 }
 
+cachet_status cachet__region_accept_slow(cachet_region *r, const char *key, void **buf,
+                                         size_t *blen, size_t hdr, uint64_t want,
+                                         int count_corrupt)
+{
+    if (hdr == CACHET_VALUE_HDR_V1) {
+        size_t n = *blen - CACHET_VALUE_HDR_V1;
+        uint8_t *nb = realloc(*buf, CACHET_VALUE_HDR + n + 1);
+        if (nb) {
+            memmove(nb + CACHET_VALUE_HDR, nb + CACHET_VALUE_HDR_V1, n);
+            *buf = nb;
+            *blen = CACHET_VALUE_HDR + n;
+            return CACHET_OK;
+        }
+    }
+    if (count_corrupt)
+        cachet__region_corrupt(r, key, *buf, *blen, want);
+    else
+        free(*buf);
+    *buf = NULL;
+    return CACHET_ECORRUPT;
+}
+
 /* Wraps a payload in the header: one buffer of header + payload. */
 void *cachet__region_encode(cachet_region *r, const cachet_key *k, const void *value, size_t len,
                             int64_t lifetime_ns, size_t *outlen)

@@ -55,6 +55,11 @@ cachet_rule   cachet__region_rule(const cachet_region *r, const cachet_options *
 cachet_status cachet__options_check(const cachet_options *o, const char *op);
 /* CLOCK_MONOTONIC in nanoseconds, for waits. */
 int64_t       cachet__mono_ns(void);
+/* region_read.h's accept, its rare part: moves a version-1 value's payload
+ * up to the version-2 offset (hdr 24), or refuses the bytes (hdr 0). */
+cachet_status cachet__region_accept_slow(cachet_region *r, const char *key, void **buf,
+                                         size_t *blen, size_t hdr, uint64_t want,
+                                         int count_corrupt) __attribute__((cold, noinline));
 /* Counts and logs a value that failed to decode, and frees it. */
 void          cachet__region_corrupt(cachet_region *r, const char *key, void *buf, size_t len,
                                      uint64_t want_check);

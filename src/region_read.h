@@ -32,7 +32,7 @@ static inline int64_t cachet__coarse_now_ns(void)
 /* How a decoded value stands against expiration and invalidation.  A
  * value written with a lifetime of its own (cachet_set_ex) lives that long
  * unless the call's options say otherwise. */
-static inline freshness cachet__region_freshness(cachet_region *r, const cachet_value_meta *m,
+static inline __attribute__((always_inline)) freshness cachet__region_freshness(cachet_region *r, const cachet_value_meta *m,
                                                  cachet_rule rule)
 {
     int64_t exp = rule.expiration_ns;
@@ -57,44 +57,30 @@ static inline freshness cachet__region_freshness(cachet_region *r, const cachet_
  * another key's value -- is freed and is a miss (counted as corrupt when
  * count_corrupt: region.c's cachet__region_corrupt), never a failure of
  * the caller's request and never returned. */
-static inline cachet_status cachet__region_accept(cachet_region *r, const cachet_key *k,
-                                                  const char *key, void **buf, size_t *blen,
-                                                  cachet_value_meta *m, int count_corrupt)
+static inline __attribute__((always_inline)) cachet_status
+cachet__region_accept(cachet_region *r, const cachet_key *k, const char *key, void **buf,
+                      size_t *blen, cachet_value_meta *m, int count_corrupt)
 {
     uint64_t want = r->bind_keys ? cachet_value_key_check(k->key, k->klen) : 0;
     size_t hdr = cachet_value_valid(*buf, *blen, want, m);
 
-    if (hdr == CACHET_VALUE_HDR)
+    if (__builtin_expect(hdr == CACHET_VALUE_HDR, 1))
         return CACHET_OK;
-    if (hdr == CACHET_VALUE_HDR_V1) {
-        size_t n = *blen - CACHET_VALUE_HDR_V1;
-        uint8_t *nb = realloc(*buf, CACHET_VALUE_HDR + n + 1);
-        if (nb) {
-            memmove(nb + CACHET_VALUE_HDR, nb + CACHET_VALUE_HDR_V1, n);
-            *buf = nb;
-            *blen = CACHET_VALUE_HDR + n;
-            return CACHET_OK;
-        }
-    }
-    if (count_corrupt)
-        cachet__region_corrupt(r, key, *buf, *blen, want);
-    else
-        free(*buf);
-    *buf = NULL;
-    return CACHET_ECORRUPT;
+    /* rare: a version-1 value to move up, or bytes to refuse (out of line) */
+    return cachet__region_accept_slow(r, key, buf, blen, hdr, want, count_corrupt);
 }
 
 /* Gets and classifies: CACHET_OK with *fresh set, CACHET_MISS, or an error.
  * count_corrupt: 0 for get_or_create's second and later looks at the same
  * key within one call, so that one foreign value is one `corrupt`. */
-static inline cachet_status cachet__region_lookup_ex(cachet_region *r, const cachet_key *k,
+static inline __attribute__((always_inline)) cachet_status cachet__region_lookup_ex(cachet_region *r, const cachet_key *k,
                                                      const char *key, cachet_rule rule,
                                                      void **value, size_t *len, freshness *fresh,
                                                      int count_corrupt)
 {
     void *buf;
     size_t blen;
-    cachet_value_meta m;
+    cachet_value_meta m = {0, 0, 0, 0, 0};
     cachet_status st;
 
     cachet__error_clear();
@@ -111,7 +97,7 @@ static inline cachet_status cachet__region_lookup_ex(cachet_region *r, const cac
     return CACHET_OK;
 }
 
-static inline cachet_status cachet__region_lookup(cachet_region *r, const cachet_key *k,
+static inline __attribute__((always_inline)) cachet_status cachet__region_lookup(cachet_region *r, const cachet_key *k,
                                                   const char *key, cachet_rule rule,
                                                   void **value, size_t *len, freshness *fresh)
 {
