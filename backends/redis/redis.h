@@ -24,6 +24,7 @@
 #include <stdint.h>
 #include <hiredis/hiredis.h>
 #include <cachet/backend.h>
+#include "../common/clock.h"
 
 enum { RMODE_SINGLE = 0, RMODE_SENTINEL = 1, RMODE_CLUSTER = 2 };
 
@@ -213,7 +214,11 @@ typedef struct rinst {
     struct rcluster *cluster;   /* cluster only */
 } rinst;
 
-double        r_now(void);
+static inline double r_now(void)   /* backends/common/clock.c, shared with memcached */
+{
+    return cachet_clock_now();
+}
+
 void          rserver_init(rserver *s, rinst *in, const raddr *a, const char *unix_path);
 void          rserver_destroy(rserver *s);
 /* Sends the n commands in one write and reads the n replies (rep[i] from
