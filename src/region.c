@@ -416,22 +416,22 @@ CACHET_EXPORT cachet_status cachet_add(cachet_region *r, const char *key, const 
     }
     /* the key's get_or_create lock: one add (or creator) per key at a time */
     for (;;) {
-        keylock_outcome lo = keylock_acquire(&r->locks, k.key, k.klen, KL_WAIT, &e, &gen,
-                                             &res, &rlen);
+        keylock_outcome lo;
+        res = NULL;
+        lo = keylock_acquire(&r->locks, k.key, k.klen, KL_WAIT, &e, &gen, &res, &rlen);
         if (lo == KL_CREATE) {
             st = add_held(r, &k, key, buf, blen, sttl);
             keylock_publish(&r->locks, e, NULL, 0);   /* waiters look again */
             break;
         }
-        if (lo == KL_RESULT) {           /* a creator just stored a value: it is live */
-            free(res);
-            st = CACHET_EXISTS;
-            break;
-        }
-        if (lo != KL_RETRY) {
+        if (lo != KL_RESULT && lo != KL_RETRY) {
             st = cachet__error(CACHET_EBACKEND, "add %s: lock table error", key);
             break;
         }
+        /* A creator ran, but the value it hands its waiters is no proof
+         * that one is stored (should_cache said no, or the store failed):
+         * take the key and ask the backend. */
+        free(res);
     }
     cachet_key_release(&k);
     free(buf);

@@ -11,7 +11,11 @@
  * Foreign bytes and values bound to another key are written under the
  * region with the backend's own client (a raw socket for memcached,
  * hiredis for redis, gdbm for dbm): the region must call them a miss and
- * count them as corrupt. */
+ * count them as corrupt.
+ *
+ * Writes with a lifetime (cachet_set_ex) and cachet_add are judged here as
+ * readers see them, with the fake clock (it moves the region's time, not a
+ * server's); what the servers themselves keep is tests/test_lifetimes.c. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -57,6 +61,8 @@ typedef struct {
 /* Every line the library logs: the log proxy formats every key the bodies
  * use (control bytes, 300 bytes), and a chain with it must log. */
 static atomic_ulong log_lines;
+/* The log proxy's lines for the keys of log_passes_add_and_set_ex. */
+static atomic_ulong add_ok_lines, add_exists_lines, set_ex_lines;
 
 static void count_line(void *arg, cachet_log_level level, const char *msg)
 {
@@ -65,6 +71,12 @@ static void count_line(void *arg, cachet_log_level level, const char *msg)
     assert_non_null(msg);
     assert_true(strlen(msg) < 4096);
     atomic_fetch_add(&log_lines, 1);
+    if (strstr(msg, ": add logged-add: ok"))
+        atomic_fetch_add(&add_ok_lines, 1);
+    if (strstr(msg, ": add logged-add: exists"))
+        atomic_fetch_add(&add_exists_lines, 1);
+    if (strstr(msg, ": set logged-set: ok"))
+        atomic_fetch_add(&set_ex_lines, 1);
 }
 
 static test_server memcached_server, redis_server;
@@ -499,6 +511,437 @@ static void invalidate_hard_and_soft(void **state)
     cachet_region_close(r);
 }
 
+/* ---- cachet_add: stores only where no live value is ---- */
+
+static void add_absent_then_exists_keeps_the_old_value(void **state)
+{
+    target *t = *state;
+    cachet_region *r = open_target(t);
+    assert_int_equal(cachet_add(r, "a", "first", 5, NULL), CACHET_OK);
+    th_assert_hit(r, "a", "first", 5);
+    assert_int_equal(cachet_add(r, "a", "second", 6, NULL), CACHET_EXISTS);
+    th_assert_hit(r, "a", "first", 5);
+    /* a value cachet_set stored is as live as an added one */
+    assert_int_equal(cachet_set(r, "b", "set", 3), CACHET_OK);
+    assert_int_equal(cachet_add(r, "b", "added", 5, NULL), CACHET_EXISTS);
+    th_assert_hit(r, "b", "set", 3);
+    /* with a lifetime of its own, and an empty value */
+    cachet_set_options o = {.ttl = 30};
+    assert_int_equal(cachet_add(r, "c", "", 0, &o), CACHET_OK);
+    th_assert_hit(r, "c", "", 0);
+    assert_int_equal(cachet_add(r, "c", "x", 1, &o), CACHET_EXISTS);
+    th_assert_hit(r, "c", "", 0);
+    cachet_region_close(r);
+}
+
+/* An expired value is not live: add replaces it.  The fake clock moves
+ * the region's time only: a server still holds the value (its ttl is in
+ * real seconds), so add must get past the server's own "exists". */
+static void add_over_an_expired_value_replaces_it(void **state)
+{
+    target *t = *state;
+    cachet_region *r = open_target(t);
+    cachet_set_options o = {.ttl = 2};
+    th_clock_fake();
+    assert_int_equal(cachet_set_ex(r, "e", "old", 3, &o), CACHET_OK);
+    assert_int_equal(cachet_add(r, "e", "new?", 4, NULL), CACHET_EXISTS);   /* still live */
+    th_clock_advance(3);
+    th_assert_miss(r, "e");
+    assert_int_equal(cachet_add(r, "e", "new", 3, NULL), CACHET_OK);
+    th_assert_hit(r, "e", "new", 3);
+    assert_int_equal(cachet_add(r, "e", "newer", 5, NULL), CACHET_EXISTS);
+    th_assert_hit(r, "e", "new", 3);
+    th_clock_real();
+    cachet_region_close(r);
+}
+
+static void add_over_invalidated_values_replaces_them(void **state)
+{
+    target *t = *state;
+    cachet_region *r = open_target(t);
+    /* (a value written in the invalidation's nanosecond counts as before it) */
+    assert_int_equal(cachet_set(r, "soft", "old", 3), CACHET_OK);
+    cachet_invalidate(r, 0);
+    assert_int_equal(cachet_add(r, "soft", "new", 3, NULL), CACHET_OK);
+    th_assert_hit(r, "soft", "new", 3);
+    assert_int_equal(cachet_add(r, "soft", "newer", 5, NULL), CACHET_EXISTS);
+
+    assert_int_equal(cachet_set(r, "hard", "old", 3), CACHET_OK);
+    cachet_invalidate(r, 1);
+    assert_int_equal(cachet_add(r, "hard", "new", 3, NULL), CACHET_OK);
+    th_assert_hit(r, "hard", "new", 3);
+    assert_int_equal(cachet_add(r, "hard", "newer", 5, NULL), CACHET_EXISTS);
+    th_assert_hit(r, "hard", "new", 3);
+    cachet_region_close(r);
+}
+
+static void add_over_foreign_bytes_replaces_them(void **state)
+{
+    target *t = *state;
+    cachet_region *r;
+    static const char junk[] = "not a cachet value";
+    if (t->raw == RAW_NONE)
+        skip();   /* memory: nobody else writes there */
+    if (t->raw == RAW_DBM) {
+        raw_put(t, "foreign-add", 0, junk, sizeof junk);
+        r = open_target(t);
+    } else {
+        r = open_target(t);
+        raw_put(t, "foreign-add", 0, junk, sizeof junk);
+    }
+    assert_int_equal(cachet_add(r, "foreign-add", "mine", 4, NULL), CACHET_OK);
+    th_assert_hit(r, "foreign-add", "mine", 4);
+    assert_int_equal(cachet_add(r, "foreign-add", "again", 5, NULL), CACHET_EXISTS);
+    th_assert_hit(r, "foreign-add", "mine", 4);
+    cachet_region_close(r);
+}
+
+/* 8 threads add to one fresh key: one wins, 7 are told it exists, and
+ * the value is the winner's. */
+enum { ADDERS = 8 };
+typedef struct {
+    const target  *t;
+    cachet_region *r;         /* shared, or NULL: the thread opens its own */
+    atomic_int    *ready;
+    int            id;
+    cachet_status  st;
+} adder;
+
+static int adders_ready(void *arg)
+{
+    return atomic_load((atomic_int *)arg) >= ADDERS;
+}
+
+static void *add_thread(void *arg)
+{
+    adder *a = arg;
+    cachet_region *r = a->r ? a->r : open_target(a->t);
+    char v[24];
+    int n = snprintf(v, sizeof v, "adder-%d", a->id);
+    atomic_fetch_add(a->ready, 1);
+    th_wait_until(adders_ready, a->ready, 30.0);   /* start together */
+    a->st = cachet_add(r, "raced", v, (size_t)n, NULL);
+    if (!a->r)
+        cachet_region_close(r);
+    return NULL;
+}
+
+static void race_adds(const target *t, cachet_region *shared)
+{
+    adder a[ADDERS];
+    pthread_t th[ADDERS];
+    atomic_int ready = 0;
+    int ok = 0, exists = 0, winner = -1;
+    char want[24];
+    cachet_region *r;
+    for (int i = 0; i < ADDERS; i++) {
+        a[i] = (adder){.t = t, .r = shared, .ready = &ready, .id = i};
+        assert_int_equal(pthread_create(&th[i], NULL, add_thread, &a[i]), 0);
+    }
+    for (int i = 0; i < ADDERS; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < ADDERS; i++) {
+        if (a[i].st == CACHET_OK) {
+            ok++;
+            winner = i;
+        } else if (a[i].st == CACHET_EXISTS) {
+            exists++;
+        } else {
+            fail_msg("adder %d: %s", i, cachet_strerror(a[i].st));
+        }
+    }
+    assert_int_equal(ok, 1);
+    assert_int_equal(exists, ADDERS - 1);
+    r = shared ? shared : open_target(t);
+    snprintf(want, sizeof want, "adder-%d", winner);
+    th_assert_hit(r, "raced", want, strlen(want));
+    if (!shared)
+        cachet_region_close(r);
+}
+
+static void add_race_8_threads_one_region(void **state)
+{
+    target *t = *state;
+    cachet_region *r = open_target(t);
+    race_adds(t, r);
+    cachet_region_close(r);
+}
+
+static void add_race_8_regions(void **state)
+{
+    target *t = *state;
+    if (t->raw == RAW_NONE)
+        skip();   /* memory: each region has a store of its own */
+    race_adds(t, NULL);
+}
+
+/* An add that waits on the key behind a get_or_create whose value was not
+ * stored (should_cache said no) must not be told EXISTS: nothing is
+ * there, so the add stores. */
+typedef struct {
+    const target  *t;
+    cachet_region *r;
+    atomic_int     in_creator, adder_started, add_done;
+    cachet_status  add_st, goc_st;
+} nocache_race;
+
+static int flag_set(void *arg)
+{
+    return atomic_load((atomic_int *)arg) != 0;
+}
+
+static cachet_status held_create(void *arg, const char *key, void **value, size_t *len)
+{
+    nocache_race *x = arg;
+    (void)key;
+    atomic_store(&x->in_creator, 1);
+    th_wait_until(flag_set, &x->adder_started, 20.0);
+    /* Hold the key for half a second in which the add, blocked behind us,
+     * cannot finish (if it does, it did not wait and the test proves
+     * nothing this run, never fails wrongly). */
+    th_wait_until(flag_set, &x->add_done, 0.5);
+    *value = strdup("not stored");
+    *len = 10;
+    return CACHET_OK;
+}
+
+static int never_cache(void *arg, const char *key, const void *value, size_t len)
+{
+    (void)arg;
+    (void)key;
+    (void)value;
+    (void)len;
+    return 0;
+}
+
+static void *goc_no_store_thread(void *arg)
+{
+    nocache_race *x = arg;
+    cachet_options o = {.should_cache = never_cache};
+    void *v = NULL;
+    size_t n;
+    x->goc_st = cachet_get_or_create_ex(x->r, "nocache", held_create, x, &o, &v, &n);
+    cachet_free(v);
+    return NULL;
+}
+
+static void *late_add_thread(void *arg)
+{
+    nocache_race *x = arg;
+    atomic_store(&x->adder_started, 1);
+    x->add_st = cachet_add(x->r, "nocache", "added", 5, NULL);
+    atomic_store(&x->add_done, 1);
+    return NULL;
+}
+
+static void add_behind_a_creator_that_did_not_store(void **state)
+{
+    target *t = *state;
+    nocache_race x = {.t = t};
+    pthread_t a, b;
+    x.r = open_target(t);
+    assert_int_equal(pthread_create(&a, NULL, goc_no_store_thread, &x), 0);
+    if (!th_wait_until(flag_set, &x.in_creator, 20.0))
+        fail_msg("the creator was not called within 20 s");
+    assert_int_equal(pthread_create(&b, NULL, late_add_thread, &x), 0);
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+    assert_int_equal(x.goc_st, CACHET_OK);
+    if (x.add_st != CACHET_OK)
+        fail_msg("add behind a creator that stored nothing: %s, want ok",
+                 cachet_strerror(x.add_st));
+    th_assert_hit(x.r, "nocache", "added", 5);
+    cachet_region_close(x.r);
+}
+
+/* ---- cachet_set_ex: a value's own lifetime, for readers (fake clock:
+ * the region's time moves, a server's does not) ---- */
+
+static void set_ex_ttl_expires_for_readers(void **state)
+{
+    target *t = *state;
+    cachet_region *r = open_target(t);
+    cachet_set_options o = {.ttl = 2};
+    atomic_int calls = 0;
+    void *v;
+    size_t n;
+    th_clock_fake();
+    assert_int_equal(cachet_set_ex(r, "ttl2", "short", 5, &o), CACHET_OK);
+    th_clock_advance(1.9);
+    th_assert_hit(r, "ttl2", "short", 5);
+    th_clock_advance(0.2);
+    th_assert_miss(r, "ttl2");
+    assert_int_equal(cachet_get_or_create(r, "ttl2", count_create, &calls, &v, &n), CACHET_OK);
+    assert_int_equal(n, 9);
+    assert_memory_equal(v, "made:ttl2", 9);
+    cachet_free(v);
+    assert_int_equal(atomic_load(&calls), 1);
+    /* what get_or_create stored lives by the region's rule (oslo's 600 s) */
+    th_clock_advance(300);
+    th_assert_hit(r, "ttl2", "made:ttl2", 9);
+    /* a plain set over a set_ex value takes the region's rule again */
+    assert_int_equal(cachet_set_ex(r, "ttl2", "again", 5, &o), CACHET_OK);
+    assert_int_equal(cachet_set(r, "ttl2", "plain", 5), CACHET_OK);
+    th_clock_advance(300);
+    th_assert_hit(r, "ttl2", "plain", 5);
+    th_clock_advance(301);
+    th_assert_miss(r, "ttl2");
+    th_clock_real();
+    cachet_region_close(r);
+}
+
+/* Opens the target with expiration_time added to its options. */
+static cachet_region *open_target_expiring(const target *t, const char *seconds)
+{
+    const char *opts[20];
+    size_t n = 0;
+    while (t->opts[n]) {
+        opts[n] = t->opts[n];
+        opts[n + 1] = t->opts[n + 1];
+        n += 2;
+    }
+    opts[n++] = "expiration_time";
+    opts[n++] = seconds;
+    opts[n] = NULL;
+    return th_open(t->backend, opts);
+}
+
+static void set_ex_never_outlives_the_region_rule(void **state)
+{
+    target *t = *state;
+    cachet_region *r = open_target_expiring(t, "1");
+    cachet_set_options never = {.ttl = -1}, dflt = {.ttl = 0};
+    cachet_options call = {.expiration_time = 5}, forever = {.expiration_time = -1};
+    void *v;
+    size_t n;
+    th_clock_fake();
+    assert_int_equal(cachet_set_ex(r, "never", "n", 1, &never), CACHET_OK);
+    assert_int_equal(cachet_set_ex(r, "zero", "z", 1, &dflt), CACHET_OK);
+    assert_int_equal(cachet_set_ex(r, "null", "0", 1, NULL), CACHET_OK);
+    th_clock_advance(1.5);
+    th_assert_miss(r, "zero");                 /* ttl 0: the region's 1 s */
+    th_assert_miss(r, "null");
+    th_assert_hit(r, "never", "n", 1);
+    /* a per-call expiration_time overrides the value's own lifetime, both ways */
+    assert_int_equal(cachet_get_ex(r, "zero", &call, &v, &n), CACHET_OK);
+    cachet_free(v);
+    assert_int_equal(cachet_get_ex(r, "null", &forever, &v, &n), CACHET_OK);
+    cachet_free(v);
+    th_clock_advance(10.0 * 365.25 * 86400);   /* ten years on */
+    th_assert_hit(r, "never", "n", 1);
+    assert_int_equal(cachet_get_ex(r, "never", &call, &v, &n), CACHET_MISS);
+
+    /* ttl 60 against a region's 1 s: the value's own wins unless the call says */
+    cachet_set_options sixty = {.ttl = 60};
+    assert_int_equal(cachet_set_ex(r, "sixty", "s", 1, &sixty), CACHET_OK);
+    th_clock_advance(30);
+    th_assert_hit(r, "sixty", "s", 1);
+    assert_int_equal(cachet_get_ex(r, "sixty", &call, &v, &n), CACHET_MISS);
+    th_clock_advance(31);
+    th_assert_miss(r, "sixty");
+    assert_int_equal(cachet_get_ex(r, "sixty", &forever, &v, &n), CACHET_OK);
+    cachet_free(v);
+    th_clock_real();
+    cachet_region_close(r);
+}
+
+/* get_multi and cachet_compact judge a value by its own lifetime too:
+ * compact drops what readers can no longer get, and keeps a ttl -1 value
+ * however old. */
+static void get_multi_and_compact_honour_a_values_own_lifetime(void **state)
+{
+    target *t = *state;
+    cachet_region *r = open_target_expiring(t, "1");
+    cachet_set_options never = {.ttl = -1}, two = {.ttl = 2};
+    cachet_item it[3] = {{.key = "never"}, {.key = "two"}, {.key = "plain"}};
+    size_t removed = 99;
+    cachet_status st;
+    th_clock_fake();
+    assert_int_equal(cachet_set_ex(r, "never", "n", 1, &never), CACHET_OK);
+    assert_int_equal(cachet_set_ex(r, "two", "2", 1, &two), CACHET_OK);
+    assert_int_equal(cachet_set(r, "plain", "p", 1), CACHET_OK);
+    th_clock_advance(1.5);
+    assert_int_equal(cachet_get_multi(r, it, 3), CACHET_OK);
+    assert_int_equal(it[0].status, CACHET_OK);
+    assert_int_equal(it[1].status, CACHET_OK);
+    assert_int_equal(it[2].status, CACHET_MISS);
+    cachet_free(it[0].value);
+    cachet_free(it[1].value);
+    st = cachet_compact(r, &removed);
+    if (st == CACHET_ENOTSUP) {          /* the server drops values itself */
+        th_clock_real();
+        cachet_region_close(r);
+        skip();
+    }
+    assert_int_equal(st, CACHET_OK);
+    assert_int_equal(removed, 1);        /* plain */
+    th_clock_advance(1);
+    assert_int_equal(cachet_compact(r, &removed), CACHET_OK);
+    assert_int_equal(removed, 1);        /* two */
+    th_clock_advance(10.0 * 365.25 * 86400);
+    assert_int_equal(cachet_compact(r, &removed), CACHET_OK);
+    assert_int_equal(removed, 0);
+    th_assert_hit(r, "never", "n", 1);
+    th_clock_real();
+    cachet_region_close(r);
+}
+
+static void set_ex_and_add_refuse_a_meaningless_ttl(void **state)
+{
+    target *t = *state;
+    cachet_region *r = open_target(t);
+    const double bad[] = {-2, -0.5, 1.0 / 0.0, -1.0 / 0.0, 0.0 / 0.0, 1e300};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        cachet_set_options o = {.ttl = bad[i]};
+        assert_int_equal(cachet_set_ex(r, "bad", "x", 1, &o), CACHET_EINVAL);
+        th_assert_contains(cachet_errmsg(), "ttl");
+        assert_int_equal(cachet_add(r, "bad", "x", 1, &o), CACHET_EINVAL);
+        th_assert_contains(cachet_errmsg(), "ttl");
+    }
+    th_assert_miss(r, "bad");                  /* nothing was written */
+    cachet_region_close(r);
+}
+
+/* add and set_ex go through the proxies: the log proxy logs each (the add
+ * with its outcome), and the ttl reaches the server below them. */
+static void log_passes_add_and_set_ex(void **state)
+{
+    target *t = *state;
+    cachet_region *r = open_target(t);
+    cachet_set_options o = {.ttl = 30};
+    unsigned long ok0 = atomic_load(&add_ok_lines), ex0 = atomic_load(&add_exists_lines);
+    unsigned long set0 = atomic_load(&set_ex_lines);
+    assert_int_equal(cachet_add(r, "logged-add", "a", 1, &o), CACHET_OK);
+    assert_int_equal(cachet_add(r, "logged-add", "b", 1, &o), CACHET_EXISTS);
+    th_assert_hit(r, "logged-add", "a", 1);
+    assert_int_equal(cachet_set_ex(r, "logged-set", "s", 1, &o), CACHET_OK);
+    th_assert_hit(r, "logged-set", "s", 1);
+    if (t->logs) {
+        assert_int_equal(atomic_load(&add_ok_lines) - ok0, 1);
+        assert_true(atomic_load(&add_exists_lines) - ex0 >= 1);
+        assert_int_equal(atomic_load(&set_ex_lines) - set0, 1);
+    } else {
+        assert_int_equal(atomic_load(&add_ok_lines) - ok0, 0);
+    }
+#ifdef HAVE_HIREDIS
+    if (t->raw == RAW_REDIS) {
+        redisContext *c = redis_raw(t->port);
+        const char *keys[] = {"logged-add", "logged-set"};
+        for (int i = 0; i < 2; i++) {
+            redisReply *rep = redisCommand(c, "PTTL %s", keys[i]);
+            if (!rep || rep->type != REDIS_REPLY_INTEGER)
+                fail_msg("hiredis: PTTL %s: no integer reply", keys[i]);
+            if (!(rep->integer > 0 && rep->integer <= 30000))
+                fail_msg("%s: PTTL %s = %lld, want (0, 30000]", t->name, keys[i],
+                         rep->integer);
+            freeReplyObject(rep);
+        }
+        redisFree(c);
+    }
+#endif
+    cachet_region_close(r);
+}
+
 /* ---- the distributed lock: 4 threads, each with its own region (so
  * that only the backend's lock stands between them, not the region's
  * in-process one), one creator call in all ---- */
@@ -588,6 +1031,22 @@ static const struct CMUnitTest bodies[] = {
     cmocka_unit_test_setup(another_keys_value_is_a_corrupt_miss, empty_store),
     cmocka_unit_test_setup(invalidate_hard_and_soft, empty_store),
     cmocka_unit_test_setup(distributed_lock_one_creator_for_4_threads, empty_store),
+    cmocka_unit_test_setup(add_absent_then_exists_keeps_the_old_value, empty_store),
+    cmocka_unit_test_setup_teardown(add_over_an_expired_value_replaces_it, empty_store,
+                                    th_clock_teardown),
+    cmocka_unit_test_setup(add_over_invalidated_values_replaces_them, empty_store),
+    cmocka_unit_test_setup(add_over_foreign_bytes_replaces_them, empty_store),
+    cmocka_unit_test_setup(add_race_8_threads_one_region, empty_store),
+    cmocka_unit_test_setup(add_race_8_regions, empty_store),
+    cmocka_unit_test_setup(add_behind_a_creator_that_did_not_store, empty_store),
+    cmocka_unit_test_setup_teardown(set_ex_ttl_expires_for_readers, empty_store,
+                                    th_clock_teardown),
+    cmocka_unit_test_setup_teardown(set_ex_never_outlives_the_region_rule, empty_store,
+                                    th_clock_teardown),
+    cmocka_unit_test_setup_teardown(get_multi_and_compact_honour_a_values_own_lifetime,
+                                    empty_store, th_clock_teardown),
+    cmocka_unit_test_setup(set_ex_and_add_refuse_a_meaningless_ttl, empty_store),
+    cmocka_unit_test_setup(log_passes_add_and_set_ex, empty_store),
 };
 #define NBODIES (sizeof bodies / sizeof *bodies)
 
