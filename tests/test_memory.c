@@ -393,8 +393,8 @@ static void many_keys_grow_the_table(void **state)
 }
 
 /* items with a literal key, and a value to set or none; 99 shows an untouched status */
-#define ITEM(k, v) {k, sizeof k - 1, (void *)(v), strlen(v), (cachet_status)99}
-#define KEY(k)     {k, sizeof k - 1, NULL, 0, (cachet_status)99}
+#define ITEM(k, v) {k, sizeof k - 1, (void *)(v), strlen(v), (cachet_status)99, 0}
+#define KEY(k)     {k, sizeof k - 1, NULL, 0, (cachet_status)99, 0}
 
 static void multi_operations_set_each_status(void **state)
 {
@@ -575,7 +575,7 @@ static void *hammer(void *arg)
                 key_of(ks[j], (key + j) % KEYS);
                 items[j] = (cachet_backend_item){ks[j], 4, vs[j],
                                                  value_of(vs[j], (key + j) % KEYS, w->id, x >> j),
-                                                 CACHET_EBACKEND};
+                                                 CACHET_EBACKEND, 0};
             }
             st = w->ops->set_multi(w->m, items, 4);
             w->errors += st != CACHET_OK;
@@ -586,7 +586,7 @@ static void *hammer(void *arg)
             cachet_backend_item items[4];
             for (unsigned j = 0; j < 4; j++) {
                 key_of(ks[j], (key + j) % KEYS);
-                items[j] = (cachet_backend_item){ks[j], 4, NULL, 0, CACHET_EBACKEND};
+                items[j] = (cachet_backend_item){ks[j], 4, NULL, 0, CACHET_EBACKEND, 0};
             }
             w->errors += w->ops->get_multi(w->m, items, 4) != CACHET_OK;
             for (unsigned j = 0; j < 4; j++) {

@@ -23,8 +23,9 @@
  * otherwise it reopens.  The dirty flag is the crash discipline: gdbm's
  * failure_atomic mode needs reflinks (not ext4), so a writer that dies with
  * the flag set makes the next process that takes the lock rebuild the file
- * with gdbm_recover (a new file renamed over the old one) before it reads.
- * New files are built aside and renamed into place, so a half-made file is
+ * with gdbm_recover (a new file renamed over the old one) before it reads,
+ * after raising gdbm's stale next_block past everything the dead writer
+ * allocated (dbm_repair.c), or gdbm would refuse whole buckets.  New files are built aside and renamed into place, so a half-made file is
  * never seen either.
  *
  * Every wait for a lock is bounded by lock_wait (dbm_wait.c): a holder

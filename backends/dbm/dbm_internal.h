@@ -6,7 +6,8 @@
  *   dbm_error.c     error messages: system errors and gdbm's
  *   dbm_lockfile.c  the rw lock file: flock, the header (generation, dirty flag)
  *   dbm_handle.c    the gdbm handle: opening, building files aside, reuse
- *   dbm_recover.c   crash recovery (next_block repair, gdbm_recover) and
+ *   dbm_repair.c    before recovery: raise gdbm's stale next_block
+ *   dbm_recover.c   crash recovery (repair, gdbm_recover) and
  *                   recreate_on_corrupt
  *   dbm_run.c       running an operation under the mutex and the file lock
  *   dbm_keys.c      get/set/del and the multi-operations
@@ -100,6 +101,10 @@ void dbm_close_db(dbm *d);
 GDBM_FILE dbm_gopen(dbm *d, const char *path, int mode, int *ec, int *err);
 cachet_status dbm_create_db(dbm *d);
 cachet_status dbm_get_db(dbm *d, int writer);
+
+/* dbm_repair.c: raises the header's next_block past everything a killed
+ * writer allocated, so that gdbm_recover refuses no bucket for it. */
+void dbm_repair_next_block(const char *path);
 
 /* dbm_recover.c */
 cachet_status dbm_recover(dbm *d);

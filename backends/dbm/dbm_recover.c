@@ -1,5 +1,6 @@
 /* Crash recovery (a writer died with the dirty flag set: repair the
- * header's next_block, then gdbm_recover) and recreate_on_corrupt. */
+ * header's next_block (dbm_repair.c), then gdbm_recover) and
+ * recreate_on_corrupt. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -22,44 +23,6 @@ static void recover_complaint(void *data, char const *fmt, ...)
                        (const char *)data, msg);
 }
 
-/* gdbm writes a store's buckets and directory first and its header last.
- * A writer killed in between leaves buckets whose free-space tables point
- * past the header's next_block (space it took from the end of the file),
- * and gdbm then refuses those whole buckets as malformed, losing every key
- * in them.  Everything written lies inside the file, so moving next_block
- * up to the end of the file makes those buckets valid again.  Only the
- * native 64-bit format that cachet creates is touched:
- * magic, block_size, dir, dir_size, dir_bits, bucket_size, bucket_elems,
- * next_block (at byte 32). */
-#define GDBM_MAGIC64_NATIVE 0x13579acfu
-#define NEXT_BLOCK_AT 32
-
-static void repair_next_block(const dbm *d)
-{
-    unsigned char h[NEXT_BLOCK_AT + 8];
-    uint32_t magic;
-    int32_t block;
-    int64_t next, end;
-    struct stat sb;
-    int fd = open(d->path, O_RDWR | O_CLOEXEC);
-
-    if (fd < 0)
-        return;
-    if (pread(fd, h, sizeof h, 0) == (ssize_t)sizeof h && fstat(fd, &sb) == 0) {
-        memcpy(&magic, h, 4);
-        memcpy(&block, h + 4, 4);
-        memcpy(&next, h + NEXT_BLOCK_AT, 8);
-        if (magic == GDBM_MAGIC64_NATIVE && block > 0 && next > 0 && next < sb.st_size) {
-            end = ((int64_t)sb.st_size + block - 1) / block * block;
-            if (pwrite(fd, &end, 8, NEXT_BLOCK_AT) == 8)
-                cachet_backend_log(CACHET_LOG_INFO, "backend " BACKEND ": %s: header's "
-                                   "next_block %lld raised to the end of the file %lld",
-                                   d->path, (long long)next, (long long)end);
-        }
-    }
-    close(fd);
-}
-
 /* The dirty flag is set: a writer died in the middle of a change.  Rebuild
  * the file from what gdbm can read of it.  Under the exclusive lock. */
 cachet_status dbm_recover(dbm *d)
@@ -69,7 +32,7 @@ cachet_status dbm_recover(dbm *d)
     int ec, err;
 
     dbm_close_db(d);
-    repair_next_block(d);
+    dbm_repair_next_block(d->path);
     db = dbm_gopen(d, d->path, GDBM_WRITER, &ec, &err);
     if (!db && !(ec == GDBM_FILE_OPEN_ERROR && err == ENOENT)) {
         if (ec == GDBM_FILE_OPEN_ERROR)
