@@ -1,4 +1,4 @@
-/* libFuzzer target: the memcached binary response parsers (backends/mc_bin.c)
+/* libFuzzer target: the memcached binary response parsers (backends/memcached/mc_bin.c)
  * on any bytes a server might send.  The first byte picks the request
  * (GETK, GETK with CAS, GETKQ x3 + NOOP, a SET's or DELETE's response,
  * SASL); the rest is the server's answer.  Whatever it is, the parser must

@@ -1,4 +1,4 @@
-/* libFuzzer target: the memcached ASCII reply parsers (backends/mc_text.c)
+/* libFuzzer target: the memcached ASCII reply parsers (backends/memcached/mc_text.c)
  * on any bytes a server might send.  The first byte picks the request
  * (get, gets, multi-get of "a b a", a write's reply); the rest is the
  * server's answer.  Whatever it is, the parser must not read outside the

@@ -1,5 +1,5 @@
 /* libFuzzer target: the memcached url / server-list parser
- * (backends/mc_url.c): any string is accepted as a list of hosts with
+ * (backends/memcached/mc_url.c): any string is accepted as a list of hosts with
  * ports 1-65535 and weights >= 1, or refused with a message; never read
  * past it, never leak. */
 #include <stdint.h>

@@ -1,6 +1,6 @@
 /* libFuzzer target: arbitrary bytes as a server's replies to 1..3
  * requests of the kinds the redis backends send.  The reply scanner
- * (backends/redis_reply.c) must refuse or accept them within its bounds,
+ * (backends/redis/redis_reply.c) must refuse or accept them within its bounds,
  * and whatever it accepts hiredis's reader must parse into exactly as many
  * replies as the scanner counted (else a reply could be taken for the
  * next request's), each within the request's limits.  The first bytes

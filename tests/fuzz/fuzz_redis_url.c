@@ -1,5 +1,5 @@
 /* libFuzzer target: the redis url and host:port parsers
- * (backends/redis_url.c) on arbitrary text.  They must accept or refuse
+ * (backends/redis/redis_url.c) on arbitrary text.  They must accept or refuse
  * without reading outside it; what they accept is in range (ports
  * 1..65535, hosts non-empty and short); a message quoting a url with an
  * '@' never shows what precedes its last '@'. */

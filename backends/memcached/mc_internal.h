@@ -39,7 +39,7 @@
 #define CACHET_MC_INTERNAL_H
 
 /* Internal to the memcached and memcache_pool plugins: the instance, its
- * host table and connection sets, and the functions the backends/mc_*.c
+ * host table and connection sets, and the functions the backends/memcached/mc_*.c
  * files share (hidden by -fvisibility=hidden; mc_common.h is the interface). */
 #include "mc_common.h"
 #include <netinet/in.h>
@@ -48,6 +48,7 @@
 #include <stdint.h>
 #include <libmemcached/memcached.h>
 #include "mc_proto.h"
+#include "../common/clock.h"
 
 #define MAX_REPLICAS   8
 #define MAX_KEY        250
@@ -119,8 +120,13 @@ typedef struct mc_inst {
     uint64_t        pool_timeouts;
 } mc_inst;
 
+/* the monotonic clock, shared with redis (backends/common/clock.c) */
+static inline double mc_now_s(void)
+{
+    return cachet_clock_now();
+}
+
 /* mc_hosts.c: small helpers and the host table */
-double        mc_now_s(void);
 void          mc_cond_init(pthread_cond_t *cv);
 /* may_wait: a host never reached and being probed by another thread is
  * waited for (briefly) rather than refused; a caller that itself holds a

@@ -6,13 +6,6 @@
 
 /* ---- small helpers ---- */
 
-double mc_now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /* The pool's waits are timed on the monotonic clock. */
 void mc_cond_init(pthread_cond_t *cv)
 {

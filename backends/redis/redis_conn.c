@@ -33,13 +33,6 @@
 #include <hiredis/sds.h>
 #include "redis.h"
 
-double r_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 void rreplies_free(redisReply **rep, size_t n)
 {
     for (size_t i = 0; i < n; i++)

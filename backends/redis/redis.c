@@ -1,8 +1,8 @@
 /* The redis backends: dogpile.cache.redis, .redis_sentinel and
  * .redis_cluster over hiredis 0.14.1.  This file holds the vtables and the
- * operations; the same sources build redis.so, redis_sentinel.so and
- * redis_cluster.so, which differ only in the vtable their entry returns
- * (REDIS_MODE, set per plugin by Makefile.am).
+ * operations; the three plugins share them through libredisclient and
+ * differ only in the vtable their entry returns (plugin_redis.c,
+ * plugin_redis_sentinel.c, plugin_redis_cluster.c).
  *
  *   get           GET                  get_multi     MGET (cluster: per slot)
  *   set           SET [EX|PX]          set_multi     SETs in one pipeline
@@ -17,10 +17,6 @@
 #include <sys/random.h>
 #include <unistd.h>
 #include "redis.h"
-
-#ifndef REDIS_MODE
-#define REDIS_MODE RMODE_SINGLE
-#endif
 
 static const char UNLOCK_LUA[] =
     "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) "
@@ -211,9 +207,19 @@ static cachet_status open_mode(const cachet_backend_params *p, void **state, int
     return CACHET_OK;
 }
 
-static cachet_status r_open(const cachet_backend_params *p, void **state)
+static cachet_status r_open_single(const cachet_backend_params *p, void **state)
 {
-    return open_mode(p, state, REDIS_MODE);
+    return open_mode(p, state, RMODE_SINGLE);
+}
+
+static cachet_status r_open_sentinel(const cachet_backend_params *p, void **state)
+{
+    return open_mode(p, state, RMODE_SENTINEL);
+}
+
+static cachet_status r_open_cluster(const cachet_backend_params *p, void **state)
+{
+    return open_mode(p, state, RMODE_CLUSTER);
 }
 
 static void r_close(void *state)
@@ -666,13 +672,13 @@ static void r_fork_child(void *state)
     pthread_mutex_unlock(&in->sentinel_mu);
 }
 
-#define REDIS_OPS(NAME) {                                                     \
+#define REDIS_OPS(NAME, OPEN) {                                                     \
     .abi_version = CACHET_BACKEND_ABI_VERSION,                                \
     .name = NAME,                                                             \
     .caps = CACHET_CAP_SERVER_TTL | CACHET_CAP_DIST_LOCK | CACHET_CAP_PERSISTENT, \
     .max_key_len = 0,                                                         \
     .key_rules = 0,                                                           \
-    .open = r_open,                                                           \
+    .open = OPEN,                                                             \
     .close = r_close,                                                         \
     .get = r_get,                                                             \
     .set = r_set,                                                             \
@@ -689,11 +695,6 @@ static void r_fork_child(void *state)
     .fork_child = r_fork_child,                                               \
 }
 
-static const cachet_backend_ops redis_ops[3] = {
-    REDIS_OPS("redis"), REDIS_OPS("redis_sentinel"), REDIS_OPS("redis_cluster"),
-};
-
-CACHET_BACKEND_EXPORT const cachet_backend_ops *cachet_backend_entry(void)
-{
-    return &redis_ops[REDIS_MODE];
-}
+const cachet_backend_ops redis_ops_single = REDIS_OPS("redis", r_open_single);
+const cachet_backend_ops redis_ops_sentinel = REDIS_OPS("redis_sentinel", r_open_sentinel);
+const cachet_backend_ops redis_ops_cluster = REDIS_OPS("redis_cluster", r_open_cluster);

@@ -1,6 +1,7 @@
 /* Parsing the url argument into the host table. */
 #define _GNU_SOURCE
 #include "mc_internal.h"
+#include "../common/hostport.h"
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,7 +11,7 @@
 
 static cachet_status add_host(mc_inst *m, const char *spec, size_t len)
 {
-    char buf[400], *p, *port = NULL, *weight = NULL;
+    char buf[400], *p, *weight = NULL;
     mc_host *h, *nh;
     long pv = 11211, wv = 1;
 
@@ -42,41 +43,35 @@ static cachet_status add_host(mc_inst *m, const char *spec, size_t len)
         h->port = 0;
         h->weight = 1;
     } else {
+        char *after, *colon, *wsep;
+        size_t hpl;
+        int port, rc;
         if (strncmp(p, "inet6:", 6) == 0)
             p += 6;
         else if (strncmp(p, "inet:", 5) == 0)
             p += 5;
-        if (p[0] == '[') {
-            char *e = strchr(p, ']');
-            if (!e)
-                return cachet_backend_error(CACHET_EINVAL, "backend %s: url: \"%s\": "
-                                            "missing ]", m->backend, buf);
-            *e = 0;
-            snprintf(h->name, sizeof h->name, "%s", p + 1);
-            p = e + 1;
-            if (*p == ':')
-                port = p + 1;
-            else if (*p)
-                return cachet_backend_error(CACHET_EINVAL, "backend %s: url: \"%s\": "
-                                            "expected :port after ]", m->backend, buf);
-        } else {
-            char *c = strchr(p, ':');
-            if (c) {
-                *c = 0;
-                port = c + 1;
-            }
-            snprintf(h->name, sizeof h->name, "%s", p);
-        }
-        if (port && (weight = strchr(port, ':')) != NULL)
-            *weight++ = 0;
-        if (port) {
-            char *end;
-            errno = 0;
-            pv = strtol(port, &end, 10);
-            if (!*port || *end || errno || pv < 1 || pv > 65535)
-                return cachet_backend_error(CACHET_EINVAL, "backend %s: url: \"%.*s\": bad "
-                                            "port", m->backend, (int)len, spec);
-        }
+        hpl = strlen(p);
+        /* ":weight" follows the port: the ':' after the port's own ':' */
+        after = p[0] == '[' ? strchr(p, ']') : p;
+        if (after && (colon = strchr(after, ':')) != NULL && (wsep = strchr(colon + 1, ':')))
+            hpl = (size_t)(wsep - p), weight = wsep + 1;
+        rc = cachet_hostport_parse(p, hpl, 11211, h->name, sizeof h->name, &port);
+        if (rc == CACHET_HP_NO_CLOSE)
+            return cachet_backend_error(CACHET_EINVAL, "backend %s: url: \"%s\": "
+                                        "missing ]", m->backend, buf);
+        if (rc == CACHET_HP_AFTER_CLOSE)
+            return cachet_backend_error(CACHET_EINVAL, "backend %s: url: \"%s\": "
+                                        "expected :port after ]", m->backend, buf);
+        if (rc == CACHET_HP_BAD_PORT)
+            return cachet_backend_error(CACHET_EINVAL, "backend %s: url: \"%.*s\": bad "
+                                        "port", m->backend, (int)len, spec);
+        if (rc == CACHET_HP_TOO_LONG)
+            return cachet_backend_error(CACHET_EINVAL, "backend %s: url: \"%.*s\": host "
+                                        "name too long", m->backend, (int)len, spec);
+        if (rc != CACHET_HP_OK)
+            return cachet_backend_error(CACHET_EINVAL, "backend %s: url: \"%.*s\": no host",
+                                        m->backend, (int)len, spec);
+        pv = port;
         if (weight) {
             char *end;
             errno = 0;
@@ -85,9 +80,6 @@ static cachet_status add_host(mc_inst *m, const char *spec, size_t len)
                 return cachet_backend_error(CACHET_EINVAL, "backend %s: url: \"%.*s\": bad "
                                             "weight", m->backend, (int)len, spec);
         }
-        if (!h->name[0])
-            return cachet_backend_error(CACHET_EINVAL, "backend %s: url: \"%.*s\": no host",
-                                        m->backend, (int)len, spec);
         h->port = (in_port_t)pv;
         h->weight = (uint32_t)wv;
         snprintf(h->label, sizeof h->label, strchr(h->name, ':') ? "[%s]:%u" : "%s:%u",

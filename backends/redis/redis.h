@@ -3,6 +3,7 @@
  *
  *   redis.c           the vtables and the operations (GET/SET/DEL, MGET,
  *                     pipelined SET, the lock)
+ *   plugin_redis*.c   one entry point per plugin, returning its vtable
  *   redis_args.c      backend arguments
  *   redis_url.c       the url and host:port lists, as redis-py parses them
  *   redis_conn.c      one server: a connection pool shared by all threads,
@@ -23,10 +24,17 @@
 #include <stdint.h>
 #include <hiredis/hiredis.h>
 #include <cachet/backend.h>
+#include "../common/clock.h"
 
 enum { RMODE_SINGLE = 0, RMODE_SENTINEL = 1, RMODE_CLUSTER = 2 };
 
 #define R_HOST_MAX 256
+
+/* The three plugins' vtables (redis.c); each plugin_*.c returns one.  Hidden
+ * like everything here but the entry point (-fvisibility=hidden). */
+extern const cachet_backend_ops redis_ops_single;
+extern const cachet_backend_ops redis_ops_sentinel;
+extern const cachet_backend_ops redis_ops_cluster;
 
 typedef struct {
     char host[R_HOST_MAX];
@@ -206,7 +214,11 @@ typedef struct rinst {
     struct rcluster *cluster;   /* cluster only */
 } rinst;
 
-double        r_now(void);
+static inline double r_now(void)   /* backends/common/clock.c, shared with memcached */
+{
+    return cachet_clock_now();
+}
+
 void          rserver_init(rserver *s, rinst *in, const raddr *a, const char *unix_path);
 void          rserver_destroy(rserver *s);
 /* Sends the n commands in one write and reads the n replies (rep[i] from

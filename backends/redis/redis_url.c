@@ -16,13 +16,15 @@
  * (a password with an unencoded '/' ends urllib's netloc early, and its
  * tail must not show either).
  *
- * No I/O: tests/fuzz/fuzz_redis_url.c builds this file alone. */
+ * No I/O: tests/fuzz/fuzz_redis_url.c builds this file alone (with
+ * backends/common/hostport.c). */
 #include <ctype.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "redis.h"
+#include "../common/hostport.h"
 
 void rurl_redact(const char *url, char *out, size_t size)
 {
@@ -60,46 +62,15 @@ static char *unquote(const char *s, size_t n)
 
 int raddr_parse(const char *s, int dflt_port, raddr *a)
 {
-    const char *hend, *pstart = NULL;
-    size_t hl;
-    char *end;
-    long port = dflt_port;
+    size_t n;
 
     while (isspace((unsigned char)*s))
         s++;
-    if (*s == '[') {
-        hend = strchr(s, ']');
-        if (!hend)
-            return -1;
-        hl = (size_t)(hend - s - 1);
-        if (hend[1] == ':')
-            pstart = hend + 2;
-        else if (hend[1] && !isspace((unsigned char)hend[1]))
-            return -1;
-        s++;
-    } else {
-        const char *colon = strrchr(s, ':');
-        hl = colon ? (size_t)(colon - s) : strcspn(s, " \t");
-        if (colon)
-            pstart = colon + 1;
-    }
-    if (hl == 0 || hl >= R_HOST_MAX)
-        return -1;
-    memcpy(a->host, s, hl);
-    a->host[hl] = '\0';
-    if (pstart) {
-        if (!isdigit((unsigned char)*pstart))
-            return -1;   /* no sign, no blank: "host:-1", "host: 80" */
-        port = strtol(pstart, &end, 10);
-        while (isspace((unsigned char)*end))
-            end++;
-        if (*end)
-            return -1;
-    }
-    if (port < 1 || port > 65535)
-        return -1;
-    a->port = (int)port;
-    return 0;
+    n = strlen(s);
+    while (n && isspace((unsigned char)s[n - 1]))
+        n--;
+    return cachet_hostport_parse(s, n, dflt_port, a->host, sizeof a->host, &a->port) ==
+           CACHET_HP_OK ? 0 : -1;
 }
 
 cachet_status raddr_list_parse(const rcfg *cfg, const char *arg, const char *v,

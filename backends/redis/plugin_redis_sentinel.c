@@ -1,0 +1,8 @@
+/* redis_sentinel.so (dogpile.cache.redis_sentinel): its entry point; the client
+ * and the operations are libredisclient's (redis.c). */
+#include "redis.h"
+
+CACHET_BACKEND_EXPORT const cachet_backend_ops *cachet_backend_entry(void)
+{
+    return &redis_ops_sentinel;
+}
