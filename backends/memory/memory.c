@@ -224,7 +224,8 @@ static inline int expired(const entry *e)
 
 /* The live entry under key, or NULL; an expired one found on the way is
  * unlinked into garbage.  The caller holds the lock. */
-static entry *find_live(mem *m, uint64_t h, const void *key, size_t klen, entry **garbage)
+static inline __attribute__((always_inline)) entry *find_live(mem *m, uint64_t h, const void *key,
+                                                        size_t klen, entry **garbage)
 {
     entry **pp = find(m, h, key, klen);
     if (*pp && expired(*pp)) {
