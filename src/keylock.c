@@ -123,6 +123,7 @@ static keylock_outcome await_locked(keylock_stripe *s, keylock_entry *e, uint64_
         void *copy = malloc(e->result_len + 1);
         if (copy) {
             memcpy(copy, e->result, e->result_len);
+            ((char *)copy)[e->result_len] = '\0';   /* values handed out end in a NUL */
             *buf = copy;
             *len = e->result_len;
             o = KL_RESULT;

@@ -219,6 +219,7 @@ cachet_status cachet__region_accept_slow(cachet_region *r, const char *key, void
         uint8_t *nb = realloc(*buf, CACHET_VALUE_HDR + n + 1);
         if (nb) {
             memmove(nb + CACHET_VALUE_HDR, nb + CACHET_VALUE_HDR_V1, n);
+            nb[CACHET_VALUE_HDR + n] = '\0';
             *buf = nb;
             *blen = CACHET_VALUE_HDR + n;
             return CACHET_OK;

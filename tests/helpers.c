@@ -62,6 +62,10 @@ void th_assert_hit_at(cachet_region *r, const char *key, const void *want, size_
         cachet_free(v);
         fail_msg("%s:%d: get %.40s: %zu bytes, not the %zu bytes set", file, line, key, n, wlen);
     }
+    if (((const char *)v)[n] != '\0') {
+        cachet_free(v);
+        fail_msg("%s:%d: get %.40s: no NUL after the value", file, line, key);
+    }
     cachet_free(v);
 }
 

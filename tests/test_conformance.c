@@ -25,6 +25,7 @@
 #include <dirent.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <time.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -400,6 +401,109 @@ static void get_or_create_runs_the_creator_once(void **state)
     assert_int_equal(atomic_load(&calls), 1);
     th_assert_hit(r, "goc", "made:goc", 8);
     assert_int_equal(th_stats(r).creator_calls, 1);
+    cachet_region_close(r);
+}
+
+/* A creator that holds on until told, so another thread waits on it. */
+typedef struct {
+    atomic_int go;
+    atomic_int started;
+} nul_hold_arg;
+
+static cachet_status nul_hold_create(void *arg, const char *key, void **value, size_t *len)
+{
+    nul_hold_arg *a = arg;
+    (void)key;
+    atomic_store(&a->started, 1);
+    for (int i = 0; i < 30000 && !atomic_load(&a->go); i++) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    *value = malloc(4);
+    if (!*value)
+        return CACHET_ENOMEM;
+    memcpy(*value, "slow", 4);       /* no NUL of its own: the region adds one */
+    *len = 4;
+    return CACHET_OK;
+}
+
+typedef struct {
+    cachet_region *r;
+    nul_hold_arg *a;
+    char byte_after;
+    size_t len;
+    cachet_status st;
+} nul_waiter;
+
+static void *nul_wait_for_creator(void *p)
+{
+    nul_waiter *w = p;
+    void *v;
+    w->st = cachet_get_or_create(w->r, "nul-wait", nul_hold_create, w->a, &v, &w->len);
+    if (w->st == CACHET_OK) {
+        w->byte_after = ((char *)v)[w->len];
+        cachet_free(v);
+    }
+    return NULL;
+}
+
+static int nul_creator_started(void *arg)
+{
+    return atomic_load(&((nul_hold_arg *)arg)->started);
+}
+
+/* Every value handed out ends in a NUL not counted in its length, on every
+ * path a value leaves by: get, get_multi, get_or_create (a hit, the
+ * creator's own value, a waiter's copy of it). */
+static void values_handed_out_end_in_a_nul(void **state)
+{
+    target *t = *state;
+    cachet_region *r = open_target(t);
+    cachet_item items[2] = {{.key = "nul-a"}, {.key = "nul-b"}};
+    atomic_int calls = 0;
+    nul_hold_arg a = {0, 0};
+    nul_waiter w = {r, &a, 'x', 0, CACHET_EINVAL};
+    pthread_t th;
+    void *v;
+    size_t n;
+
+    assert_int_equal(cachet_set(r, "nul-a", "abc", 3), CACHET_OK);
+    assert_int_equal(cachet_set(r, "nul-b", "", 0), CACHET_OK);
+    th_assert_hit(r, "nul-a", "abc", 3);        /* checks value[len] == 0 */
+    th_assert_hit(r, "nul-b", "", 0);
+    assert_int_equal(cachet_get_multi(r, items, 2), CACHET_OK);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(items[i].status, CACHET_OK);
+        assert_int_equal(((char *)items[i].value)[items[i].len], '\0');
+        cachet_free(items[i].value);
+    }
+    /* the creator's value (count_create makes 8 bytes without a NUL), then a hit */
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(cachet_get_or_create(r, "nul-goc", count_create, &calls, &v, &n),
+                         CACHET_OK);
+        assert_int_equal(((char *)v)[n], '\0');
+        cachet_free(v);
+    }
+    /* a waiter gets a copy of another thread's creation */
+    assert_int_equal(pthread_create(&th, NULL, nul_wait_for_creator, &w), 0);
+    assert_true(th_wait_until(nul_creator_started, &a, 30.0));
+    {
+        nul_waiter w2 = {r, &a, 'x', 0, CACHET_EINVAL};
+        pthread_t th2;
+        assert_int_equal(pthread_create(&th2, NULL, nul_wait_for_creator, &w2), 0);
+        /* the second caller is parked on the key (or has the value) before the creator ends */
+        struct timespec ts = {0, 50000000};
+        nanosleep(&ts, NULL);   /* only a head start: both outcomes are checked the same */
+        atomic_store(&a.go, 1);
+        pthread_join(th2, NULL);
+        assert_int_equal(w2.st, CACHET_OK);
+        assert_int_equal(w2.len, 4);
+        assert_int_equal(w2.byte_after, '\0');
+    }
+    pthread_join(th, NULL);
+    assert_int_equal(w.st, CACHET_OK);
+    assert_int_equal(w.len, 4);
+    assert_int_equal(w.byte_after, '\0');
     cachet_region_close(r);
 }
 
@@ -1026,6 +1130,7 @@ static const struct CMUnitTest bodies[] = {
     cmocka_unit_test_setup(get_multi_mixed_hits_and_misses, empty_store),
     cmocka_unit_test_setup(set_multi_get_multi_delete_multi, empty_store),
     cmocka_unit_test_setup(get_or_create_runs_the_creator_once, empty_store),
+    cmocka_unit_test_setup(values_handed_out_end_in_a_nul, empty_store),
     cmocka_unit_test_setup(awkward_keys_round_trip, empty_store),
     cmocka_unit_test_setup(foreign_bytes_are_a_corrupt_miss, empty_store),
     cmocka_unit_test_setup(another_keys_value_is_a_corrupt_miss, empty_store),

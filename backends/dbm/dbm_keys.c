@@ -52,6 +52,17 @@ static cachet_status fetch(dbm *d, const char *key, size_t klen, void **value, s
             return CACHET_MISS;
         return dbm_db_error(d, "cannot read");
     }
+    /* gdbm_fetch allocates exactly dsize: room for the NUL every value
+     * handed out ends in */
+    {
+        char *nb = realloc(v.dptr, (size_t)v.dsize + 1);
+        if (!nb) {
+            free(v.dptr);
+            return cachet_backend_error(CACHET_ENOMEM, "backend dbm: out of memory");
+        }
+        nb[v.dsize] = '\0';
+        v.dptr = nb;
+    }
     *value = v.dptr;
     *len = (size_t)v.dsize;
     return CACHET_OK;

@@ -143,13 +143,14 @@ static int read_body(mc_sock *s, resp *r, size_t maxval, double dl)
     if (vlen > maxval)
         return mc_sock_fail(s, MC_EPROTO, "protocol error: a value of %zu bytes declared, over "
                             "max_value_size (%zu)", vlen, maxval);
-    if (!(r->value = malloc(vlen ? vlen : 1)))
+    if (!(r->value = malloc(vlen + 1)))   /* + the NUL every value handed out ends in */
         return mc_sock_fail(s, MC_ENOMEM, "out of memory for a value of %zu bytes", vlen);
     if ((rc = mc_sock_read(s, r->value, vlen, dl)) != MC_OK) {
         free(r->value);
         r->value = NULL;
         return rc;
     }
+    ((char *)r->value)[vlen] = '\0';
     r->vlen = vlen;
     return MC_OK;
 }

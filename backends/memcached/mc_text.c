@@ -119,7 +119,7 @@ static int read_data(mc_sock *s, size_t bytes, double dl, void **out)
 {
     char crlf[2];
     int rc;
-    void *v = malloc(bytes ? bytes : 1);
+    char *v = malloc(bytes + 1);          /* + the NUL every value handed out ends in */
     if (!v)
         return mc_sock_fail(s, MC_ENOMEM, "out of memory for a value of %zu bytes", bytes);
     if ((rc = mc_sock_read(s, v, bytes, dl)) != MC_OK ||
@@ -132,6 +132,7 @@ static int read_data(mc_sock *s, size_t bytes, double dl, void **out)
         return mc_sock_fail(s, MC_EPROTO, "protocol error: the value is not followed by "
                             "\\r\\n (its length is not what the VALUE line said)");
     }
+    v[bytes] = '\0';
     *out = v;
     return MC_OK;
 }

@@ -329,10 +329,11 @@ static void mem_close(void *state)
  * an empty value so that a hit is never a NULL pointer. */
 static cachet_status copy_out(mem *m, entry *e, void **value, size_t *len)
 {
-    void *v = malloc(e->vlen ? e->vlen : 1);
+    char *v = malloc(e->vlen + 1);        /* + the NUL every value handed out ends in */
     if (!v)
         return CACHET_ENOMEM;
     memcpy(v, e->data + e->klen, e->vlen);
+    v[e->vlen] = '\0';
     if (m->bounded && m->lru.next != &e->lru) {
         lru_unlink(&e->lru);
         lru_push_front(m, &e->lru);

@@ -11,7 +11,10 @@
  * cachet_backend_error() (never by printing).
  *
  * Memory: a value a backend hands back (get, get_multi) must come from
- * malloc(); the caller frees it with free().
+ * malloc() with room for one byte more than its length, and that byte must
+ * be NUL: the region hands values on as they are, and every value cachet
+ * gives a caller ends in a NUL not counted in its length (so string users
+ * cannot read past it).  The caller frees it with free().
  *
  * Threads: the region calls a backend from many threads at once unless the
  * vtable sets CACHET_CAP_SERIALIZE, in which case calls on one instance are

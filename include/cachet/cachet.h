@@ -84,7 +84,8 @@ const char   *cachet_region_backend(const cachet_region *r);
 cachet_status cachet_get(cachet_region *r, const char *key, void **value, size_t *len);
 cachet_status cachet_set(cachet_region *r, const char *key, const void *value, size_t len);
 cachet_status cachet_delete(cachet_region *r, const char *key);
-/* Frees a value handed out by cachet (get, get_multi, get_or_create). */
+/* Frees a value handed out by cachet (get, get_multi, get_or_create).
+ * Every such value has a NUL byte at value[len], not counted in len. */
 void          cachet_free(void *value);
 
 typedef struct {

@@ -64,15 +64,18 @@ static cachet_status t_get(void *state, const char *key, size_t klen, void **val
     if (o->fail)
         return cachet_backend_error(CACHET_EUNAVAILABLE, "abi_ok: told to fail");
     if (klen > 4 && memcmp(key, "raw:", 4) == 0) {
-        if (!(*value = malloc(klen - 4)))
+        char *v = malloc(klen - 4 + 1);   /* values handed back end in a NUL */
+        if (!v)
             return CACHET_ENOMEM;
-        memcpy(*value, key + 4, klen - 4);
+        memcpy(v, key + 4, klen - 4);
+        v[klen - 4] = '\0';
+        *value = v;
         *len = klen - 4;
         return CACHET_OK;
     }
     if (klen > 4 && memcmp(key, "hex:", 4) == 0) {
         size_t n = (klen - 4) / 2;
-        unsigned char *b = malloc(n ? n : 1);
+        unsigned char *b = malloc(n + 1);
         if (!b)
             return CACHET_ENOMEM;
         for (size_t i = 0; i < n; i++) {
@@ -81,16 +84,22 @@ static cachet_status t_get(void *state, const char *key, size_t klen, void **val
             x = (unsigned)strtoul(two, NULL, 16);
             b[i] = (unsigned char)x;
         }
+        b[n] = '\0';
         *value = b;
         *len = n;
         return CACHET_OK;
     }
     if (!o->key || (!o->any_key && (o->klen != klen || memcmp(o->key, key, klen) != 0)))
         return CACHET_MISS;
-    if (!(*value = malloc(o->vlen ? o->vlen : 1)))
-        return CACHET_ENOMEM;
-    memcpy(*value, o->val, o->vlen);
-    *len = o->vlen > (size_t)o->truncate_by ? o->vlen - (size_t)o->truncate_by : 0;
+    {
+        char *v = malloc(o->vlen + 1);
+        if (!v)
+            return CACHET_ENOMEM;
+        memcpy(v, o->val, o->vlen);
+        *len = o->vlen > (size_t)o->truncate_by ? o->vlen - (size_t)o->truncate_by : 0;
+        v[*len] = '\0';
+        *value = v;
+    }
     return CACHET_OK;
 }
 
