@@ -1,13 +1,22 @@
-/* libFuzzer target: the memcached binary response parsers (backends/memcached/mc_bin.c)
- * on any bytes a server might send.  The first byte picks the request
- * (GETK, GETK with CAS, GETKQ x3 + NOOP, a SET's or DELETE's response,
- * SASL); the rest is the server's answer.  Whatever it is, the parser must
- * not read outside the bytes, must not allocate past max_value_size, and a
- * value it returns must be one asked for. */
+/* libFuzzer targets: the memcached reply parsers, ASCII (mc_text.c; built
+ * as fuzz_mc_text) and binary (mc_bin.c; built with -DFUZZ_MC_BINARY as
+ * fuzz_mc_bin).  The first byte picks the request the parser answers (get,
+ * gets, a multi-get of "a b a", a write's or delete's reply, and for the
+ * binary protocol SASL); the rest is the server's answer.  Whatever it is,
+ * the parser must not read outside the bytes, must not allocate past
+ * max_value_size, and a value it returns must be one asked for. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include "mc_proto.h"
+
+#ifdef FUZZ_MC_BINARY
+#define PROTO mc_bin
+#define NOPS  6            /* the binary protocol also has SASL */
+#else
+#define PROTO mc_text
+#define NOPS  5
+#endif
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -35,37 +44,39 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (size < 1)
         return 0;
-    op = data[0] % 6;
+    op = data[0] % NOPS;
     mc_sock_init(&s);
     if (mc_sock_feed(&s, data + 1, size - 1) != MC_OK)
         return 0;
     switch (op) {
     case 0:
     case 1:
-        rc = mc_bin.get(&s, "key", 3, MAXVAL, 1e18, &v, &len, op ? &cas : NULL);
+        rc = PROTO.get(&s, "key", 3, MAXVAL, 1e18, &v, &len, op ? &cas : NULL);
         if (rc == MC_OK ? (!v || len > MAXVAL) : v != NULL)
             abort();
         free(v);
         break;
     case 2:
-        if (mc_bin.mget_send(&s, keys, klens, 3, 1e18) == MC_OK &&
+        if (PROTO.mget_send(&s, keys, klens, 3, 1e18) == MC_OK &&
             mc_sock_flush(&s, 1e18) == MC_OK)
-            mc_bin.mget_recv(&s, keys, klens, 3, MAXVAL, 1e18, hit, &count);
+            PROTO.mget_recv(&s, keys, klens, 3, MAXVAL, 1e18, hit, &count);
         if (count > 3)
             abort();
         break;
     case 3:
-        if (mc_bin.store_queue(&s, 0, "key", 3, "v", 1, 0, 1e18) == MC_OK &&
+        if (PROTO.store_queue(&s, 0, "key", 3, "v", 1, 0, 1e18) == MC_OK &&
             mc_sock_flush(&s, 1e18) == MC_OK)
-            while (mc_bin.reply(&s, 1e18) >= 0)
+            while (PROTO.reply(&s, 1e18) >= 0)
                 ;
         break;
+#ifdef FUZZ_MC_BINARY
     case 5:
         mc_bin_sasl(&s, "user", "pass", 1e18);
         break;
+#endif
     default:
-        if (mc_bin.del_queue(&s, "key", 3, 0) == MC_OK && mc_sock_flush(&s, 1e18) == MC_OK)
-            while (mc_bin.reply(&s, 1e18) >= 0)
+        if (PROTO.del_queue(&s, "key", 3, 0) == MC_OK && mc_sock_flush(&s, 1e18) == MC_OK)
+            while (PROTO.reply(&s, 1e18) >= 0)
                 ;
         break;
     }
