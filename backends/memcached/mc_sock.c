@@ -279,6 +279,30 @@ int mc_sock_send(mc_sock *s, const void *p, size_t n, double deadline)
 
 /* ---- input ---- */
 
+/* Receives at least one byte into buf (cap bytes), waiting on the
+ * deadline for the socket to have some; *got says how many. */
+static int recv_some(mc_sock *s, void *buf, size_t cap, double deadline, size_t *got)
+{
+    for (;;) {
+        ssize_t r = recv(s->fd, buf, cap, MSG_DONTWAIT);
+        if (r > 0) {
+            *got = (size_t)r;
+            return MC_OK;
+        }
+        if (r == 0)
+            return mc_sock_fail(s, MC_EIO, "connection closed by the server");
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            int rc = wait_fd(s, POLLIN, deadline, "waiting for the reply");
+            if (rc != MC_OK)
+                return rc;
+            continue;
+        }
+        return mc_sock_fail(s, MC_EIO, "recv: %s", strerror(errno));
+    }
+}
+
 /* Reads what the socket has into the buffer (at least one byte). */
 static int fill(mc_sock *s, double deadline)
 {
@@ -319,23 +343,12 @@ static int fill(mc_sock *s, double deadline)
             return rc;
         }
     }
-    for (;;) {
-        ssize_t r = recv(s->fd, s->rbuf + s->rend, s->rcap - s->rend, MSG_DONTWAIT);
-        if (r > 0) {
-            s->rend += (size_t)r;
-            return MC_OK;
-        }
-        if (r == 0)
-            return mc_sock_fail(s, MC_EIO, "connection closed by the server");
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            int rc = wait_fd(s, POLLIN, deadline, "waiting for the reply");
-            if (rc != MC_OK)
-                return rc;
-            continue;
-        }
-        return mc_sock_fail(s, MC_EIO, "recv: %s", strerror(errno));
+    {
+        size_t got;
+        int rc = recv_some(s, s->rbuf + s->rend, s->rcap - s->rend, deadline, &got);
+        if (rc == MC_OK)
+            s->rend += got;
+        return rc;
     }
 }
 
@@ -393,23 +406,13 @@ int mc_sock_read(mc_sock *s, void *dst, size_t n, double deadline)
         }
         if (d && n >= RBUF_SIZE && s->fd >= 0 && !s->fed) {
             /* a large value goes straight into its destination */
-            ssize_t r = recv(s->fd, d, n, MSG_DONTWAIT);
-            if (r > 0) {
-                d += r;
-                n -= (size_t)r;
-                continue;
-            }
-            if (r == 0)
-                return mc_sock_fail(s, MC_EIO, "connection closed by the server");
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                int rc = wait_fd(s, POLLIN, deadline, "waiting for the reply");
-                if (rc != MC_OK)
-                    return rc;
-                continue;
-            }
-            return mc_sock_fail(s, MC_EIO, "recv: %s", strerror(errno));
+            size_t got;
+            int rc = recv_some(s, d, n, deadline, &got);
+            if (rc != MC_OK)
+                return rc;
+            d += got;
+            n -= got;
+            continue;
         }
         {
             int rc = fill(s, deadline);
