@@ -289,6 +289,12 @@ cachet_status cachet__below_sweep(cachet_below *b,
     return st;
 }
 
+size_t cachet__below_servers(cachet_below *b, cachet_server_state *out, size_t max)
+{
+    cachet_layer *t = b->top->bottom;
+    return t->backend->servers ? t->backend->servers(t->state, out, max) : 0;
+}
+
 cachet_status cachet__below_compact(cachet_below *b)
 {
     cachet_layer *t = b->top->bottom;

@@ -74,6 +74,18 @@ typedef struct {
 
 typedef void (*cachet_backend_report_fn)(void *arg, const char *name, const char *value);
 
+/* One server of a networked backend as the backend sees it now (the
+ * servers operation).  Strings are the backend's: name lives as long as
+ * the instance, reason is a static string. */
+typedef struct {
+    const char *name;          /* "host:port" (or socket path) as configured */
+    int         up;            /* 1: in use; 0: marked down */
+    const char *reason;        /* why it is down: "refused", "timeout", "protocol error", ...;
+                                  NULL when up */
+    uint64_t    failures;      /* failed calls to it since open */
+    double      since_change;  /* seconds since up last changed; -1 = never changed */
+} cachet_server_state;
+
 typedef struct cachet_backend_ops {
     unsigned    abi_version;   /* CACHET_BACKEND_ABI_VERSION */
     const char *name;          /* canonical name, e.g. "memory" */
@@ -136,6 +148,12 @@ typedef struct cachet_backend_ops {
     void (*fork_prepare)(void *state);
     void (*fork_parent)(void *state);
     void (*fork_child)(void *state);
+
+    /* Optional, for networked backends: fills at most max entries of out
+     * with the state of each server, returns how many servers there are
+     * (possibly more than max).  Called from any thread at any time
+     * (metrics scrapes): it must not block on a server. */
+    size_t (*servers)(void *state, cachet_server_state *out, size_t max);
 } cachet_backend_ops;
 
 /* The one symbol a plugin exports (declared here so a plugin's definition
