@@ -179,33 +179,22 @@ static double now(void)
 
 /* ---- basics ---- */
 
-static void round_trip_and_multi(void **state)
+/* Round trips of single values are the conformance suite's bodies; what is
+ * dbm's own: the file is made at open, and what one region wrote another
+ * region (as another process would) reads from the file. */
+static void multi_ops_persist_in_the_file(void **state)
 {
     char dir[128], path[160];
     cachet_region *r;
-    const char bin[] = {'a', 0, 'b', (char)0xff};
     char keys[40][16], vals[40][24];
     cachet_item items[40];
     const char *dkeys[20];
-    void *v;
-    size_t n;
 
+    (void)state;
     snprintf(path, sizeof path, "%s/cache.db", newdir(dir, sizeof dir));
     r = open_db(path);
     assert_string_equal(cachet_region_backend(r), "dbm");
     assert_int_equal(file_size(path) > 0, 1);           /* created at open */
-    assert_int_equal(cachet_set(r, "bin", bin, sizeof bin), CACHET_OK);
-    assert_int_equal(cachet_get(r, "bin", &v, &n), CACHET_OK);
-    assert_int_equal(n, sizeof bin);
-    assert_memory_equal(v, bin, n);
-    cachet_free(v);
-    assert_int_equal(cachet_set(r, "empty", "", 0), CACHET_OK);
-    assert_value(r, "empty", "");
-    assert_int_equal(cachet_set(r, "with space\n", "S", 1), CACHET_OK);
-    assert_value(r, "with space\n", "S");
-    assert_int_equal(cachet_delete(r, "bin"), CACHET_OK);
-    assert_miss(r, "bin");
-    assert_int_equal(cachet_delete(r, "never-there"), CACHET_OK);
 
     for (int i = 0; i < 40; i++) {
         snprintf(keys[i], sizeof keys[i], "key%d", i);
@@ -236,7 +225,7 @@ static void round_trip_and_multi(void **state)
             cachet_free(items[i].value);
         }
     }
-    assert_int_equal(get_report(r).entries, 2 + 20);
+    assert_int_equal(get_report(r).entries, 20);
     cachet_region_close(r);
 }
 
@@ -1441,7 +1430,7 @@ static void region_survives_fork(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(round_trip_and_multi),
+        cmocka_unit_test(multi_ops_persist_in_the_file),
         cmocka_unit_test(lockfiles_off_and_custom),
         cmocka_unit_test(missing_filename_and_unknown_argument),
         cmocka_unit_test(unwritable_directory),

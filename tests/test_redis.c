@@ -269,10 +269,10 @@ static void multi_ops_take_one_round_trip(void **state)
         snprintf(vals[i], sizeof vals[i], "value-%d", i * 13);
         items[i] = (cachet_item){keys[i], vals[i], strlen(vals[i]), CACHET_EINVAL};
     }
+    /* that values round-trip is the conformance suite's body; here: how
+     * many commands the server saw */
     freeReplyObject(raw(redis_main.port, 0, "CONFIG RESETSTAT"));
     assert_int_equal(cachet_set_multi(r, items, 100), CACHET_OK);
-    for (int i = 0; i < 100; i++)
-        assert_int_equal(items[i].status, CACHET_OK);
     for (int i = 0; i < 50; i++)
         dkeys[i] = keys[2 * i];
     assert_int_equal(cachet_delete_multi(r, dkeys, 50), CACHET_OK);
@@ -280,14 +280,8 @@ static void multi_ops_take_one_round_trip(void **state)
         items[i] = (cachet_item){keys[i], NULL, 0, CACHET_EINVAL};
     assert_int_equal(cachet_get_multi(r, items, 100), CACHET_OK);
     for (int i = 0; i < 100; i++) {
-        if (i % 2 == 0) {
-            assert_int_equal(items[i].status, CACHET_MISS);
-        } else {
-            assert_int_equal(items[i].status, CACHET_OK);
-            assert_int_equal(items[i].len, strlen(vals[i]));
-            assert_memory_equal(items[i].value, vals[i], items[i].len);
-            cachet_free(items[i].value);
-        }
+        assert_int_equal(items[i].status, i % 2 ? CACHET_OK : CACHET_MISS);
+        cachet_free(items[i].value);
     }
     /* one MGET and one DEL; the 100 SETs went in one pipeline */
     assert_int_equal(stat_calls(redis_main.port, "mget"), 1);
@@ -319,21 +313,19 @@ static void server_side_ttl(void **state)
     cachet_region_close(r);
 }
 
-static void foreign_bytes_are_a_miss(void **state)
+/* Bytes that are not cachet's are the conformance suite's body; what is
+ * redis's own: a key of another type (WRONGTYPE) is an error, not a crash,
+ * and not a value. */
+static void another_type_under_the_key_is_an_error(void **state)
 {
     cachet_region *r = open_redis(redis_main.port, NULL);
-    cachet_stat_counters s;
-    void *v;
+    void *v = NULL;
     size_t n;
-    freeReplyObject(raw(redis_main.port, 0, "SET %s %s", "foreign", "written by someone else"));
-    freeReplyObject(raw(redis_main.port, 0, "SET %s %s", "short", "ab"));
-    assert_int_equal(cachet_get(r, "foreign", &v, &n), CACHET_MISS);
-    assert_int_equal(cachet_get(r, "short", &v, &n), CACHET_MISS);
-    /* a hash under the key: WRONGTYPE is an error, not a crash */
+    (void)state;
     freeReplyObject(raw(redis_main.port, 0, "HSET %s %s %s", "ahash", "f", "v"));
-    assert_true(cachet_get(r, "ahash", &v, &n) != CACHET_OK);
-    assert_int_equal(cachet_stats(r, &s), CACHET_OK);
-    assert_true(s.corrupt >= 2);
+    assert_int_not_equal(cachet_get(r, "ahash", &v, &n), CACHET_OK);
+    assert_int_not_equal(cachet_get(r, "ahash", &v, &n), CACHET_MISS);
+    assert_null(v);
     cachet_region_close(r);
 }
 
@@ -1667,7 +1659,7 @@ int main(void)
         cmocka_unit_test(host_port_db_arguments),
         cmocka_unit_test(multi_ops_take_one_round_trip),
         cmocka_unit_test(server_side_ttl),
-        cmocka_unit_test(foreign_bytes_are_a_miss),
+        cmocka_unit_test(another_type_under_the_key_is_an_error),
         cmocka_unit_test(wrong_password_is_clear_and_secret),
         cmocka_unit_test(unix_socket_url),
         cmocka_unit_test(bad_arguments_name_the_argument),
