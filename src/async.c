@@ -65,6 +65,7 @@ CACHET_EXPORT cachet_status cachet_async_open(cachet_region *r, unsigned threads
     q->fork_gen = cachet__async_fork_gen();
     q->pid = (long)getpid();
     q->nworkers = threads;
+    q->batch_max = CACHET_ASYNC_BATCH_MAX;
     if ((q->efd = cachet__async_notify_open()) < 0) {
         int e = errno;
         free(q);
@@ -88,6 +89,19 @@ CACHET_EXPORT cachet_status cachet_async_open(cachet_region *r, unsigned threads
 CACHET_EXPORT int cachet_async_fd(const cachet_async *q)
 {
     return cachet__async_usable(q, "cachet_async_fd") ? q->efd : -1;
+}
+
+CACHET_EXPORT cachet_status cachet_async_set_batch(cachet_async *q, unsigned max)
+{
+    if (!cachet__async_usable(q, "cachet_async_set_batch"))
+        return CACHET_EINVAL;
+    if (max > CACHET_ASYNC_BATCH_MAX)
+        return cachet__error(CACHET_EINVAL, "cachet_async_set_batch: %u is over the most, %d",
+                             max, CACHET_ASYNC_BATCH_MAX);
+    pthread_mutex_lock(&q->mu);
+    q->batch_max = max ? max : CACHET_ASYNC_BATCH_MAX;
+    pthread_mutex_unlock(&q->mu);
+    return CACHET_OK;
 }
 
 CACHET_EXPORT size_t cachet_async_outstanding(const cachet_async *q)

@@ -77,6 +77,8 @@ struct cachet_async {
     size_t          outstanding;   /* submitted and callback not yet run */
     int             closing;       /* close has begun: submits are refused */
     int             fail_fast;     /* closing and the backend is down: queued ops are not tried */
+    size_t          idle;          /* workers waiting on work */
+    unsigned        batch_max;     /* gets per get_multi (cachet_async_set_batch) */
     unsigned        nworkers;      /* how many were asked for (set before they start) */
     unsigned        nthreads;      /* how many started (the starting thread's) */
     pthread_t      *threads;

@@ -116,7 +116,10 @@ cachet_status cachet__async_submit(cachet_async *q, async_op *op, const char *wh
     else {
         q->outstanding++;
         cachet__async_list_push(&q->queued, op);
-        pthread_cond_signal(&q->work);
+        /* a busy worker takes it when it is done: no wakeup (a futex
+         * call on the loop's thread) unless a worker sleeps */
+        if (q->idle)
+            pthread_cond_signal(&q->work);
     }
     pthread_mutex_unlock(&q->mu);
     if (st != CACHET_OK)

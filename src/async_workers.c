@@ -81,8 +81,11 @@ static void run_batch(cachet_region *r, async_op **ops, size_t n)
  * queued behind it.  Returns how many ops were taken (0: exit). */
 static size_t take(cachet_async *q, async_op **ops)
 {
-    while (!q->queued.head && !q->closing)
+    while (!q->queued.head && !q->closing) {
+        q->idle++;
         pthread_cond_wait(&q->work, &q->mu);
+        q->idle--;
+    }
     async_op *op = cachet__async_list_pop(&q->queued);
     if (!op)
         return 0;
@@ -93,8 +96,8 @@ static size_t take(cachet_async *q, async_op **ops)
     /* leave a share for the other workers when the queue is short, so that
      * a few gets run in parallel rather than in one batch */
     size_t limit = q->queued.n / q->nworkers + 1;
-    if (limit > CACHET_ASYNC_BATCH_MAX)
-        limit = CACHET_ASYNC_BATCH_MAX;
+    if (limit > q->batch_max)
+        limit = q->batch_max;
     async_op *p = q->queued.head;
     for (int scanned = 0; p && n < limit && scanned < BATCH_SCAN; scanned++) {
         async_op *next = p->next;

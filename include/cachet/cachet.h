@@ -272,6 +272,10 @@ cachet_status cachet_async_add(cachet_async *q, const char *key, const void *val
 typedef void (*cachet_async_multi_done)(void *arg, cachet_status st, cachet_item *items, size_t n);
 cachet_status cachet_async_get_multi(cachet_async *q, const char *const *keys, size_t n,
                                      cachet_async_multi_done done, void *arg);
+/* The most queued gets a worker folds into one cachet_get_multi: 1 = each
+ * get on its own, 0 = the default (64, also the most).  For measuring, and
+ * for backends whose multi-get costs more than the gets it replaces. */
+cachet_status cachet_async_set_batch(cachet_async *q, unsigned max);
 /* Operations submitted and whose callback has not run yet. */
 size_t        cachet_async_outstanding(const cachet_async *q);
 
