@@ -487,6 +487,17 @@ static void ops_redis_through_proxies(void **state)
 
 /* ------------------------------------------------ a server that hangs */
 
+/* The hostile servers outlive their test: their connection threads may
+ * still be reading the struct after hostile_stop returns. */
+static hostile_server hostiles[8];
+static int nhostiles;
+
+static hostile_server *next_hostile(void)
+{
+    assert_true(nhostiles < 8);
+    return &hostiles[nhostiles++];
+}
+
 /* A redis that answers (PING, SET: +OK; GET: nil) until *hang is set, and
  * then reads every request and answers none: the region opens and talks to
  * it, and then it hangs under load, as a stuck server does. */
@@ -565,11 +576,11 @@ static void hung_server_in_the_list_never_blocks_the_loop(void **state)
 #endif
     if (!have_memcached)
         fail_msg("memcached did not start");
-    hostile_server h;
-    mc_hang = 0;
-    assert_int_equal(hostile_start(&h, memcached_then_hang, NULL), 0);
+    hostile_server *hp = next_hostile();
+    __atomic_store_n(&mc_hang, 0, __ATOMIC_SEQ_CST);
+    assert_int_equal(hostile_start(hp, memcached_then_hang, NULL), 0);
     char servers[128];
-    snprintf(servers, sizeof servers, "127.0.0.1:%d,127.0.0.1:%d", memcached_srv.port, h.port);
+    snprintf(servers, sizeof servers, "127.0.0.1:%d,127.0.0.1:%d", memcached_srv.port, hp->port);
     const char *opts[] = {"memcache_servers", servers, "memcache_socket_timeout", "2", NULL};
     cachet_region *r = th_open("memcached", opts);
     loop L;
@@ -591,7 +602,7 @@ static void hung_server_in_the_list_never_blocks_the_loop(void **state)
     loop_close(&L);
     free(R);
     cachet_region_close(r);
-    hostile_stop(&h);
+    hostile_stop(hp);
 }
 
 /* redis whose only server hangs: every op fails, none blocks the loop. */
@@ -615,11 +626,11 @@ static void hung_redis_never_blocks_the_loop(void **state)
 #ifndef HAVE_HIREDIS
     skip();
 #endif
-    hostile_server h;
-    redis_hang = 0;
-    assert_int_equal(hostile_start(&h, redis_then_hang, NULL), 0);
+    hostile_server *hp = next_hostile();
+    __atomic_store_n(&redis_hang, 0, __ATOMIC_SEQ_CST);
+    assert_int_equal(hostile_start(hp, redis_then_hang, NULL), 0);
     char url[96];
-    snprintf(url, sizeof url, "url:redis://127.0.0.1:%d/0", h.port);
+    snprintf(url, sizeof url, "url:redis://127.0.0.1:%d/0", hp->port);
     const char *opts[] = {"backend_argument", url, "redis_socket_timeout", "2", NULL};
     cachet_region *r = th_open("redis", opts);
     assert_int_equal(cachet_set(r, "warm", "v", 1), CACHET_OK);   /* it answers, for now */
@@ -647,7 +658,7 @@ static void hung_redis_never_blocks_the_loop(void **state)
     loop_assert_never_blocked(&L, 1.0);
     loop_close(&L);
     cachet_region_close(r);
-    hostile_stop(&h);
+    hostile_stop(hp);
 }
 
 /* ------------------------------------------------------------- close */
@@ -727,11 +738,11 @@ static void close_on_a_hung_server_is_bounded(void **state)
 #ifndef HAVE_HIREDIS
     skip();
 #endif
-    hostile_server h;
-    redis_hang = 0;
-    assert_int_equal(hostile_start(&h, redis_then_hang, NULL), 0);
+    hostile_server *hp = next_hostile();
+    __atomic_store_n(&redis_hang, 0, __ATOMIC_SEQ_CST);
+    assert_int_equal(hostile_start(hp, redis_then_hang, NULL), 0);
     char url[96];
-    snprintf(url, sizeof url, "url:redis://127.0.0.1:%d/0", h.port);
+    snprintf(url, sizeof url, "url:redis://127.0.0.1:%d/0", hp->port);
     const char *opts[] = {"backend_argument", url, "redis_socket_timeout", "1", NULL};
     cachet_region *r = th_open("redis", opts);
     assert_int_equal(cachet_set(r, "warm", "v", 1), CACHET_OK);
@@ -750,7 +761,7 @@ static void close_on_a_hung_server_is_bounded(void **state)
     assert_true(took >= 0.9);  /* it did wait for the hung server once */
     assert_true(took < 30);    /* 2000 one-second timeouts on 2 workers would be 1000 s */
     cachet_region_close(r);
-    hostile_stop(&h);
+    hostile_stop(hp);
 }
 
 /* ---------------------------------------------------------- the limit */
@@ -951,6 +962,10 @@ static void fork_child_gets_an_error_and_opens_its_own(void **state)
         cachet_async_close(q);   /* releases, runs nothing, does not hang */
         if (cs.calls != 0)
             code |= 8;
+#ifdef __SANITIZE_THREAD__
+        /* TSan cannot start threads in the child of a threaded process */
+        _exit(code);
+#endif
         cachet_async *mine;
         if (cachet_async_open(r, 1, &mine) != CACHET_OK)
             _exit(code | 16);
