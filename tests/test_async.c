@@ -473,6 +473,33 @@ static void ops_redis(void **state)
     ops_on("redis", opts, 0);
 }
 
+static void ops_memcache_pool(void **state)
+{
+#ifndef HAVE_LIBMEMCACHED
+    skip();
+#endif
+    if (!have_memcached)
+        fail_msg("memcached did not start");
+    const char *opts[] = {"memcache_servers", mc_servers, NULL};
+    ops_on("memcache_pool", opts, 0);
+}
+
+static void ops_dbm(void **state)
+{
+#ifndef HAVE_GDBM
+    skip();
+#endif
+    char dir[] = "/tmp/cachet-async-dbm.XXXXXX", arg[96], path[80];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/a.db", dir);
+    snprintf(arg, sizeof arg, "filename:%s", path);
+    const char *opts[] = {"backend_argument", arg, NULL};
+    ops_on("dbm", opts, 0);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* the same through a proxy chain */
 static void ops_redis_through_proxies(void **state)
 {
@@ -1022,6 +1049,8 @@ int main(void)
         cmocka_unit_test(ops_memcached),
         cmocka_unit_test(ops_redis),
         cmocka_unit_test(ops_redis_through_proxies),
+        cmocka_unit_test(ops_memcache_pool),
+        cmocka_unit_test(ops_dbm),
         cmocka_unit_test(hung_server_in_the_list_never_blocks_the_loop),
         cmocka_unit_test(hung_redis_never_blocks_the_loop),
         cmocka_unit_test(close_with_operations_queued_memory),
