@@ -512,6 +512,55 @@ static void ops_redis_through_proxies(void **state)
     ops_on("redis", opts, 2);
 }
 
+/* Many gets of the same few keys queued at once (one worker, so they
+ * batch, a key many times in one get_multi, as a hot key is): every one
+ * gets its own copy of the right value. */
+typedef struct {
+    int n, right;
+} dupes;
+
+static void dupe_done(void *arg, cachet_status st, void *v, size_t len)
+{
+    dupes *d = arg;
+    d->n++;
+    d->right += st == CACHET_OK && len == 5 && memcmp(v, "value", 5) == 0;
+    cachet_free(v);
+}
+
+static void repeated_keys_in_one_batch(const char *backend, const char *const *opts)
+{
+    cachet_region *r = th_open(backend, opts);
+    assert_int_equal(cachet_set(r, "dup-a", "value", 5), CACHET_OK);
+    assert_int_equal(cachet_set(r, "dup-b", "value", 5), CACHET_OK);
+    cachet_async *q;
+    assert_int_equal(cachet_async_open(r, 1, &q), CACHET_OK);
+    dupes d = {0};
+    for (int i = 0; i < 600; i++)
+        assert_int_equal(cachet_async_get(q, i % 3 ? "dup-a" : "dup-b", dupe_done, &d), CACHET_OK);
+    cachet_async_close(q);
+    assert_int_equal(d.n, 600);
+    assert_int_equal(d.right, 600);
+    cachet_region_close(r);
+}
+
+static void repeated_keys_memcached(void **state)
+{
+#ifndef HAVE_LIBMEMCACHED
+    skip();
+#endif
+    const char *opts[] = {"memcache_servers", mc_servers, NULL};
+    repeated_keys_in_one_batch("memcached", opts);
+}
+
+static void repeated_keys_redis(void **state)
+{
+#ifndef HAVE_HIREDIS
+    skip();
+#endif
+    const char *opts[] = {"backend_argument", redis_url, NULL};
+    repeated_keys_in_one_batch("redis", opts);
+}
+
 /* ------------------------------------------------ a server that hangs */
 
 /* The hostile servers outlive their test: their connection threads may
@@ -1051,6 +1100,8 @@ int main(void)
         cmocka_unit_test(ops_redis_through_proxies),
         cmocka_unit_test(ops_memcache_pool),
         cmocka_unit_test(ops_dbm),
+        cmocka_unit_test(repeated_keys_memcached),
+        cmocka_unit_test(repeated_keys_redis),
         cmocka_unit_test(hung_server_in_the_list_never_blocks_the_loop),
         cmocka_unit_test(hung_redis_never_blocks_the_loop),
         cmocka_unit_test(close_with_operations_queued_memory),
