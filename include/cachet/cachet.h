@@ -227,6 +227,9 @@ cachet_status cachet_backend_report(cachet_region *r, cachet_report_fn fn, void 
  *   time, into one cachet_get_multi (one redis MGET or memcached multi-get).
  * - A callback may submit more work, and may call dispatch; done may be NULL
  *   (fire and forget: cachet frees any value).
+ * - Submits may come from any thread (callbacks still run in the thread
+ *   that dispatches); dispatch and close are the loop's: one thread at a
+ *   time per queue.
  * - get_or_create's creator runs on a worker thread, not the loop's: it
  *   must not touch the loop's state without its own locking, and must not
  *   wait for a completion of the same queue.
