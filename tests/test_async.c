@@ -970,6 +970,70 @@ static void close_from_a_callback(void **state)
     cachet_region_close(r);
 }
 
+/* Submits from other threads while the loop dispatches (documented as
+ * safe): every completion once, and every callback in the loop's thread. */
+typedef struct {
+    cachet_async *q;
+    int base;
+    int refused;
+} submitter;
+
+static int other_counts[4000];
+static pthread_t loop_thread;
+static int off_loop_callbacks;
+
+static void other_done(void *arg, cachet_status st, void *v, size_t len)
+{
+    int id = (int)(intptr_t)arg;
+    other_counts[id]++;
+    if (!pthread_equal(pthread_self(), loop_thread) || st != CACHET_OK)
+        off_loop_callbacks++;
+    cachet_free(v);
+}
+
+static void *submit_from_thread(void *p)
+{
+    submitter *s = p;
+    for (int i = 0; i < 2000; i++) {
+        char key[32];
+        int id = s->base + i;
+        snprintf(key, sizeof key, "other-%d", id);
+        if (cachet_async_set(s->q, key, "v", 1, other_done, (void *)(intptr_t)id) != CACHET_OK)
+            s->refused++;
+    }
+    return NULL;
+}
+
+static void submits_from_other_threads(void **state)
+{
+    cachet_region *r = th_open("memory", NULL);
+    loop L;
+    loop_init(&L, r, 2);
+    loop_thread = pthread_self();
+    memset(other_counts, 0, sizeof other_counts);
+    off_loop_callbacks = 0;
+    submitter a = {L.q, 0, 0}, b = {L.q, 2000, 0};
+    pthread_t ta, tb;
+    assert_int_equal(pthread_create(&ta, NULL, submit_from_thread, &a), 0);
+    assert_int_equal(pthread_create(&tb, NULL, submit_from_thread, &b), 0);
+    int total = 0;
+    double end = th_now_s() + 60;
+    while (total < 4000 && th_now_s() < end) {
+        loop_turn(&L);
+        total = 0;
+        for (int i = 0; i < 4000; i++)
+            total += other_counts[i] > 0;
+    }
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    assert_int_equal(a.refused + b.refused, 0);
+    for (int i = 0; i < 4000; i++)
+        assert_int_equal(other_counts[i], 1);
+    assert_int_equal(off_loop_callbacks, 0);
+    loop_close(&L);
+    cachet_region_close(r);
+}
+
 /* ------------------------------------------- a server dies mid-flight */
 
 static void server_dies_mid_flight(void **state)
@@ -1110,6 +1174,7 @@ int main(void)
         cmocka_unit_test(queue_full_is_an_error_not_a_hang),
         cmocka_unit_test(bad_submits_return_errors_and_never_call_done),
         cmocka_unit_test(close_from_a_callback),
+        cmocka_unit_test(submits_from_other_threads),
         cmocka_unit_test(server_dies_mid_flight),
         cmocka_unit_test(fork_child_gets_an_error_and_opens_its_own),
     };
