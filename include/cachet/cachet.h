@@ -201,6 +201,87 @@ typedef void (*cachet_report_fn)(void *arg, const char *name, const char *value)
 /* Round-trips nothing; asks the backend for its servers' state. */
 cachet_status cachet_backend_report(cachet_region *r, cachet_report_fn fn, void *arg);
 
+
+/* ---- non-blocking use from an event loop (nginx, libevent, libuv, epoll) ----
+ * Operations submitted from the loop's thread are queued and run on the
+ * queue's worker threads (threads = 0: 4; at most 256); their completions
+ * wait until the loop sees cachet_async_fd() readable and calls
+ * cachet_async_dispatch(), which runs the callbacks in the loop's own
+ * thread.  The fd is one eventfd (non-blocking, close-on-exec, owned by the
+ * queue): watch it for reading, level- or edge-triggered; dispatch empties
+ * it.  Keys and values are copied at submit; a value handed to done is the
+ * callee's to cachet_free (a set's, add's or delete's completion gets
+ * value = NULL, len = 0).  Inside done, cachet_errmsg() describes that
+ * operation's failure.
+ *
+ * - Submits never block on the backend: a submit returns at once with
+ *   CACHET_OK (done will be called exactly once, with the operation's
+ *   status, also when the server dies or the queue is closed meanwhile) or
+ *   with an error (done will never be called).
+ * - Bounded: at most 65,536 operations may be outstanding (submitted and
+ *   their callback not yet run); past that a submit returns CACHET_ENOMEM,
+ *   "queue is full".  A loop that stops dispatching thus stops accepting.
+ * - Operations run concurrently on the workers, so two operations submitted
+ *   together may complete in either order: for read-your-write, submit the
+ *   get from the set's callback.  Queued gets are folded, up to 64 at a
+ *   time, into one cachet_get_multi (one redis MGET or memcached multi-get).
+ * - A callback may submit more work, and may call dispatch; done may be NULL
+ *   (fire and forget: cachet frees any value).
+ * - Submits may come from any thread (callbacks still run in the thread
+ *   that dispatches); dispatch and close are the loop's: one thread at a
+ *   time per queue.
+ * - get_or_create's creator runs on a worker thread, not the loop's: it
+ *   must not touch the loop's state without its own locking, and must not
+ *   wait for a completion of the same queue.
+ * - The region must stay open until cachet_async_close returns; several
+ *   queues may share one region.
+ * - fork(): a queue does not survive into the child (its threads are the
+ *   parent's).  In the child every call on it returns CACHET_EINVAL (fd:
+ *   -1, dispatch: 0) saying so; cachet_async_close there releases the fd
+ *   and memory without running callbacks.  The child opens its own queue on
+ *   its region (which does survive fork). */
+typedef struct cachet_async cachet_async;
+typedef void (*cachet_async_done)(void *arg, cachet_status st, void *value, size_t len);
+cachet_status cachet_async_open(cachet_region *r, unsigned threads, cachet_async **out); /* 0 = default */
+int           cachet_async_fd(const cachet_async *q);
+size_t        cachet_async_dispatch(cachet_async *q);   /* runs waiting callbacks, returns how many */
+cachet_status cachet_async_get(cachet_async *q, const char *key, cachet_async_done done, void *arg);
+cachet_status cachet_async_set(cachet_async *q, const char *key, const void *value, size_t len,
+                               cachet_async_done done, void *arg);
+cachet_status cachet_async_get_or_create(cachet_async *q, const char *key,
+                                         cachet_creator create, void *create_arg,
+                                         cachet_async_done done, void *arg);
+/* Every queued operation completes first: the ones not yet run are run
+ * (unless the backend is down: once one fails with CACHET_EUNAVAILABLE or
+ * CACHET_ETIMEDOUT during close, the rest complete with that status
+ * without being tried), and every remaining callback runs, in the closing
+ * thread, before it returns.  Submits during close (from those callbacks)
+ * return CACHET_EINVAL.  Called from inside a callback, the close happens
+ * when that dispatch returns.  NULL is a no-op. */
+void          cachet_async_close(cachet_async *q);
+
+/* The same style for the other region operations.  o (may be NULL) is
+ * copied at submit.  add completes with CACHET_OK or CACHET_EXISTS. */
+cachet_status cachet_async_delete(cachet_async *q, const char *key, cachet_async_done done, void *arg);
+cachet_status cachet_async_set_ex(cachet_async *q, const char *key, const void *value, size_t len,
+                                  const cachet_set_options *o, cachet_async_done done, void *arg);
+cachet_status cachet_async_add(cachet_async *q, const char *key, const void *value, size_t len,
+                               const cachet_set_options *o, cachet_async_done done, void *arg);
+/* get_multi: done gets the n items in the order of keys, each with its
+ * status and (on a hit) its value, which is the callee's to cachet_free,
+ * as after cachet_get_multi; the array and its keys are cachet's and gone
+ * when done returns.  st is what
+ * cachet_get_multi returned: CACHET_OK when every item was handled. */
+typedef void (*cachet_async_multi_done)(void *arg, cachet_status st, cachet_item *items, size_t n);
+cachet_status cachet_async_get_multi(cachet_async *q, const char *const *keys, size_t n,
+                                     cachet_async_multi_done done, void *arg);
+/* The most queued gets a worker folds into one cachet_get_multi: 1 = each
+ * get on its own, 0 = the default (64, also the most).  For measuring, and
+ * for backends whose multi-get costs more than the gets it replaces. */
+cachet_status cachet_async_set_batch(cachet_async *q, unsigned max);
+/* Operations submitted and whose callback has not run yet. */
+size_t        cachet_async_outstanding(const cachet_async *q);
+
 #ifdef __cplusplus
 }
 #endif
