@@ -24,6 +24,8 @@ libdir=$(sed -n 3p "$stamp")
 bindir=$(sed -n 4p "$stamp")
 backenddir=$(sed -n 5p "$stamp")
 proxydir=$(sed -n 6p "$stamp")
+docdir=$(sed -n 7p "$stamp")
+mandir=$(sed -n 8p "$stamp")
 
 if make -C "$builddir" install DESTDIR="$root" >"$tmp/install.log" 2>&1; then
     ok "make install DESTDIR= succeeds"
@@ -50,15 +52,15 @@ for page in "$srcdir"/docs/cachet.1 "$srcdir"/docs/man/*.[0-9]; do
     [ -e "$page" ] || continue
     name=$(basename "$page")
     sect=${name##*.}
-    if [ -n "$(find "$root" -path "*/man/man$sect/$name")" ]; then ok "man page $name installed"
-    else bad "man page $name not installed under man$sect"; fi
+    if [ -e "$root$mandir/man$sect/$name" ]; then ok "man page $name installed"
+    else bad "man page $name not installed under $mandir/man$sect"; fi
 done
 # ---- the docs ----
 for doc in "$srcdir"/docs/*.md; do
     [ -e "$doc" ] || continue
     name=$(basename "$doc")
-    if [ -n "$(find "$root" -path "*/doc/cachet/$name")" ]; then ok "doc $name installed"
-    else bad "doc $name not installed under doc/cachet"; fi
+    if [ -e "$root$docdir/$name" ]; then ok "doc $name installed"
+    else bad "doc $name not installed under $docdir"; fi
 done
 
 # ---- the installed tool, on the installed library and plugins (not the
