@@ -54,5 +54,14 @@ while read -r f; do
     if [ -e "$man/$f.3" ]; then ok "$f has a page"; else bad "$f has no page docs/man/$f.3"; fi
 done <"$tmp/functions"
 
+# every option of src/options.def is described in cachet.conf(5)
+sed -n 's/^OPTION([A-Z_]*, "\([a-z_]*\)".*/\1/p' "$srcdir/src/options.def" >"$tmp/options"
+[ -s "$tmp/options" ] || bad "no option found in src/options.def (the pattern is wrong)"
+while read -r o; do
+    # as a bold word of a .B/.BR line (groff escapes no '_')
+    if grep -E -q "^\.(B|BR) (.* )?\"?$o\"?( |$)" "$man/cachet.conf.5"; then ok "cachet.conf(5) describes $o"
+    else bad "cachet.conf(5) does not describe the option $o"; fi
+done <"$tmp/options"
+
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]
