@@ -23,9 +23,13 @@ if grep -q 'int main' "$tmp/az.c"; then ok "README.md has a C example with a mai
     bad "no \`\`\`c block with main() under '## Using it from C' in README.md"; fi
 
 # built against the tree's headers and libcachet, as pkg-config would give
-# them installed (rpath: the build tree's library finds its own plugins)
-if ${CC:-cc} -std=c11 -Wall -Wextra -Werror -o "$tmp/az" "$tmp/az.c" -I"$srcdir/include" \
-        -L"$builddir/.libs" -Wl,-rpath,"$builddir/.libs" -lcachet 2>"$tmp/cc.err"; then
+# them installed (rpath: the build tree's library finds its own plugins),
+# with the build's compiler and flags (a sanitizer build's library needs
+# its runtime in the program too)
+# shellcheck disable=SC2086
+if ${CACHET_CC:-cc} ${CACHET_CFLAGS:-} -std=c11 -Wall -Wextra -Werror -o "$tmp/az" "$tmp/az.c" \
+        -I"$srcdir/include" ${CACHET_LDFLAGS:-} -L"$builddir/.libs" -Wl,-rpath,"$builddir/.libs" \
+        -lcachet 2>"$tmp/cc.err"; then
     ok "the example compiles as it stands, without a warning"
 else
     bad "cc: $(head -c 800 "$tmp/cc.err")"
