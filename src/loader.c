@@ -1,5 +1,7 @@
 /* The plugin loader, for backends and proxies alike.  Plugins are looked
- * for, in order, in the directories of $CACHET_PLUGIN_PATH (absolute only),
+ * for, in order, in the directories of $CACHET_PLUGIN_PATH (absolute only:
+ * a relative entry is an error naming it, since which directory it means
+ * would depend on the process's working directory),
  * then the build tree's plugin directory when this libcachet is itself the
  * build tree's (so `make check` and the uninstalled tool work), then the
  * installed directory of their kind; an absolute .so path is taken as it
@@ -137,8 +139,11 @@ static int try_open(const plugin_kind *k, const char *path, const char *name, co
     return 1;
 }
 
-/* Builds the list of directories to search, ':'-separated, into dirs. */
-static void search_dirs(const plugin_kind *k, char *dirs, size_t size)
+/* Builds the list of directories to search, ':'-separated, into dirs.  A
+ * relative entry in CACHET_PLUGIN_PATH is refused, not skipped: skipping
+ * it silently made a mistyped path look like a missing plugin.  Empty
+ * entries ("a::b", a trailing ':') name no directory and are passed over. */
+static cachet_status search_dirs(const plugin_kind *k, char *dirs, size_t size)
 {
     const char *env = secure_getenv("CACHET_PLUGIN_PATH");
     size_t used = 0;
@@ -147,7 +152,11 @@ static void search_dirs(const plugin_kind *k, char *dirs, size_t size)
         const char *p = env;
         while (*p) {
             size_t n = strcspn(p, ":");
-            if (n && p[0] == '/' && used + n + 2 < size) {   /* relative entries are skipped */
+            if (n && p[0] != '/')
+                return cachet__error(CACHET_EINVAL, "CACHET_PLUGIN_PATH: entry '%.*s' is a "
+                                     "relative directory (every entry must be absolute)",
+                                     (int)(n > 256 ? 256 : n), p);
+            if (n && used + n + 2 < size) {
                 memcpy(dirs + used, p, n);
                 used += n;
                 dirs[used++] = ':';
@@ -160,6 +169,7 @@ static void search_dirs(const plugin_kind *k, char *dirs, size_t size)
                                  k->build_dir);
     if (used < size)
         snprintf(dirs + used, size - used, "%s", k->install_dir);
+    return CACHET_OK;
 }
 
 static cachet_status find_and_open(const plugin_kind *k, const char *name, const void **ops)
@@ -183,7 +193,8 @@ static cachet_status find_and_open(const plugin_kind *k, const char *name, const
     if (!is_plain_name(name))
         return cachet__error(CACHET_EINVAL, "%s '%s': a %s name holds only letters, digits, '_' "
                              "and '-' (or is an absolute path to a .so)", k->what, name, k->what);
-    search_dirs(k, dirs, sizeof dirs);
+    if (search_dirs(k, dirs, sizeof dirs) != CACHET_OK)
+        return CACHET_EINVAL;
     for (p = dirs; *p; ) {
         size_t n = strcspn(p, ":");
         snprintf(path, sizeof path, "%.*s/%s.so", (int)n, p, name);

@@ -88,9 +88,9 @@ static void plugin_path_is_searched(void **state)
     snprintf(dst, sizeof dst, "%s/thirdparty.so", dir);
     snprintf(cmd, sizeof cmd, "cp '%s' '%s'", PLUGIN("abi_ok"), dst);
     assert_int_equal(system(cmd), 0);
-    /* relative entries are ignored; the absolute one is used */
+    /* empty entries are passed over; the absolute one is used */
     char env[512];
-    snprintf(env, sizeof env, "relative/dir:%s", dir);
+    snprintf(env, sizeof env, "::%s:", dir);
     setenv("CACHET_PLUGIN_PATH", env, 1);
     assert_int_equal(open_backend("thirdparty", &r), CACHET_OK);
     assert_string_equal(cachet_region_backend(r), "abi_ok");
@@ -98,6 +98,25 @@ static void plugin_path_is_searched(void **state)
     unsetenv("CACHET_PLUGIN_PATH");
     unlink(dst);
     rmdir(dir);
+}
+
+/* A relative entry would mean a different directory in every working
+ * directory: it is an error naming the entry, wherever it is in the list,
+ * and no later entry is tried. */
+static void relative_plugin_path_entry_is_an_error(void **state)
+{
+    static const char *const envs[] = {"relative/dir", "/tmp:plugins", "./x:/tmp", "/tmp::.."};
+    static const char *const named[] = {"'relative/dir'", "'plugins'", "'./x'", "'..'"};
+    for (size_t i = 0; i < sizeof envs / sizeof envs[0]; i++) {
+        cachet_region *r = (void *)1;
+        setenv("CACHET_PLUGIN_PATH", envs[i], 1);
+        assert_int_equal(open_backend("thirdparty_relative", &r), CACHET_EINVAL);
+        assert_null(r);
+        th_assert_contains(cachet_errmsg(), "CACHET_PLUGIN_PATH");
+        th_assert_contains(cachet_errmsg(), named[i]);
+        th_assert_contains(cachet_errmsg(), "relative");
+    }
+    unsetenv("CACHET_PLUGIN_PATH");
 }
 
 static void build_tree_plugins_found_uninstalled(void **state)
@@ -131,6 +150,7 @@ int main(void)
         cmocka_unit_test(missing_backend_names_it_and_where),
         cmocka_unit_test(escaping_names_are_refused),
         cmocka_unit_test(plugin_path_is_searched),
+        cmocka_unit_test(relative_plugin_path_entry_is_an_error),
         cmocka_unit_test(build_tree_plugins_found_uninstalled),
         cmocka_unit_test(plugin_rejects_unknown_argument),
     };
