@@ -15,8 +15,48 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <pthread.h>
+#include <sys/wait.h>
 #include <cachet/backend.h>
+#include <cachet/cachet.h>
 #include "servers.h"
+
+/* ---- what the backends log ---- */
+
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+static int log_down, log_back, log_other_warnings;
+static char log_last[512];
+
+static void logger(void *arg, cachet_log_level level, const char *msg)
+{
+    (void)arg;
+    pthread_mutex_lock(&log_mu);
+    if (strstr(msg, " is down ("))
+        log_down++;
+    else if (strstr(msg, " is back after "))
+        log_back++;
+    else if (level >= CACHET_LOG_WARNING)
+        log_other_warnings++;
+    snprintf(log_last, sizeof log_last, "%s", msg);
+    pthread_mutex_unlock(&log_mu);
+}
+
+static void log_reset(void)
+{
+    pthread_mutex_lock(&log_mu);
+    log_down = log_back = log_other_warnings = 0;
+    pthread_mutex_unlock(&log_mu);
+    cachet_set_logger(logger, NULL);
+}
+
+static int log_count(int *which)
+{
+    int n;
+    pthread_mutex_lock(&log_mu);
+    n = *which;
+    pthread_mutex_unlock(&log_mu);
+    return n;
+}
 
 static double now_s(void)
 {
@@ -157,17 +197,279 @@ static void redis_servers_report(void **state)
 }
 #endif
 
+/* ---- recovery: probes in the background, never by a caller ---- */
+
+typedef struct {
+    const cachet_backend_ops *ops;
+    void *st;
+    int   id, calls, ok, slow;
+    double worst;
+} caller;
+
+/* 20 gets of keys of the given prefix; counts the calls of >= 0.5 s. */
+static void *call_loop(void *arg)
+{
+    caller *c = arg;
+    char key[48];
+    for (int i = 0; i < c->calls; i++) {
+        void *v = NULL;
+        size_t len;
+        double t0 = now_s(), dt;
+        cachet_status st;
+        snprintf(key, sizeof key, "t%d-k%d", c->id, i % 5);
+        st = c->ops->get(c->st, key, strlen(key), &v, &len);
+        dt = now_s() - t0;
+        free(v);
+        if (st == CACHET_OK || st == CACHET_MISS)
+            c->ok++;
+        if (dt >= 0.5)
+            c->slow++;
+        if (dt > c->worst)
+            c->worst = dt;
+    }
+    return NULL;
+}
+
+/* n threads of calls at once; the totals. */
+static void run_callers(const cachet_backend_ops *ops, void *st, int n, int calls, int *ok,
+                        int *slow)
+{
+    pthread_t t[16];
+    caller c[16];
+    *ok = *slow = 0;
+    for (int i = 0; i < n; i++) {
+        c[i] = (caller){ops, st, i, calls, 0, 0, 0};
+        assert_int_equal(pthread_create(&t[i], NULL, call_loop, &c[i]), 0);
+    }
+    for (int i = 0; i < n; i++) {
+        pthread_join(t[i], NULL);
+        *ok += c[i].ok;
+        *slow += c[i].slow;
+    }
+}
+
+static int answers(const cachet_backend_ops *ops, void *st)
+{
+    void *v = NULL;
+    size_t len;
+    cachet_status rc = ops->get(st, "probe-key", 9, &v, &len);
+    free(v);
+    return rc == CACHET_OK || rc == CACHET_MISS;
+}
+
+static int up_in_servers_op(const cachet_backend_ops *ops, void *st)
+{
+    cachet_server_state out[1];
+    return ops->servers(st, out, 1) == 1 && out[0].up;
+}
+
+/* The server dies and comes back; dead_retry is 300 s.  While it is down,
+ * 8 threads of callers fail fast (none waits socket_timeout) and one
+ * warning is logged; once it listens again it is used within 2 s (the
+ * prober finds it: the old client waited out dead_retry), one info line
+ * says so, and 8 threads whose connections predate the restart all succeed
+ * with no second warning (stale connections are replaced, not blamed). */
+static void restart_is_seen(const char *backend, test_server *srv, const char *url)
+{
+    const cachet_backend_ops *ops = plugin(backend);
+    cachet_backend_arg args[] = {{"url", url}, {"dead_retry", "300"}, {"socket_timeout", "1"},
+                                 {"shared_host_state", "false"}};
+    void *st;
+    int ok, slow;
+    double t_back, t_used = 0;
+
+    log_reset();
+    st = open_backend(ops, args, 4);
+    run_callers(ops, st, 8, 5, &ok, &slow);          /* every thread holds connections */
+    assert_int_equal(ok, 40);
+
+    test_server_kill(srv);
+    run_callers(ops, st, 8, 20, &ok, &slow);
+    assert_int_equal(ok, 0);
+    assert_int_equal(slow, 0);                        /* refused: nobody waits */
+    assert_int_equal(log_count(&log_down), 1);
+    assert_false(up_in_servers_op(ops, st));
+
+    assert_int_equal(test_server_restart(srv), 0);
+    t_back = now_s();
+    while (now_s() - t_back < 30) {
+        if (answers(ops, st)) {
+            t_used = now_s();
+            break;
+        }
+        nanosleep(&(struct timespec){0, 20000000}, NULL);
+    }
+    assert_true(t_used > 0);
+    print_message("%s: used again %.2f s after it listened (dead_retry 300)\n", backend,
+                  t_used - t_back);
+    if (t_used - t_back > 2.0)
+        fail_msg("%s: the restarted server was used only %.2f s after it came back",
+                 backend, t_used - t_back);
+    assert_true(up_in_servers_op(ops, st));
+    assert_int_equal(log_count(&log_back), 1);
+
+    /* the 8 threads' connections were all made before the restart */
+    run_callers(ops, st, 8, 5, &ok, &slow);
+    assert_int_equal(ok, 40);
+    assert_int_equal(log_count(&log_down), 1);
+    assert_true(up_in_servers_op(ops, st));
+    ops->close(st);
+}
+
+#ifdef HAVE_LIBMEMCACHED
+static void memcached_restart_is_seen(void **state)
+{
+    const char *backends[] = {"memcached", "memcache_pool"};
+    (void)state;
+    for (int k = 0; k < 2; k++) {
+        test_server srv;
+        char url[64];
+        assert_int_equal(test_memcached_start(&srv, 0, NULL), 0);
+        snprintf(url, sizeof url, "127.0.0.1:%d", srv.port);
+        restart_is_seen(backends[k], &srv, url);
+        test_server_stop(&srv);
+    }
+}
+
+/* A server restarted between two calls (nobody saw it down): the threads'
+ * connections are dead, each is replaced, no call fails, nothing logged. */
+static void memcached_quick_restart_costs_nothing(void **state)
+{
+    const char *backends[] = {"memcached", "memcache_pool"};
+    (void)state;
+    for (int k = 0; k < 2; k++) {
+        const cachet_backend_ops *ops = plugin(backends[k]);
+        test_server srv;
+        char url[64];
+        int ok, slow;
+        void *st;
+        assert_int_equal(test_memcached_start(&srv, 0, NULL), 0);
+        snprintf(url, sizeof url, "127.0.0.1:%d", srv.port);
+        cachet_backend_arg args[] = {{"url", url}, {"shared_host_state", "false"}};
+        log_reset();
+        st = open_backend(ops, args, 2);
+        run_callers(ops, st, 8, 5, &ok, &slow);
+        assert_int_equal(ok, 40);
+        assert_int_equal(test_server_restart(&srv), 0);
+        run_callers(ops, st, 8, 5, &ok, &slow);
+        assert_int_equal(ok, 40);
+        assert_int_equal(log_count(&log_down), 0);
+        ops->close(st);
+        test_server_stop(&srv);
+    }
+}
+
+/* A host that accepts and never answers, next to a live one: 8 threads of
+ * calls on both cost one stalled call (first contact), then none, though
+ * the prober keeps probing it (each of its probes waits socket_timeout). */
+static void memcached_hung_host_costs_one_stall(void **state)
+{
+    const char *backends[] = {"memcached", "memcache_pool"};
+    (void)state;
+    for (int k = 0; k < 2; k++) {
+        const cachet_backend_ops *ops = plugin(backends[k]);
+        test_server live;
+        test_blackhole hole;
+        char url[96];
+        int ok, slow, slow_total = 0;
+        void *st;
+        assert_int_equal(test_memcached_start(&live, 0, NULL), 0);
+        assert_int_equal(test_blackhole_start(&hole), 0);
+        snprintf(url, sizeof url, "127.0.0.1:%d,127.0.0.1:%d", live.port, hole.port);
+        cachet_backend_arg args[] = {{"url", url}, {"socket_timeout", "1"},
+                                     {"dead_retry", "3"}, {"shared_host_state", "false"}};
+        log_reset();
+        st = open_backend(ops, args, 4);
+        for (int round = 0; round < 3; round++) {
+            run_callers(ops, st, 8, 20, &ok, &slow);
+            slow_total += slow;
+            assert_true(ok > 0);                      /* the live host's keys */
+        }
+        print_message("%s: %d calls of >= 0.5 s over 480 (a hung host)\n", backends[k],
+                      slow_total);
+        assert_true(slow_total <= 1);
+        assert_int_equal(log_count(&log_down), 1);
+        ops->close(st);
+        test_blackhole_stop(&hole);
+        test_server_stop(&live);
+    }
+}
+
+/* fork(): the child inherits "down" and has a prober of its own (the
+ * parent's thread does not exist there): it sees the server come back. */
+static void memcached_prober_restarts_in_child(void **state)
+{
+    const cachet_backend_ops *ops = plugin("memcached");
+    test_server srv;
+    char url[64];
+    void *st;
+    pid_t pid;
+    int status;
+    (void)state;
+
+    assert_int_equal(test_memcached_start(&srv, 0, NULL), 0);
+    snprintf(url, sizeof url, "127.0.0.1:%d", srv.port);
+    cachet_backend_arg args[] = {{"url", url}, {"dead_retry", "300"},
+                                 {"shared_host_state", "false"}};
+    st = open_backend(ops, args, 3);
+    assert_true(answers(ops, st));
+    test_server_kill(&srv);
+    assert_false(answers(ops, st));
+    assert_false(up_in_servers_op(ops, st));
+    ops->fork_prepare(st);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        ops->fork_child(st);
+        double t0 = now_s();
+        if (answers(ops, st))
+            _exit(2);                                 /* still down here */
+        /* the parent restarts the server; our own prober must find it */
+        while (now_s() - t0 < 30) {
+            if (answers(ops, st))
+                _exit(0);
+            nanosleep(&(struct timespec){0, 20000000}, NULL);
+        }
+        _exit(1);
+    }
+    ops->fork_parent(st);
+    assert_int_equal(test_server_restart(&srv), 0);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    ops->close(st);
+    test_server_stop(&srv);
+}
+#endif
+
+#ifdef HAVE_HIREDIS
+static void redis_restart_is_seen(void **state)
+{
+    test_server srv;
+    char url[64];
+    (void)state;
+    assert_int_equal(test_redis_start(&srv, 0, NULL), 0);
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", srv.port);
+    restart_is_seen("redis", &srv, url);
+    test_server_stop(&srv);
+}
+#endif
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
 #ifdef HAVE_LIBMEMCACHED
         cmocka_unit_test(memcached_servers_report),
         cmocka_unit_test(memcache_pool_servers_report),
+        cmocka_unit_test(memcached_restart_is_seen),
+        cmocka_unit_test(memcached_quick_restart_costs_nothing),
+        cmocka_unit_test(memcached_hung_host_costs_one_stall),
+        cmocka_unit_test(memcached_prober_restarts_in_child),
 #endif
 #ifdef HAVE_HIREDIS
         cmocka_unit_test(redis_servers_report),
+        cmocka_unit_test(redis_restart_is_seen),
 #endif
     };
-    (void)now_s;
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
