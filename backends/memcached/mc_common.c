@@ -196,9 +196,12 @@ cachet_status mc_report(void *state, cachet_backend_report_fn fn, void *arg)
         if (!ss.up)
             snprintf(buf, sizeof buf, "%s down (%s, %.1f s ago; probed in the background)",
                      m->hosts[i].label, ss.reason, ss.since_change);
+        else if (ss.since_change >= 0)
+            snprintf(buf, sizeof buf, "%s up (back %.1f s ago)", m->hosts[i].label,
+                     ss.since_change);
         else
-            snprintf(buf, sizeof buf, "%s %s", m->hosts[i].label,
-                     stt == CACHET_HOST_UP ? "up" : "unknown");
+            snprintf(buf, sizeof buf, "%s %s (never down)", m->hosts[i].label,
+                     stt == CACHET_HOST_UP ? "up" : "not contacted yet");
         snprintf(buf + strlen(buf), sizeof buf - strlen(buf),
                  " failures=%llu timeouts=%llu protocol_errors=%llu fast_failures=%llu "
                  "probes=%llu flushes=%llu stale_connections=%llu",

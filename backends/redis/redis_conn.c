@@ -692,10 +692,16 @@ void rserver_describe(rserver *s, char *buf, size_t size)
                  "probes=%llu", name, ss.reason, ss.since_change, why,
                  (unsigned long long)ss.failures, (unsigned long long)perr,
                  (unsigned long long)probes);
-    else
-        snprintf(buf, size, "%s %s connections=%zu failures=%llu protocol_errors=%llu", name,
-                 state == CACHET_HOST_UP ? "up" : "unknown", nopen,
+    else {
+        char since[48];
+        if (ss.since_change >= 0)
+            snprintf(since, sizeof since, "back %.1f s ago", ss.since_change);
+        else
+            snprintf(since, sizeof since, "never down");
+        snprintf(buf, size, "%s %s (%s) connections=%zu failures=%llu protocol_errors=%llu",
+                 name, state == CACHET_HOST_UP ? "up" : "not contacted yet", since, nopen,
                  (unsigned long long)ss.failures, (unsigned long long)perr);
+    }
 }
 
 /* ---- fork ---- */
