@@ -26,11 +26,16 @@
 static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
 static int log_down, log_back, log_other_warnings;
 static char log_last[512];
+static char log_filter[128];     /* count only the lines naming this (a server) */
 
 static void logger(void *arg, cachet_log_level level, const char *msg)
 {
     (void)arg;
     pthread_mutex_lock(&log_mu);
+    if (log_filter[0] && !strstr(msg, log_filter)) {
+        pthread_mutex_unlock(&log_mu);
+        return;                          /* another test's instance */
+    }
     if (strstr(msg, " is down ("))
         log_down++;
     else if (strstr(msg, " is back after "))
@@ -38,13 +43,17 @@ static void logger(void *arg, cachet_log_level level, const char *msg)
     else if (level >= CACHET_LOG_WARNING)
         log_other_warnings++;
     snprintf(log_last, sizeof log_last, "%s", msg);
+    if (getenv("TEST_HOSTS_VERBOSE"))
+        fprintf(stderr, "log %d: %s\n", (int)level, msg);
     pthread_mutex_unlock(&log_mu);
 }
 
-static void log_reset(void)
+/* filter: count only the lines that name it (NULL: all) */
+static void log_reset(const char *filter)
 {
     pthread_mutex_lock(&log_mu);
     log_down = log_back = log_other_warnings = 0;
+    snprintf(log_filter, sizeof log_filter, "%s", filter ? filter : "");
     pthread_mutex_unlock(&log_mu);
     cachet_set_logger(logger, NULL);
 }
@@ -277,8 +286,10 @@ static void restart_is_seen(const char *backend, test_server *srv, const char *u
     void *st;
     int ok, slow;
     double t_back, t_used = 0;
+    char filter[64];
 
-    log_reset();
+    snprintf(filter, sizeof filter, "127.0.0.1:%d ", srv->port);
+    log_reset(filter);
     st = open_backend(ops, args, 4);
     run_callers(ops, st, 8, 5, &ok, &slow);          /* every thread holds connections */
     assert_int_equal(ok, 40);
@@ -346,7 +357,7 @@ static void memcached_quick_restart_costs_nothing(void **state)
         assert_int_equal(test_memcached_start(&srv, 0, NULL), 0);
         snprintf(url, sizeof url, "127.0.0.1:%d", srv.port);
         cachet_backend_arg args[] = {{"url", url}, {"shared_host_state", "false"}};
-        log_reset();
+        log_reset(url);
         st = open_backend(ops, args, 2);
         run_callers(ops, st, 8, 5, &ok, &slow);
         assert_int_equal(ok, 40);
@@ -378,7 +389,9 @@ static void memcached_hung_host_costs_one_stall(void **state)
         snprintf(url, sizeof url, "127.0.0.1:%d,127.0.0.1:%d", live.port, hole.port);
         cachet_backend_arg args[] = {{"url", url}, {"socket_timeout", "1"},
                                      {"dead_retry", "3"}, {"shared_host_state", "false"}};
-        log_reset();
+        char filter[32];
+        snprintf(filter, sizeof filter, "127.0.0.1:%d ", hole.port);
+        log_reset(filter);
         st = open_backend(ops, args, 4);
         for (int round = 0; round < 3; round++) {
             run_callers(ops, st, 8, 20, &ok, &slow);

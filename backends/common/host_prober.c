@@ -71,7 +71,8 @@ void cachet__host_add(cachet_hostset *s, cachet_host *h)
         s->hosts = nh;
         s->cap = cap;
     }
-    s->hosts[s->n++] = h;
+    s->hosts[s->n] = h;
+    __atomic_store_n(&s->n, s->n + 1, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -82,19 +83,18 @@ void cachet__host_remove(cachet_hostset *s, cachet_host *h)
     pthread_mutex_lock(&s->mu);
     for (size_t i = 0; i < s->n; i++)
         if (s->hosts[i] == h) {
-            s->hosts[i] = s->hosts[--s->n];
+            s->hosts[i] = s->hosts[s->n - 1];
+            __atomic_store_n(&s->n, s->n - 1, __ATOMIC_RELAXED);
             break;
         }
     pthread_mutex_unlock(&s->mu);
 }
 
+/* Lock-free: asked with a host's lock held (fail open), which must not
+ * wait for the set's (the prober takes them the other way round). */
 size_t cachet_hostset_count(cachet_hostset *s)
 {
-    size_t n;
-    pthread_mutex_lock(&s->mu);
-    n = s->n;
-    pthread_mutex_unlock(&s->mu);
-    return n;
+    return __atomic_load_n(&s->n, __ATOMIC_RELAXED);
 }
 
 /* +-10%, from a xorshift the caller may race on (harmless: it is jitter) */
