@@ -24,7 +24,7 @@
 /* ---- what the backends log ---- */
 
 static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
-static int log_down, log_back, log_other_warnings;
+static int log_down, log_back, log_other_warnings, log_failopen;
 static char log_last[512];
 static char log_filter[128];     /* count only the lines naming this (a server) */
 
@@ -40,6 +40,8 @@ static void logger(void *arg, cachet_log_level level, const char *msg)
         log_down++;
     else if (strstr(msg, " is back after "))
         log_back++;
+    else if (strstr(msg, "(fail open)"))
+        log_failopen++;
     else if (level >= CACHET_LOG_WARNING)
         log_other_warnings++;
     snprintf(log_last, sizeof log_last, "%s", msg);
@@ -52,7 +54,7 @@ static void logger(void *arg, cachet_log_level level, const char *msg)
 static void log_reset(const char *filter)
 {
     pthread_mutex_lock(&log_mu);
-    log_down = log_back = log_other_warnings = 0;
+    log_down = log_back = log_other_warnings = log_failopen = 0;
     snprintf(log_filter, sizeof log_filter, "%s", filter ? filter : "");
     pthread_mutex_unlock(&log_mu);
     cachet_set_logger(logger, NULL);
@@ -408,6 +410,72 @@ static void memcached_hung_host_costs_one_stall(void **state)
     }
 }
 
+/* Fail open: two of three hosts hang (a network blip looks like that).
+ * The first to time out is marked down; the second is not (that would
+ * leave more than half down): it stays in use, with one warning.  Two
+ * hosts that refuse connections are both marked down: a refusal is
+ * certain, and trying again costs nothing. */
+static void memcached_fails_open(void **state)
+{
+    const cachet_backend_ops *ops = plugin("memcached");
+    test_server live;
+    test_blackhole h1, h2;
+    char url[128], n1[32], n2[32], key[16];
+    cachet_server_state out[3];
+    void *st, *v;
+    size_t len;
+    int down = 0;
+    (void)state;
+
+    assert_int_equal(test_memcached_start(&live, 0, NULL), 0);
+    assert_int_equal(test_blackhole_start(&h1), 0);
+    assert_int_equal(test_blackhole_start(&h2), 0);
+    snprintf(n1, sizeof n1, "127.0.0.1:%d", h1.port);
+    snprintf(n2, sizeof n2, "127.0.0.1:%d", h2.port);
+    snprintf(url, sizeof url, "127.0.0.1:%d,%s,%s", live.port, n1, n2);
+    cachet_backend_arg args[] = {{"url", url}, {"socket_timeout", "0.3"}, {"dead_retry", "60"},
+                                 {"shared_host_state", "false"}};
+    log_reset(NULL);
+    st = open_backend(ops, args, 4);
+    /* keys until both hung hosts have been tried */
+    for (int i = 0; i < 200; i++) {
+        snprintf(key, sizeof key, "fo%d", i);
+        v = NULL;
+        ops->get(st, key, strlen(key), &v, &len);
+        free(v);
+        if (entry_named(out, ops->servers(st, out, 3), n1)->failures > 0 &&
+            entry_named(out, 3, n2)->failures > 0)
+            break;
+    }
+    assert_int_equal(ops->servers(st, out, 3), 3);
+    assert_true(entry_named(out, 3, n1)->failures > 0 && entry_named(out, 3, n2)->failures > 0);
+    down = !entry_named(out, 3, n1)->up + !entry_named(out, 3, n2)->up;
+    assert_int_equal(down, 1);
+    assert_int_equal(log_count(&log_failopen), 1);
+    ops->close(st);
+
+    /* refused: both down */
+    snprintf(url, sizeof url, "127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d", live.port,
+             test_free_port(), test_free_port());
+    cachet_backend_arg args2[] = {{"url", url}, {"shared_host_state", "false"}};
+    st = open_backend(ops, args2, 2);
+    for (int i = 0; i < 60; i++) {
+        snprintf(key, sizeof key, "fo%d", i);
+        v = NULL;
+        ops->get(st, key, strlen(key), &v, &len);
+        free(v);
+    }
+    assert_int_equal(ops->servers(st, out, 3), 3);
+    down = 0;
+    for (int i = 0; i < 3; i++)
+        down += !out[i].up;
+    assert_int_equal(down, 2);
+    ops->close(st);
+    test_blackhole_stop(&h1);
+    test_blackhole_stop(&h2);
+    test_server_stop(&live);
+}
+
 /* fork(): the child inherits "down" and has a prober of its own (the
  * parent's thread does not exist there): it sees the server come back. */
 static void memcached_prober_restarts_in_child(void **state)
@@ -478,6 +546,7 @@ int main(void)
         cmocka_unit_test(memcached_quick_restart_costs_nothing),
         cmocka_unit_test(memcached_hung_host_costs_one_stall),
         cmocka_unit_test(memcached_prober_restarts_in_child),
+        cmocka_unit_test(memcached_fails_open),
 #endif
 #ifdef HAVE_HIREDIS
         cmocka_unit_test(redis_servers_report),
