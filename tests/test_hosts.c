@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <pthread.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <cachet/backend.h>
 #include <cachet/cachet.h>
@@ -58,6 +59,12 @@ static void log_reset(const char *filter)
     snprintf(log_filter, sizeof log_filter, "%s", filter ? filter : "");
     pthread_mutex_unlock(&log_mu);
     cachet_set_logger(logger, NULL);
+}
+
+static void th_contains(const char *hay, const char *needle)
+{
+    if (!strstr(hay, needle))
+        fail_msg("no \"%s\" in \"%s\"", needle, hay);
 }
 
 static int log_count(int *which)
@@ -476,6 +483,193 @@ static void memcached_fails_open(void **state)
     test_server_stop(&live);
 }
 
+/* ---- shared_host_state ---- */
+
+/* A private runtime directory for this process's shared state files. */
+static char runtime_dir[64];
+
+static void use_private_runtime_dir(void)
+{
+    if (!runtime_dir[0]) {
+        snprintf(runtime_dir, sizeof runtime_dir, "/tmp/cachet-hosts-run-XXXXXX");
+        assert_non_null(mkdtemp(runtime_dir));
+    }
+    setenv("XDG_RUNTIME_DIR", runtime_dir, 1);
+}
+
+/* The one state file in the runtime directory (there is one per server
+ * list: the caller's test uses one list). */
+static void state_file(char *path, size_t size)
+{
+    char cmd[160];
+    FILE *f;
+    snprintf(cmd, sizeof cmd, "ls -t %s/cachet-hosts-* 2>/dev/null | head -1", runtime_dir);
+    assert_non_null(f = popen(cmd, "r"));
+    assert_non_null(fgets(path, (int)size, f));
+    pclose(f);
+    path[strcspn(path, "\n")] = 0;
+}
+
+static void clear_runtime_dir(void)
+{
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -f %s/cachet-hosts-*", runtime_dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* n calls on keys all over the hosts; the calls of >= 0.5 s. */
+static int slow_calls(const cachet_backend_ops *ops, void *st, int id, int n)
+{
+    int slow = 0;
+    char key[32];
+    for (int i = 0; i < n; i++) {
+        void *v = NULL;
+        size_t len;
+        double t0 = now_s();
+        snprintf(key, sizeof key, "w%d-%d", id, i);
+        ops->get(st, key, strlen(key), &v, &len);
+        free(v);
+        if (now_s() - t0 >= 0.5)
+            slow++;
+    }
+    return slow;
+}
+
+/* 8 prefork workers (one instance opened by the parent, inherited) and 8
+ * independent processes (each opens its own), started at once over two
+ * live servers and a host that accepts and never answers (socket_timeout
+ * 1): one process makes first contact with the hung host and stalls; the
+ * file tells the others, who fail fast.  At most one call of >= 0.5 s in
+ * all 16 processes (without shared state: one per process). */
+static void shared_state_one_stall_per_machine(void **state)
+{
+    const cachet_backend_ops *ops = plugin("memcached");
+    test_server a, b;
+    test_blackhole hole;
+    char url[128];
+    int go[2], total = 0;
+    pid_t kids[16];
+    void *st;
+    (void)state;
+
+    use_private_runtime_dir();
+    clear_runtime_dir();
+    assert_int_equal(test_memcached_start(&a, 0, NULL), 0);
+    assert_int_equal(test_memcached_start(&b, 0, NULL), 0);
+    assert_int_equal(test_blackhole_start(&hole), 0);
+    snprintf(url, sizeof url, "127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d", a.port, b.port,
+             hole.port);
+    cachet_backend_arg args[] = {{"url", url}, {"socket_timeout", "1"}, {"dead_retry", "30"}};
+    st = open_backend(ops, args, 3);           /* the prefork parent's, never used by it */
+    assert_int_equal(pipe(go), 0);
+    for (int k = 0; k < 16; k++) {
+        int prefork = k < 8;
+        if (prefork)
+            ops->fork_prepare(st);
+        kids[k] = fork();
+        assert_true(kids[k] >= 0);
+        if (kids[k] == 0) {
+            char c;
+            void *mine = st;
+            int slow;
+            if (prefork)
+                ops->fork_child(st);
+            close(go[1]);
+            if (!prefork) {
+                cachet_backend_params p = {args, 3, 0};
+                if (ops->open(&p, &mine) != CACHET_OK)
+                    _exit(200);
+            }
+            if (read(go[0], &c, 1) < 0)       /* EOF: everyone starts now */
+                _exit(201);
+            slow = slow_calls(ops, mine, k, 40);
+            _exit(slow > 100 ? 100 : slow);
+        }
+        if (prefork)
+            ops->fork_parent(st);
+    }
+    close(go[0]);
+    close(go[1]);
+    for (int k = 0; k < 16; k++) {
+        int status;
+        assert_int_equal(waitpid(kids[k], &status, 0), kids[k]);
+        assert_true(WIFEXITED(status));
+        assert_true(WEXITSTATUS(status) <= 100);
+        total += WEXITSTATUS(status);
+    }
+    print_message("16 processes, 640 calls: %d of >= 0.5 s (a hung host)\n", total);
+    assert_true(total <= 1);
+    ops->close(st);
+    test_blackhole_stop(&hole);
+    test_server_stop(&a);
+    test_server_stop(&b);
+}
+
+/* The state file is the user's, and anything in it is validated: garbage
+ * written over it (random bytes, every slot "down" with a claim far in the
+ * future, a confirmation from the future) can make a host look down for a
+ * moment, never crash, hang or keep a live server unused: it answers again
+ * within a few seconds.  A file others may write is not used at all. */
+static void shared_state_survives_garbage(void **state)
+{
+    const cachet_backend_ops *ops = plugin("memcached");
+    test_server srv;
+    char url[64], path[256];
+    unsigned char junk[4096];
+    void *st;
+    FILE *f;
+    (void)state;
+
+    use_private_runtime_dir();
+    clear_runtime_dir();
+    assert_int_equal(test_memcached_start(&srv, 0, NULL), 0);
+    snprintf(url, sizeof url, "127.0.0.1:%d", srv.port);
+    cachet_backend_arg args[] = {{"url", url}, {"dead_retry", "300"}};
+    st = open_backend(ops, args, 2);
+    assert_true(answers(ops, st));
+    ops->close(st);
+    state_file(path, sizeof path);
+
+    srand(7);
+    for (int round = 0; round < 6; round++) {
+        for (size_t i = 0; i < sizeof junk; i++)
+            junk[i] = (unsigned char)rand();
+        if (round == 1)
+            memset(junk, 0xff, sizeof junk);           /* every field at its maximum */
+        if (round == 2)
+            for (size_t i = 0; i < sizeof junk; i += 8) /* "down" words everywhere */
+                memcpy(junk + i, &(uint64_t){0x7ffff012ull}, 8);
+        /* rounds 0-2 keep the header (random from round 3 on) */
+        if (round < 3) {
+            assert_non_null(f = fopen(path, "r"));
+            assert_int_equal(fread(junk, 1, 64, f), 64);
+            fclose(f);
+        }
+        assert_non_null(f = fopen(path, "r+"));
+        assert_int_equal(fwrite(junk, 1, round == 4 ? 7 : sizeof junk, f),
+                         round == 4 ? 7 : sizeof junk);
+        fclose(f);
+        st = open_backend(ops, args, 2);
+        double t0 = now_s();
+        while (!answers(ops, st) && now_s() - t0 < 10)
+            nanosleep(&(struct timespec){0, 20000000}, NULL);
+        if (now_s() - t0 >= 10)
+            fail_msg("round %d: the live server stayed unused after garbage in %s", round, path);
+        ops->close(st);
+    }
+
+    /* group-writable: not used (and not changed) */
+    assert_int_equal(chmod(path, 0660), 0);
+    log_reset(NULL);
+    st = open_backend(ops, args, 2);
+    assert_true(answers(ops, st));
+    ops->close(st);
+    pthread_mutex_lock(&log_mu);
+    th_contains(log_last, "not using");
+    pthread_mutex_unlock(&log_mu);
+    test_server_stop(&srv);
+}
+
 /* fork(): the child inherits "down" and has a prober of its own (the
  * parent's thread does not exist there): it sees the server come back. */
 static void memcached_prober_restarts_in_child(void **state)
@@ -547,6 +741,8 @@ int main(void)
         cmocka_unit_test(memcached_hung_host_costs_one_stall),
         cmocka_unit_test(memcached_prober_restarts_in_child),
         cmocka_unit_test(memcached_fails_open),
+        cmocka_unit_test(shared_state_one_stall_per_machine),
+        cmocka_unit_test(shared_state_survives_garbage),
 #endif
 #ifdef HAVE_HIREDIS
         cmocka_unit_test(redis_servers_report),
