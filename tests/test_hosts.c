@@ -21,6 +21,7 @@
 #include <cachet/backend.h>
 #include <cachet/cachet.h>
 #include "servers.h"
+#include "helpers.h"
 
 /* ---- what the backends log ---- */
 
@@ -670,6 +671,86 @@ static void shared_state_survives_garbage(void **state)
     test_server_stop(&srv);
 }
 
+/* ---- the gutter ---- */
+
+static int creator_calls;
+
+static cachet_status creator(void *arg, const char *key, void **value, size_t *len)
+{
+    (void)arg;
+    __atomic_add_fetch(&creator_calls, 1, __ATOMIC_RELAXED);
+    *len = strlen(key);
+    *value = malloc(*len + 1);
+    memcpy(*value, key, *len + 1);
+    return CACHET_OK;
+}
+
+/* A pool server is killed; get_or_create on 50 of its keys, 4 rounds: with
+ * a gutter the creator runs once per key (the gutter holds the values
+ * gutter_ttl seconds), without one on every call. */
+static void gutter_stands_in_for_a_dead_server(void **state)
+{
+    test_server a, b, g;
+    char servers[96], gutter[64], key[32], keys[50][32];
+    cachet_region *plain, *r;
+    int found = 0, plain_calls;
+    (void)state;
+
+    assert_int_equal(test_memcached_start(&a, 0, NULL), 0);
+    assert_int_equal(test_memcached_start(&b, 0, NULL), 0);
+    assert_int_equal(test_memcached_start(&g, 0, NULL), 0);
+    snprintf(servers, sizeof servers, "127.0.0.1:%d,127.0.0.1:%d", a.port, b.port);
+    snprintf(gutter, sizeof gutter, "gutter:127.0.0.1:%d", g.port);
+    const char *plain_opts[] = {"memcache_servers", servers, "memcache_dead_retry", "300",
+                                "backend_argument", "shared_host_state:false", NULL};
+    const char *gutter_opts[] = {"memcache_servers", servers, "memcache_dead_retry", "300",
+                                 "backend_argument", "shared_host_state:false",
+                                 "backend_argument", gutter, NULL};
+    plain = th_open("oslo_cache.memcache_pool", plain_opts);
+    r = th_open("oslo_cache.memcache_pool", gutter_opts);
+    test_server_kill(&b);
+    /* the dead server's keys: those the region without a gutter cannot reach */
+    for (int i = 0; i < 1000 && found < 50; i++) {
+        void *v;
+        size_t n;
+        snprintf(key, sizeof key, "gk%d", i);
+        if (cachet_get(plain, key, &v, &n) == CACHET_EUNAVAILABLE)
+            snprintf(keys[found++], sizeof keys[0], "%s", key);
+    }
+    assert_int_equal(found, 50);
+
+    creator_calls = 0;
+    for (int round = 0; round < 4; round++)
+        for (int i = 0; i < 50; i++) {
+            void *v = NULL;
+            size_t n;
+            assert_int_equal(cachet_get_or_create(plain, keys[i], creator, NULL, &v, &n),
+                             CACHET_OK);
+            cachet_free(v);
+        }
+    plain_calls = creator_calls;
+
+    creator_calls = 0;
+    for (int round = 0; round < 4; round++)
+        for (int i = 0; i < 50; i++) {
+            void *v = NULL;
+            size_t n;
+            assert_int_equal(cachet_get_or_create(r, keys[i], creator, NULL, &v, &n),
+                             CACHET_OK);
+            assert_int_equal(n, strlen(keys[i]));
+            assert_memory_equal(v, keys[i], n);
+            cachet_free(v);
+        }
+    print_message("gutter: the creator ran %d times for 4 rounds of 50 keys of a dead server "
+                  "(%d without a gutter)\n", creator_calls, plain_calls);
+    assert_int_equal(plain_calls, 200);
+    assert_true(creator_calls >= 50 && creator_calls <= 60);
+    cachet_region_close(plain);
+    cachet_region_close(r);
+    test_server_stop(&a);
+    test_server_stop(&g);
+}
+
 /* fork(): the child inherits "down" and has a prober of its own (the
  * parent's thread does not exist there): it sees the server come back. */
 static void memcached_prober_restarts_in_child(void **state)
@@ -743,6 +824,7 @@ int main(void)
         cmocka_unit_test(memcached_fails_open),
         cmocka_unit_test(shared_state_one_stall_per_machine),
         cmocka_unit_test(shared_state_survives_garbage),
+        cmocka_unit_test(gutter_stands_in_for_a_dead_server),
 #endif
 #ifdef HAVE_HIREDIS
         cmocka_unit_test(redis_servers_report),

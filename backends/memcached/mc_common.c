@@ -9,6 +9,37 @@
 
 /* ---- open / close ---- */
 
+/* The gutter: an instance of its own over the gutter servers, with every
+ * argument of the main one but its url (and no gutter of its own). */
+static cachet_status open_gutter(mc_inst *m, const cachet_backend_params *p, const char *url)
+{
+    cachet_backend_arg *args = malloc((p->nargs + 1) * sizeof *args);
+    cachet_backend_params gp = *p;
+    cachet_status st;
+    void *g = NULL;
+    size_t n = 0;
+
+    if (!args)
+        return cachet_backend_error(CACHET_ENOMEM, "backend %s: out of memory", m->backend);
+    for (size_t i = 0; i < p->nargs; i++)
+        if (strcmp(p->args[i].name, "url") != 0 && strcmp(p->args[i].name, "gutter") != 0 &&
+            strcmp(p->args[i].name, "gutter_ttl") != 0)
+            args[n++] = p->args[i];
+    args[n].name = "url";
+    args[n++].value = url;
+    gp.args = args;
+    gp.nargs = n;
+    st = mc_open(&gp, &g, m->pool ? "memcache_pool (gutter)" : "memcached (gutter)", m->pool);
+    free(args);
+    if (st != CACHET_OK) {
+        char why[600];
+        snprintf(why, sizeof why, "%s", cachet_errmsg());
+        return cachet_backend_error(st, "backend %s: gutter: %s", m->backend, why);
+    }
+    m->gutter = g;
+    return CACHET_OK;
+}
+
 cachet_status mc_open(const cachet_backend_params *p, void **state, const char *backend, int pool)
 {
     static const char *const known_mc[] = {
@@ -17,7 +48,7 @@ cachet_status mc_open(const cachet_backend_params *p, void **state, const char *
         "sasl_enabled", "username", "password", "enable_socket_keepalive",
         "socket_keepalive_idle", "socket_keepalive_interval", "socket_keepalive_count",
         "enable_retry_client", "retry_attempts", "retry_delay", "max_value_size",
-        "shared_host_state", NULL};
+        "shared_host_state", "gutter", "gutter_ttl", NULL};
     static const char *const known_pool[] = {
         "url", "distribution", "binary", "socket_timeout", "dead_retry",
         "memcached_expire_time", "distributed_lock", "lock_timeout", "replicas",
@@ -25,7 +56,7 @@ cachet_status mc_open(const cachet_backend_params *p, void **state, const char *
         "socket_keepalive_idle", "socket_keepalive_interval", "socket_keepalive_count",
         "enable_retry_client", "retry_attempts", "retry_delay", "max_value_size",
         "pool_maxsize", "pool_unused_timeout", "pool_connection_get_timeout",
-        "pool_flush_on_reconnect", "shared_host_state", NULL};
+        "pool_flush_on_reconnect", "shared_host_state", "gutter", "gutter_ttl", NULL};
     const char *url, *dist;
     long replicas, pool_max = 10, max_value;
     double unused = 60, get_to = 10;
@@ -129,6 +160,13 @@ cachet_status mc_open(const cachet_backend_params *p, void **state, const char *
         (st = mc_hosts_start(m, shared)) != CACHET_OK)
         goto fail;
     m->replicas = (int)((size_t)replicas > m->nhosts ? (long)m->nhosts : replicas);
+    /* gutter_ttl: whole seconds are what memcached keeps (rounded up) */
+    if ((st = cachet_backend_arg_double(p, backend, "gutter_ttl", 10, 1, 2592000,
+                                        &m->gutter_ttl)) != CACHET_OK)
+        goto fail;
+    if (cachet_backend_arg_get(p, "gutter") &&
+        (st = open_gutter(m, p, cachet_backend_arg_get(p, "gutter"))) != CACHET_OK)
+        goto fail;
     if (!pool) {
         if (pthread_key_create(&m->tls, mc_tls_destroy) != 0) {
             st = cachet_backend_error(CACHET_EBACKEND, "backend %s: no thread-local key left",
@@ -152,6 +190,7 @@ void mc_close(void *state)
     if (!m)
         return;
     mc_hosts_stop(m);                 /* the prober first: it uses the instance */
+    mc_close(m->gutter);
     if (m->tls_ok)
         pthread_key_delete(m->tls);   /* no destructor runs after this */
     for (c = m->all; c; c = next) {
@@ -225,6 +264,15 @@ cachet_status mc_report(void *state, cachet_backend_report_fn fn, void *arg)
     }
     snprintf(buf, sizeof buf, "%d", m->replicas);
     fn(arg, "replicas", buf);
+    if (m->gutter) {
+        for (size_t i = 0; i < m->gutter->nhosts; i++) {
+            cachet_server_state ss;
+            cachet_host_snapshot(&m->gutter->hosts[i].h, &ss);
+            snprintf(buf, sizeof buf, "%s %s (gutter_ttl %g s)", m->gutter->hosts[i].label,
+                     ss.up ? "up" : "down", m->gutter_ttl);
+            fn(arg, "gutter", buf);
+        }
+    }
     fn(arg, "distributed_lock", m->dist_lock ? "on" : "off");
     fn(arg, "protocol", m->proto->name);
     snprintf(buf, sizeof buf, "%zu", m->max_value);
@@ -237,6 +285,8 @@ cachet_status mc_report(void *state, cachet_backend_report_fn fn, void *arg)
 void mc_fork_prepare(void *state)
 {
     mc_inst *m = state;
+    if (m->gutter)
+        mc_fork_prepare(m->gutter);
     pthread_mutex_lock(&m->mu);
     cachet_hostset_fork_prepare(&m->hostset);
 }
@@ -246,6 +296,8 @@ void mc_fork_parent(void *state)
     mc_inst *m = state;
     cachet_hostset_fork_parent(&m->hostset);
     pthread_mutex_unlock(&m->mu);
+    if (m->gutter)
+        mc_fork_parent(m->gutter);
 }
 
 /* The child keeps what it knows about the hosts, but none of the parent's
@@ -269,4 +321,6 @@ void mc_fork_child(void *state)
     cachet_hostset_fork_child(&m->hostset);   /* the prober restarts when needed */
     pthread_mutex_unlock(&m->mu);
     mc_cond_init(&m->cv);           /* likewise: pool waiters of the parent */
+    if (m->gutter)
+        mc_fork_child(m->gutter);
 }

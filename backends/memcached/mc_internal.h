@@ -83,6 +83,8 @@ typedef struct mc_inst {
     size_t        nhosts;
     cachet_hostset hostset;        /* the hosts' prober */
     int           hosts_ready;     /* hostset and every hosts[i].h initialized */
+    struct mc_inst *gutter;        /* gutter servers (mc_gutter.c), or NULL */
+    double        gutter_ttl;      /* s: the longest lifetime of a value in the gutter */
     memcached_st *ring;
     /* arguments */
     double        socket_timeout, dead_retry, suspect_after;
