@@ -811,6 +811,68 @@ static void redis_restart_is_seen(void **state)
 }
 #endif
 
+#ifdef HAVE_HIREDIS
+/* redis on a host that accepts and never answers: the open's PING is the
+ * one stall (first contact), then 8 threads of calls fail fast; one
+ * warning, the servers op says "timeout". */
+static void redis_hung_host_costs_one_stall(void **state)
+{
+    const cachet_backend_ops *ops = plugin("redis");
+    test_blackhole hole;
+    char url[64], filter[32];
+    cachet_server_state out[1];
+    int ok, slow;
+    double t0;
+    void *st;
+    (void)state;
+
+    assert_int_equal(test_blackhole_start(&hole), 0);
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", hole.port);
+    snprintf(filter, sizeof filter, "127.0.0.1:%d ", hole.port);
+    log_reset(filter);
+    cachet_backend_arg args[] = {{"url", url}, {"socket_timeout", "1"},
+                                 {"shared_host_state", "false"}};
+    t0 = now_s();
+    st = open_backend(ops, args, 3);
+    assert_true(now_s() - t0 < 10);                  /* the open's PING gave up */
+    run_callers(ops, st, 8, 20, &ok, &slow);
+    assert_int_equal(ok, 0);
+    assert_int_equal(slow, 0);
+    assert_int_equal(ops->servers(st, out, 1), 1);
+    assert_int_equal(out[0].up, 0);
+    assert_string_equal(out[0].reason, "timeout");
+    assert_int_equal(log_count(&log_down), 1);
+    ops->close(st);
+    test_blackhole_stop(&hole);
+}
+
+/* redis_sentinel: the servers op names the master the sentinel gave. */
+static void sentinel_servers_report(void **state)
+{
+    const cachet_backend_ops *ops = plugin("redis_sentinel");
+    test_server master, sentinel;
+    char extra[256], sentinels[64], name[64];
+    cachet_server_state out[2];
+    void *st;
+    (void)state;
+
+    assert_int_equal(test_redis_start(&master, 0, NULL), 0);
+    snprintf(extra, sizeof extra, "sentinel monitor hostsmaster 127.0.0.1 %d 1\n", master.port);
+    assert_int_equal(test_sentinel_start(&sentinel, 0, extra), 0);
+    snprintf(sentinels, sizeof sentinels, "127.0.0.1:%d", sentinel.port);
+    snprintf(name, sizeof name, "127.0.0.1:%d", master.port);
+    cachet_backend_arg args[] = {{"sentinels", sentinels}, {"service_name", "hostsmaster"}};
+    st = open_backend(ops, args, 2);
+    assert_int_equal(ops->set(st, "k", 1, "v", 1, 0), CACHET_OK);
+    assert_int_equal(ops->servers(st, out, 2), 1);
+    assert_string_equal(out[0].name, name);
+    assert_int_equal(out[0].up, 1);
+    ops->close(st);
+    test_server_stop(&sentinel);
+    test_server_stop(&master);
+}
+#endif
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -829,6 +891,8 @@ int main(void)
 #ifdef HAVE_HIREDIS
         cmocka_unit_test(redis_servers_report),
         cmocka_unit_test(redis_restart_is_seen),
+        cmocka_unit_test(redis_hung_host_costs_one_stall),
+        cmocka_unit_test(sentinel_servers_report),
 #endif
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
