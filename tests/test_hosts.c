@@ -617,7 +617,7 @@ static void shared_state_survives_garbage(void **state)
     test_server srv;
     char url[64], path[256];
     unsigned char junk[4096];
-    void *st;
+    void *st, *hold;
     FILE *f;
     (void)state;
 
@@ -626,9 +626,9 @@ static void shared_state_survives_garbage(void **state)
     assert_int_equal(test_memcached_start(&srv, 0, NULL), 0);
     snprintf(url, sizeof url, "127.0.0.1:%d", srv.port);
     cachet_backend_arg args[] = {{"url", url}, {"dead_retry", "300"}};
-    st = open_backend(ops, args, 2);
-    assert_true(answers(ops, st));
-    ops->close(st);
+    /* a process using the file all along (the file lives while one does) */
+    hold = open_backend(ops, args, 2);
+    assert_true(answers(ops, hold));
     state_file(path, sizeof path);
 
     srand(7);
@@ -659,6 +659,12 @@ static void shared_state_survives_garbage(void **state)
         ops->close(st);
     }
 
+    /* the process that was there all along copes too */
+    double t1 = now_s();
+    while (!answers(ops, hold) && now_s() - t1 < 10)
+        nanosleep(&(struct timespec){0, 20000000}, NULL);
+    assert_true(answers(ops, hold));
+
     /* group-writable: not used (and not changed) */
     assert_int_equal(chmod(path, 0660), 0);
     log_reset(NULL);
@@ -668,6 +674,15 @@ static void shared_state_survives_garbage(void **state)
     pthread_mutex_lock(&log_mu);
     th_contains(log_last, "not using");
     pthread_mutex_unlock(&log_mu);
+    assert_int_equal(chmod(path, 0600), 0);
+
+    /* the last process using the file removes it */
+    st = open_backend(ops, args, 2);
+    assert_true(answers(ops, st));
+    ops->close(st);
+    assert_int_equal(access(path, F_OK), 0);         /* hold still uses it */
+    ops->close(hold);
+    assert_int_not_equal(access(path, F_OK), 0);
     test_server_stop(&srv);
 }
 

@@ -26,6 +26,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAGIC   0x3148545348434143ull   /* "CACHSTH1" */
@@ -48,6 +49,9 @@ typedef struct {
 
 struct cachet_shared {
     int          fd;
+    pid_t        opener;       /* the process that opened it (a forked child did not) */
+    dev_t        dev;
+    ino_t        ino;
     size_t       size, nslots;
     shared_header *hdr;
     shared_slot   *slots;
@@ -113,24 +117,46 @@ cachet_shared *cachet__shared_open(const char *backend, const char *const *label
     else
         snprintf(sh->path, sizeof sh->path, "%s/cachet-hosts-%u-%016llx", dir,
                  (unsigned)geteuid(), (unsigned long long)h);
-    fd = open(sh->path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        say(backend, sh->path, strerror(errno));
-        free(sh);
-        return NULL;
-    }
-    /* someone else's file, or one others may write: never trusted */
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
-        (st.st_mode & 077) != 0) {
-        say(backend, sh->path, "not a regular file of this user with mode 0600");
-        close(fd);
-        free(sh);
-        return NULL;
-    }
     size = sizeof(shared_header) + n * sizeof(shared_slot);
-    flock(fd, LOCK_EX);
-    if (fstat(fd, &st) != 0 || ((size_t)st.st_size != size && ftruncate(fd, (off_t)size) != 0)) {
-        flock(fd, LOCK_UN);
+    /* Every process using the file holds a shared flock on it; the last
+     * one to close takes it exclusively and removes the file.  So an opener
+     * takes its shared lock (never waiting: at most a few short retries
+     * while a closer holds it exclusively), then checks that the path still
+     * names the file it locked. */
+    for (int attempt = 0;; attempt++) {
+        struct stat now;
+        int locked = 0;
+        fd = open(sh->path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            say(backend, sh->path, strerror(errno));
+            free(sh);
+            return NULL;
+        }
+        /* someone else's file, or one others may write: never trusted (nor
+         * locked: its owner could hold a lock for ever) */
+        if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+            (st.st_mode & 077) != 0) {
+            say(backend, sh->path, "not a regular file of this user with mode 0600");
+            close(fd);
+            free(sh);
+            return NULL;
+        }
+        for (int i = 0; i < 20 && !locked; i++) {
+            locked = flock(fd, LOCK_SH | LOCK_NB) == 0;
+            if (!locked)
+                nanosleep(&(struct timespec){0, 1000000}, NULL);
+        }
+        if (locked && stat(sh->path, &now) == 0 && now.st_dev == st.st_dev &&
+            now.st_ino == st.st_ino)
+            break;
+        close(fd);
+        if (attempt == 3) {
+            say(backend, sh->path, locked ? "it keeps being replaced" : "it stays locked");
+            free(sh);
+            return NULL;
+        }
+    }
+    if ((size_t)st.st_size != size && ftruncate(fd, (off_t)size) != 0) {
         say(backend, sh->path, "cannot size it");
         close(fd);
         free(sh);
@@ -138,13 +164,15 @@ cachet_shared *cachet__shared_open(const char *backend, const char *const *label
     }
     map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (map == MAP_FAILED) {
-        flock(fd, LOCK_UN);
         say(backend, sh->path, strerror(errno));
         close(fd);
         free(sh);
         return NULL;
     }
     sh->fd = fd;
+    sh->opener = getpid();
+    sh->dev = st.st_dev;
+    sh->ino = st.st_ino;
     sh->size = size;
     sh->nslots = n;
     sh->hdr = map;
@@ -159,15 +187,21 @@ cachet_shared *cachet__shared_open(const char *backend, const char *const *label
         sh->hdr->list_hash = h;
         __atomic_store_n(&sh->hdr->magic, MAGIC, __ATOMIC_RELEASE);
     }
-    flock(fd, LOCK_UN);
     return sh;
 }
 
+/* The last process using the file removes it (nobody else holds its shared
+ * lock).  A forked child shares its parent's lock (one open file
+ * description): it never removes it. */
 void cachet__shared_close(cachet_shared *sh)
 {
+    struct stat st;
     if (!sh)
         return;
     munmap(sh->hdr, sh->size);
+    if (sh->opener == getpid() && flock(sh->fd, LOCK_EX | LOCK_NB) == 0 &&
+        stat(sh->path, &st) == 0 && st.st_dev == sh->dev && st.st_ino == sh->ino)
+        unlink(sh->path);
     close(sh->fd);
     free(sh);
 }
