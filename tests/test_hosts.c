@@ -861,6 +861,56 @@ static void redis_hung_host_costs_one_stall(void **state)
     test_blackhole_stop(&hole);
 }
 
+/* redis_cluster: a one-node cluster (every slot on it); the servers op
+ * lists the node the cluster named, up; the node killed, down. */
+static int cluster_ok(int port)
+{
+    char cmd[128], line[256];
+    int ok = 0;
+    FILE *f;
+    snprintf(cmd, sizeof cmd, "redis-cli -p %d cluster info 2>/dev/null", port);
+    if (!(f = popen(cmd, "r")))
+        return 0;
+    while (fgets(line, sizeof line, f))
+        ok |= strncmp(line, "cluster_state:ok", 16) == 0;
+    pclose(f);
+    return ok;
+}
+
+static void cluster_servers_report(void **state)
+{
+    const cachet_backend_ops *ops = plugin("redis_cluster");
+    test_server node;
+    char cmd[128], nodes[64];
+    cachet_server_state out[4];
+    double t0;
+    void *st, *v;
+    size_t len;
+    (void)state;
+
+    assert_int_equal(test_redis_start(&node, 0, "cluster-enabled yes\n"
+                                      "cluster-config-file nodes.conf"), 0);
+    snprintf(cmd, sizeof cmd, "redis-cli -p %d cluster addslotsrange 0 16383 >/dev/null",
+             node.port);
+    assert_int_equal(system(cmd), 0);
+    for (t0 = now_s(); !cluster_ok(node.port) && now_s() - t0 < 30;)
+        nanosleep(&(struct timespec){0, 50000000}, NULL);
+    assert_true(cluster_ok(node.port));
+    snprintf(nodes, sizeof nodes, "127.0.0.1:%d", node.port);
+    cachet_backend_arg args[] = {{"startup_nodes", nodes}, {"socket_timeout", "1"}};
+    st = open_backend(ops, args, 2);
+    assert_int_equal(ops->set(st, "k", 1, "v", 1, 0), CACHET_OK);
+    assert_int_equal(ops->servers(st, out, 4), 1);
+    assert_string_equal(out[0].name, nodes);
+    assert_int_equal(out[0].up, 1);
+    test_server_kill(&node);
+    assert_int_not_equal(ops->get(st, "k", 1, &v, &len), CACHET_OK);
+    assert_int_equal(ops->servers(st, out, 4), 1);
+    assert_int_equal(out[0].up, 0);
+    assert_true(out[0].failures >= 1);
+    ops->close(st);
+}
+
 /* redis_sentinel: the servers op names the master the sentinel gave. */
 static void sentinel_servers_report(void **state)
 {
@@ -908,6 +958,7 @@ int main(void)
         cmocka_unit_test(redis_restart_is_seen),
         cmocka_unit_test(redis_hung_host_costs_one_stall),
         cmocka_unit_test(sentinel_servers_report),
+        cmocka_unit_test(cluster_servers_report),
 #endif
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
