@@ -96,6 +96,23 @@ expect 0 "-o overrides the file" -- "$cachet" -c "$tmp/svc.conf" -o backend=null
 contains "$tmp/out" "backend: null" "-o backend wins over the file"
 expect 1 "the null backend misses" -- "$cachet" -o backend=null get greeting
 
+# ---- check on a dead server: each server's state is shown all the same ----
+# (port 1 on loopback: nothing listens, the connection is refused at once;
+# the shared host state file goes to this run's own runtime directory)
+mkdir -m 700 "$tmp/run"
+if [ -e "$builddir/backends/.libs/memcached.so" ]; then
+    expect 2 "check fails on a dead memcached" -- env XDG_RUNTIME_DIR="$tmp/run" "$cachet" \
+        -o backend=dogpile.cache.memcached -o memcache_servers=127.0.0.1:1 check
+    contains "$tmp/out" "server: 127.0.0.1:1 down (refused" "check shows the dead server, why"
+    contains "$tmp/out" "failures=1" "check shows its failures"
+    contains "$tmp/out" "s ago" "check shows the time since it went down"
+fi
+if [ -e "$builddir/backends/.libs/redis.so" ]; then
+    expect 2 "check fails on a dead redis" -- env XDG_RUNTIME_DIR="$tmp/run" "$cachet" \
+        -o backend=dogpile.cache.redis -o backend_argument=url:redis://127.0.0.1:1 check
+    contains "$tmp/out" "server: 127.0.0.1:1 down (refused" "check shows the dead redis, why"
+fi
+
 # ---- stats ----
 expect 0 "stats" -- "$cachet" -o backend=memory stats
 contains "$tmp/out" "hits" "stats lists hits"

@@ -9,6 +9,37 @@
 
 /* ---- open / close ---- */
 
+/* The gutter: an instance of its own over the gutter servers, with every
+ * argument of the main one but its url (and no gutter of its own). */
+static cachet_status open_gutter(mc_inst *m, const cachet_backend_params *p, const char *url)
+{
+    cachet_backend_arg *args = malloc((p->nargs + 1) * sizeof *args);
+    cachet_backend_params gp = *p;
+    cachet_status st;
+    void *g = NULL;
+    size_t n = 0;
+
+    if (!args)
+        return cachet_backend_error(CACHET_ENOMEM, "backend %s: out of memory", m->backend);
+    for (size_t i = 0; i < p->nargs; i++)
+        if (strcmp(p->args[i].name, "url") != 0 && strcmp(p->args[i].name, "gutter") != 0 &&
+            strcmp(p->args[i].name, "gutter_ttl") != 0)
+            args[n++] = p->args[i];
+    args[n].name = "url";
+    args[n++].value = url;
+    gp.args = args;
+    gp.nargs = n;
+    st = mc_open(&gp, &g, m->pool ? "memcache_pool (gutter)" : "memcached (gutter)", m->pool);
+    free(args);
+    if (st != CACHET_OK) {
+        char why[600];
+        snprintf(why, sizeof why, "%s", cachet_errmsg());
+        return cachet_backend_error(st, "backend %s: gutter: %s", m->backend, why);
+    }
+    m->gutter = g;
+    return CACHET_OK;
+}
+
 cachet_status mc_open(const cachet_backend_params *p, void **state, const char *backend, int pool)
 {
     static const char *const known_mc[] = {
@@ -16,7 +47,8 @@ cachet_status mc_open(const cachet_backend_params *p, void **state, const char *
         "memcached_expire_time", "distributed_lock", "lock_timeout", "replicas",
         "sasl_enabled", "username", "password", "enable_socket_keepalive",
         "socket_keepalive_idle", "socket_keepalive_interval", "socket_keepalive_count",
-        "enable_retry_client", "retry_attempts", "retry_delay", "max_value_size", NULL};
+        "enable_retry_client", "retry_attempts", "retry_delay", "max_value_size",
+        "shared_host_state", "gutter", "gutter_ttl", NULL};
     static const char *const known_pool[] = {
         "url", "distribution", "binary", "socket_timeout", "dead_retry",
         "memcached_expire_time", "distributed_lock", "lock_timeout", "replicas",
@@ -24,11 +56,11 @@ cachet_status mc_open(const cachet_backend_params *p, void **state, const char *
         "socket_keepalive_idle", "socket_keepalive_interval", "socket_keepalive_count",
         "enable_retry_client", "retry_attempts", "retry_delay", "max_value_size",
         "pool_maxsize", "pool_unused_timeout", "pool_connection_get_timeout",
-        "pool_flush_on_reconnect", NULL};
+        "pool_flush_on_reconnect", "shared_host_state", "gutter", "gutter_ttl", NULL};
     const char *url, *dist;
     long replicas, pool_max = 10, max_value;
     double unused = 60, get_to = 10;
-    int sasl = 0, flag, flush = 0;
+    int sasl = 0, flag, flush = 0, shared = 1;
     cachet_status st;
     mc_inst *m;
 
@@ -60,6 +92,7 @@ cachet_status mc_open(const cachet_backend_params *p, void **state, const char *
         (st = cachet_backend_arg_long(p, backend, "replicas", 1, 1, MAX_REPLICAS,
                                       &replicas)) != CACHET_OK ||
         (st = cachet_backend_arg_bool(p, backend, "sasl_enabled", 0, &sasl)) != CACHET_OK ||
+        (st = cachet_backend_arg_bool(p, backend, "shared_host_state", 1, &shared)) != CACHET_OK ||
         /* the largest value a reply may declare (checked before allocating) or a
          * set may send; memcached itself never stores more than 1 GiB */
         (st = cachet_backend_arg_long(p, backend, "max_value_size", MAX_VALUE_DEFAULT, 1,
@@ -123,9 +156,17 @@ cachet_status mc_open(const cachet_backend_params *p, void **state, const char *
     m->flush_on_reconnect = flush;
     m->suspect_after = m->socket_timeout / 4;
     if ((st = mc_parse_url(m, url ? url : "localhost:11211")) != CACHET_OK ||
-        (st = mc_ring_new(m, dist)) != CACHET_OK)
+        (st = mc_ring_new(m, dist)) != CACHET_OK ||
+        (st = mc_hosts_start(m, shared)) != CACHET_OK)
         goto fail;
     m->replicas = (int)((size_t)replicas > m->nhosts ? (long)m->nhosts : replicas);
+    /* gutter_ttl: whole seconds are what memcached keeps (rounded up) */
+    if ((st = cachet_backend_arg_double(p, backend, "gutter_ttl", 10, 1, 2592000,
+                                        &m->gutter_ttl)) != CACHET_OK)
+        goto fail;
+    if (cachet_backend_arg_get(p, "gutter") &&
+        (st = open_gutter(m, p, cachet_backend_arg_get(p, "gutter"))) != CACHET_OK)
+        goto fail;
     if (!pool) {
         if (pthread_key_create(&m->tls, mc_tls_destroy) != 0) {
             st = cachet_backend_error(CACHET_EBACKEND, "backend %s: no thread-local key left",
@@ -148,6 +189,8 @@ void mc_close(void *state)
 
     if (!m)
         return;
+    mc_hosts_stop(m);                 /* the prober first: it uses the instance */
+    mc_close(m->gutter);
     if (m->tls_ok)
         pthread_key_delete(m->tls);   /* no destructor runs after this */
     for (c = m->all; c; c = next) {
@@ -157,10 +200,6 @@ void mc_close(void *state)
     /* m->orphans belong to the parent process: forget them */
     if (m->ring)
         memcached_free(m->ring);
-    for (size_t i = 0; i < m->nhosts; i++) {
-        pthread_cond_destroy(&m->hosts[i].probe_done);
-        pthread_mutex_destroy(&m->hosts[i].mu);
-    }
     free(m->hosts);
     free(m->sasl_user);
     if (m->sasl_pass) {
@@ -178,35 +217,37 @@ cachet_status mc_report(void *state, cachet_backend_report_fn fn, void *arg)
 {
     mc_inst *m = state;
     char buf[512];
-    double now = mc_now_s();
 
     for (size_t i = 0; i < m->nhosts; i++) {
-        mc_host *h = &m->hosts[i];
-        int stt, probing;
-        double until;
-        uint64_t fails, ff, probes, flushes, tmo, perr;
+        cachet_host *h = &m->hosts[i].h;
+        cachet_server_state ss;
+        uint64_t ff, probes, tmo, perr, stale;
+        int stt;
+        cachet_host_snapshot(h, &ss);
         pthread_mutex_lock(&h->mu);
         stt = h->state;
-        probing = h->probing;
-        until = h->dead_until;
-        fails = h->failures;
         ff = h->fastfails;
         probes = h->probes;
-        flushes = h->flushes;
         tmo = h->timeouts;
         perr = h->proto_errors;
+        stale = h->stale;
         pthread_mutex_unlock(&h->mu);
-        if (stt == H_DEAD && now < until)
-            snprintf(buf, sizeof buf, "%s dead (retry in %.0f s)", h->label, until - now);
+        if (!ss.up)
+            snprintf(buf, sizeof buf, "%s down (%s, %.1f s ago; probed in the background)",
+                     m->hosts[i].label, ss.reason, ss.since_change);
+        else if (ss.since_change >= 0)
+            snprintf(buf, sizeof buf, "%s up (back %.1f s ago)", m->hosts[i].label,
+                     ss.since_change);
         else
-            snprintf(buf, sizeof buf, "%s %s", h->label,
-                     probing ? "probing" : stt == H_UP ? "up" : stt == H_DEAD ? "dead (retry due)"
-                     : "unknown");
+            snprintf(buf, sizeof buf, "%s %s (never down)", m->hosts[i].label,
+                     stt == CACHET_HOST_UP ? "up" : "not contacted yet");
         snprintf(buf + strlen(buf), sizeof buf - strlen(buf),
                  " failures=%llu timeouts=%llu protocol_errors=%llu fast_failures=%llu "
-                 "probes=%llu flushes=%llu",
-                 (unsigned long long)fails, (unsigned long long)tmo, (unsigned long long)perr,
-                 (unsigned long long)ff, (unsigned long long)probes, (unsigned long long)flushes);
+                 "probes=%llu flushes=%llu stale_connections=%llu",
+                 (unsigned long long)ss.failures, (unsigned long long)tmo,
+                 (unsigned long long)perr, (unsigned long long)ff, (unsigned long long)probes,
+                 (unsigned long long)__atomic_load_n(&m->hosts[i].flushes, __ATOMIC_RELAXED),
+                 (unsigned long long)stale);
         fn(arg, "server", buf);
     }
     pthread_mutex_lock(&m->mu);
@@ -223,6 +264,15 @@ cachet_status mc_report(void *state, cachet_backend_report_fn fn, void *arg)
     }
     snprintf(buf, sizeof buf, "%d", m->replicas);
     fn(arg, "replicas", buf);
+    if (m->gutter) {
+        for (size_t i = 0; i < m->gutter->nhosts; i++) {
+            cachet_server_state ss;
+            cachet_host_snapshot(&m->gutter->hosts[i].h, &ss);
+            snprintf(buf, sizeof buf, "%s %s (gutter_ttl %g s)", m->gutter->hosts[i].label,
+                     ss.up ? "up" : "down", m->gutter_ttl);
+            fn(arg, "gutter", buf);
+        }
+    }
     fn(arg, "distributed_lock", m->dist_lock ? "on" : "off");
     fn(arg, "protocol", m->proto->name);
     snprintf(buf, sizeof buf, "%zu", m->max_value);
@@ -235,23 +285,25 @@ cachet_status mc_report(void *state, cachet_backend_report_fn fn, void *arg)
 void mc_fork_prepare(void *state)
 {
     mc_inst *m = state;
+    if (m->gutter)
+        mc_fork_prepare(m->gutter);
     pthread_mutex_lock(&m->mu);
-    for (size_t i = 0; i < m->nhosts; i++)
-        pthread_mutex_lock(&m->hosts[i].mu);
+    cachet_hostset_fork_prepare(&m->hostset);
 }
 
 void mc_fork_parent(void *state)
 {
     mc_inst *m = state;
-    for (size_t i = m->nhosts; i-- > 0;)
-        pthread_mutex_unlock(&m->hosts[i].mu);
+    cachet_hostset_fork_parent(&m->hostset);
     pthread_mutex_unlock(&m->mu);
+    if (m->gutter)
+        mc_fork_parent(m->gutter);
 }
 
 /* The child keeps what it knows about the hosts, but none of the parent's
  * sockets: every connection set becomes an orphan, never used, never
  * closed (closing would send "quit" on the parent's connections).  Threads
- * that were mid-operation do not exist here, so no probe is running. */
+ * that were mid-operation do not exist here, nor does the prober. */
 void mc_fork_child(void *state)
 {
     mc_inst *m = state;
@@ -266,16 +318,9 @@ void mc_fork_child(void *state)
     m->idle = NULL;
     m->nconns = 0;
     __atomic_add_fetch(&m->gen, 1, __ATOMIC_RELEASE);
-    for (size_t i = m->nhosts; i-- > 0;) {
-        m->hosts[i].probing = 0;
-        m->hosts[i].inflight = 0;
-        /* made anew, never destroyed: a parent thread parked in a timed
-         * wait on it (not holding the mutex fork_prepare took) is counted
-         * as a waiter, and glibc's pthread_cond_destroy waits for waiters
-         * to leave — for ever, in a child where that thread does not exist */
-        mc_cond_init(&m->hosts[i].probe_done);
-        pthread_mutex_unlock(&m->hosts[i].mu);
-    }
+    cachet_hostset_fork_child(&m->hostset);   /* the prober restarts when needed */
     pthread_mutex_unlock(&m->mu);
     mc_cond_init(&m->cv);           /* likewise: pool waiters of the parent */
+    if (m->gutter)
+        mc_fork_child(m->gutter);
 }

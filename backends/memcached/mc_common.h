@@ -22,6 +22,18 @@ cachet_status mc_delete_multi(void *state, cachet_backend_item *items, size_t n)
 cachet_status mc_lock(void *state, const char *key, size_t klen, void **token);
 cachet_status mc_unlock(void *state, const char *key, size_t klen, void *token);
 cachet_status mc_report(void *state, cachet_backend_report_fn fn, void *arg);
+size_t        mc_servers(void *state, cachet_server_state *out, size_t max);
+/* The same operations, standing in the gutter for a key whose server is
+ * down (mc_gutter.c): what the vtables use. */
+cachet_status mcg_get(void *state, const char *key, size_t klen, void **value, size_t *len);
+cachet_status mcg_set(void *state, const char *key, size_t klen, const void *value, size_t len,
+                      double ttl);
+cachet_status mcg_add(void *state, const char *key, size_t klen, const void *value, size_t len,
+                      double ttl);
+cachet_status mcg_del(void *state, const char *key, size_t klen);
+cachet_status mcg_get_multi(void *state, cachet_backend_item *items, size_t n);
+cachet_status mcg_set_multi(void *state, cachet_backend_item *items, size_t n);
+cachet_status mcg_delete_multi(void *state, cachet_backend_item *items, size_t n);
 void          mc_fork_prepare(void *state);
 void          mc_fork_parent(void *state);
 void          mc_fork_child(void *state);
@@ -33,16 +45,17 @@ void          mc_fork_child(void *state);
     .max_key_len = 250,                                       \
     .key_rules = CACHET_KEY_NO_SPACE | CACHET_KEY_NO_CONTROL, \
     .close = mc_close,                                        \
-    .get = mc_get,                                            \
-    .set = mc_set,                                            \
-    .add = mc_add,                                            \
-    .del = mc_del,                                            \
-    .get_multi = mc_get_multi,                                \
-    .set_multi = mc_set_multi,                                \
-    .delete_multi = mc_delete_multi,                          \
+    .get = mcg_get,                                           \
+    .set = mcg_set,                                           \
+    .add = mcg_add,                                           \
+    .del = mcg_del,                                           \
+    .get_multi = mcg_get_multi,                               \
+    .set_multi = mcg_set_multi,                               \
+    .delete_multi = mcg_delete_multi,                         \
     .lock = mc_lock,                                          \
     .unlock = mc_unlock,                                      \
     .report = mc_report,                                      \
+    .servers = mc_servers,                                    \
     .fork_prepare = mc_fork_prepare,                          \
     .fork_parent = mc_fork_parent,                            \
     .fork_child = mc_fork_child

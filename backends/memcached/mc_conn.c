@@ -283,23 +283,25 @@ double mc_deadline(const mc_inst *m)
 mc_sock *mc_link(mc_inst *m, mc_conn *c, size_t i, double dl, int *rc)
 {
     mc_sock *s = &c->srv[i];
-    const mc_host *h = &m->hosts[i];
+    mc_host *h = &m->hosts[i];
+    unsigned epoch = cachet_host_epoch(&h->h);
 
     if (mc_sock_is_open(s)) {
-        int p = mc_sock_pending(s);
+        int p = s->tag != epoch ? 3 : mc_sock_pending(s);
         if (!p)
             return s;
         if (p == 1) {
             /* bytes nobody asked for: never read them as the next answer */
-            pthread_mutex_lock(&m->hosts[i].mu);
-            m->hosts[i].proto_errors++;
-            pthread_mutex_unlock(&m->hosts[i].mu);
+            cachet_host_count_proto(&h->h);
             cachet_backend_log(CACHET_LOG_WARNING, "backend %s: server %s: protocol error: "
                                "unsolicited bytes between requests: reconnecting",
                                m->backend, h->label);
         }
-        mc_sock_close(s);          /* (p == 2: the server closed it) */
+        /* (2: the server closed it; 3: opened before the host went down
+         * and came back: stale, whatever it looks like) */
+        mc_sock_close(s);
     }
+    s->tag = epoch;
     if ((*rc = mc_sock_connect(s, h->name, h->port, dl)) != MC_OK ||
         (*rc = mc_sock_set_patience(s, m->socket_timeout)) != MC_OK ||
         (m->sasl_user && (*rc = mc_bin_sasl(s, m->sasl_user, m->sasl_pass, dl)) != MC_OK))
@@ -307,23 +309,43 @@ mc_sock *mc_link(mc_inst *m, mc_conn *c, size_t i, double dl, int *rc)
     return s;
 }
 
+/* Why a failed call failed (CACHET_HR_*), from its message. */
+static int failure_reason(int how, const char *err)
+{
+    if (how == END_TIMEOUT)
+        return CACHET_HR_TIMEOUT;
+    if (strncmp(err, "connect:", 8) == 0 || strncmp(err, "cannot resolve", 14) == 0 ||
+        strncmp(err, "socket:", 7) == 0)
+        return CACHET_HR_REFUSED;
+    if (strstr(err, "closed") || strstr(err, "reset"))
+        return CACHET_HR_CLOSED;
+    if (strstr(err, "SASL") || strstr(err, "auth"))
+        return CACHET_HR_REJECTED;
+    return CACHET_HR_IO;
+}
+
 int mc_settle(mc_inst *m, mc_conn *c, size_t i, int adm, int rc)
 {
     mc_sock *s = &c->srv[i];
+    int why;
+    /* (a refused SASL login is the configuration's fault, not the host's:
+     * it answered; the connection goes, the host stays as it was) */
     int how = rc == MC_EPROTO ? END_PROTO : rc == MC_ETIMEDOUT ? END_TIMEOUT
-              : rc == MC_ENOMEM ? END_ABORT : rc < 0 && rc != MC_ETOOBIG ? END_FAIL : END_OK;
+              : rc == MC_ENOMEM || rc == MC_EAUTH ? END_ABORT
+              : rc < 0 && rc != MC_ETOOBIG ? END_FAIL : END_OK;
 
     if (how == END_OK && mc_sock_buffered(s)) {
         /* the reply is complete and more came: the connection is in doubt */
         how = END_PROTO;
         snprintf(s->err, sizeof s->err, "protocol error: unread bytes after the reply");
         mc_sock_close(s);
-        mc_finish(m, i, adm, how);
+        mc_finish_on(m, i, adm, how, CACHET_HR_NONE, s->tag);
         return END_OK;    /* the reply itself answered its request */
     }
+    why = how == END_FAIL || how == END_TIMEOUT ? failure_reason(how, s->err) : CACHET_HR_NONE;
     if (how != END_OK || rc == MC_SRVERR)
         mc_sock_close(s);
-    mc_finish(m, i, adm, how);
+    mc_finish_on(m, i, adm, how, why, s->tag);
     return how;
 }
 
@@ -359,27 +381,11 @@ cachet_status mc_error(mc_inst *m, mc_conn *c, size_t i, int rc, const char *wha
                                 m->hosts[i].label, why[0] ? why : "failed");
 }
 
-/* Admission plus, for a flushing probe, the flush.  Returns the admission,
- * ADM_REJECT if the host is not to be used (the flush failed: it has been
- * settled as a failure). */
+/* Between admission and the request (a hook for what must happen first);
+ * the flush of pool_flush_on_reconnect is the prober's now. */
 int mc_enter(mc_inst *m, mc_conn *c, size_t i, int adm, double dl)
 {
-    mc_sock *s;
-    int rc;
-
-    if (adm != ADM_PROBE_FLUSH)
-        return adm;
-    if (!(s = mc_link(m, c, i, dl, &rc)) || (rc = m->proto->flush_all(s, dl)) != MC_OK) {
-        mc_settle(m, c, i, adm, rc < 0 ? rc : MC_EIO);
-        return ADM_REJECT;
-    }
-    if (mc_sock_buffered(s))
-        mc_sock_close(s);             /* in doubt (the probe itself is settled by the operation) */
-    pthread_mutex_lock(&m->hosts[i].mu);
-    m->hosts[i].flushes++;
-    pthread_mutex_unlock(&m->hosts[i].mu);
-    cachet_backend_log(CACHET_LOG_INFO, "backend %s: server %s is back: flushed it",
-                       m->backend, m->hosts[i].label);
+    (void)m, (void)c, (void)i, (void)dl;
     return adm;
 }
 

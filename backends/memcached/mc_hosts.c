@@ -1,8 +1,14 @@
-/* The host table shared by every connection of an instance (see the design
- * comment in mc_internal.h), and the small helpers it rests on. */
+/* The memcached hosts on the common host state machine (backends/common/
+ * host.h): admissions and ends of calls in memcached's terms, the probe the
+ * prober thread runs, and the servers operation. */
 #define _GNU_SOURCE
 #include "mc_internal.h"
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
+#include "../common/host_shared.h"
 
 /* ---- small helpers ---- */
 
@@ -16,130 +22,134 @@ void mc_cond_init(pthread_cond_t *cv)
     pthread_condattr_destroy(&a);
 }
 
+static mc_host *of(cachet_host *h)
+{
+    return (mc_host *)(void *)((char *)h - offsetof(mc_host, h));
+}
+
+/* ---- the probe (on the prober thread) ---- */
+
+/* A fresh connection, then a get of a key nobody uses (a miss or a hit is
+ * an answer), or with pool_flush_on_reconnect a flush: a server back from
+ * the dead may hold values that were overwritten elsewhere meanwhile. */
+static int probe(void *arg, cachet_host *ch, double dl, int *reason)
+{
+    mc_inst *m = arg;
+    mc_host *h = of(ch);
+    mc_sock s;
+    void *v = NULL;
+    size_t vl;
+    int rc;
+
+    mc_sock_init(&s);
+    if ((rc = mc_sock_connect(&s, h->name, h->port, dl)) != MC_OK) {
+        *reason = rc == MC_ETIMEDOUT ? CACHET_HR_TIMEOUT : CACHET_HR_REFUSED;
+        mc_sock_close(&s);
+        return -1;
+    }
+    if ((rc = mc_sock_set_patience(&s, m->socket_timeout)) == MC_OK &&
+        (!m->sasl_user || (rc = mc_bin_sasl(&s, m->sasl_user, m->sasl_pass, dl)) == MC_OK))
+        rc = m->flush_on_reconnect ? m->proto->flush_all(&s, dl)
+             : m->proto->get(&s, "cachet:probe", 12, 1024, dl, &v, &vl, NULL);
+    free(v);
+    mc_sock_close(&s);
+    if (rc == MC_EAUTH)
+        return 0;      /* it answers (the calls will say the login was refused) */
+    if (rc >= 0 && rc != MC_SRVERR) {
+        if (m->flush_on_reconnect) {
+            __atomic_add_fetch(&h->flushes, 1, __ATOMIC_RELAXED);
+            cachet_backend_log(CACHET_LOG_INFO, "backend %s: server %s answers again: flushed it "
+                               "(pool_flush_on_reconnect)", m->backend, h->label);
+        }
+        return 0;
+    }
+    *reason = rc == MC_ETIMEDOUT ? CACHET_HR_TIMEOUT : rc == MC_EPROTO ? CACHET_HR_PROTOCOL
+              : rc == MC_EAUTH || rc == MC_SRVERR ? CACHET_HR_REJECTED : CACHET_HR_CLOSED;
+    return -1;
+}
+
 /* ---- the host table ---- */
 
-/* How long an operation waits for the first probe of a host never reached. */
-static double first_wait(const mc_inst *m)
+cachet_status mc_hosts_start(mc_inst *m, int shared)
 {
-    return m->suspect_after < 0.2 ? m->suspect_after : 0.2;
+    cachet_hostset_init(&m->hostset, m->backend, m->socket_timeout, m->dead_retry, probe, m);
+    m->hostset.suspect_after = m->suspect_after;
+    for (size_t i = 0; i < m->nhosts; i++)
+        cachet_host_init(&m->hosts[i].h, &m->hostset, m->hosts[i].label);
+    m->hosts_ready = 1;
+    if (shared && m->nhosts <= CACHET_SHARED_MAX_HOSTS) {
+        const char **labels = malloc(m->nhosts * sizeof *labels);
+        if (!labels)
+            return cachet_backend_error(CACHET_ENOMEM, "backend %s: out of memory", m->backend);
+        for (size_t i = 0; i < m->nhosts; i++)
+            labels[i] = m->hosts[i].label;
+        /* memcached and memcache_pool over the same servers share one file */
+        if ((m->hostset.shared = cachet__shared_open("memcached", labels, m->nhosts)) != NULL)
+            for (size_t i = 0; i < m->nhosts; i++)
+                m->hosts[i].h.shared_slot = (int)i;
+        free(labels);
+    }
+    return CACHET_OK;
+}
+
+void mc_hosts_stop(mc_inst *m)
+{
+    if (!m->hosts_ready)
+        return;
+    cachet_hostset_destroy(&m->hostset);     /* the prober first: it uses the hosts */
+    for (size_t i = 0; i < m->nhosts; i++)
+        cachet_host_destroy(&m->hosts[i].h);
+    m->hosts_ready = 0;
 }
 
 int mc_admit(mc_inst *m, size_t i, double now, int may_wait)
 {
-    mc_host *h = &m->hosts[i];
-    int r = ADM_REJECT;
-    double give_up = now + first_wait(m);
-
-    pthread_mutex_lock(&h->mu);
-again:
-    switch (h->state) {
-    case H_UP:
-        if (h->inflight && now - h->progress > m->suspect_after)
-            break;                            /* hung: nothing completes */
-        if (!h->inflight)
-            h->progress = now;
-        h->inflight++;
-        r = ADM_OK;
-        break;
-    case H_DEAD:
-        if (now < h->dead_until)
-            break;
-        /* time for a probe */
-        __attribute__((fallthrough));
-    default:
-        if (h->probing && h->state == H_UNKNOWN && may_wait && now < give_up) {
-            /* first contact: the probe of a live server takes a round trip */
-            struct timespec ts;
-            double secs = give_up;
-            ts.tv_sec = (time_t)secs;
-            ts.tv_nsec = (long)((secs - (double)ts.tv_sec) * 1e9);
-            pthread_cond_timedwait(&h->probe_done, &h->mu, &ts);
-            now = mc_now_s();
-            goto again;
-        }
-        if (h->probing)
-            break;
-        h->probing = 1;
-        h->probes++;
-        if (!h->inflight)
-            h->progress = now;
-        h->inflight++;
-        r = h->was_dead && m->flush_on_reconnect ? ADM_PROBE_FLUSH : ADM_PROBE;
-        break;
-    }
-    if (r == ADM_REJECT)
-        h->fastfails++;
-    pthread_mutex_unlock(&h->mu);
-    return r;
+    (void)now;
+    return cachet_host_admit(&m->hosts[i].h, may_wait);
 }
 
-/* Would mc_admit() refuse host i now?  Asked before waiting for a pooled
- * connection, so that a dead host fails fast even when the pool is busy,
- * and so that the wait is not counted as an operation in flight (which
- * would make a busy pool look like a hung host). */
 int mc_refused(mc_inst *m, size_t i, double now)
 {
-    mc_host *h = &m->hosts[i];
-    int no;
-    pthread_mutex_lock(&h->mu);
-    switch (h->state) {
-    case H_UP:
-        no = h->inflight && now - h->progress > m->suspect_after;
-        break;
-    case H_DEAD:
-        no = now < h->dead_until || h->probing;
-        break;
-    default:
-        no = 0;              /* never reached: mc_admit() waits briefly for its probe */
-        break;
-    }
-    if (no)
-        h->fastfails++;
-    pthread_mutex_unlock(&h->mu);
-    return no;
+    (void)now;
+    return cachet_host_refused(&m->hosts[i].h);
 }
 
-/* adm: what mc_admit() said; how: END_* */
 void mc_finish(mc_inst *m, size_t i, int adm, int how)
 {
-    mc_host *h = &m->hosts[i];
-    double now = mc_now_s();
+    mc_finish_on(m, i, adm, how, CACHET_HR_IO, cachet_host_epoch(&m->hosts[i].h));
+}
 
-    pthread_mutex_lock(&h->mu);
-    if (h->inflight)
-        h->inflight--;
-    if (adm == ADM_PROBE || adm == ADM_PROBE_FLUSH) {
-        h->probing = 0;
-        pthread_cond_broadcast(&h->probe_done);
-    }
-    if (how == END_PROTO)
-        h->proto_errors++;
+void mc_finish_on(mc_inst *m, size_t i, int adm, int how, int why, unsigned epoch)
+{
+    int end = how == END_OK ? CACHET_END_OK : how == END_PROTO ? CACHET_END_PROTO
+              : how == END_ABORT ? CACHET_END_ABORT : CACHET_END_FAIL;
     if (how == END_TIMEOUT)
-        h->timeouts++;
-    if (how == END_OK || how == END_PROTO) {
-        /* (a wrong answer is an answer: the host is up, the connection closed) */
-        h->progress = now;
-        if (h->state != H_UP && (adm == ADM_PROBE || adm == ADM_PROBE_FLUSH)) {
-            h->state = H_UP;
-            h->was_dead = 0;
-        }
-    } else if (how == END_FAIL || how == END_TIMEOUT) {
-        if (h->state != H_DEAD || h->dead_until < now + m->dead_retry)
-            h->dead_until = now + m->dead_retry;
-        if (h->state == H_UP || h->state == H_DEAD)
-            h->was_dead = 1;
-        h->state = H_DEAD;
-        h->failures++;
-    }
-    pthread_mutex_unlock(&h->mu);
-    if (how == END_FAIL || how == END_TIMEOUT)
-        cachet_backend_log(CACHET_LOG_WARNING, "backend %s: server %s marked dead for %g s",
-                           m->backend, h->label, m->dead_retry);
+        why = CACHET_HR_TIMEOUT;
+    cachet_host_done(&m->hosts[i].h, adm, end, why, epoch);
 }
 
 cachet_status mc_unavailable(mc_inst *m, size_t i)
 {
-    return cachet_backend_error(CACHET_EUNAVAILABLE, "backend %s: server %s is down "
-                                "(or being probed): failing fast", m->backend,
-                                m->hosts[i].label);
+    cachet_server_state ss;
+    cachet_host_snapshot(&m->hosts[i].h, &ss);
+    if (!ss.up)
+        return cachet_backend_error(CACHET_EUNAVAILABLE, "backend %s: server %s is down (%s, "
+                                    "%.1f s ago): failing fast while it is probed in the "
+                                    "background", m->backend, m->hosts[i].label, ss.reason,
+                                    ss.since_change);
+    return cachet_backend_error(CACHET_EUNAVAILABLE, "backend %s: server %s is not answering "
+                                "yet (first contact or calls in flight without an answer): "
+                                "failing fast", m->backend, m->hosts[i].label);
+}
+
+/* The servers operation: a snapshot of each host under its own mutex,
+ * which no thread holds across I/O, so this never waits on a server. */
+size_t mc_servers(void *state, cachet_server_state *out, size_t max)
+{
+    mc_inst *m = state;
+    for (size_t i = 0; i < m->nhosts && i < max; i++) {
+        cachet_host_snapshot(&m->hosts[i].h, &out[i]);
+        out[i].name = m->hosts[i].label;
+    }
+    return m->nhosts;
 }

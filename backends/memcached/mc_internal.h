@@ -6,24 +6,13 @@
  * against its request).  libmemcached is used only for key placement (the
  * ring), so keys land where pylibmc and libmemcached clients put them.
  *
- * mc_hosts.c keeps a table of hosts, shared by every connection of an
- * instance:
- *
- *   UNKNOWN  never reached yet: the first operation probes it; the others
- *            wait for that probe, but only briefly (first_wait: a quarter
- *            of socket_timeout, at most 200 ms) so that a service starting
- *            with many threads does not see errors from a healthy server,
- *            and then fail fast with CACHET_EUNAVAILABLE: a hung host
- *            costs them no stall (a wait under 200 ms is not one).
- *   UP       operations go through.  If operations are in flight and none
- *            has completed for suspect_after (a quarter of socket_timeout),
- *            the host is suspected hung and new operations fail fast.
- *   DEAD     until dead_until: operations fail fast.  Then one operation
- *            probes it (with pool_flush_on_reconnect, the probe is a flush
- *            of that server), the others fail fast meanwhile.
- *
- * So a dead host costs at most one stalled operation per dead_retry in the
- * process, whatever the threading.
+ * Each host's health is the one state machine of the networked backends
+ * (backends/common/host.h): UNKNOWN until first contact, UP, or DOWN and
+ * then failing fast while the instance's prober thread re-probes it in the
+ * background (with pool_flush_on_reconnect, the probe that finds it back is
+ * a flush of that server).  mc_hosts.c adapts it: admissions, the end of a
+ * call, the probe, the servers operation.  A connection made before the
+ * host's last change is stale: mc_link makes a fresh one instead.
  *
  * A protocol error (a reply that does not answer the request) closes the
  * connection and fails the call, but does not mark the host dead: it
@@ -49,14 +38,19 @@
 #include <libmemcached/memcached.h>
 #include "mc_proto.h"
 #include "../common/clock.h"
+#include "../common/host.h"
 
 #define MAX_REPLICAS   8
 #define MAX_KEY        250
 
-enum { H_UNKNOWN, H_UP, H_DEAD };
-/* ADM_NOCONN: mc_begin could not get a connection set (not the host's fault) */
-enum { ADM_NOCONN = -2, ADM_REJECT, ADM_OK, ADM_PROBE, ADM_PROBE_FLUSH };
-/* how an operation on a host ended: END_FAIL and END_TIMEOUT mark it dead,
+/* ADM_NOCONN: mc_begin could not get a connection set (not the host's
+ * fault); the others are cachet_host_admit's (CACHET_ADM_*) */
+enum { ADM_NOCONN = -2, ADM_REJECT = CACHET_ADM_REJECT, ADM_OK = CACHET_ADM_OK,
+       ADM_PROBE = CACHET_ADM_FIRST,
+       /* no longer given (the prober flushes a host that comes back); kept
+        * while mc_multi.c still names it */
+       ADM_PROBE_FLUSH = 2 };
+/* how an operation on a host ended: END_FAIL and END_TIMEOUT mark it down,
  * END_PROTO (it answered, wrongly) is counted but does not */
 enum { END_OK, END_FAIL, END_ABORT, END_PROTO, END_TIMEOUT };
 
@@ -64,19 +58,12 @@ enum { END_OK, END_FAIL, END_ABORT, END_PROTO, END_TIMEOUT };
 #define MAX_VALUE_LIMIT   (1u << 30)     /* memcached's own hard item limit */
 
 typedef struct {
-    pthread_mutex_t mu;
     char     name[400];        /* hostname, or the socket path */
     char     label[420];       /* name:port for messages */
     in_port_t port;            /* 0: unix socket */
     uint32_t weight;
-    int      state;
-    int      probing;          /* a thread is probing it: the others fail fast */
-    pthread_cond_t probe_done; /* signalled when a probe ends (first contact waits on it) */
-    int      was_dead;         /* came back from DEAD (flush on reconnect) */
-    unsigned inflight;
-    double   dead_until;
-    double   progress;         /* last completion, or start of the busy period */
-    uint64_t failures, fastfails, probes, flushes, timeouts, proto_errors;
+    cachet_host h;             /* its health (backends/common/host.h) */
+    uint64_t flushes;          /* pool_flush_on_reconnect flushes (atomic) */
 } mc_host;
 
 struct mc_inst;
@@ -94,6 +81,10 @@ typedef struct mc_inst {
     int           pool;
     mc_host      *hosts;
     size_t        nhosts;
+    cachet_hostset hostset;        /* the hosts' prober */
+    int           hosts_ready;     /* hostset and every hosts[i].h initialized */
+    struct mc_inst *gutter;        /* gutter servers (mc_gutter.c), or NULL */
+    double        gutter_ttl;      /* s: the longest lifetime of a value in the gutter */
     memcached_st *ring;
     /* arguments */
     double        socket_timeout, dead_retry, suspect_after;
@@ -135,6 +126,12 @@ void          mc_cond_init(pthread_cond_t *cv);
 int           mc_admit(mc_inst *m, size_t i, double now, int may_wait);
 int           mc_refused(mc_inst *m, size_t i, double now);
 void          mc_finish(mc_inst *m, size_t i, int adm, int how);
+/* mc_finish of a call on a connection opened in the host's epoch, with why
+ * it failed (CACHET_HR_*) */
+void          mc_finish_on(mc_inst *m, size_t i, int adm, int how, int why, unsigned epoch);
+/* The host table: each host's state machine, and the prober (mc_open). */
+cachet_status mc_hosts_start(mc_inst *m, int shared);
+void          mc_hosts_stop(mc_inst *m);
 cachet_status mc_unavailable(mc_inst *m, size_t i);
 
 /* mc_url.c: url parsing */

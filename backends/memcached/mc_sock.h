@@ -47,6 +47,7 @@ typedef struct mc_sock {
     int            sent;         /* a request just went out: its reply is not there yet */
     double         patience;     /* SO_RCVTIMEO of the blocking socket (0: none) */          /* fuzzing: no fd, input from mc_sock_feed */
     char           err[256];     /* what went wrong, for messages */
+    unsigned       tag;          /* the owner's (the host's epoch when it connected) */
 } mc_sock;
 
 double mc_clock(void);                      /* CLOCK_MONOTONIC, seconds */

@@ -85,10 +85,8 @@ static cachet_status add_host(mc_inst *m, const char *spec, size_t len)
         snprintf(h->label, sizeof h->label, strchr(h->name, ':') ? "[%s]:%u" : "%s:%u",
                  h->name, (unsigned)h->port);
     }
-    /* (the array may still move while hosts are added: glibc's unused
-     * mutexes and condvars are plain memory, so that is safe) */
-    pthread_mutex_init(&h->mu, NULL);
-    mc_cond_init(&h->probe_done);
+    /* (the array may still move while hosts are added: each host's state
+     * machine is set up once the list is complete, mc_hosts_start) */
     m->nhosts++;
     return CACHET_OK;
 }

@@ -26,7 +26,7 @@ static const char UNLOCK_LUA[] =
 
 static uint64_t failures_of(rserver *s)
 {
-    return __atomic_load_n(&s->failures, __ATOMIC_RELAXED);
+    return rserver_failures(s);
 }
 
 static int is_readonly(redisReply **rep, size_t n)
@@ -50,6 +50,12 @@ static cachet_status run(rinst *in, rcmd *cmds, size_t n, redisReply **rep)
             return st;
         if (st == CACHET_EUNAVAILABLE && failures_of(&in->single) != before) {
             if (rsentinel_resolve(in, 0) == 1)
+                continue;
+            return st;
+        }
+        if (st == CACHET_EUNAVAILABLE) {
+            /* marked down: its replica may have been promoted meanwhile */
+            if (rsentinel_resolve_if_down(in) == 1)
                 continue;
             return st;
         }
@@ -166,6 +172,7 @@ static cachet_status open_mode(const cachet_backend_params *p, void **state, int
         return st;
     }
     pthread_mutex_init(&in->sentinel_mu, NULL);
+    rhosts_start(in);
     if (mode == RMODE_CLUSTER) {
         rserver_init(&in->single, in, NULL, NULL);   /* unused */
         st = rcluster_open(in);
@@ -195,6 +202,7 @@ static cachet_status open_mode(const cachet_backend_params *p, void **state, int
         }
     }
     if (st != CACHET_OK) {
+        rhosts_stop(in);      /* the prober first: it uses the servers */
         if (mode == RMODE_CLUSTER)
             rcluster_close(in);
         rserver_destroy(&in->single);
@@ -227,6 +235,7 @@ static void r_close(void *state)
     rinst *in = state;
     if (!in)
         return;
+    rhosts_stop(in);          /* the prober first: it uses the servers */
     if (in->cfg.mode == RMODE_CLUSTER)
         rcluster_close(in);
     rserver_destroy(&in->single);
@@ -642,6 +651,16 @@ static cachet_status r_report(void *state, cachet_backend_report_fn fn, void *ar
     return CACHET_OK;
 }
 
+static size_t r_servers(void *state, cachet_server_state *out, size_t max)
+{
+    rinst *in = state;
+    if (in->cfg.mode == RMODE_CLUSTER)
+        return rcluster_servers(in, out, max);
+    if (max > 0)
+        rserver_state(&in->single, out);
+    return 1;
+}
+
 static void r_fork_prepare(void *state)
 {
     rinst *in = state;
@@ -650,11 +669,13 @@ static void r_fork_prepare(void *state)
         rcluster_fork(in, 0);
     else
         rserver_fork_prepare(&in->single);
+    cachet_hostset_fork_prepare(&in->hostset);
 }
 
 static void r_fork_parent(void *state)
 {
     rinst *in = state;
+    cachet_hostset_fork_parent(&in->hostset);
     if (in->cfg.mode == RMODE_CLUSTER)
         rcluster_fork(in, 1);
     else
@@ -665,6 +686,7 @@ static void r_fork_parent(void *state)
 static void r_fork_child(void *state)
 {
     rinst *in = state;
+    cachet_hostset_fork_child(&in->hostset);   /* the prober restarts when needed */
     if (in->cfg.mode == RMODE_CLUSTER)
         rcluster_fork(in, 2);
     else
@@ -690,6 +712,7 @@ static void r_fork_child(void *state)
     .lock = r_lock,                                                           \
     .unlock = r_unlock,                                                       \
     .report = r_report,                                                       \
+    .servers = r_servers,                                                     \
     .fork_prepare = r_fork_prepare,                                           \
     .fork_parent = r_fork_parent,                                             \
     .fork_child = r_fork_child,                                               \

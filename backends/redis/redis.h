@@ -25,6 +25,7 @@
 #include <hiredis/hiredis.h>
 #include <cachet/backend.h>
 #include "../common/clock.h"
+#include "../common/host.h"
 
 enum { RMODE_SINGLE = 0, RMODE_SENTINEL = 1, RMODE_CLUSTER = 2 };
 
@@ -58,7 +59,8 @@ typedef struct {
     double  lock_sleep;         /* accepted for dogpile; the region polls */
     long    pool_maxsize;
     double  pool_timeout;       /* s to wait for a pooled connection */
-    double  dead_retry;         /* s a host that timed out is skipped */
+    double  dead_retry;         /* s: the longest gap between probes of a down host */
+    int     shared_host_state;  /* share host state with the machine's other processes */
     size_t  max_value_size;     /* bytes: the largest value stored or read back */
     raddr  *sentinels;          /* sentinel: the sentinels; cluster: startup nodes */
     size_t  nsentinels;
@@ -83,18 +85,19 @@ void          rurl_redact(const char *url, char *out, size_t size);
 /* ---- one server and its pool (redis_conn.c) ---- */
 
 typedef struct rconn {
-    redisContext *c;
-    unsigned      gen;          /* server generation it was made in */
+    redisContext *c;            /* NULL until connected (a slot in the pool bound) */
+    unsigned      gen;          /* pool generation it was made in */
+    unsigned      epoch;        /* the host's epoch when it connected (stale after) */
     int           reused;       /* came from the idle list */
-    int           probe;        /* this connection decides whether the host is back */
     struct rconn *prev, *next;  /* every open connection of the server */
     struct rconn *idle_next;
 } rconn;
 
-enum { RS_UNKNOWN = 0, RS_UP = 1, RS_DEAD = 2 };
-
 struct rinst;
 
+/* One server: its pool (mu) and its health (host: the common state
+ * machine, backends/common/host.h, with its own lock; mu is never held
+ * while taking the host's). */
 typedef struct rserver {
     pthread_mutex_t mu;
     pthread_cond_t  cv;
@@ -104,12 +107,11 @@ typedef struct rserver {
     rconn          *all, *idle;
     size_t          nopen;
     unsigned        gen;        /* bumped when pooled connections must go */
-    int             state;      /* RS_* */
-    int             probing;
-    double          dead_until; /* monotonic s */
-    char            why[400];   /* last failure */
-    uint64_t        failures;   /* timeouts and I/O failures (atomic: read without mu) */
-    uint64_t        proto_errors; /* replies that broke the protocol (atomic) */
+    char            why[400];   /* the last failure, for messages */
+    cachet_host     host;
+    struct rlabel  *labels;     /* "host:port" for the servers op, newest first: an
+                                 * address change adds one, none is freed before
+                                 * destroy (a reader may still hold the old one) */
 } rserver;
 
 /* What a command's reply may be (rreply_check); an error reply always may. */
@@ -209,6 +211,8 @@ int           rio_pending(redisContext *c, int *eof);
 /* the instance: every mode */
 typedef struct rinst {
     rcfg     cfg;
+    cachet_hostset hostset;     /* every server's prober */
+    double   next_down_resolve; /* sentinel: sentinel_mu; see rsentinel_resolve_if_down */
     rserver  single;            /* single and sentinel: the master */
     pthread_mutex_t sentinel_mu;
     struct rcluster *cluster;   /* cluster only */
@@ -219,7 +223,12 @@ static inline double r_now(void)   /* backends/common/clock.c, shared with memca
     return cachet_clock_now();
 }
 
+/* The instance's hosts and their prober (before any rserver_init). */
+void          rhosts_start(rinst *in);
+void          rhosts_stop(rinst *in);
 void          rserver_init(rserver *s, rinst *in, const raddr *a, const char *unix_path);
+/* Failed calls so far (a change tells "this call just failed"). */
+uint64_t      rserver_failures(rserver *s);
 void          rserver_destroy(rserver *s);
 /* Sends the n commands in one write and reads the n replies (rep[i] from
  * hiredis: free with freeReplyObject).  CACHET_OK when every reply came
@@ -237,6 +246,8 @@ void          rserver_fork_child(rserver *s);
 void          rserver_describe(rserver *s, char *buf, size_t size);
 /* "host:port" or the unix path */
 void          rserver_name(rserver *s, char *buf, size_t size);
+/* One entry of the servers operation (never waits on the server). */
+void          rserver_state(rserver *s, cachet_server_state *out);
 void          rreplies_free(redisReply **rep, size_t n);
 
 /* Replaces the configured password and sentinel_password in a text that
@@ -249,6 +260,9 @@ void          rserver_scrub(const rinst *in, char *buf, size_t size);
  * 1 when the address changed, 0 when unchanged, -1 when no sentinel
  * answered (message set).  Concurrent callers: one asks, others return 0. */
 int           rsentinel_resolve(rinst *in, int wait);
+/* While the master is marked down, asks the sentinels again at most every
+ * 0.5 s (its replica may have been promoted); 1 when the master moved. */
+int           rsentinel_resolve_if_down(rinst *in);
 
 /* ---- cluster (redis_cluster.c) ---- */
 
@@ -267,5 +281,6 @@ cachet_status rcluster_exec_multi(rinst *in, cachet_backend_item *items, size_t 
                                   rcluster_done_fn done, void *arg);
 void          rcluster_fork(rinst *in, int phase);   /* 0 prepare, 1 parent, 2 child */
 void          rcluster_report(rinst *in, cachet_backend_report_fn fn, void *arg);
+size_t        rcluster_servers(rinst *in, cachet_server_state *out, size_t max);
 
 #endif

@@ -11,7 +11,7 @@
 
 #define COMMON_ARGS "username", "password", "socket_timeout", "redis_expiration_time", \
     "distributed_lock", "lock_timeout", "lock_sleep", "thread_local_lock", \
-    "pool_maxsize", "pool_timeout", "dead_retry", "max_value_size"
+    "pool_maxsize", "pool_timeout", "dead_retry", "max_value_size", "shared_host_state"
 
 static char *dup_or_null(const char *s)
 {
@@ -87,6 +87,7 @@ cachet_status rcfg_parse(const cachet_backend_params *p, int mode, rcfg *cfg)
         (st = cachet_backend_arg_long(p, name, "pool_maxsize", 10, 1, 100000, &cfg->pool_maxsize)) != CACHET_OK ||
         (st = cachet_backend_arg_double(p, name, "pool_timeout", 10, 0, 3600, &cfg->pool_timeout)) != CACHET_OK ||
         (st = cachet_backend_arg_double(p, name, "dead_retry", 30, 0, 86400, &cfg->dead_retry)) != CACHET_OK ||
+        (st = cachet_backend_arg_bool(p, name, "shared_host_state", 1, &cfg->shared_host_state)) != CACHET_OK ||
         (st = cachet_backend_arg_long(p, name, "max_value_size", 64L << 20, 1, 512L << 20, &l)) != CACHET_OK)
         return st;
     /* what a GET may read back; redis's own proto-max-bulk-len is 512 MiB */

@@ -76,7 +76,7 @@ static rserver *node_get(rinst *in, const raddr *a, int *idx)
         }
     if (!s && cl->nnodes < MAX_NODES && (s = malloc(sizeof *s)) != NULL) {
         rserver_init(s, in, a, NULL);
-        s->state = RS_UP;   /* named by the cluster itself: no probe first */
+        s->host.state = CACHET_HOST_UP;   /* named by the cluster itself: no first contact */
         *idx = (int)cl->nnodes;
         cl->nodes[cl->nnodes++] = s;
     }
@@ -253,7 +253,7 @@ static int refresh_after_failure(rinst *in, rserver *s, uint64_t failures_before
                                  unsigned version, cachet_status st)
 {
     char msg[1024];
-    int just_failed = __atomic_load_n(&s->failures, __ATOMIC_RELAXED) != failures_before, ok;
+    int just_failed = rserver_failures(s) != failures_before, ok;
     if (st != CACHET_EUNAVAILABLE || (!just_failed && !down_refresh_due(in->cluster)))
         return 0;
     snprintf(msg, sizeof msg, "%s", cachet_errmsg());
@@ -374,7 +374,7 @@ cachet_status rcluster_exec1(rinst *in, const char *key, size_t klen, rcmd *cmd,
                     return cachet_backend_error(CACHET_EUNAVAILABLE, "backend %s: no node serves "
                                                 "slot %u", in->cfg.name, slot);
             }
-            uint64_t before = __atomic_load_n(&s->failures, __ATOMIC_RELAXED);
+            uint64_t before = rserver_failures(s);
             st = rserver_exec(s, cmd, 1, &r);
             if (st != CACHET_OK) {
                 /* a node that failed (now, or earlier: marked down) may have
@@ -524,7 +524,7 @@ cachet_status rcluster_exec_multi(rinst *in, cachet_backend_item *items, size_t 
                 break;
             k++;
         }
-        uint64_t before = s ? __atomic_load_n(&s->failures, __ATOMIC_RELAXED) : 0;
+        uint64_t before = s ? rserver_failures(s) : 0;
         int moved = 0;
         st = s ? rserver_exec(s, cmds, k, reps) : CACHET_EUNAVAILABLE;
         /* the node failed or is marked down: its slots may have a new
@@ -578,6 +578,19 @@ void rcluster_fork(rinst *in, int phase)
     pthread_rwlock_unlock(&cl->map_lock);
     pthread_mutex_unlock(&cl->nodes_mu);
     pthread_mutex_unlock(&cl->refresh_mu);
+}
+
+size_t rcluster_servers(rinst *in, cachet_server_state *out, size_t max)
+{
+    rcluster *cl = in->cluster;
+    size_t n;
+    pthread_mutex_lock(&cl->nodes_mu);
+    n = cl->nnodes;
+    pthread_mutex_unlock(&cl->nodes_mu);
+    /* nodes are only ever added, and kept until close */
+    for (size_t i = 0; i < n && i < max; i++)
+        rserver_state(node_at(cl, (int)i), &out[i]);
+    return n;
 }
 
 void rcluster_report(rinst *in, cachet_backend_report_fn fn, void *arg)

@@ -1,18 +1,22 @@
 /* One redis server as all threads of a process share it: a pool of
  * hiredis connections (at most pool_maxsize), the handshake (AUTH, SELECT,
- * ROLE for sentinel mode) under the call's deadline, and the server's health.
- *
- * Health, so that a hung host costs one stall and not one per call:
- *   UP       connections are handed out and made freely;
- *   DEAD     every call fails at once (CACHET_EUNAVAILABLE) until dead_until:
- *            dead_retry seconds after a timeout, at most 1 s after a refused
- *            connection or other fast failure (retrying those costs nothing);
- *   UNKNOWN  (at open, and when DEAD ran out) the first caller makes a fresh
- *            connection and its command decides; meanwhile every other
- *            caller fails at once instead of queueing behind the probe.
+ * ROLE for sentinel mode) under the call's deadline, and the server's
+ * health on the common host state machine (backends/common/host.h), the
+ * same as memcached's:
+ *   UNKNOWN  the first caller makes first contact on a fresh connection;
+ *            other callers wait for it briefly, then fail fast;
+ *   UP       connections are handed out and made freely; calls in flight
+ *            with none completing for a quarter of socket_timeout make new
+ *            calls fail fast (a hung server costs one stall);
+ *   DOWN     every call fails at once (CACHET_EUNAVAILABLE) while the
+ *            instance's prober re-probes it in the background (a fresh
+ *            connection, the handshake, PING): after ~1 s, then x1.5 up to
+ *            dead_retry; the probe that answers brings it back.
  * A connection that broke while idle in the pool (the server restarted)
  * is not a dead server: the call is retried once on a fresh connection and
- * the rest of the pool is dropped.
+ * the rest of the pool is dropped.  A connection made before the server's
+ * last change (its epoch) is stale: never reused, and its failure does not
+ * mark the server down again.
  *
  * A protocol error (a reply that breaks RESP, a bound, or its request's
  * shape) is not a sign of a hung host: only that connection goes, the
@@ -22,8 +26,10 @@
  *
  * hiredis contexts are not thread-safe: a connection belongs to one thread
  * between acquire and release.  Any c->err makes it unusable: it is freed,
- * never reused. */
+ * never reused.  s->mu (the pool) is never held while the host's lock is
+ * taken. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +38,12 @@
 #include <sys/socket.h>
 #include <hiredis/sds.h>
 #include "redis.h"
+#include "../common/host_shared.h"
+
+struct rlabel {
+    struct rlabel *next;
+    char s[R_HOST_MAX + 16];
+};
 
 void rreplies_free(redisReply **rep, size_t n)
 {
@@ -40,22 +52,6 @@ void rreplies_free(redisReply **rep, size_t n)
             freeReplyObject(rep[i]);
             rep[i] = NULL;
         }
-}
-
-void rserver_init(rserver *s, rinst *in, const raddr *a, const char *unix_path)
-{
-    pthread_condattr_t ca;
-    memset(s, 0, sizeof *s);
-    pthread_mutex_init(&s->mu, NULL);
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->cv, &ca);
-    pthread_condattr_destroy(&ca);
-    s->in = in;
-    if (a)
-        s->addr = *a;
-    s->unix_path = unix_path;
-    s->state = RS_UNKNOWN;
 }
 
 static void conn_free(rconn *cn)
@@ -100,19 +96,6 @@ static void free_chain(rconn *cn)
     }
 }
 
-void rserver_destroy(rserver *s)
-{
-    rconn *cn = s->all;
-    while (cn) {
-        rconn *next = cn->next;
-        conn_free(cn);
-        cn = next;
-    }
-    s->all = s->idle = NULL;
-    pthread_cond_destroy(&s->cv);
-    pthread_mutex_destroy(&s->mu);
-}
-
 void rserver_scrub(const rinst *in, char *buf, size_t size)
 {
     r_scrub(buf, size, in->cfg.password);
@@ -131,32 +114,169 @@ void rserver_name(rserver *s, char *buf, size_t size)
         snprintf(buf, size, "%s:%d", s->addr.host, s->addr.port);
 }
 
-/* The caller holds s->mu.  timeout_class: the failure cost a stall. */
-static void mark_failed_locked(rserver *s, int timeout_class, const char *why)
+/* The caller holds s->mu.  The label of the current address (NULL when out
+ * of memory: the servers op then shows "?"). */
+static const char *label_locked(rserver *s)
 {
-    double retry = s->in->cfg.dead_retry;
-    if (!timeout_class && retry > 1.0)
-        retry = 1.0;
-    __atomic_fetch_add(&s->failures, 1, __ATOMIC_RELAXED);
-    snprintf(s->why, sizeof s->why, "%s", why);
-    s->probing = 0;
-    if (retry > 0) {
-        s->state = RS_DEAD;
-        s->dead_until = r_now() + retry;
-    } else {
-        s->state = RS_UNKNOWN;
-    }
-    pthread_cond_broadcast(&s->cv);
+    char name[R_HOST_MAX + 16];
+    struct rlabel *l;
+    rserver_name(s, name, sizeof name);
+    if (s->labels && strcmp(s->labels->s, name) == 0)
+        return s->labels->s;
+    if (!(l = malloc(sizeof *l)))
+        return NULL;
+    memcpy(l->s, name, sizeof name);
+    l->next = s->labels;
+    s->labels = l;
+    return l->s;
 }
 
-/* Drops cn (broken) and records why the server failed; returns the status
- * for the caller, with the message set.  What the failure does to the
- * server's health depends on what happened:
- *   deadline   the server hung: marked down for dead_retry;
- *   protocol   it answered, wrongly: counted apart, not marked down (a
- *              fast answer is no sign of a hung host), and only this
- *              connection goes;
- *   otherwise  (refused, closed, reset) a fast failure: down for <= 1 s. */
+/* ---- the hosts of an instance, their prober ---- */
+
+static cachet_status handshake(rserver *s, redisContext *c, double deadline, rfail *f);
+
+static rserver *of(cachet_host *h)
+{
+    return (rserver *)(void *)((char *)h - offsetof(rserver, host));
+}
+
+static int reason_of(int kind)
+{
+    switch (kind) {
+    case RF_DEADLINE:
+        return CACHET_HR_TIMEOUT;
+    case RF_CONNECT:
+        return CACHET_HR_REFUSED;
+    case RF_EOF:
+        return CACHET_HR_CLOSED;
+    case RF_PROTO:
+        return CACHET_HR_PROTOCOL;
+    default:
+        return CACHET_HR_IO;
+    }
+}
+
+/* On the prober thread: a fresh connection, the handshake, PING. */
+static int probe(void *arg, cachet_host *h, double deadline, int *reason)
+{
+    rinst *in = arg;
+    rserver *s = of(h);
+    const rcfg *cfg = &in->cfg;
+    const char *argv[] = {"PING"};
+    size_t lens[] = {4};
+    rcmd cmd = {1, argv, lens, {NULL, NULL}, RX_PONG};
+    rfail f = {RF_NONE, ""};
+    redisContext *c;
+    redisReply *rep = NULL;
+    cachet_status st;
+    int doubt = 0, rc = -1;
+    raddr a;
+
+    rserver_addr(s, &a);
+    if (!(c = rio_connect(a.host, a.port, s->unix_path, deadline, cfg->socket_timeout, &f))) {
+        *reason = reason_of(f.kind);
+        return -1;
+    }
+    if ((st = handshake(s, c, deadline, &f)) != CACHET_OK) {
+        /* AUTH refused: the server answers (the calls will say why) */
+        *reason = f.kind == RF_NONE ? CACHET_HR_NONE : f.kind == RF_CONNECT ? CACHET_HR_REJECTED
+                  : reason_of(f.kind);
+        rc = f.kind == RF_NONE ? 0 : -1;
+    } else if (rio_exec(c, &cmd, 1, &rep, deadline, cfg->socket_timeout, cfg->max_value_size,
+                        &doubt, &f) != 0) {
+        *reason = reason_of(f.kind);
+    } else {
+        rc = 0;
+        freeReplyObject(rep);
+    }
+    redisFree(c);
+    return rc;
+}
+
+void rhosts_start(rinst *in)
+{
+    cachet_hostset_init(&in->hostset, in->cfg.name, in->cfg.socket_timeout, in->cfg.dead_retry,
+                        probe, in);
+}
+
+/* Shared host state: the single server only (a sentinel's master moves, a
+ * cluster's nodes come and go). */
+static void share(rserver *s)
+{
+    rinst *in = s->in;
+    char name[R_HOST_MAX + 16];
+    const char *labels[1] = {name};
+    if (in->cfg.mode != RMODE_SINGLE || !in->cfg.shared_host_state || in->hostset.shared)
+        return;
+    rserver_name(s, name, sizeof name);
+    if ((in->hostset.shared = cachet__shared_open("redis", labels, 1)) != NULL)
+        s->host.shared_slot = 0;
+}
+
+void rhosts_stop(rinst *in)
+{
+    cachet_hostset_destroy(&in->hostset);
+}
+
+void rserver_init(rserver *s, rinst *in, const raddr *a, const char *unix_path)
+{
+    pthread_condattr_t ca;
+    char name[R_HOST_MAX + 16];
+    memset(s, 0, sizeof *s);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    s->in = in;
+    if (a)
+        s->addr = *a;
+    s->unix_path = unix_path;
+    rserver_name(s, name, sizeof name);
+    cachet_host_init(&s->host, &in->hostset, name);
+    if (a || unix_path)
+        share(s);
+    else if (in->cfg.mode == RMODE_CLUSTER)
+        cachet__host_remove(&in->hostset, &s->host);   /* the cluster's unused single one */
+}
+
+uint64_t rserver_failures(rserver *s)
+{
+    return cachet_host_failures(&s->host);
+}
+
+void rserver_destroy(rserver *s)
+{
+    rconn *cn = s->all;
+    while (cn) {
+        rconn *next = cn->next;
+        conn_free(cn);
+        cn = next;
+    }
+    s->all = s->idle = NULL;
+    cachet_host_destroy(&s->host);
+    while (s->labels) {
+        struct rlabel *next = s->labels->next;
+        free(s->labels);
+        s->labels = next;
+    }
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->mu);
+}
+
+void rserver_state(rserver *s, cachet_server_state *out)
+{
+    const char *label;
+    pthread_mutex_lock(&s->mu);
+    label = label_locked(s);
+    pthread_mutex_unlock(&s->mu);
+    cachet_host_snapshot(&s->host, out);
+    out->name = label ? label : "?";
+}
+
+/* Drops cn (broken) and says why the call failed; what it does to the
+ * server's health is rserver_exec's (cachet_host_done).  A failure other
+ * than a protocol error drops the idle pool too (they are likely as dead). */
 static cachet_status conn_failed(rserver *s, rconn *cn, cachet_status st, const rfail *f)
 {
     char name[R_HOST_MAX + 16], why[400];
@@ -169,16 +289,11 @@ static cachet_status conn_failed(rserver *s, rconn *cn, cachet_status st, const 
     rserver_name(s, name, sizeof name);
     if (cn)
         unlink_locked(s, cn);
-    if (proto) {
-        if (f->kind == RF_PROTO)
-            __atomic_fetch_add(&s->proto_errors, 1, __ATOMIC_RELAXED);
-        if (cn && cn->probe)
-            s->probing = 0;   /* the next caller probes again */
-        pthread_cond_broadcast(&s->cv);
-    } else {
-        mark_failed_locked(s, f->kind == RF_DEADLINE, why);
+    if (!proto) {
+        snprintf(s->why, sizeof s->why, "%s", why);
         garbage = flush_locked(s);
     }
+    pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
     conn_free(cn);
     free_chain(garbage);
@@ -278,26 +393,31 @@ static cachet_status handshake(rserver *s, redisContext *c, double deadline, rfa
     return st;
 }
 
-/* A new connection for cn (which is counted and linked), by the deadline. */
-static cachet_status connect_conn(rserver *s, rconn *cn, const raddr *a, double deadline)
+/* Connects cn (counted and linked, cn->c NULL) by the deadline: the
+ * handshake too.  On failure cn is dropped; *f says what happened (RF_NONE:
+ * AUTH or SELECT refused, a configuration error: the server answered). */
+static cachet_status connect_conn(rserver *s, rconn *cn, double deadline, rfail *f)
 {
     const rcfg *cfg = &s->in->cfg;
     redisContext *c;
     cachet_status st;
-    rfail f = {RF_NONE, ""};
+    raddr a;
 
-    c = rio_connect(a->host, a->port, s->unix_path, deadline, cfg->socket_timeout, &f);
+    rserver_addr(s, &a);
+    c = rio_connect(a.host, a.port, s->unix_path, deadline, cfg->socket_timeout, f);
     if (!c)
-        return conn_failed(s, cn, CACHET_EUNAVAILABLE, &f);
-    if ((st = handshake(s, c, deadline, &f)) != CACHET_OK) {
+        return conn_failed(s, cn, CACHET_EUNAVAILABLE, f);
+    if ((st = handshake(s, c, deadline, f)) != CACHET_OK) {
         redisFree(c);
-        if (f.kind == RF_NONE) {
+        if (f->kind == RF_NONE) {
             /* AUTH or SELECT refused: the server is fine, the configuration is not */
             rfail g = {RF_CONNECT, ""};
-            snprintf(g.why, sizeof g.why, "%s", f.why);
-            return conn_failed(s, cn, st, &g);
+            snprintf(g.why, sizeof g.why, "%s", f->why);
+            st = conn_failed(s, cn, st, &g);
+            f->kind = RF_NONE;
+            return st;
         }
-        return conn_failed(s, cn, st, &f);
+        return conn_failed(s, cn, st, f);
     }
     pthread_mutex_lock(&s->mu);
     cn->c = c;
@@ -305,9 +425,6 @@ static cachet_status connect_conn(rserver *s, rconn *cn, const raddr *a, double 
     return CACHET_OK;
 }
 
-/* A pooled connection that must not be used: the server sent something
- * nobody asked for (a reply that would be taken for the next request's),
- * or closed it.  Dropped unlocked. */
 static int pooled_in_doubt(rserver *s, rconn *cn)
 {
     int eof;
@@ -315,64 +432,45 @@ static int pooled_in_doubt(rserver *s, rconn *cn)
         return 0;
     pthread_mutex_lock(&s->mu);
     unlink_locked(s, cn);
-    if (!eof)
-        __atomic_fetch_add(&s->proto_errors, 1, __ATOMIC_RELAXED);
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
+    if (!eof)
+        cachet_host_count_proto(&s->host);
     conn_free(cn);
     return 1;
 }
 
-/* A connection for one call.  fresh: never one from the pool.  *call_end:
- * the call's deadline, set here (socket_timeout from when a connection is
- * at hand, the pool wait apart) unless already set. */
-static cachet_status acquire(rserver *s, int fresh, double *call_end, rconn **out)
+/* A connection for one call: an idle one of this epoch (fresh: never one
+ * from the pool), else a new one, counted but not connected yet (cn->c
+ * NULL).  Only ever waits for the pool, never for the server. */
+static cachet_status acquire(rserver *s, int fresh, unsigned epoch, rconn **out)
 {
     const rcfg *cfg = &s->in->cfg;
-    char name[R_HOST_MAX + 16], why[sizeof s->why];
+    char name[R_HOST_MAX + 16];
     double deadline = 0, now;
     struct timespec ts;
     rconn *cn;
-    raddr a;
 
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        if (s->state == RS_DEAD) {
-            now = r_now();
-            if (now < s->dead_until) {
-                double left = s->dead_until - now;
-                rserver_name(s, name, sizeof name);
-                snprintf(why, sizeof why, "%s", s->why);
-                pthread_mutex_unlock(&s->mu);
-                return cachet_backend_error(CACHET_EUNAVAILABLE, "backend %s: %s is marked down "
-                                            "for %.1f s more (dead_retry) after: %s",
-                                            cfg->name, name, left, why);
-            }
-            s->state = RS_UNKNOWN;
-        }
-        if (s->state == RS_UNKNOWN) {
-            if (s->probing) {
-                rserver_name(s, name, sizeof name);
-                pthread_mutex_unlock(&s->mu);
-                return cachet_backend_error(CACHET_EUNAVAILABLE, "backend %s: %s: another thread "
-                                            "is checking whether the server answers",
-                                            cfg->name, name);
-            }
-            s->probing = 1;
-            break;
-        }
         if (!fresh && s->idle) {
             cn = s->idle;
             s->idle = cn->idle_next;
             cn->idle_next = NULL;
             cn->reused = 1;
+            if (cn->epoch != epoch) {
+                /* made before the server went down and came back */
+                unlink_locked(s, cn);
+                pthread_mutex_unlock(&s->mu);
+                conn_free(cn);
+                pthread_mutex_lock(&s->mu);
+                continue;
+            }
             pthread_mutex_unlock(&s->mu);
             if (pooled_in_doubt(s, cn)) {
                 pthread_mutex_lock(&s->mu);
                 continue;
             }
-            if (*call_end == 0)
-                *call_end = r_now() + cfg->socket_timeout;
             *out = cn;
             return CACHET_OK;
         }
@@ -394,44 +492,28 @@ static cachet_status acquire(rserver *s, int fresh, double *call_end, rconn **ou
     }
     /* a new connection, counted now so the pool bound holds */
     if (!(cn = calloc(1, sizeof *cn))) {
-        s->probing = 0;
         pthread_mutex_unlock(&s->mu);
         return cachet_backend_error(CACHET_ENOMEM, "backend %s: out of memory", cfg->name);
     }
-    cn->probe = s->state == RS_UNKNOWN;
     cn->gen = s->gen;
+    cn->epoch = epoch;
     cn->next = s->all;
     if (s->all)
         s->all->prev = cn;
     s->all = cn;
     s->nopen++;
-    a = s->addr;
     pthread_mutex_unlock(&s->mu);
-    if (*call_end == 0)
-        *call_end = r_now() + cfg->socket_timeout;
-    {
-        cachet_status st = connect_conn(s, cn, &a, *call_end);
-        if (st != CACHET_OK)
-            return st;
-    }
     *out = cn;
     return CACHET_OK;
 }
 
-/* in_doubt: the server sent more than was asked; the connection goes. */
-static void release(rserver *s, rconn *cn, int in_doubt)
+/* Back to the pool (or closed).  in_doubt: the server sent more than was
+ * asked; the connection goes.  keep: the server is up (not down now). */
+static void release(rserver *s, rconn *cn, int in_doubt, int keep_ok)
 {
     int keep;
     pthread_mutex_lock(&s->mu);
-    if (cn->probe) {
-        cn->probe = 0;
-        s->probing = 0;
-        if (s->state == RS_UNKNOWN)
-            s->state = RS_UP;
-    }
-    keep = !in_doubt && !cn->c->err && cn->gen == s->gen && s->state == RS_UP;
-    if (in_doubt)
-        __atomic_fetch_add(&s->proto_errors, 1, __ATOMIC_RELAXED);
+    keep = keep_ok && !in_doubt && cn->c && !cn->c->err && cn->gen == s->gen;
     if (keep) {
         cn->idle_next = s->idle;
         s->idle = cn;
@@ -440,8 +522,54 @@ static void release(rserver *s, rconn *cn, int in_doubt)
     }
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
+    if (in_doubt)
+        cachet_host_count_proto(&s->host);
     if (!keep)
         conn_free(cn);
+}
+
+/* Drops a connection never used (the call was refused after taking it). */
+static void discard(rserver *s, rconn *cn)
+{
+    if (cn->c) {
+        release(s, cn, 0, 1);
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    unlink_locked(s, cn);
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    conn_free(cn);
+}
+
+static cachet_status down_error(rserver *s)
+{
+    cachet_server_state ss;
+    char name[R_HOST_MAX + 16], why[sizeof s->why];
+    pthread_mutex_lock(&s->mu);
+    rserver_name(s, name, sizeof name);
+    snprintf(why, sizeof why, "%s", s->why);
+    pthread_mutex_unlock(&s->mu);
+    cachet_host_snapshot(&s->host, &ss);
+    if (!ss.up)
+        return cachet_backend_error(CACHET_EUNAVAILABLE, "backend %s: %s is marked down (%s, "
+                                    "%.1f s ago%s%s): failing fast while it is probed in the "
+                                    "background", s->in->cfg.name, name, ss.reason,
+                                    ss.since_change, why[0] ? ": " : "", why);
+    return cachet_backend_error(CACHET_EUNAVAILABLE, "backend %s: %s is not answering yet "
+                                "(another call is making first contact, or calls in flight "
+                                "get no answer): failing fast", s->in->cfg.name, name);
+}
+
+/* How a failure ends the call for the host (CACHET_END_*), and why. */
+static int end_of(const rfail *f, int *reason)
+{
+    *reason = reason_of(f->kind);
+    if (f->kind == RF_PROTO)
+        return CACHET_END_PROTO;
+    if (f->kind == RF_OOM || f->kind == RF_NONE)
+        return CACHET_END_ABORT;
+    return CACHET_END_FAIL;
 }
 
 cachet_status rserver_exec(rserver *s, rcmd *cmds, size_t n, redisReply **rep)
@@ -449,18 +577,41 @@ cachet_status rserver_exec(rserver *s, rcmd *cmds, size_t n, redisReply **rep)
     const rcfg *cfg = &s->in->cfg;
     double call_end = 0;
     cachet_status st;
+    int adm = CACHET_ADM_REJECT;
 
     memset(rep, 0, n * sizeof *rep);
+    /* asked before waiting for the pool: a down server fails fast even
+     * when the pool is busy (and the wait is no call in flight) */
+    if (cachet_host_refused(&s->host))
+        return down_error(s);
     for (int attempt = 0; attempt < 2; attempt++) {
         rconn *cn = NULL;
         rfail f = {RF_NONE, ""};
-        int doubt = 0;
+        int doubt = 0, reason, end;
+        unsigned epoch = cachet_host_epoch(&s->host);
 
-        if ((st = acquire(s, attempt > 0, &call_end, &cn)) != CACHET_OK)
+        if ((st = acquire(s, attempt > 0, epoch, &cn)) != CACHET_OK) {
+            if (adm != CACHET_ADM_REJECT)
+                cachet_host_done(&s->host, adm, CACHET_END_ABORT, CACHET_HR_NONE, epoch);
             return st;
+        }
+        if (adm == CACHET_ADM_REJECT &&
+            (adm = cachet_host_admit(&s->host, 1)) == CACHET_ADM_REJECT) {
+            discard(s, cn);
+            return down_error(s);
+        }
+        if (call_end == 0)
+            call_end = r_now() + cfg->socket_timeout;
+        if (!cn->c && (st = connect_conn(s, cn, call_end, &f)) != CACHET_OK) {
+            /* (AUTH or SELECT refused: f.kind RF_NONE, the server answered) */
+            end = f.kind == RF_NONE ? CACHET_END_OK : end_of(&f, &reason);
+            cachet_host_done(&s->host, adm, end, f.kind == RF_NONE ? 0 : reason, epoch);
+            return st;
+        }
         if (rio_exec(cn->c, cmds, n, rep, call_end, cfg->socket_timeout, cfg->max_value_size,
                      &doubt, &f) == 0) {
-            release(s, cn, doubt);
+            release(s, cn, doubt, 1);
+            cachet_host_done(&s->host, adm, CACHET_END_OK, CACHET_HR_NONE, epoch);
             return CACHET_OK;
         }
         if (cn->reused && attempt == 0 && (f.kind == RF_EOF || f.kind == RF_IO) &&
@@ -476,23 +627,39 @@ cachet_status rserver_exec(rserver *s, rcmd *cmds, size_t n, redisReply **rep)
             free_chain(garbage);
             continue;
         }
-        return conn_failed(s, cn, CACHET_EUNAVAILABLE, &f);
+        epoch = cn->epoch;
+        st = conn_failed(s, cn, CACHET_EUNAVAILABLE, &f);
+        end = end_of(&f, &reason);
+        if (cachet_host_done(&s->host, adm, end, reason, epoch) && attempt == 0 &&
+            r_now() < call_end) {
+            /* a stale connection (made before the server came back): once
+             * more on a fresh one */
+            adm = CACHET_ADM_REJECT;
+            continue;
+        }
+        return st;
     }
-    return CACHET_EUNAVAILABLE;   /* not reached: the second attempt returns */
+    if (adm != CACHET_ADM_REJECT)
+        cachet_host_done(&s->host, adm, CACHET_END_ABORT, CACHET_HR_NONE,
+                         cachet_host_epoch(&s->host));
+    return cachet_backend_error(CACHET_EUNAVAILABLE, "backend %s: the server failed twice",
+                                cfg->name);
 }
 
 void rserver_set_addr(rserver *s, const raddr *a)
 {
+    char name[R_HOST_MAX + 16];
     rconn *garbage;
     pthread_mutex_lock(&s->mu);
     s->addr = *a;
     garbage = flush_locked(s);
-    /* a new address deserves a probe now, not after the old one's dead_retry */
-    if (s->state == RS_DEAD)
-        s->state = RS_UNKNOWN;
+    rserver_name(s, name, sizeof name);
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
     free_chain(garbage);
+    /* a new address deserves first contact now, not a probe of the old one */
+    cachet_host_set_label(&s->host, name);
+    cachet_host_forget(&s->host);
 }
 
 void rserver_addr(rserver *s, raddr *out)
@@ -504,20 +671,37 @@ void rserver_addr(rserver *s, raddr *out)
 
 void rserver_describe(rserver *s, char *buf, size_t size)
 {
-    char name[R_HOST_MAX + 16];
+    char name[R_HOST_MAX + 16], why[sizeof s->why];
+    cachet_server_state ss;
+    uint64_t perr, probes;
+    size_t nopen;
+    int state;
     pthread_mutex_lock(&s->mu);
     rserver_name(s, name, sizeof name);
-    if (s->state == RS_DEAD && r_now() < s->dead_until)
-        snprintf(buf, size, "%s down (%.1f s more; %s) failures=%llu protocol_errors=%llu", name,
-                 s->dead_until - r_now(), s->why,
-                 (unsigned long long)__atomic_load_n(&s->failures, __ATOMIC_RELAXED),
-                 (unsigned long long)__atomic_load_n(&s->proto_errors, __ATOMIC_RELAXED));
-    else
-        snprintf(buf, size, "%s %s connections=%zu failures=%llu protocol_errors=%llu", name,
-                 s->state == RS_UP ? "up" : "unknown", s->nopen,
-                 (unsigned long long)__atomic_load_n(&s->failures, __ATOMIC_RELAXED),
-                 (unsigned long long)__atomic_load_n(&s->proto_errors, __ATOMIC_RELAXED));
+    snprintf(why, sizeof why, "%s", s->why);
+    nopen = s->nopen;
     pthread_mutex_unlock(&s->mu);
+    cachet_host_snapshot(&s->host, &ss);
+    pthread_mutex_lock(&s->host.mu);
+    perr = s->host.proto_errors;
+    probes = s->host.probes;
+    state = s->host.state;
+    pthread_mutex_unlock(&s->host.mu);
+    if (!ss.up)
+        snprintf(buf, size, "%s down (%s, %.1f s ago; %s) failures=%llu protocol_errors=%llu "
+                 "probes=%llu", name, ss.reason, ss.since_change, why,
+                 (unsigned long long)ss.failures, (unsigned long long)perr,
+                 (unsigned long long)probes);
+    else {
+        char since[48];
+        if (ss.since_change >= 0)
+            snprintf(since, sizeof since, "back %.1f s ago", ss.since_change);
+        else
+            snprintf(since, sizeof since, "never down");
+        snprintf(buf, size, "%s %s (%s) connections=%zu failures=%llu protocol_errors=%llu",
+                 name, state == CACHET_HOST_UP ? "up" : "not contacted yet", since, nopen,
+                 (unsigned long long)ss.failures, (unsigned long long)perr);
+    }
 }
 
 /* ---- fork ---- */
@@ -535,7 +719,8 @@ void rserver_fork_parent(rserver *s)
 /* The child forgets the parent's connections without a byte on them:
  * idle ones are closed (close() on a socket the parent still holds sends
  * nothing); ones that other parent threads were using are only closed, as
- * their hiredis state may be half-way through a call. */
+ * their hiredis state may be half-way through a call.  (The host's state
+ * is the hostset's: cachet_hostset_fork_child.) */
 void rserver_fork_child(rserver *s)
 {
     pthread_condattr_t ca;
@@ -556,7 +741,6 @@ void rserver_fork_child(rserver *s)
     s->all = s->idle = NULL;
     s->nopen = 0;
     s->gen++;
-    s->probing = 0;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&s->cv, &ca);

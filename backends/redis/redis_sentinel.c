@@ -124,3 +124,18 @@ int rsentinel_resolve(rinst *in, int wait)
                              "'%s' (last: %s)", in->cfg.name, in->cfg.service_name, last);
     return r;
 }
+
+int rsentinel_resolve_if_down(rinst *in)
+{
+    double now = r_now();
+    int due;
+    if (cachet_host_state(&in->single.host) != CACHET_HOST_DOWN)
+        return 0;
+    if (pthread_mutex_trylock(&in->sentinel_mu) != 0)
+        return 0;   /* another thread is asking */
+    due = now >= in->next_down_resolve;
+    if (due)
+        in->next_down_resolve = now + 0.5;
+    pthread_mutex_unlock(&in->sentinel_mu);
+    return due ? rsentinel_resolve(in, 0) : 0;
+}

@@ -21,16 +21,23 @@ static void print_report_line(void *arg, const char *name, const char *value)
     printf("  %s: %s\n", name, value);
 }
 
-int cli_check(cachet_region *r, const char *described)
+/* The backend's servers, each with its state, failures and time since its
+ * last change (the report's "server" lines), then its other lines. */
+static void print_servers(cachet_region *r)
+{
+    cachet_status st = cachet_backend_report(r, print_report_line, NULL);
+    if (st != CACHET_OK && st != CACHET_ENOTSUP)
+        cli_fail("check: backend report", st);
+}
+
+/* The probe key's round trip; CLI_OK or CLI_ERROR (the message printed). */
+static int probe(cachet_region *r, double t0)
 {
     char key[128], value[64];
     void *got = NULL;
     size_t len = 0;
     cachet_status st;
-    double t0 = now();
 
-    printf("config:  %s\n", described);
-    printf("backend: %s\n", cachet_region_backend(r));
     /* a key of this host and process, so two checks cannot see each
      * other's probe */
     char host[64] = "host";
@@ -58,10 +65,22 @@ int cli_check(cachet_region *r, const char *described)
     if ((st = cachet_delete(r, key)) != CACHET_OK)
         return cli_fail("check: delete of the probe key", st);
     printf("probe:   set, get, delete ok in %.3f ms\n", (now() - t0) * 1e3);
-    st = cachet_backend_report(r, print_report_line, NULL);
-    if (st != CACHET_OK && st != CACHET_ENOTSUP)
-        return cli_fail("check: backend report", st);
     return CLI_OK;
+}
+
+/* The servers are printed whether or not the probe worked: a dead host is
+ * what an operator runs check for. */
+int cli_check(cachet_region *r, const char *described)
+{
+    int rc;
+
+    printf("config:  %s\n", described);
+    printf("backend: %s\n", cachet_region_backend(r));
+    rc = probe(r, now());
+    if (rc != CLI_OK)
+        printf("probe:   failed (see above)\n");
+    print_servers(r);
+    return rc;
 }
 
 /* ---- stats ---- */
