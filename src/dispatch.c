@@ -267,6 +267,18 @@ cachet_status cachet__below_report(cachet_below *b, cachet_report_fn fn, void *a
     return CACHET_OK;
 }
 
+cachet_status cachet__below_report_layer(cachet_below *b, size_t i, cachet_report_fn fn,
+                                        void *arg)
+{
+    cachet_layer *l = &b->layers[i];
+    cachet_status st = CACHET_OK;
+    if (l->proxy && l->proxy->report)
+        st = l->proxy->report(l->state, fn, arg);
+    else if (l->backend && l->backend->report)
+        LAYER_CALL(l, st, report, fn, arg);
+    return st;
+}
+
 int cachet__below_compactable(const cachet_below *b)
 {
     const cachet_backend_ops *o = b->top->bottom->backend;

@@ -178,8 +178,15 @@ cachet_status mc_report(void *state, cachet_backend_report_fn fn, void *arg)
 {
     mc_inst *m = state;
     char buf[512];
-    double now = mc_now_s();
+    double now;
+    int *answered = calloc(m->nhosts ? m->nhosts : 1, sizeof *answered);
 
+    if (!answered)
+        return cachet_backend_error(CACHET_ENOMEM, "%s: report: out of memory", m->backend);
+    /* the servers' own figures first (mc_stats.c): a host never used yet
+     * that answers them is up, not "unknown" */
+    mc_stats_report(m, answered, fn, arg);
+    now = mc_now_s();
     for (size_t i = 0; i < m->nhosts; i++) {
         mc_host *h = &m->hosts[i];
         int stt, probing;
@@ -200,8 +207,8 @@ cachet_status mc_report(void *state, cachet_backend_report_fn fn, void *arg)
             snprintf(buf, sizeof buf, "%s dead (retry in %.0f s)", h->label, until - now);
         else
             snprintf(buf, sizeof buf, "%s %s", h->label,
-                     probing ? "probing" : stt == H_UP ? "up" : stt == H_DEAD ? "dead (retry due)"
-                     : "unknown");
+                     probing ? "probing" : stt == H_UP || answered[i] ? "up"
+                     : stt == H_DEAD ? "dead (retry due)" : "unknown");
         snprintf(buf + strlen(buf), sizeof buf - strlen(buf),
                  " failures=%llu timeouts=%llu protocol_errors=%llu fast_failures=%llu "
                  "probes=%llu flushes=%llu",
@@ -209,6 +216,7 @@ cachet_status mc_report(void *state, cachet_backend_report_fn fn, void *arg)
                  (unsigned long long)ff, (unsigned long long)probes, (unsigned long long)flushes);
         fn(arg, "server", buf);
     }
+    free(answered);
     pthread_mutex_lock(&m->mu);
     snprintf(buf, sizeof buf, "%ld", m->nconns);
     pthread_mutex_unlock(&m->mu);
@@ -223,7 +231,7 @@ cachet_status mc_report(void *state, cachet_backend_report_fn fn, void *arg)
     }
     snprintf(buf, sizeof buf, "%d", m->replicas);
     fn(arg, "replicas", buf);
-    fn(arg, "distributed_lock", m->dist_lock ? "on" : "off");
+    fn(arg, "distributed_lock", m->dist_lock ? "true" : "false");   /* as redis and the option say */
     fn(arg, "protocol", m->proto->name);
     snprintf(buf, sizeof buf, "%zu", m->max_value);
     fn(arg, "max_value_size", buf);

@@ -137,6 +137,10 @@ int           mc_refused(mc_inst *m, size_t i, double now);
 void          mc_finish(mc_inst *m, size_t i, int adm, int how);
 cachet_status mc_unavailable(mc_inst *m, size_t i);
 
+/* mc_stats.c: each server's own figures (stats) as "HOST:PORT NAME" report
+ * lines; answered[i] (nhosts of them) says whether host i answered */
+void          mc_stats_report(mc_inst *m, int *answered, cachet_backend_report_fn fn, void *arg);
+
 /* mc_url.c: url parsing */
 cachet_status mc_parse_url(mc_inst *m, const char *url);
 

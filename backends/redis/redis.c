@@ -633,6 +633,8 @@ static cachet_status r_report(void *state, cachet_backend_report_fn fn, void *ar
     if (in->cfg.mode == RMODE_CLUSTER) {
         rcluster_report(in, fn, arg);
     } else {
+        /* asked first, so that the line after it says up or down, not "unknown" */
+        rinfo_report(in, &in->single, fn, arg);
         rserver_describe(&in->single, buf, sizeof buf);
         fn(arg, "server", buf);
     }

@@ -267,5 +267,7 @@ cachet_status rcluster_exec_multi(rinst *in, cachet_backend_item *items, size_t 
                                   rcluster_done_fn done, void *arg);
 void          rcluster_fork(rinst *in, int phase);   /* 0 prepare, 1 parent, 2 child */
 void          rcluster_report(rinst *in, cachet_backend_report_fn fn, void *arg);
+/* redis_info.c: the server's own figures (INFO) as "HOST:PORT FIELD" report lines */
+void          rinfo_report(rinst *in, rserver *s, cachet_backend_report_fn fn, void *arg);
 
 #endif

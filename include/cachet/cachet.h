@@ -201,6 +201,15 @@ typedef void (*cachet_report_fn)(void *arg, const char *name, const char *value)
 /* Round-trips nothing; asks the backend for its servers' state. */
 cachet_status cachet_backend_report(cachet_region *r, cachet_report_fn fn, void *arg);
 
+/* Metrics of this process's region in the Prometheus text format 0.0.4:
+ * the counters above, one up/down gauge per server, the backend's own
+ * figures, and with the metrics proxy per-operation latency histograms
+ * (README, "Metrics").  snprintf-like: returns the length of the whole
+ * text (without the NUL), writes at most size bytes, NUL included; buf may
+ * be NULL when size is 0.  The text can grow between two calls (a new
+ * server, a first latency): size the buffer with room to spare. */
+size_t cachet_metrics_prometheus(cachet_region *r, char *buf, size_t size);
+
 #ifdef __cplusplus
 }
 #endif
