@@ -8,5 +8,6 @@ const cachet_proxy_ops *const cachet__builtin_proxies[] = {
     &cachet__log_proxy,
     &cachet__metrics_proxy,
     &cachet__compress_proxy,
+    &cachet__near_proxy,
     NULL,
 };

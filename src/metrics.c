@@ -30,6 +30,7 @@
 #include "internal.h"
 #include "region.h"
 #include "metrics.h"
+#include "proxies.h"
 
 #define MAX_SERVERS 256
 #define MAX_LINES   1024
@@ -286,6 +287,13 @@ void cachet__metrics_creator_time(cachet_region *r, int64_t ns)
     void *m = metrics_proxy_state(r);
     if (m)
         cachet__metrics_proxy_observe_create(m, ns);
+}
+
+void cachet__proxies_invalidated(cachet_region *r)
+{
+    for (size_t i = 0; i + 1 < r->below.nlayers; i++)
+        if (r->below.layers[i].proxy == &cachet__near_proxy)
+            cachet__near_proxy_clear(r->below.layers[i].state);
 }
 
 CACHET_EXPORT size_t cachet_metrics_prometheus(cachet_region *r, char *buf, size_t size)

@@ -32,6 +32,11 @@ void cachet__prom_family(cachet_prom *w, const char *name, const char *type, con
  * nothing. */
 void cachet__metrics_creator_time(struct cachet_region *r, int64_t ns);
 
+/* The region was invalidated: every near proxy of its chain empties its
+ * L1 (the region refuses the old values anyway; an empty L1 reads values
+ * written since from below). */
+void cachet__proxies_invalidated(struct cachet_region *r);
+
 /* The metrics proxy (proxies/metrics.c), for the two calls above. */
 extern const cachet_proxy_ops cachet__metrics_proxy;
 void cachet__metrics_proxy_observe_create(void *state, int64_t ns);

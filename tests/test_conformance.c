@@ -1313,6 +1313,15 @@ int main(void)
     add_opts(TARGET("redis|metrics,compress", "redis", 1), "cachet_proxies", "metrics,compress",
              "cachet_proxy_argument", "compress:min_size:0", NULL);
 #endif
+    add_opts(TARGET("memory|near", "memory", 0), "cachet_proxies", "near", NULL);
+#ifdef HAVE_LIBMEMCACHED
+    add_opts(TARGET("memcached|near,compress", "memcached", 0), "cachet_proxies", "near,compress",
+             "cachet_proxy_argument", "compress:min_size:0", NULL);
+#endif
+#ifdef HAVE_HIREDIS
+    add_opts(TARGET("redis|near,compress", "redis", 1), "cachet_proxies", "near,compress",
+             "cachet_proxy_argument", "compress:min_size:0", NULL);
+#endif
     if (net) {
         static char n1[64], n2[64], n3[64];
         snprintf(n1, sizeof n1, "%s|log", net);
