@@ -22,6 +22,7 @@ cachet_status mc_delete_multi(void *state, cachet_backend_item *items, size_t n)
 cachet_status mc_lock(void *state, const char *key, size_t klen, void **token);
 cachet_status mc_unlock(void *state, const char *key, size_t klen, void *token);
 cachet_status mc_report(void *state, cachet_backend_report_fn fn, void *arg);
+size_t        mc_servers(void *state, cachet_server_state *out, size_t max);
 void          mc_fork_prepare(void *state);
 void          mc_fork_parent(void *state);
 void          mc_fork_child(void *state);
@@ -43,6 +44,7 @@ void          mc_fork_child(void *state);
     .lock = mc_lock,                                          \
     .unlock = mc_unlock,                                      \
     .report = mc_report,                                      \
+    .servers = mc_servers,                                    \
     .fork_prepare = mc_fork_prepare,                          \
     .fork_parent = mc_fork_parent,                            \
     .fork_child = mc_fork_child

@@ -307,9 +307,22 @@ mc_sock *mc_link(mc_inst *m, mc_conn *c, size_t i, double dl, int *rc)
     return s;
 }
 
+/* Why a failed call failed, in the words of the servers operation. */
+static const char *failure_reason(int how, const char *err)
+{
+    if (how == END_TIMEOUT)
+        return "timeout";
+    if (strncmp(err, "connect:", 8) == 0 || strncmp(err, "cannot resolve", 14) == 0)
+        return "refused";
+    if (strstr(err, "closed"))
+        return "closed";
+    return "I/O error";
+}
+
 int mc_settle(mc_inst *m, mc_conn *c, size_t i, int adm, int rc)
 {
     mc_sock *s = &c->srv[i];
+    const char *why;
     int how = rc == MC_EPROTO ? END_PROTO : rc == MC_ETIMEDOUT ? END_TIMEOUT
               : rc == MC_ENOMEM ? END_ABORT : rc < 0 && rc != MC_ETOOBIG ? END_FAIL : END_OK;
 
@@ -321,9 +334,10 @@ int mc_settle(mc_inst *m, mc_conn *c, size_t i, int adm, int rc)
         mc_finish(m, i, adm, how);
         return END_OK;    /* the reply itself answered its request */
     }
+    why = how == END_FAIL || how == END_TIMEOUT ? failure_reason(how, s->err) : NULL;
     if (how != END_OK || rc == MC_SRVERR)
         mc_sock_close(s);
-    mc_finish(m, i, adm, how);
+    mc_finish_why(m, i, adm, how, why);
     return how;
 }
 

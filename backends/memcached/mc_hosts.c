@@ -99,8 +99,13 @@ int mc_refused(mc_inst *m, size_t i, double now)
     return no;
 }
 
-/* adm: what mc_admit() said; how: END_* */
 void mc_finish(mc_inst *m, size_t i, int adm, int how)
+{
+    mc_finish_why(m, i, adm, how, NULL);
+}
+
+/* adm: what mc_admit() said; how: END_* */
+void mc_finish_why(mc_inst *m, size_t i, int adm, int how, const char *why)
 {
     mc_host *h = &m->hosts[i];
     double now = mc_now_s();
@@ -120,7 +125,10 @@ void mc_finish(mc_inst *m, size_t i, int adm, int how)
         /* (a wrong answer is an answer: the host is up, the connection closed) */
         h->progress = now;
         if (h->state != H_UP && (adm == ADM_PROBE || adm == ADM_PROBE_FLUSH)) {
+            if (h->state == H_DEAD)
+                h->changed_at = now;
             h->state = H_UP;
+            h->reason = NULL;
             h->was_dead = 0;
         }
     } else if (how == END_FAIL || how == END_TIMEOUT) {
@@ -128,6 +136,9 @@ void mc_finish(mc_inst *m, size_t i, int adm, int how)
             h->dead_until = now + m->dead_retry;
         if (h->state == H_UP || h->state == H_DEAD)
             h->was_dead = 1;
+        if (h->state != H_DEAD)
+            h->changed_at = now;
+        h->reason = why ? why : how == END_TIMEOUT ? "timeout" : "connection failed";
         h->state = H_DEAD;
         h->failures++;
     }
@@ -142,4 +153,24 @@ cachet_status mc_unavailable(mc_inst *m, size_t i)
     return cachet_backend_error(CACHET_EUNAVAILABLE, "backend %s: server %s is down "
                                 "(or being probed): failing fast", m->backend,
                                 m->hosts[i].label);
+}
+
+/* The servers operation: a snapshot of each host under its own mutex,
+ * which no thread holds across I/O, so this never waits on a server. */
+size_t mc_servers(void *state, cachet_server_state *out, size_t max)
+{
+    mc_inst *m = state;
+    double now = mc_now_s();
+
+    for (size_t i = 0; i < m->nhosts && i < max; i++) {
+        mc_host *h = &m->hosts[i];
+        pthread_mutex_lock(&h->mu);
+        out[i].name = h->label;
+        out[i].up = h->state != H_DEAD;
+        out[i].reason = h->state == H_DEAD ? h->reason : NULL;
+        out[i].failures = h->failures;
+        out[i].since_change = h->changed_at < 0 ? -1 : now - h->changed_at;
+        pthread_mutex_unlock(&h->mu);
+    }
+    return m->nhosts;
 }

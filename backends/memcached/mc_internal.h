@@ -77,6 +77,8 @@ typedef struct {
     double   dead_until;
     double   progress;         /* last completion, or start of the busy period */
     uint64_t failures, fastfails, probes, flushes, timeouts, proto_errors;
+    double   changed_at;       /* when it last went down or came back; -1 never */
+    const char *reason;        /* why it went down (static string) */
 } mc_host;
 
 struct mc_inst;
@@ -135,6 +137,8 @@ void          mc_cond_init(pthread_cond_t *cv);
 int           mc_admit(mc_inst *m, size_t i, double now, int may_wait);
 int           mc_refused(mc_inst *m, size_t i, double now);
 void          mc_finish(mc_inst *m, size_t i, int adm, int how);
+/* mc_finish with why the host failed ("refused", "timeout", ...; NULL: from how) */
+void          mc_finish_why(mc_inst *m, size_t i, int adm, int how, const char *why);
 cachet_status mc_unavailable(mc_inst *m, size_t i);
 
 /* mc_stats.c: each server's own figures (stats) as "HOST:PORT NAME" report

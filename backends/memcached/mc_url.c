@@ -31,6 +31,7 @@ static cachet_status add_host(mc_inst *m, const char *spec, size_t len)
     m->hosts = nh;
     h = &m->hosts[m->nhosts];
     memset(h, 0, sizeof *h);
+    h->changed_at = -1;
     p = buf;
     if (strncmp(p, "unix:", 5) == 0 || p[0] == '/') {
         if (p[0] != '/')

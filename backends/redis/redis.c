@@ -644,6 +644,16 @@ static cachet_status r_report(void *state, cachet_backend_report_fn fn, void *ar
     return CACHET_OK;
 }
 
+static size_t r_servers(void *state, cachet_server_state *out, size_t max)
+{
+    rinst *in = state;
+    if (in->cfg.mode == RMODE_CLUSTER)
+        return rcluster_servers(in, out, max);
+    if (max > 0)
+        rserver_state(&in->single, out);
+    return 1;
+}
+
 static void r_fork_prepare(void *state)
 {
     rinst *in = state;
@@ -692,6 +702,7 @@ static void r_fork_child(void *state)
     .lock = r_lock,                                                           \
     .unlock = r_unlock,                                                       \
     .report = r_report,                                                       \
+    .servers = r_servers,                                                     \
     .fork_prepare = r_fork_prepare,                                           \
     .fork_parent = r_fork_parent,                                             \
     .fork_child = r_fork_child,                                               \

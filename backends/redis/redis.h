@@ -110,6 +110,12 @@ typedef struct rserver {
     char            why[400];   /* last failure */
     uint64_t        failures;   /* timeouts and I/O failures (atomic: read without mu) */
     uint64_t        proto_errors; /* replies that broke the protocol (atomic) */
+    int             down;       /* marked down and not yet seen answering again */
+    const char     *reason;     /* why it went down (static string) */
+    double          changed_at; /* when down last changed; -1 never */
+    struct rlabel  *labels;     /* "host:port" for the servers op, newest first: an
+                                 * address change adds one, none is freed before
+                                 * destroy (a reader may still hold the old one) */
 } rserver;
 
 /* What a command's reply may be (rreply_check); an error reply always may. */
@@ -237,6 +243,8 @@ void          rserver_fork_child(rserver *s);
 void          rserver_describe(rserver *s, char *buf, size_t size);
 /* "host:port" or the unix path */
 void          rserver_name(rserver *s, char *buf, size_t size);
+/* One entry of the servers operation (never waits on the server). */
+void          rserver_state(rserver *s, cachet_server_state *out);
 void          rreplies_free(redisReply **rep, size_t n);
 
 /* Replaces the configured password and sentinel_password in a text that
@@ -269,5 +277,6 @@ void          rcluster_fork(rinst *in, int phase);   /* 0 prepare, 1 parent, 2 c
 void          rcluster_report(rinst *in, cachet_backend_report_fn fn, void *arg);
 /* redis_info.c: the server's own figures (INFO) as "HOST:PORT FIELD" report lines */
 void          rinfo_report(rinst *in, rserver *s, cachet_backend_report_fn fn, void *arg);
+size_t        rcluster_servers(rinst *in, cachet_server_state *out, size_t max);
 
 #endif

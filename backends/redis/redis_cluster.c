@@ -580,6 +580,19 @@ void rcluster_fork(rinst *in, int phase)
     pthread_mutex_unlock(&cl->refresh_mu);
 }
 
+size_t rcluster_servers(rinst *in, cachet_server_state *out, size_t max)
+{
+    rcluster *cl = in->cluster;
+    size_t n;
+    pthread_mutex_lock(&cl->nodes_mu);
+    n = cl->nnodes;
+    pthread_mutex_unlock(&cl->nodes_mu);
+    /* nodes are only ever added, and kept until close */
+    for (size_t i = 0; i < n && i < max; i++)
+        rserver_state(node_at(cl, (int)i), &out[i]);
+    return n;
+}
+
 void rcluster_report(rinst *in, cachet_backend_report_fn fn, void *arg)
 {
     rcluster *cl = in->cluster;

@@ -33,6 +33,11 @@
 #include <hiredis/sds.h>
 #include "redis.h"
 
+struct rlabel {
+    struct rlabel *next;
+    char s[R_HOST_MAX + 16];
+};
+
 void rreplies_free(redisReply **rep, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -56,6 +61,7 @@ void rserver_init(rserver *s, rinst *in, const raddr *a, const char *unix_path)
         s->addr = *a;
     s->unix_path = unix_path;
     s->state = RS_UNKNOWN;
+    s->changed_at = -1;
 }
 
 static void conn_free(rconn *cn)
@@ -109,6 +115,11 @@ void rserver_destroy(rserver *s)
         cn = next;
     }
     s->all = s->idle = NULL;
+    while (s->labels) {
+        struct rlabel *next = s->labels->next;
+        free(s->labels);
+        s->labels = next;
+    }
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
 }
@@ -131,12 +142,72 @@ void rserver_name(rserver *s, char *buf, size_t size)
         snprintf(buf, size, "%s:%d", s->addr.host, s->addr.port);
 }
 
+/* The caller holds s->mu.  The label of the current address (NULL when out
+ * of memory: the servers op then shows "?"). */
+static const char *label_locked(rserver *s)
+{
+    char name[R_HOST_MAX + 16];
+    struct rlabel *l;
+    rserver_name(s, name, sizeof name);
+    if (s->labels && strcmp(s->labels->s, name) == 0)
+        return s->labels->s;
+    if (!(l = malloc(sizeof *l)))
+        return NULL;
+    memcpy(l->s, name, sizeof name);
+    l->next = s->labels;
+    s->labels = l;
+    return l->s;
+}
+
+void rserver_state(rserver *s, cachet_server_state *out)
+{
+    double now = r_now();
+    const char *label;
+    pthread_mutex_lock(&s->mu);
+    label = label_locked(s);
+    out->name = label ? label : "?";
+    out->up = !s->down;
+    out->reason = s->down ? s->reason : NULL;
+    out->failures = __atomic_load_n(&s->failures, __ATOMIC_RELAXED);
+    out->since_change = s->changed_at < 0 ? -1 : now - s->changed_at;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* The caller holds s->mu: the server answered a probe. */
+static void mark_up_locked(rserver *s)
+{
+    if (s->down) {
+        s->down = 0;
+        s->reason = NULL;
+        s->changed_at = r_now();
+    }
+}
+
+static const char *fail_reason(int kind)
+{
+    switch (kind) {
+    case RF_DEADLINE:
+        return "timeout";
+    case RF_CONNECT:
+        return "refused";
+    case RF_EOF:
+        return "closed";
+    default:
+        return "I/O error";
+    }
+}
+
 /* The caller holds s->mu.  timeout_class: the failure cost a stall. */
-static void mark_failed_locked(rserver *s, int timeout_class, const char *why)
+static void mark_failed_locked(rserver *s, int timeout_class, const char *why, const char *reason)
 {
     double retry = s->in->cfg.dead_retry;
     if (!timeout_class && retry > 1.0)
         retry = 1.0;
+    if (!s->down) {
+        s->down = 1;
+        s->changed_at = r_now();
+    }
+    s->reason = reason;
     __atomic_fetch_add(&s->failures, 1, __ATOMIC_RELAXED);
     snprintf(s->why, sizeof s->why, "%s", why);
     s->probing = 0;
@@ -176,7 +247,7 @@ static cachet_status conn_failed(rserver *s, rconn *cn, cachet_status st, const 
             s->probing = 0;   /* the next caller probes again */
         pthread_cond_broadcast(&s->cv);
     } else {
-        mark_failed_locked(s, f->kind == RF_DEADLINE, why);
+        mark_failed_locked(s, f->kind == RF_DEADLINE, why, fail_reason(f->kind));
         garbage = flush_locked(s);
     }
     pthread_mutex_unlock(&s->mu);
@@ -428,6 +499,7 @@ static void release(rserver *s, rconn *cn, int in_doubt)
         s->probing = 0;
         if (s->state == RS_UNKNOWN)
             s->state = RS_UP;
+        mark_up_locked(s);
     }
     keep = !in_doubt && !cn->c->err && cn->gen == s->gen && s->state == RS_UP;
     if (in_doubt)
