@@ -313,6 +313,9 @@ static void memcached_servers_and_their_figures(void **state)
     (void)sample(t, series);
     assert_true(sample(t, "cachet_backend_distributed_lock{backend=\"memcached\"}") == 0);
     assert_null(strstr(t, "failures="));
+    snprintf(series, sizeof series, "cachet_server_up{backend=\"memcached\",server=\"%s\"}",
+             servers);
+    assert_true(sample(t, series) == 1);
     free(t);
     cachet_region_close(r);
     /* `cachet stats` shows the server's figures, not only its own zeros */
@@ -334,6 +337,42 @@ static void memcached_servers_and_their_figures(void **state)
         th_assert_contains(out, "distributed_lock               false");
     }
     test_server_stop(&s);
+}
+#endif
+
+#ifdef HAVE_LIBMEMCACHED
+/* A killed server reads 0 once the backend has marked it down, and a
+ * scrape does not wait on it. */
+static void a_dead_server_reads_0(void **state)
+{
+    (void)state;
+    test_server s;
+    char servers[64], series[256];
+    char *t;
+    cachet_region *r;
+    void *v;
+    size_t len;
+    double t0;
+    assert_int_equal(test_memcached_start(&s, 0, NULL), 0);
+    snprintf(servers, sizeof servers, "127.0.0.1:%d", s.port);
+    {
+        const char *opts[] = {"memcache_servers", servers, NULL};
+        r = th_open("memcached", opts);
+    }
+    assert_int_equal(cachet_set(r, "k", "v", 1), CACHET_OK);
+    test_server_kill(&s);
+    assert_true(cachet_get(r, "k", &v, &len) != CACHET_OK);
+    t0 = th_now_s();
+    t = scrape(r);
+    assert_true(th_now_s() - t0 < 3);
+    snprintf(series, sizeof series, "cachet_server_up{backend=\"memcached\",server=\"%s\"}",
+             servers);
+    assert_true(sample(t, series) == 0);
+    snprintf(series, sizeof series, "cachet_server_failures_total{backend=\"memcached\","
+             "server=\"%s\"}", servers);
+    assert_true(sample(t, series) >= 1);
+    free(t);
+    cachet_region_close(r);
 }
 #endif
 
@@ -362,6 +401,8 @@ static void redis_servers_and_their_figures(void **state)
     assert_true(sample(t, series) >= 1);
     assert_true(sample(t, "cachet_backend_distributed_lock{backend=\"redis\"}") == 0);
     assert_true(sample(t, "cachet_operation_seconds_count{backend=\"redis\",op=\"set\"}") == 1);
+    snprintf(series, sizeof series, "cachet_server_up{backend=\"redis\",server=\"%s\"}", server);
+    assert_true(sample(t, series) == 1);
     free(t);
     cachet_region_close(r);
     /* the lock's histogram: get_or_create with the distributed lock */
@@ -396,6 +437,7 @@ int main(void)
         cmocka_unit_test(scrapes_while_others_work),
 #ifdef HAVE_LIBMEMCACHED
         cmocka_unit_test(memcached_servers_and_their_figures),
+        cmocka_unit_test(a_dead_server_reads_0),
 #endif
 #ifdef HAVE_HIREDIS
         cmocka_unit_test(redis_servers_and_their_figures),
