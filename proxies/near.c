@@ -6,6 +6,11 @@
  *   near:max_count   entries kept (default 10000; 0 = no count limit)
  *   near:max_size    bytes kept, keys and values (default 64 MiB; 0 = none)
  *   near:ttl         seconds an entry is trusted (default 5; > 0)
+ *   near:notify      auto (default): where the backend offers change
+ *                    notifications (redis, redis_sentinel: pub/sub), every
+ *                    write and delete through this proxy is published and
+ *                    the others' are received, so another process's change
+ *                    reaches this L1 in milliseconds; off: the ttl alone
  *
  * Coherence:
  *   - writes and deletes through this region update the L1 at once (set,
@@ -17,7 +22,8 @@
  *     calls cachet__near_proxy_clear through src/metrics.c's hook), so a
  *     value written after it elsewhere is read from below;
  *   - another process's write reaches this L1 after at most near:ttl
- *     seconds (on redis sooner: near_redis.c, when it is built);
+ *     seconds; with notifications (redis) as soon as the message arrives
+ *     (the bound per backend: README, "near");
  *   - a read that fills the L1 from below never overwrites a newer write
  *     of the same key (near_table's fill tickets).
  *
@@ -26,11 +32,13 @@
  * entry until its ttl: counted as near_hits_while_down_total. */
 #include "config.h"
 #include <limits.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <cachet/backend.h>
 #include "proxies.h"
 #include "near_table.h"
@@ -42,6 +50,13 @@ typedef struct {
     long          max_count, max_size;
     _Atomic int   down;
     _Atomic uint64_t hits, misses, hits_down, clears;
+    /* notifications (near:notify) */
+    int           notify;          /* the backend offers them and they are on */
+    char          id[64];          /* this instance, in what it publishes */
+    void         *sub;             /* the subscription's handle */
+    _Atomic int   resubscribe;     /* set in a fork()ed child: the thread is gone */
+    pthread_mutex_t sub_mu;
+    _Atomic uint64_t remote, resyncs, publish_failures;
 } near_proxy;
 
 static int64_t now_ns(void)
@@ -81,9 +96,59 @@ void cachet__near_proxy_clear(void *state)
     atomic_fetch_add_explicit(&n->clears, 1, memory_order_relaxed);
 }
 
+/* Another process changed key (NULL: keys may have been missed). */
+static void on_remote(void *arg, const char *key, size_t klen)
+{
+    near_proxy *n = arg;
+    if (!key) {
+        near_table_clear(n->t);
+        atomic_fetch_add_explicit(&n->resyncs, 1, memory_order_relaxed);
+        return;
+    }
+    near_table_del(n->t, key, klen);
+    atomic_fetch_add_explicit(&n->remote, 1, memory_order_relaxed);
+}
+
+static void subscribe(near_proxy *n)
+{
+    cachet_status st = cachet_layer_notify_subscribe(n->below, n->id, on_remote, n, &n->sub);
+    if (st != CACHET_OK) {
+        n->sub = NULL;
+        if (st != CACHET_ENOTSUP)
+            cachet_backend_log(CACHET_LOG_WARNING, "cachet %s: proxy near: no change "
+                               "notifications (near:ttl alone bounds staleness): %s",
+                               cachet_layer_backend(n->below), cachet_strerror(st));
+    }
+}
+
+/* After a write through this proxy: tell the other processes' L1s. */
+static void publish(near_proxy *n, const char *key, size_t klen)
+{
+    if (n->notify && cachet_layer_notify_publish(n->below, n->id, key, klen) != CACHET_OK)
+        atomic_fetch_add_explicit(&n->publish_failures, 1, memory_order_relaxed);
+}
+
+/* In a fork()ed child the subscriber thread is gone: the first get makes
+ * a new one (the parent's handle is left alone: its thread and connection
+ * belong to the parent). */
+static void check_fork(near_proxy *n)
+{
+    if (__builtin_expect(atomic_load_explicit(&n->resubscribe, memory_order_relaxed), 0)) {
+        pthread_mutex_lock(&n->sub_mu);
+        if (atomic_exchange(&n->resubscribe, 0)) {
+            near_table_clear(n->t);       /* what the parent heard since is unknown */
+            snprintf(n->id, sizeof n->id, "%lx.%lx", (unsigned long)getpid(),
+                     (unsigned long)(uintptr_t)n);
+            subscribe(n);
+        }
+        pthread_mutex_unlock(&n->sub_mu);
+    }
+}
+
 static cachet_status n_open(const cachet_backend_params *p, cachet_layer *below, void **state)
 {
-    static const char *const known[] = {"max_count", "max_size", "ttl", NULL};
+    static const char *const known[] = {"max_count", "max_size", "ttl", "notify", NULL};
+    const char *notify;
     near_proxy *n;
     long max_count, max_size;
     double ttl;
@@ -97,6 +162,10 @@ static cachet_status n_open(const cachet_backend_params *p, cachet_layer *below,
         (st = cachet_backend_arg_double(p, "proxy near", "ttl", 5, 0.001, 86400 * 365.0,
                                         &ttl)) != CACHET_OK)
         return st;
+    notify = cachet_backend_arg_get(p, "notify");
+    if (notify && strcmp(notify, "auto") != 0 && strcmp(notify, "off") != 0)
+        return cachet_backend_error(CACHET_EINVAL, "proxy near: argument notify: \"%s\" is "
+                                    "not auto or off", notify);
     if (!max_count && !max_size)
         return cachet_backend_error(CACHET_EINVAL, "proxy near: arguments max_count and "
                                     "max_size are both 0: the L1 would grow without bound");
@@ -109,6 +178,16 @@ static cachet_status n_open(const cachet_backend_params *p, cachet_layer *below,
     n->ttl_ns = (int64_t)(ttl * 1e9);
     n->max_count = max_count;
     n->max_size = max_size;
+    pthread_mutex_init(&n->sub_mu, NULL);
+    if (!notify || strcmp(notify, "auto") == 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        /* unique among the processes on the server: pid, instance, time */
+        snprintf(n->id, sizeof n->id, "%lx.%lx.%lx", (unsigned long)getpid(),
+                 (unsigned long)(uintptr_t)n, (unsigned long)ts.tv_nsec);
+        subscribe(n);
+        n->notify = n->sub != NULL;
+    }
     *state = n;
     return CACHET_OK;
 }
@@ -116,7 +195,10 @@ static cachet_status n_open(const cachet_backend_params *p, cachet_layer *below,
 static void n_close(void *state)
 {
     near_proxy *n = state;
+    if (n->sub)
+        cachet_layer_notify_unsubscribe(n->below, n->sub);   /* the thread stops first */
     near_table_free(n->t);
+    pthread_mutex_destroy(&n->sub_mu);
     free(n);
 }
 
@@ -125,6 +207,7 @@ static cachet_status n_get(void *state, const char *key, size_t klen, void **val
     near_proxy *n = state;
     uint64_t ticket;
     cachet_status st;
+    check_fork(n);
     if (l1_get(n, key, klen, value, len))
         return CACHET_OK;
     atomic_fetch_add_explicit(&n->misses, 1, memory_order_relaxed);
@@ -143,6 +226,8 @@ static void written(near_proxy *n, const char *key, size_t klen, const void *val
     health(n, st);
     if (st != CACHET_OK || near_table_put(n->t, key, klen, value, len, now_ns()) != 0)
         near_table_del(n->t, key, klen);
+    if (st == CACHET_OK)
+        publish(n, key, klen);
 }
 
 static cachet_status n_set(void *state, const char *key, size_t klen, const void *value,
@@ -173,6 +258,7 @@ static cachet_status n_del(void *state, const char *key, size_t klen)
     st = cachet_layer_del(n->below, key, klen);
     health(n, st);
     near_table_del(n->t, key, klen);   /* again: a fill that read the old value fails */
+    publish(n, key, klen);
     return st;
 }
 
@@ -246,8 +332,10 @@ static cachet_status n_delete_multi(void *state, cachet_backend_item *items, siz
         near_table_del(n->t, items[i].key, items[i].klen);
     st = cachet_layer_delete_multi(n->below, items, count);
     health(n, st);
-    for (size_t i = 0; i < count; i++)
+    for (size_t i = 0; i < count; i++) {
         near_table_del(n->t, items[i].key, items[i].klen);
+        publish(n, items[i].key, items[i].klen);
+    }
     return st;
 }
 
@@ -266,18 +354,36 @@ static cachet_status n_report(void *state, cachet_backend_report_fn fn, void *ar
     R("near_entries", s.count);
     R("near_bytes", s.bytes);
     R("near_backend_down", atomic_load_explicit(&n->down, memory_order_relaxed));
+    R("near_notify", n->notify);
+    R("near_remote_changes_total", atomic_load_explicit(&n->remote, memory_order_relaxed));
+    R("near_resyncs_total", atomic_load_explicit(&n->resyncs, memory_order_relaxed));
+    R("near_publish_failures_total",
+      atomic_load_explicit(&n->publish_failures, memory_order_relaxed));
 #undef R
     return CACHET_OK;
 }
 
 static void n_fork_prepare(void *state)
 {
-    near_table_lock_all(((near_proxy *)state)->t);
+    near_proxy *n = state;
+    pthread_mutex_lock(&n->sub_mu);
+    near_table_lock_all(n->t);
 }
 
-static void n_fork_after(void *state)
+static void n_fork_parent(void *state)
 {
-    near_table_unlock_all(((near_proxy *)state)->t);
+    near_proxy *n = state;
+    near_table_unlock_all(n->t);
+    pthread_mutex_unlock(&n->sub_mu);
+}
+
+static void n_fork_child(void *state)
+{
+    near_proxy *n = state;
+    near_table_unlock_all(n->t);
+    pthread_mutex_unlock(&n->sub_mu);
+    if (n->notify)
+        atomic_store(&n->resubscribe, 1);
 }
 
 const cachet_proxy_ops cachet__near_proxy = {
@@ -294,6 +400,6 @@ const cachet_proxy_ops cachet__near_proxy = {
     .delete_multi = n_delete_multi,
     .report = n_report,
     .fork_prepare = n_fork_prepare,
-    .fork_parent = n_fork_after,
-    .fork_child = n_fork_after,
+    .fork_parent = n_fork_parent,
+    .fork_child = n_fork_child,
 };

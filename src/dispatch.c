@@ -420,6 +420,36 @@ CACHET_EXPORT cachet_status cachet_layer_unlock(cachet_layer *below, const char 
     return layer_unlock(below, key, klen, token);
 }
 
+/* Not serialized: a backend that offers notifications is thread-safe
+ * (they run on connections of their own). */
+CACHET_EXPORT cachet_status cachet_layer_notify_publish(cachet_layer *below, const char *id,
+                                                        const char *key, size_t klen)
+{
+    const cachet_backend_ops *o = below->bottom->backend;
+    if (!o->notify_publish || below->bottom->serialize)
+        return CACHET_ENOTSUP;
+    return o->notify_publish(below->bottom->state, id, key, klen);
+}
+
+CACHET_EXPORT cachet_status cachet_layer_notify_subscribe(cachet_layer *below, const char *id,
+                                                          void (*fn)(void *arg, const char *key,
+                                                                     size_t klen),
+                                                          void *arg, void **handle)
+{
+    const cachet_backend_ops *o = below->bottom->backend;
+    if (!o->notify_subscribe || !o->notify_publish || !o->notify_unsubscribe ||
+        below->bottom->serialize)
+        return CACHET_ENOTSUP;
+    return o->notify_subscribe(below->bottom->state, id, fn, arg, handle);
+}
+
+CACHET_EXPORT void cachet_layer_notify_unsubscribe(cachet_layer *below, void *handle)
+{
+    const cachet_backend_ops *o = below->bottom->backend;
+    if (o->notify_unsubscribe && handle)
+        o->notify_unsubscribe(below->bottom->state, handle);
+}
+
 CACHET_EXPORT unsigned cachet_layer_caps(const cachet_layer *below)
 {
     return below->bottom->backend->caps;

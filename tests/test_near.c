@@ -321,12 +321,78 @@ static void concurrent_readers_and_writers(void **state)
     cachet_region_close(r);
 }
 
+/* On redis another process's write reaches this L1 through pub/sub, long
+ * before a ttl of 10 minutes; the delay measured is the staleness bound
+ * there.  Deletes travel the same way; a region with notify:off does not
+ * hear them (the ttl alone). */
+static void redis_changes_reach_other_l1s(void **state)
+{
+    target *t = *state;
+    cachet_region *a, *b, *deaf;
+    double t0, waited[5];
+    seen s;
+    if (strcmp(t->backend, "redis") != 0) {
+        cachet_region *r = open_near(t, NULL);
+        assert_true(near_stat(r, "near_notify") == 0);      /* nothing to subscribe to */
+        cachet_region_close(r);
+        skip();
+    }
+    a = open_near(t, "cachet_proxy_argument", "near:ttl:600", NULL);
+    b = open_near(t, "cachet_proxy_argument", "near:ttl:600", NULL);
+    deaf = open_near(t, "cachet_proxy_argument", "near:ttl:600", "cachet_proxy_argument",
+                     "near:notify:off", NULL);
+    assert_true(near_stat(a, "near_notify") == 1);
+    assert_true(near_stat(deaf, "near_notify") == 0);
+    for (int round = 0; round < 5; round++) {
+        char v0[16], v1[16];
+        snprintf(v0, sizeof v0, "old%d", round);
+        snprintf(v1, sizeof v1, "new%d", round);
+        assert_int_equal(cachet_set(a, "shared", v0, strlen(v0)), CACHET_OK);
+        s = (seen){b, "shared", v0};
+        assert_true(th_wait_until(sees, &s, 30));          /* b's L1 holds v0 now */
+        s = (seen){deaf, "shared", v0};
+        if (round == 0)
+            assert_true(th_wait_until(sees, &s, 30));
+        t0 = th_now_s();
+        assert_int_equal(cachet_set(a, "shared", v1, strlen(v1)), CACHET_OK);
+        s = (seen){b, "shared", v1};
+        assert_true(th_wait_until(sees, &s, 30));
+        waited[round] = th_now_s() - t0;
+    }
+    print_message("%s: a write in another region reached this L1 in %.2f %.2f %.2f %.2f "
+                  "%.2f ms (near:ttl 600 s)\n", t->name, waited[0] * 1e3, waited[1] * 1e3,
+                  waited[2] * 1e3, waited[3] * 1e3, waited[4] * 1e3);
+    for (int i = 0; i < 5; i++)
+        assert_true(waited[i] < 10);                 /* not the ttl: a message */
+    th_assert_hit(deaf, "shared", "old0", 4);        /* without notifications: the ttl */
+    assert_true(near_stat(b, "near_remote_changes_total") >= 5);
+    /* a delete travels too */
+    assert_int_equal(cachet_delete(a, "shared"), CACHET_OK);
+    {
+        void *v = NULL;
+        size_t len;
+        for (t0 = th_now_s(); th_now_s() - t0 < 30; ) {
+            if (cachet_get(b, "shared", &v, &len) == CACHET_MISS)
+                break;
+            cachet_free(v);
+            v = NULL;
+        }
+        assert_null(v);
+        th_assert_miss(b, "shared");
+    }
+    /* its own writes do not come back to it */
+    assert_true(near_stat(a, "near_remote_changes_total") == 0);
+    cachet_region_close(deaf);
+    cachet_region_close(b);
+    cachet_region_close(a);
+}
+
 static void arguments_are_checked(void **state)
 {
     (void)state;
     static const char *const bad[][2] = {
         {"near:ttl:0", "ttl"}, {"near:max_count:-1", "max_count"}, {"near:max_size:big", "max_size"},
-        {"near:size:1", "size"},
+        {"near:size:1", "size"}, {"near:notify:yes", "notify"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         const char *o[] = {"cachet_proxies", "near", "cachet_proxy_argument", bad[i][0], NULL};
@@ -350,6 +416,7 @@ static int run(target *t)
         cmocka_unit_test_prestate(limits_hold, t),
         cmocka_unit_test_prestate(get_multi_mixes_l1_and_below, t),
         cmocka_unit_test_prestate(concurrent_readers_and_writers, t),
+        cmocka_unit_test_prestate(redis_changes_reach_other_l1s, t),
         cmocka_unit_test_prestate(serves_while_the_server_is_down, t),
     };
     print_message("[ TARGET   ] %s\n", t->name);

@@ -703,6 +703,9 @@ static void r_fork_child(void *state)
     .unlock = r_unlock,                                                       \
     .report = r_report,                                                       \
     .servers = r_servers,                                                     \
+    .notify_publish = rnotify_publish,                                        \
+    .notify_subscribe = rnotify_subscribe,                                    \
+    .notify_unsubscribe = rnotify_unsubscribe,                                \
     .fork_prepare = r_fork_prepare,                                           \
     .fork_parent = r_fork_parent,                                             \
     .fork_child = r_fork_child,                                               \
