@@ -25,7 +25,7 @@ typedef struct entry {
 typedef struct {
     pthread_mutex_t mu;
     entry  **buckets;
-    size_t   nbuckets, count, bytes;
+    size_t   nbuckets, count, bytes;    /* nbuckets: a power of two */
     entry   *head, *tail;
     uint64_t evictions;
 } shard;
@@ -61,7 +61,9 @@ near_table *near_table_new(size_t max_count, size_t max_size)
         return NULL;
     /* each shard gets a whole share, rounded down: the sum never exceeds
      * the limits */
-    t->nsh = max_count && max_count < NSHARDS ? (unsigned)max_count : NSHARDS;
+    t->nsh = NSHARDS;
+    while (max_count && t->nsh > max_count)      /* a power of two: shards are picked by mask */
+        t->nsh /= 2;
     t->max_count = max_count / t->nsh;
     t->max_size = max_size / t->nsh;
     if (max_size && !t->max_size)
@@ -112,7 +114,7 @@ static void lru_front(shard *s, entry *e)
 /* Removes e from its chain and the LRU, and frees it. */
 static void drop(shard *s, entry *e)
 {
-    entry **pp = &s->buckets[e->hash % s->nbuckets];
+    entry **pp = &s->buckets[e->hash & (s->nbuckets - 1)];
     while (*pp != e)
         pp = &(*pp)->hnext;
     *pp = e->hnext;
@@ -124,7 +126,7 @@ static void drop(shard *s, entry *e)
 
 static entry *find(shard *s, uint64_t h, const char *key, size_t klen)
 {
-    for (entry *e = s->buckets[h % s->nbuckets]; e; e = e->hnext)
+    for (entry *e = s->buckets[h & (s->nbuckets - 1)]; e; e = e->hnext)
         if (e->hash == h && e->klen == klen && memcmp(e->key, key, klen) == 0)
             return e;
     return NULL;
@@ -139,8 +141,8 @@ static void grow(shard *s)
     for (size_t i = 0; i < s->nbuckets; i++)
         for (entry *e = s->buckets[i], *next; e; e = next) {
             next = e->hnext;
-            e->hnext = b[e->hash % n];
-            b[e->hash % n] = e;
+            e->hnext = b[e->hash & (n - 1)];
+            b[e->hash & (n - 1)] = e;
         }
     free(s->buckets);
     s->buckets = b;
@@ -167,7 +169,7 @@ int near_table_get(near_table *t, const char *key, size_t klen, int64_t not_befo
                    void **value, size_t *len)
 {
     uint64_t h = hash_key(key, klen);
-    shard *s = &t->shards[h % t->nsh];
+    shard *s = &t->shards[(h >> 48) & (t->nsh - 1)];
     entry *e;
     void *copy = NULL;
     size_t n = 0;
@@ -219,8 +221,8 @@ static int put_locked(near_table *t, shard *s, uint64_t h, const char *key, size
     n->put_at = now;
     if (s->count >= s->nbuckets)
         grow(s);
-    n->hnext = s->buckets[h % s->nbuckets];
-    s->buckets[h % s->nbuckets] = n;
+    n->hnext = s->buckets[h & (s->nbuckets - 1)];
+    s->buckets[h & (s->nbuckets - 1)] = n;
     lru_front(s, n);
     s->count++;
     s->bytes += entry_bytes(n);
@@ -236,7 +238,7 @@ int near_table_put(near_table *t, const char *key, size_t klen, const void *valu
                    int64_t now)
 {
     uint64_t h = hash_key(key, klen);
-    shard *s = &t->shards[h % t->nsh];
+    shard *s = &t->shards[(h >> 48) & (t->nsh - 1)];
     int rc;
     pthread_mutex_lock(&s->mu);
     atomic_fetch_add_explicit(&t->slot[h % NSLOTS], 1, memory_order_relaxed);
@@ -248,7 +250,7 @@ int near_table_put(near_table *t, const char *key, size_t klen, const void *valu
 uint64_t near_table_ticket(near_table *t, const char *key, size_t klen)
 {
     uint64_t h = hash_key(key, klen);
-    shard *s = &t->shards[h % t->nsh];
+    shard *s = &t->shards[(h >> 48) & (t->nsh - 1)];
     uint64_t ticket;
     /* read under the lock the writers bump it under: a fill that follows
      * sees every write that finished before the ticket */
@@ -263,7 +265,7 @@ void near_table_fill(near_table *t, const char *key, size_t klen, uint64_t ticke
                      const void *value, size_t len, int64_t now)
 {
     uint64_t h = hash_key(key, klen);
-    shard *s = &t->shards[h % t->nsh];
+    shard *s = &t->shards[(h >> 48) & (t->nsh - 1)];
     pthread_mutex_lock(&s->mu);
     if (atomic_load_explicit(&t->slot[h % NSLOTS], memory_order_relaxed) +
         (atomic_load_explicit(&t->clears, memory_order_relaxed) << 40) == ticket)
@@ -274,7 +276,7 @@ void near_table_fill(near_table *t, const char *key, size_t klen, uint64_t ticke
 void near_table_del(near_table *t, const char *key, size_t klen)
 {
     uint64_t h = hash_key(key, klen);
-    shard *s = &t->shards[h % t->nsh];
+    shard *s = &t->shards[(h >> 48) & (t->nsh - 1)];
     entry *e;
     pthread_mutex_lock(&s->mu);
     atomic_fetch_add_explicit(&t->slot[h % NSLOTS], 1, memory_order_relaxed);
