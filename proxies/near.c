@@ -122,8 +122,11 @@ static void subscribe(near_proxy *n)
 }
 
 /* After a write through this proxy: tell the other processes' L1s. */
+static void check_fork(near_proxy *n);
+
 static void publish(near_proxy *n, const char *key, size_t klen)
 {
+    check_fork(n);
     if (n->notify && cachet_layer_notify_publish(n->below, n->id, key, klen) != CACHET_OK)
         atomic_fetch_add_explicit(&n->publish_failures, 1, memory_order_relaxed);
 }
@@ -133,12 +136,11 @@ static void publish(near_proxy *n, const char *key, size_t klen)
  * belong to the parent). */
 static void check_fork(near_proxy *n)
 {
+    /* one relaxed load on every call: set only in a fork()ed child */
     if (__builtin_expect(atomic_load_explicit(&n->resubscribe, memory_order_relaxed), 0)) {
         pthread_mutex_lock(&n->sub_mu);
         if (atomic_exchange(&n->resubscribe, 0)) {
             near_table_clear(n->t);       /* what the parent heard since is unknown */
-            snprintf(n->id, sizeof n->id, "%lx.%lx", (unsigned long)getpid(),
-                     (unsigned long)(uintptr_t)n);
             subscribe(n);
         }
         pthread_mutex_unlock(&n->sub_mu);
@@ -382,8 +384,13 @@ static void n_fork_child(void *state)
     near_proxy *n = state;
     near_table_unlock_all(n->t);
     pthread_mutex_unlock(&n->sub_mu);
-    if (n->notify)
+    if (n->notify) {
+        /* a new id at once: the parent must not take the child's
+         * publications for its own */
+        snprintf(n->id, sizeof n->id, "%lx.%lx.f", (unsigned long)getpid(),
+                 (unsigned long)(uintptr_t)n);
         atomic_store(&n->resubscribe, 1);
+    }
 }
 
 const cachet_proxy_ops cachet__near_proxy = {

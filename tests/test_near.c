@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <cmocka.h>
 #include <cachet/cachet.h>
 #include "helpers.h"
@@ -387,6 +389,43 @@ static void redis_changes_reach_other_l1s(void **state)
     cachet_region_close(a);
 }
 
+/* After fork() the child's writes reach the parent's L1 (the child
+ * publishes under an id of its own) and the child hears the parent's. */
+static void redis_notifications_after_fork(void **state)
+{
+    target *t = *state;
+    cachet_region *r;
+    pid_t pid;
+    int status;
+    seen s;
+    if (strcmp(t->backend, "redis") != 0)
+        skip();
+    r = open_near(t, "cachet_proxy_argument", "near:ttl:600", NULL);
+    assert_int_equal(cachet_set(r, "fk", "p0", 2), CACHET_OK);
+    th_assert_hit(r, "fk", "p0", 2);
+    fflush(NULL);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        void *v;
+        size_t len;
+        int ok = cachet_get(r, "fk", &v, &len) == CACHET_OK;   /* subscribes again */
+        if (ok)
+            cachet_free(v);
+        ok = ok && cachet_set(r, "fk", "c1", 2) == CACHET_OK;
+        /* the parent answers with p2 once it has seen c1 */
+        s = (seen){r, "fk", "p2"};
+        ok = ok && th_wait_until(sees, &s, 20);
+        _exit(ok ? 0 : 1);
+    }
+    s = (seen){r, "fk", "c1"};
+    assert_true(th_wait_until(sees, &s, 20));              /* not the ttl: a message */
+    assert_int_equal(cachet_set(r, "fk", "p2", 2), CACHET_OK);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    cachet_region_close(r);
+}
+
 static void arguments_are_checked(void **state)
 {
     (void)state;
@@ -417,6 +456,7 @@ static int run(target *t)
         cmocka_unit_test_prestate(get_multi_mixes_l1_and_below, t),
         cmocka_unit_test_prestate(concurrent_readers_and_writers, t),
         cmocka_unit_test_prestate(redis_changes_reach_other_l1s, t),
+        cmocka_unit_test_prestate(redis_notifications_after_fork, t),
         cmocka_unit_test_prestate(serves_while_the_server_is_down, t),
     };
     print_message("[ TARGET   ] %s\n", t->name);
