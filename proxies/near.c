@@ -25,7 +25,8 @@
  *     seconds; with notifications (redis) as soon as the message arrives
  *     (the bound per backend: README, "near");
  *   - a read that fills the L1 from below never overwrites a newer write
- *     of the same key (near_table's fill tickets).
+ *     of the same key, and of two writes of one key that overlap neither
+ *     is kept (near_table's tickets): the next read asks the backend.
  *
  * While the backend is down (a call below failed as unavailable or timed
  * out, until one succeeds) the L1 keeps answering with what it holds, each
@@ -221,12 +222,16 @@ static cachet_status n_get(void *state, const char *key, size_t klen, void **val
     return st;
 }
 
-/* After a write below: the L1 holds what was written, or nothing. */
-static void written(near_proxy *n, const char *key, size_t klen, const void *value, size_t len,
-                    cachet_status st)
+/* After a write below that began with ticket: the L1 holds what was
+ * written, or nothing (a failed write, or one that overlapped another
+ * write of the key: which reached the backend last is unknown). */
+static void written(near_proxy *n, const char *key, size_t klen, uint64_t ticket,
+                    const void *value, size_t len, cachet_status st)
 {
     health(n, st);
-    if (st != CACHET_OK || near_table_put(n->t, key, klen, value, len, now_ns()) != 0)
+    if (st == CACHET_OK)
+        near_table_write(n->t, key, klen, ticket, value, len, now_ns());
+    else
         near_table_del(n->t, key, klen);
     if (st == CACHET_OK)
         publish(n, key, klen);
@@ -236,8 +241,9 @@ static cachet_status n_set(void *state, const char *key, size_t klen, const void
                            size_t len, double ttl)
 {
     near_proxy *n = state;
+    uint64_t ticket = near_table_ticket(n->t, key, klen);
     cachet_status st = cachet_layer_set(n->below, key, klen, value, len, ttl);
-    written(n, key, klen, value, len, st);
+    written(n, key, klen, ticket, value, len, st);
     return st;
 }
 
@@ -245,10 +251,11 @@ static cachet_status n_add(void *state, const char *key, size_t klen, const void
                            size_t len, double ttl)
 {
     near_proxy *n = state;
+    uint64_t ticket = near_table_ticket(n->t, key, klen);
     cachet_status st = cachet_layer_add(n->below, key, klen, value, len, ttl);
     if (st == CACHET_ENOTSUP)          /* the region checks and sets: through n_get, n_set */
         return st;
-    written(n, key, klen, value, len, st);
+    written(n, key, klen, ticket, value, len, st);
     return st;
 }
 
@@ -319,10 +326,19 @@ static cachet_status n_get_multi(void *state, cachet_backend_item *items, size_t
 static cachet_status n_set_multi(void *state, cachet_backend_item *items, size_t count)
 {
     near_proxy *n = state;
-    cachet_status st = cachet_layer_set_multi(n->below, items, count);
+    uint64_t *tickets = malloc((count ? count : 1) * sizeof *tickets);
+    cachet_status st;
+    if (!tickets)
+        return cachet_backend_error(CACHET_ENOMEM, "proxy near: set_multi of %zu: out of "
+                                    "memory", count);
+    for (size_t i = 0; i < count; i++)
+        tickets[i] = near_table_ticket(n->t, items[i].key, items[i].klen);
+    st = cachet_layer_set_multi(n->below, items, count);
     health(n, st);
     for (size_t i = 0; i < count; i++)
-        written(n, items[i].key, items[i].klen, items[i].value, items[i].len, items[i].status);
+        written(n, items[i].key, items[i].klen, tickets[i], items[i].value, items[i].len,
+                items[i].status);
+    free(tickets);
     return st;
 }
 

@@ -273,6 +273,24 @@ void near_table_fill(near_table *t, const char *key, size_t klen, uint64_t ticke
     pthread_mutex_unlock(&s->mu);
 }
 
+void near_table_write(near_table *t, const char *key, size_t klen, uint64_t ticket,
+                      const void *value, size_t len, int64_t now)
+{
+    uint64_t h = hash_key(key, klen);
+    shard *s = &t->shards[(h >> 48) & (t->nsh - 1)];
+    entry *e;
+    int mine;
+    pthread_mutex_lock(&s->mu);
+    mine = atomic_load_explicit(&t->slot[h % NSLOTS], memory_order_relaxed) +
+           (atomic_load_explicit(&t->clears, memory_order_relaxed) << 40) == ticket;
+    atomic_fetch_add_explicit(&t->slot[h % NSLOTS], 1, memory_order_relaxed);
+    if (!mine || put_locked(t, s, h, key, klen, value, len, now) != 0) {
+        if ((e = find(s, h, key, klen)))
+            drop(s, e);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
 void near_table_del(near_table *t, const char *key, size_t klen)
 {
     uint64_t h = hash_key(key, klen);

@@ -8,7 +8,8 @@
  * the layer below and a write of the same key: near_table_ticket() before
  * reading below, near_table_fill() after; the fill is dropped when a put,
  * delete or clear touched the key's slot in between, so an older value
- * never overwrites a newer one. */
+ * never overwrites a newer one; writes do the same with near_table_write(),
+ * so of two overlapping writes of one key neither is kept. */
 #ifndef CACHET_NEAR_TABLE_H
 #define CACHET_NEAR_TABLE_H
 
@@ -34,6 +35,12 @@ int      near_table_put(near_table *t, const char *key, size_t klen, const void 
 uint64_t near_table_ticket(near_table *t, const char *key, size_t klen);
 void     near_table_fill(near_table *t, const char *key, size_t klen, uint64_t ticket,
                          const void *value, size_t len, int64_t now);
+/* After a write below that began with ticket: stores the value written
+ * when no other write touched the key's slot since (else drops the key:
+ * two writes that overlapped may have reached the backend in either order,
+ * and the next read asks it); counts as a write for tickets either way. */
+void     near_table_write(near_table *t, const char *key, size_t klen, uint64_t ticket,
+                          const void *value, size_t len, int64_t now);
 void     near_table_del(near_table *t, const char *key, size_t klen);
 void     near_table_clear(near_table *t);
 

@@ -273,10 +273,10 @@ static void *worker(void *arg)
 {
     worker_arg *w = arg;
     char key[16], val[32];
-    for (int i = 0; i < 1500; i++) {
+    for (int i = 0; i < 3000; i++) {
         void *v;
         size_t len;
-        snprintf(key, sizeof key, "c%d", i % 8);
+        snprintf(key, sizeof key, "c%d", i % 4);
         if (i % 3 == 0) {
             snprintf(val, sizeof val, "w%d-%d", w->id, i);
             if (cachet_set(w->r, key, val, strlen(val)) != CACHET_OK)
@@ -292,13 +292,14 @@ static void concurrent_readers_and_writers(void **state)
 {
     target *t = *state;
     cachet_region *r = open_near(t, "cachet_proxy_argument", "near:ttl:600", NULL);
-    pthread_t th[4];
-    worker_arg w[4];
-    for (int i = 0; i < 4; i++) {
+    pthread_t th[6];
+    worker_arg w[6];
+    /* six threads on four keys, a third of the calls writes: overlapping writes of one key */
+    for (int i = 0; i < 6; i++) {
         w[i] = (worker_arg){r, i};
         assert_int_equal(pthread_create(&th[i], NULL, worker, &w[i]), 0);
     }
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 6; i++) {
         void *res;
         pthread_join(th[i], &res);
         assert_null(res);
@@ -306,7 +307,7 @@ static void concurrent_readers_and_writers(void **state)
     if (t->argname) {
         /* the L1 holds what the backend holds (the last write) for every key */
         cachet_region *other = open_plain(t);
-        for (int i = 0; i < 8; i++) {
+        for (int i = 0; i < 4; i++) {
             char key[16];
             void *a, *b;
             size_t la, lb;
