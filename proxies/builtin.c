@@ -2,8 +2,12 @@
 #include "config.h"
 #include "proxies.h"
 #include "loader.h"
+#include "metrics.h"
 
 const cachet_proxy_ops *const cachet__builtin_proxies[] = {
     &cachet__log_proxy,
+    &cachet__metrics_proxy,
+    &cachet__compress_proxy,
+    &cachet__near_proxy,
     NULL,
 };

@@ -5,5 +5,9 @@
 #include <cachet/backend.h>
 
 extern const cachet_proxy_ops cachet__log_proxy;
+extern const cachet_proxy_ops cachet__compress_proxy;
+extern const cachet_proxy_ops cachet__near_proxy;
+/* near.c: empties the L1 (an invalidation of the region) */
+void cachet__near_proxy_clear(void *state);
 
 #endif

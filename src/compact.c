@@ -6,6 +6,24 @@
 #include "region.h"
 #include "region_read.h"
 
+/* A compressed value (CACHET_VF_COMPRESSED) as stored: its header is
+ * judged as if it were decompressed (the sweep sees the stored bytes, not
+ * the compress proxy's output). */
+static int compressed_valid(const void *value, size_t len, cachet_value_meta *m)
+{
+    uint8_t hdr[CACHET_VALUE_HDR];
+    uint64_t size;
+    if (len < CACHET_VALUE_HDR || !(((const uint8_t *)value)[5] & CACHET_VF_COMPRESSED))
+        return 0;
+    memcpy(hdr, value, CACHET_VALUE_HDR);
+    memcpy(&size, hdr + 16, 8);
+    if (le64toh(size) != len - CACHET_VALUE_HDR)       /* counts the compressed bytes */
+        return 0;
+    hdr[5] &= (uint8_t)~CACHET_VF_COMPRESSED;
+    memset(hdr + 16, 0, 8);                            /* judged as a header alone */
+    return cachet_value_valid(hdr, CACHET_VALUE_HDR, 0, m) != 0;
+}
+
 /* 1 to keep a value: decodable, not hard-invalidated, not expired under
  * the region's rule.  Soft-invalidated values are kept: get_or_create can
  * still serve them while it regenerates. */
@@ -14,8 +32,8 @@ static int keep_value(void *arg, const void *value, size_t len)
     cachet_region *r = arg;
     cachet_value_meta m;
     cachet_rule rule = cachet__region_rule(r, NULL);
-    if (!cachet_value_valid(value, len, 0, &m))   /* sweep has no key: structure only */
-        return 0;
+    if (!cachet_value_valid(value, len, 0, &m) && !compressed_valid(value, len, &m))
+        return 0;                                 /* sweep has no key: structure only */
     rule.ignore_soft = 1;
     return cachet__region_freshness(r, &m, rule) == FRESH;
 }

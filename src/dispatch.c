@@ -267,6 +267,18 @@ cachet_status cachet__below_report(cachet_below *b, cachet_report_fn fn, void *a
     return CACHET_OK;
 }
 
+cachet_status cachet__below_report_layer(cachet_below *b, size_t i, cachet_report_fn fn,
+                                        void *arg)
+{
+    cachet_layer *l = &b->layers[i];
+    cachet_status st = CACHET_OK;
+    if (l->proxy && l->proxy->report)
+        st = l->proxy->report(l->state, fn, arg);
+    else if (l->backend && l->backend->report)
+        LAYER_CALL(l, st, report, fn, arg);
+    return st;
+}
+
 int cachet__below_compactable(const cachet_below *b)
 {
     const cachet_backend_ops *o = b->top->bottom->backend;
@@ -406,6 +418,36 @@ CACHET_EXPORT cachet_status cachet_layer_unlock(cachet_layer *below, const char 
                                                 void *token)
 {
     return layer_unlock(below, key, klen, token);
+}
+
+/* Not serialized: a backend that offers notifications is thread-safe
+ * (they run on connections of their own). */
+CACHET_EXPORT cachet_status cachet_layer_notify_publish(cachet_layer *below, const char *id,
+                                                        const char *key, size_t klen)
+{
+    const cachet_backend_ops *o = below->bottom->backend;
+    if (!o->notify_publish || below->bottom->serialize)
+        return CACHET_ENOTSUP;
+    return o->notify_publish(below->bottom->state, id, key, klen);
+}
+
+CACHET_EXPORT cachet_status cachet_layer_notify_subscribe(cachet_layer *below, const char *id,
+                                                          void (*fn)(void *arg, const char *key,
+                                                                     size_t klen),
+                                                          void *arg, void **handle)
+{
+    const cachet_backend_ops *o = below->bottom->backend;
+    if (!o->notify_subscribe || !o->notify_publish || !o->notify_unsubscribe ||
+        below->bottom->serialize)
+        return CACHET_ENOTSUP;
+    return o->notify_subscribe(below->bottom->state, id, fn, arg, handle);
+}
+
+CACHET_EXPORT void cachet_layer_notify_unsubscribe(cachet_layer *below, void *handle)
+{
+    const cachet_backend_ops *o = below->bottom->backend;
+    if (o->notify_unsubscribe && handle)
+        o->notify_unsubscribe(below->bottom->state, handle);
 }
 
 CACHET_EXPORT unsigned cachet_layer_caps(const cachet_layer *below)

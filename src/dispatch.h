@@ -97,6 +97,9 @@ cachet_status cachet__below_unlock(cachet_below *b, const char *key, size_t klen
 /* Every layer's report, outermost first (CACHET_OK with nothing where none
  * reports). */
 cachet_status cachet__below_report(cachet_below *b, cachet_report_fn fn, void *arg);
+/* The report of layer i alone (0 outermost, nlayers - 1 the backend). */
+cachet_status cachet__below_report_layer(cachet_below *b, size_t i, cachet_report_fn fn,
+                                        void *arg);
 /* The backend's servers (cachet_backend_ops.servers); 0 where it has none.
  * Not serialized: the operation must not block. */
 size_t        cachet__below_servers(cachet_below *b, cachet_server_state *out, size_t max);

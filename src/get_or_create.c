@@ -20,6 +20,7 @@
 #include "internal.h"
 #include "region.h"
 #include "region_read.h"
+#include "metrics.h"
 
 #define COUNT CACHET_COUNT
 
@@ -102,6 +103,7 @@ static cachet_status create_locked(cachet_region *r, const cachet_key *k, const 
     freshness f = DEAD;
     cachet_status st;
     int locked = 0;
+    int64_t t0;
 
     /* Look again: the value may have landed while we took the lock. */
     if (!cache_failed &&
@@ -154,7 +156,9 @@ static cachet_status create_locked(cachet_region *r, const cachet_key *k, const 
     v = NULL;
     n = 0;
     cachet__error_clear();
+    t0 = cachet__mono_ns();
     st = create(arg, key, &v, &n);
+    cachet__metrics_creator_time(r, cachet__mono_ns() - t0);   /* the metrics proxy's "create" */
     if (st != CACHET_OK || (!v && n)) {
         free(v);
         if (st == CACHET_OK)

@@ -11,6 +11,7 @@
 #include "internal.h"
 #include "region.h"
 #include "region_read.h"
+#include "metrics.h"
 
 #define COUNT CACHET_COUNT
 
@@ -126,7 +127,9 @@ CACHET_EXPORT cachet_status cachet_get_or_create_multi(cachet_region *r, cachet_
         size_t b = 0;
         COUNT(r, creator_calls);
         cachet__error_clear();
+        int64_t t0 = cachet__mono_ns();
         st = create(arg, batch, nb);
+        cachet__metrics_creator_time(r, cachet__mono_ns() - t0);
         for (size_t i = 0; i < n; i++) {
             cachet_item *it;
             void *buf = NULL;

@@ -9,6 +9,7 @@
 #include "loader.h"
 #include "chain.h"
 #include "region.h"
+#include "metrics.h"
 #include "region_read.h"
 #include "testhooks.h"
 #include "value.h"
@@ -487,6 +488,7 @@ CACHET_EXPORT void cachet_invalidate(cachet_region *r, int hard)
         return;
     atomic_store_explicit(hard ? &r->hard_invalidated_ns : &r->soft_invalidated_ns, now_ns(),
                           memory_order_release);
+    cachet__proxies_invalidated(r);   /* a near proxy's L1 empties (src/metrics.c) */
 }
 
 /* ---- stats and reports ---- */

@@ -60,6 +60,10 @@ cachet_status cachet_value_decode(const void *buf, size_t len, uint64_t want_che
         return cachet__error(CACHET_ECORRUPT, "stored value is %zu bytes after its header, the "
                              "header says %llu (truncated?)", len < hdr ? 0 : len - hdr,
                              (unsigned long long)get_le64(p + 16));
+    if (p[4] == CACHET_VALUE_VERSION && (p[5] & CACHET_VF_COMPRESSED))
+        return cachet__error(CACHET_ECORRUPT, "stored value is compressed and was not "
+                             "decompressed (no compress proxy in cachet_proxies, or bytes "
+                             "that do not decompress)");
     if (!cachet_value_valid(buf, len, want_check, m))
         return cachet__error(CACHET_ECORRUPT, "stored value was stored under another key "
                              "(a reply that belongs to another request)");

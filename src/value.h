@@ -15,6 +15,12 @@
 
 /* flags */
 #define CACHET_VF_KEY_BOUND 0x01 /* key_check holds the check of the key it was stored under */
+/* The payload is a zstd frame (the compress proxy, proxies/compress.c);
+ * the size field counts the compressed bytes.  The proxy hands the region
+ * the value decompressed with this flag cleared, so a value that still
+ * carries it when read (no compress proxy in the chain, or bytes that did
+ * not decompress) is refused like any undecodable value. */
+#define CACHET_VF_COMPRESSED 0x02
 
 typedef struct {
     int64_t  created_ns;         /* CLOCK_REALTIME, nanoseconds since the epoch */
@@ -59,7 +65,8 @@ static inline size_t cachet_value_valid(const void *buf, size_t len, uint64_t wa
     m->flags = p[5];
     m->version = p[4];
     if (p[4] == CACHET_VALUE_VERSION) {
-        if (len < CACHET_VALUE_HDR || le64toh(size) != len - CACHET_VALUE_HDR)
+        if (len < CACHET_VALUE_HDR || le64toh(size) != len - CACHET_VALUE_HDR ||
+            (m->flags & CACHET_VF_COMPRESSED))
             return 0;
         memcpy(&check, p + 24, 8);
         m->key_check = le64toh(check);

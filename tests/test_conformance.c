@@ -4,7 +4,8 @@
  * (a temporary file), memcached and memcache_pool (a real memcached), redis
  * (a real redis-server), memcached's binary protocol, the log proxy,
  * log + the probe proxy and debug_cache_backend over memory and over a
- * networked backend, and the distributed lock of memcached and redis.  A target whose server cannot
+ * networked backend, the distributed lock of memcached and redis, and the
+ * built-in proxies (metrics, compress, near) over memory, memcached and redis.  A target whose server cannot
  * start fails its whole group; a body that cannot apply to a target says so
  * with skip() (reported), never by passing silently.
  *
@@ -1299,6 +1300,28 @@ int main(void)
     add_opts(TARGET("memory|debug_cache_backend", "memory", 0), "debug_cache_backend", "true",
              NULL);
     targets[nt - 3].logs = targets[nt - 2].logs = targets[nt - 1].logs = 1;
+    /* the built-in proxies: metrics and compress over memory and every
+     * networked family (compress:min_size:0, so that every value the
+     * bodies write goes through zstd) */
+    add_opts(TARGET("memory|metrics,compress", "memory", 0), "cachet_proxies", "metrics,compress",
+             "cachet_proxy_argument", "compress:min_size:0", NULL);
+#ifdef HAVE_LIBMEMCACHED
+    add_opts(TARGET("memcached|compress", "memcached", 0), "cachet_proxies", "compress",
+             "cachet_proxy_argument", "compress:min_size:0", NULL);
+#endif
+#ifdef HAVE_HIREDIS
+    add_opts(TARGET("redis|metrics,compress", "redis", 1), "cachet_proxies", "metrics,compress",
+             "cachet_proxy_argument", "compress:min_size:0", NULL);
+#endif
+    add_opts(TARGET("memory|near", "memory", 0), "cachet_proxies", "near", NULL);
+#ifdef HAVE_LIBMEMCACHED
+    add_opts(TARGET("memcached|near,compress", "memcached", 0), "cachet_proxies", "near,compress",
+             "cachet_proxy_argument", "compress:min_size:0", NULL);
+#endif
+#ifdef HAVE_HIREDIS
+    add_opts(TARGET("redis|near,compress", "redis", 1), "cachet_proxies", "near,compress",
+             "cachet_proxy_argument", "compress:min_size:0", NULL);
+#endif
     if (net) {
         static char n1[64], n2[64], n3[64];
         snprintf(n1, sizeof n1, "%s|log", net);

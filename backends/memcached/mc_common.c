@@ -217,7 +217,13 @@ cachet_status mc_report(void *state, cachet_backend_report_fn fn, void *arg)
 {
     mc_inst *m = state;
     char buf[512];
+    int *answered = calloc(m->nhosts ? m->nhosts : 1, sizeof *answered);
 
+    if (!answered)
+        return cachet_backend_error(CACHET_ENOMEM, "%s: report: out of memory", m->backend);
+    /* the servers' own figures first (mc_stats.c): a host never used yet
+     * that answers them is up, not "unknown" */
+    mc_stats_report(m, answered, fn, arg);
     for (size_t i = 0; i < m->nhosts; i++) {
         cachet_host *h = &m->hosts[i].h;
         cachet_server_state ss;
@@ -240,7 +246,7 @@ cachet_status mc_report(void *state, cachet_backend_report_fn fn, void *arg)
                      ss.since_change);
         else
             snprintf(buf, sizeof buf, "%s %s (never down)", m->hosts[i].label,
-                     stt == CACHET_HOST_UP ? "up" : "not contacted yet");
+                     stt == CACHET_HOST_UP || answered[i] ? "up" : "not contacted yet");
         snprintf(buf + strlen(buf), sizeof buf - strlen(buf),
                  " failures=%llu timeouts=%llu protocol_errors=%llu fast_failures=%llu "
                  "probes=%llu flushes=%llu stale_connections=%llu",
@@ -250,6 +256,7 @@ cachet_status mc_report(void *state, cachet_backend_report_fn fn, void *arg)
                  (unsigned long long)stale);
         fn(arg, "server", buf);
     }
+    free(answered);
     pthread_mutex_lock(&m->mu);
     snprintf(buf, sizeof buf, "%ld", m->nconns);
     pthread_mutex_unlock(&m->mu);
@@ -273,7 +280,7 @@ cachet_status mc_report(void *state, cachet_backend_report_fn fn, void *arg)
             fn(arg, "gutter", buf);
         }
     }
-    fn(arg, "distributed_lock", m->dist_lock ? "on" : "off");
+    fn(arg, "distributed_lock", m->dist_lock ? "true" : "false");   /* as redis and the option say */
     fn(arg, "protocol", m->proto->name);
     snprintf(buf, sizeof buf, "%zu", m->max_value);
     fn(arg, "max_value_size", buf);

@@ -134,6 +134,10 @@ cachet_status mc_hosts_start(mc_inst *m, int shared);
 void          mc_hosts_stop(mc_inst *m);
 cachet_status mc_unavailable(mc_inst *m, size_t i);
 
+/* mc_stats.c: each server's own figures (stats) as "HOST:PORT NAME" report
+ * lines; answered[i] (nhosts of them) says whether host i answered */
+void          mc_stats_report(mc_inst *m, int *answered, cachet_backend_report_fn fn, void *arg);
+
 /* mc_url.c: url parsing */
 cachet_status mc_parse_url(mc_inst *m, const char *url);
 

@@ -642,6 +642,8 @@ static cachet_status r_report(void *state, cachet_backend_report_fn fn, void *ar
     if (in->cfg.mode == RMODE_CLUSTER) {
         rcluster_report(in, fn, arg);
     } else {
+        /* asked first, so that the line after it says up or down, not "unknown" */
+        rinfo_report(in, &in->single, fn, arg);
         rserver_describe(&in->single, buf, sizeof buf);
         fn(arg, "server", buf);
     }
@@ -713,6 +715,9 @@ static void r_fork_child(void *state)
     .unlock = r_unlock,                                                       \
     .report = r_report,                                                       \
     .servers = r_servers,                                                     \
+    .notify_publish = rnotify_publish,                                        \
+    .notify_subscribe = rnotify_subscribe,                                    \
+    .notify_unsubscribe = rnotify_unsubscribe,                                \
     .fork_prepare = r_fork_prepare,                                           \
     .fork_parent = r_fork_parent,                                             \
     .fork_child = r_fork_child,                                               \

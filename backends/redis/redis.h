@@ -281,6 +281,14 @@ cachet_status rcluster_exec_multi(rinst *in, cachet_backend_item *items, size_t 
                                   rcluster_done_fn done, void *arg);
 void          rcluster_fork(rinst *in, int phase);   /* 0 prepare, 1 parent, 2 child */
 void          rcluster_report(rinst *in, cachet_backend_report_fn fn, void *arg);
+/* redis_notify.c: the near proxy's change notifications (pub/sub) */
+cachet_status rnotify_publish(void *state, const char *id, const char *key, size_t klen);
+cachet_status rnotify_subscribe(void *state, const char *id,
+                                void (*fn)(void *arg, const char *key, size_t klen), void *arg,
+                                void **handle);
+void          rnotify_unsubscribe(void *state, void *handle);
+/* redis_info.c: the server's own figures (INFO) as "HOST:PORT FIELD" report lines */
+void          rinfo_report(rinst *in, rserver *s, cachet_backend_report_fn fn, void *arg);
 size_t        rcluster_servers(rinst *in, cachet_server_state *out, size_t max);
 
 #endif

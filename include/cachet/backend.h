@@ -154,6 +154,25 @@ typedef struct cachet_backend_ops {
      * (possibly more than max).  Called from any thread at any time
      * (metrics scrapes): it must not block on a server. */
     size_t (*servers)(void *state, cachet_server_state *out, size_t max);
+
+    /* Optional, for backends whose server can tell other processes of a
+     * change (redis pub/sub): what keeps the near proxy's L1 coherent
+     * across processes.  id names the calling proxy instance, so that a
+     * subscriber does not get its own publications back.
+     * notify_publish: tells every subscriber on the same data (server and
+     *   database) that key changed; one round trip.  A failure costs no
+     *   correctness: the subscribers' ttl still bounds what they serve.
+     * notify_subscribe: delivers the keys the others publish to fn, from a
+     *   thread of the backend's own on a connection of its own, until
+     *   notify_unsubscribe(handle) (which stops the thread before it
+     *   returns).  fn(arg, NULL, 0) means "keys may have been missed" (the
+     *   connection was lost and is back): forget everything.
+     * NULL: the proxies rely on their ttl alone. */
+    cachet_status (*notify_publish)(void *state, const char *id, const char *key, size_t klen);
+    cachet_status (*notify_subscribe)(void *state, const char *id,
+                                      void (*fn)(void *arg, const char *key, size_t klen),
+                                      void *arg, void **handle);
+    void          (*notify_unsubscribe)(void *state, void *handle);
 } cachet_backend_ops;
 
 /* The one symbol a plugin exports (declared here so a plugin's definition
@@ -224,6 +243,14 @@ cachet_status cachet_layer_set_multi(cachet_layer *below, cachet_backend_item *i
 cachet_status cachet_layer_delete_multi(cachet_layer *below, cachet_backend_item *items, size_t n);
 cachet_status cachet_layer_lock(cachet_layer *below, const char *key, size_t klen, void **token);
 cachet_status cachet_layer_unlock(cachet_layer *below, const char *key, size_t klen, void *token);
+/* The notifications of the backend at the bottom of the chain
+ * (cachet_backend_ops.notify_*): CACHET_ENOTSUP where it has none. */
+cachet_status cachet_layer_notify_publish(cachet_layer *below, const char *id, const char *key,
+                                          size_t klen);
+cachet_status cachet_layer_notify_subscribe(cachet_layer *below, const char *id,
+                                            void (*fn)(void *arg, const char *key, size_t klen),
+                                            void *arg, void **handle);
+void          cachet_layer_notify_unsubscribe(cachet_layer *below, void *handle);
 /* The capabilities of the backend at the bottom of the chain, and its name. */
 unsigned      cachet_layer_caps(const cachet_layer *below);
 const char   *cachet_layer_backend(const cachet_layer *below);

@@ -281,6 +281,14 @@ cachet_status cachet_async_get_multi(cachet_async *q, const char *const *keys, s
 cachet_status cachet_async_set_batch(cachet_async *q, unsigned max);
 /* Operations submitted and whose callback has not run yet. */
 size_t        cachet_async_outstanding(const cachet_async *q);
+/* Metrics of this process's region in the Prometheus text format 0.0.4:
+ * the counters above, one up/down gauge per server, the backend's own
+ * figures, and with the metrics proxy per-operation latency histograms
+ * (README, "Metrics").  snprintf-like: returns the length of the whole
+ * text (without the NUL), writes at most size bytes, NUL included; buf may
+ * be NULL when size is 0.  The text can grow between two calls (a new
+ * server, a first latency): size the buffer with room to spare. */
+size_t cachet_metrics_prometheus(cachet_region *r, char *buf, size_t size);
 
 #ifdef __cplusplus
 }

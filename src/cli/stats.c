@@ -83,89 +83,76 @@ int cli_check(cachet_region *r, const char *described)
     return rc;
 }
 
-/* ---- stats ---- */
+/* ---- stats ----
+ *
+ * An operator asks what the cache holds and how its servers are: the
+ * backend's report first (each server's state and its own figures --
+ * memcached's curr_items, bytes, evictions; redis's used_memory, keys --
+ * which the backends ask their servers for), then this run's own counters,
+ * which are those of a region just opened (zeros, unless a proxy such as
+ * near reports more).  --prometheus writes cachet_metrics_prometheus(),
+ * the text a service exports: the same figures as samples of their own. */
 
 typedef struct {
-    const char *name, *help;
+    const char *name;
     size_t      offset;
 } counter;
 
-#define C(f, h) { #f, h, offsetof(cachet_stat_counters, f) }
+#define C(f) { #f, offsetof(cachet_stat_counters, f) }
 static const counter counters[] = {
-    C(hits, "gets that found a fresh value"),
-    C(misses, "gets that found nothing, an expired or an invalidated value"),
-    C(sets, "values stored"),
-    C(deletes, "keys deleted"),
-    C(errors, "backend failures returned or absorbed"),
-    C(creator_calls, "get_or_create creator calls"),
-    C(lock_waits, "get_or_create callers that waited for another caller's creator"),
-    C(stale_served, "old values served while another caller regenerates"),
-    C(corrupt, "stored values without a valid cachet header"),
-    C(fallbacks, "get_or_create calls that bypassed a failing backend"),
+    C(hits), C(misses), C(sets), C(deletes), C(errors), C(creator_calls), C(lock_waits),
+    C(stale_served), C(corrupt), C(fallbacks),
 };
 #undef C
 
-/* Prometheus label values escape backslash, quote and newline. */
-static void print_label(const char *s)
+static void print_stat_line(void *arg, const char *name, const char *value)
 {
-    for (; *s; s++) {
-        if (*s == '\\' || *s == '"')
-            printf("\\%c", *s);
-        else if (*s == '\n')
-            fputs("\\n", stdout);
-        else
-            putchar(*s);
-    }
+    (void)arg;
+    printf("  %-30s %s\n", name, value);
 }
 
-static void prom_report_line(void *arg, const char *name, const char *value)
+static int print_prometheus(cachet_region *r)
 {
-    fputs("cachet_backend_info{backend=\"", stdout);
-    print_label(arg);
-    fputs("\",name=\"", stdout);
-    print_label(name);
-    fputs("\",value=\"", stdout);
-    print_label(value);
-    fputs("\"} 1\n", stdout);
+    size_t n = cachet_metrics_prometheus(r, NULL, 0), m;
+    char *buf;
+    /* the text may grow between the two calls (a server's figure appears) */
+    for (size_t room = n + 4096;; room = m + 4096) {
+        if (!(buf = malloc(room))) {
+            fprintf(stderr, "cachet: stats: out of memory\n");
+            return CLI_ERROR;
+        }
+        m = cachet_metrics_prometheus(r, buf, room);
+        if (m < room)
+            break;
+        free(buf);
+    }
+    fputs(buf, stdout);
+    free(buf);
+    return CLI_OK;
 }
 
 int cli_stats(cachet_region *r, int argc, char **argv)
 {
     cachet_stat_counters s;
-    int prom = 0;
     cachet_status st;
-    const char *backend = cachet_region_backend(r);
 
     if (argc == 1) {
         if (strcmp(argv[0], "--prometheus") != 0) {
             fprintf(stderr, "cachet: stats: unknown option '%s' (expected --prometheus)\n", argv[0]);
             return CLI_ERROR;
         }
-        prom = 1;
+        return print_prometheus(r);
     }
-    if ((st = cachet_stats(r, &s)) != CACHET_OK)
-        return cli_fail("stats", st);
-    for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) {
-        uint64_t v = *(const uint64_t *)((const char *)&s + counters[i].offset);
-        if (prom) {
-            printf("# HELP cachet_%s_total %s.\n# TYPE cachet_%s_total counter\n",
-                   counters[i].name, counters[i].help, counters[i].name);
-            printf("cachet_%s_total{backend=\"", counters[i].name);
-            print_label(backend);
-            printf("\"} %llu\n", (unsigned long long)v);
-        } else {
-            printf("%-14s %llu\n", counters[i].name, (unsigned long long)v);
-        }
-    }
-    if (prom) {
-        printf("# HELP cachet_backend_info The backend's own report, one series per line.\n"
-               "# TYPE cachet_backend_info gauge\n");
-        st = cachet_backend_report(r, prom_report_line, (void *)backend);
-    } else {
-        printf("backend        %s\n", backend);
-        st = cachet_backend_report(r, print_report_line, NULL);
-    }
+    printf("backend: %s\n", cachet_region_backend(r));
+    st = cachet_backend_report(r, print_stat_line, NULL);
     if (st != CACHET_OK && st != CACHET_ENOTSUP)
         return cli_fail("stats: backend report", st);
+    if ((st = cachet_stats(r, &s)) != CACHET_OK)
+        return cli_fail("stats", st);
+    printf("this run's region (opened for this command):\n");
+    for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) {
+        uint64_t v = *(const uint64_t *)((const char *)&s + counters[i].offset);
+        printf("  %-30s %llu\n", counters[i].name, (unsigned long long)v);
+    }
     return CLI_OK;
 }
