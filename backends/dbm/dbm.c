@@ -107,6 +107,7 @@ static void free_dbm(dbm *d)
         close(t->fd);
         free(t);
     }
+    dbm_unmap_hdr(d);
     if (d->lockfd >= 0)
         close(d->lockfd);
     pthread_mutex_destroy(&d->tok_mu);

@@ -126,12 +126,23 @@ static cachet_status op_del(dbm *d, void *arg)
     return remove_key(d, a->key, a->klen);
 }
 
+static void undo_get(void *arg)
+{
+    one_arg *a = arg;
+    free(*a->out);
+    *a->out = NULL;
+    *a->outlen = 0;
+}
+
 cachet_status dbm_get(void *state, const char *key, size_t klen, void **value,
                       size_t *len)
 {
     one_arg a = {key, klen, NULL, 0, value, len};
+    cachet_status st;
     *value = NULL;
     *len = 0;
+    if (dbm_read_unlocked(state, op_get, undo_get, &a, &st))
+        return st;
     return dbm_run(state, 0, op_get, &a);
 }
 
