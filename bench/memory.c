@@ -5,7 +5,9 @@
  * backends issue targets (2 threads on one region / 1 thread >= 1.8,
  * / two private regions >= 0.85).  Keys are drawn uniformly or by Zipf.
  *   bench/memory [keys] [value_size] [seconds_per_block] [rounds] [backend_argument...]
- * A backend argument (max_count:N) bounds the region. */
+ * A backend argument (max_count:N) bounds the region.  The same blocks are
+ * then run on the backend's table alone (memtable, unbounded): what scales
+ * there and not through the region is the region's doing. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +15,7 @@
 #include <time.h>
 #include <cachet/cachet.h>
 #include "evict_trace.h"
+#include "memtable.h"
 
 #define TRACE_LEN (1 << 20)
 
@@ -22,6 +25,7 @@ static char **keys;
 
 typedef struct {
     cachet_region   *r;
+    memtable        *t;         /* set: the backend's table alone, no region */
     const uint32_t  *ids;       /* TRACE_LEN key indexes */
     double           rate;      /* gets per second of wall time */
     double           cpu_rate;  /* gets per second of this thread's CPU time */
@@ -56,11 +60,16 @@ static void *work(void *arg)
         for (size_t i = 0; i < 1000; i++, n++) {
             void *v;
             size_t len;
-            if (cachet_get(w->r, keys[w->ids[n % TRACE_LEN]], &v, &len) != CACHET_OK) {
+            const char *k = keys[w->ids[n % TRACE_LEN]];
+            if (w->t ? memtable_get(w->t, k, strlen(k), &v, &len) != CACHET_OK
+                     : cachet_get(w->r, k, &v, &len) != CACHET_OK) {
                 fprintf(stderr, "memory: get missed: %s\n", cachet_errmsg());
                 exit(2);
             }
-            cachet_free(v);
+            if (w->t)
+                free(v);
+            else
+                cachet_free(v);
         }
     } while ((t = now()) < end);
     w->rate = (double)n / (t - start);
@@ -72,7 +81,8 @@ static void *work(void *arg)
  * the sum of their rates per CPU second (what they would do with a core
  * each: a loaded machine cannot show scaling in wall time, and a lock's
  * contention shows in CPU time as spinning and cache-line transfers). */
-static double block(cachet_region **regions, int threads, uint32_t **ids, double *cpu)
+static double block(cachet_region **regions, memtable **tables, int threads, uint32_t **ids,
+                    double *cpu)
 {
     pthread_t th[2];
     worker w[2];
@@ -82,7 +92,8 @@ static double block(cachet_region **regions, int threads, uint32_t **ids, double
     *cpu = 0;
     pthread_barrier_init(&go, NULL, (unsigned)threads);
     for (int i = 0; i < threads; i++) {
-        w[i] = (worker){.r = regions[i], .ids = ids[i], .go = &go};
+        w[i] = (worker){.r = regions ? regions[i] : NULL, .t = tables ? tables[i] : NULL,
+                        .ids = ids[i], .go = &go};
         pthread_create(&th[i], NULL, work, &w[i]);
     }
     for (int i = 0; i < threads; i++) {
@@ -116,6 +127,19 @@ static cachet_region *open_region(int argc, char **argv)
     return r;
 }
 
+static memtable *open_table(void)
+{
+    memtable *t = memtable_new(0, 0);
+    char *val = malloc(value_len);
+    memset(val, 'x', value_len);
+    for (size_t i = 0; t && i < nkeys; i++)
+        memtable_set(t, keys[i], strlen(keys[i]), val, value_len, 0);
+    free(val);
+    if (!t)
+        exit(2);
+    return t;
+}
+
 static int cmp(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -135,6 +159,7 @@ int main(int argc, char **argv)
     seconds = argc > 3 ? atof(argv[3]) : 1.0;
     int rounds = argc > 4 ? atoi(argv[4]) : 5;
     cachet_region *shared, *priv[2];
+    memtable *tshared, *tpriv[2];
     uint32_t *ids[2][2];            /* [uniform, zipf][thread] */
     const char *dist[2] = {"uniform", "zipf0.99"};
     uint64_t seed = 1;
@@ -160,25 +185,44 @@ int main(int argc, char **argv)
     shared = open_region(argc, argv);
     priv[0] = open_region(argc, argv);
     priv[1] = open_region(argc, argv);
+    tshared = open_table();
+    tpriv[0] = open_table();
+    tpriv[1] = open_table();
     printf("memory region get hit, %zu keys, %zu-byte values, blocks of %.1fs, median of %d "
            "rounds\n", nkeys, value_len, seconds, rounds);
-    printf("%-14s %12s %12s %12s %8s %8s\n", "keys, clock", "1T/s", "2T_shared/s",
+    printf("%-21s %12s %12s %12s %8s %8s\n", "layer, keys, clock", "1T/s", "2T_shared/s",
            "2T_private/s", "2Ts/1T", "2Ts/2Tp");
-    for (int d = 0; d < 2; d++) {
-        double one[99], two[99], sep[99], cone[99], ctwo[99], csep[99];
-        for (int i = 0; i < rounds; i++) {
-            cachet_region *s2[2] = {shared, shared};
-            one[i] = block(&shared, 1, ids[d], &cone[i]);
-            two[i] = block(s2, 2, ids[d], &ctwo[i]);
-            sep[i] = block(priv, 2, ids[d], &csep[i]);
+    /* the region, then the backend's table alone (what the region adds
+     * on top shows as the difference) */
+    for (int layer = 0; layer < 2; layer++)
+        for (int d = 0; d < 2; d++) {
+            double one[99], two[99], sep[99], cone[99], ctwo[99], csep[99];
+            const char *name = layer ? "table" : "region";
+            for (int i = 0; i < rounds; i++) {
+                cachet_region *s2[2] = {shared, shared};
+                memtable *t2[2] = {tshared, tshared};
+                if (layer == 0) {
+                    one[i] = block(&shared, NULL, 1, ids[d], &cone[i]);
+                    two[i] = block(s2, NULL, 2, ids[d], &ctwo[i]);
+                    sep[i] = block(priv, NULL, 2, ids[d], &csep[i]);
+                } else {
+                    one[i] = block(NULL, &tshared, 1, ids[d], &cone[i]);
+                    two[i] = block(NULL, t2, 2, ids[d], &ctwo[i]);
+                    sep[i] = block(NULL, tpriv, 2, ids[d], &csep[i]);
+                }
+            }
+            double a = median(one, rounds), b = median(two, rounds), c = median(sep, rounds);
+            printf("%-6s %-9s wall %12.0f %12.0f %12.0f %8.2f %8.2f\n", name, dist[d], a, b, c,
+                   b / a, b / c);
+            a = median(cone, rounds), b = median(ctwo, rounds), c = median(csep, rounds);
+            printf("%-6s %-9s cpu  %12.0f %12.0f %12.0f %8.2f %8.2f\n", name, dist[d], a, b, c,
+                   b / a, b / c);
         }
-        double a = median(one, rounds), b = median(two, rounds), c = median(sep, rounds);
-        printf("%-9s wall %12.0f %12.0f %12.0f %8.2f %8.2f\n", dist[d], a, b, c, b / a, b / c);
-        a = median(cone, rounds), b = median(ctwo, rounds), c = median(csep, rounds);
-        printf("%-9s cpu  %12.0f %12.0f %12.0f %8.2f %8.2f\n", dist[d], a, b, c, b / a, b / c);
-    }
     cachet_region_close(shared);
     cachet_region_close(priv[0]);
     cachet_region_close(priv[1]);
+    memtable_free(tshared);
+    memtable_free(tpriv[0]);
+    memtable_free(tpriv[1]);
     return 0;
 }

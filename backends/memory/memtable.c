@@ -32,7 +32,7 @@
 #include <time.h>
 #include "memtable.h"
 
-#define MAX_SHARDS        32
+#define MAX_SHARDS        256       /* unbounded: a hot shard is rarely shared by two threads */
 #define MIN_BUCKETS       8
 #define MIN_SHARD_COUNT   256       /* max_count share under which shards are merged */
 #define MIN_SHARD_BYTES   (1 << 20) /* likewise for max_size */
