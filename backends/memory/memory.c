@@ -3,6 +3,7 @@
  * table, its bounds (max_count, max_size; Cinder's rules) and its S3-FIFO
  * eviction.  This file parses the arguments and words the errors. */
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <cachet/backend.h>
@@ -15,11 +16,13 @@ static cachet_status set_failed(memtable *t, cachet_status st, size_t klen, size
     if (st == CACHET_ENOMEM)
         return cachet_backend_error(st, "backend " BACKEND ": out of memory storing a "
                                     "%zu-byte value", len);
-    if (klen > MEMTABLE_MAX_PART || len > MEMTABLE_MAX_PART)
+    if (klen > MEMTABLE_MAX_PART || len > MEMTABLE_MAX_PART || klen > SIZE_MAX / 4 ||
+        len > SIZE_MAX / 4)
         return cachet_backend_error(st, "backend " BACKEND ": %s of %zu bytes is too big "
                                     "to store (at most %zu); not stored",
-                                    klen > MEMTABLE_MAX_PART ? "key" : "value",
-                                    klen > MEMTABLE_MAX_PART ? klen : len, MEMTABLE_MAX_PART);
+                                    klen > len ? "key" : "value", klen > len ? klen : len,
+                                    MEMTABLE_MAX_PART < SIZE_MAX / 4 ? MEMTABLE_MAX_PART
+                                                                     : SIZE_MAX / 4);
     return cachet_backend_error(st, "backend " BACKEND ": entry of %zu bytes (key %zu + value "
                                 "%zu) is larger than max_size %zu; not stored",
                                 klen + len, klen, len, memtable_max_size(t));

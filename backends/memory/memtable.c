@@ -557,7 +557,9 @@ void memtable_free(memtable *t)
 
 cachet_status memtable_fits(const memtable *t, size_t klen, size_t len)
 {
-    if (klen > MEMTABLE_MAX_PART || len > MEMTABLE_MAX_PART)
+    /* the quarter keeps the entry's size from wrapping where size_t is 32 bits */
+    if (klen > MEMTABLE_MAX_PART || len > MEMTABLE_MAX_PART || klen > SIZE_MAX / 4 ||
+        len > SIZE_MAX / 4)
         return CACHET_ETOOBIG;
     if (t->max_size && klen + len > t->max_size)
         return CACHET_ETOOBIG;
