@@ -2,9 +2,12 @@
  *
  * Concurrency: the table is split into shards by the key's hash, each with
  * its own lock, buckets and eviction queues, on cache lines of its own.
- * Threads working on different keys rarely meet on a shard, so a hit
+ * Threads working on different keys rarely wait for one another, and a hit
  * writes only its shard's lock and, while the entry's 2-bit frequency is
- * below its cap, the entry itself: nothing every thread touches.  Only a
+ * below its cap, the entry itself.  (The lock word is still a write: two
+ * threads that visit the same shards move its line between their cores;
+ * reads without the lock would need deferred freeing, see
+ * docs/benchmarks.md.)  Only a
  * bounded table's writes share something (the global count and bytes,
  * updated atomically), because the bounds are the table's, not a shard's.
  *
