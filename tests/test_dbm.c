@@ -1003,6 +1003,16 @@ static pid_t hold_flock(const char *lockpath)
     return pid;
 }
 
+/* The lock file header's dirty flag (offset 12): what a writer stopped in
+ * the middle of a change leaves there. */
+static void set_dirty_flag(const char *lockpath, uint32_t dirty)
+{
+    int fd = open(lockpath, O_RDWR | O_CLOEXEC);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, &dirty, sizeof dirty, 12), sizeof dirty);
+    close(fd);
+}
+
 static void kill_and_reap(pid_t pid)
 {
     kill(pid, SIGKILL);
@@ -1040,6 +1050,13 @@ static void lock_wait_bounds_a_held_lock(void **state)
     assert_int_equal(cachet_set(r, "k", "before", 6), CACHET_OK);
     holder = hold_flock(lockpath);
 
+    /* a holder that has not begun a change does not stop a get: nothing
+     * was written since this handle read the file (the generation says so) */
+    t0 = now();
+    assert_value(r, "k", "before");
+    assert_true(now() - t0 < 1.0);
+    /* one that has (the dirty flag) does: the get waits for the lock */
+    set_dirty_flag(lockpath, 1);
     t0 = now();
     assert_timed_out("get", cachet_get(r, "k", &v, &n), t0, lockpath);
     t0 = now();
@@ -1061,6 +1078,7 @@ static void lock_wait_bounds_a_held_lock(void **state)
     t0 = now();
     assert_timed_out("open", try_open(&r2, path, NULL, "lock_wait:" LOCK_WAIT, NULL), t0, lockpath);
 
+    set_dirty_flag(lockpath, 0);        /* the holder finished its change cleanly */
     kill_and_reap(holder);
     assert_value(r, "k", "before");
     assert_int_equal(cachet_set(r, "k", "after", 5), CACHET_OK);
@@ -1108,6 +1126,7 @@ static void lock_wait_is_per_call_across_threads(void **state)
     assert_int_equal(try_open(&r, path, NULL, "lock_wait:3", NULL), CACHET_OK);
     assert_int_equal(cachet_set(r, "k", "v", 1), CACHET_OK);
     holder = hold_flock(lockpath);
+    set_dirty_flag(lockpath, 1);        /* a writer in the middle of a change: gets wait */
     for (int i = 0; i < 2; i++) {
         t[i] = (timed_get){.r = r};
         assert_int_equal(pthread_create(&tid[i], NULL, timed_get_main, &t[i]), 0);
@@ -1124,6 +1143,7 @@ static void lock_wait_is_per_call_across_threads(void **state)
         assert_contains(t[i].msg, lockpath);
         assert_contains(t[i].msg, "lock_wait 3 s");
     }
+    set_dirty_flag(lockpath, 0);
     kill_and_reap(holder);
     assert_value(r, "k", "v");
     cachet_region_close(r);
@@ -1147,11 +1167,13 @@ static void lock_wait_zero_and_gdbm_locks(void **state)
     assert_int_equal(try_open(&r, path, NULL, "lock_wait:0", NULL), CACHET_OK);
     assert_int_equal(cachet_set(r, "k", "v", 1), CACHET_OK);
     holder = hold_flock(lockpath);
+    set_dirty_flag(lockpath, 1);        /* in the middle of a change: a get must lock */
     t0 = now();
     assert_int_equal(cachet_get(r, "k", &v, &n), CACHET_ETIMEDOUT);
     assert_true(now() - t0 < SLACK_S);
     assert_contains(cachet_errmsg(), lockpath);
     assert_contains(cachet_errmsg(), "lock_wait 0 s");
+    set_dirty_flag(lockpath, 0);
     kill_and_reap(holder);
     assert_value(r, "k", "v");
     cachet_region_close(r);
@@ -1427,9 +1449,136 @@ static void region_survives_fork(void **state)
     cachet_region_close(r);
 }
 
+/* ---- reads without the lock (dbm_read_unlocked) ---- */
+
+/* A get that skips the flock because the generation is unchanged must
+ * still see every write another process completed before it: each round
+ * the child overwrites, adds and deletes, the parent reads right after. */
+static void another_process_write_is_seen(void **state)
+{
+    char dir[128], path[160], key[32], want[64];
+    int go[2], done[2];
+    cachet_region *r;
+    pid_t pid;
+    char b;
+
+    snprintf(path, sizeof path, "%s/seen.db", newdir(dir, sizeof dir));
+    r = open_db(path);
+    assert_int_equal(cachet_set(r, "k", "parent", 6), CACHET_OK);
+    assert_value(r, "k", "parent");             /* the handle is current: reads skip the lock */
+    assert_int_equal(pipe(go), 0);
+    assert_int_equal(pipe(done), 0);
+    if ((pid = fork()) == 0) {
+        cachet_region *w;
+        close(go[1]);
+        close(done[0]);
+        if (try_open(&w, path, NULL, NULL) != CACHET_OK)
+            CHILD_FAIL("writer: open: %s", cachet_errmsg());
+        for (int i = 0; read(go[0], &b, 1) == 1; i++) {
+            snprintf(want, sizeof want, "child %d", i);
+            snprintf(key, sizeof key, "new%d", i);
+            if (cachet_set(w, "k", want, strlen(want)) != CACHET_OK ||
+                cachet_set(w, key, want, strlen(want)) != CACHET_OK ||
+                (i > 0 && (snprintf(key, sizeof key, "new%d", i - 1),
+                           cachet_delete(w, key) != CACHET_OK)))
+                CHILD_FAIL("writer: %s", cachet_errmsg());
+            if (write(done[1], "d", 1) != 1)
+                _exit(1);
+        }
+        cachet_region_close(w);
+        _exit(0);
+    }
+    assert_true(pid > 0);
+    close(go[0]);
+    close(done[1]);
+    for (int i = 0; i < 50; i++) {
+        assert_int_equal(write(go[1], "g", 1), 1);
+        assert_int_equal(read(done[0], &b, 1), 1);
+        snprintf(want, sizeof want, "child %d", i);
+        assert_value(r, "k", want);
+        snprintf(key, sizeof key, "new%d", i);
+        assert_value(r, key, want);
+        if (i > 0) {
+            snprintf(key, sizeof key, "new%d", i - 1);
+            assert_miss(r, key);
+        }
+    }
+    close(go[1]);
+    assert_int_equal(wait_child(pid), 0);
+    close(done[0]);
+    cachet_region_close(r);
+}
+
+/* Reads racing a writer of another process: a read that overlapped a
+ * change is thrown away and done again under the lock, so every value
+ * read is one the writer wrote whole, never a torn or mixed one. */
+static void reads_racing_a_writer_are_whole(void **state)
+{
+    char dir[128], path[160], key[32];
+    cachet_region *r;
+    long reads = 0;
+    double end;
+    pid_t pid;
+
+    snprintf(path, sizeof path, "%s/race.db", newdir(dir, sizeof dir));
+    r = open_db(path);
+    for (int k = 0; k < 50; k++) {
+        snprintf(key, sizeof key, "r%d", k);
+        assert_int_equal(cachet_set(r, key, "0:", 2), CACHET_OK);
+    }
+    if ((pid = fork()) == 0) {
+        cachet_region *w;
+        char val[600];
+        double stop = now() + 2.0;
+        if (try_open(&w, path, NULL, NULL) != CACHET_OK)
+            CHILD_FAIL("writer: open: %s", cachet_errmsg());
+        for (unsigned i = 1; now() < stop; i++) {
+            /* "i:" then i % 500 copies of the letter for i: lengths vary,
+             * so buckets split and values move */
+            int n = snprintf(val, sizeof val, "%u:", i);
+            memset(val + n, 'a' + (char)(i % 26), i % 500);
+            snprintf(key, sizeof key, "r%u", i % 50);
+            if (cachet_set(w, key, val, (size_t)n + i % 500) != CACHET_OK)
+                CHILD_FAIL("writer: set: %s", cachet_errmsg());
+        }
+        cachet_region_close(w);
+        _exit(0);
+    }
+    assert_true(pid > 0);
+    end = now() + 2.0;
+    while (now() < end) {
+        for (int k = 0; k < 50; k++) {
+            void *v;
+            size_t n;
+            unsigned i;
+            char *colon;
+            snprintf(key, sizeof key, "r%d", k);
+            assert_int_equal(cachet_get(r, key, &v, &n), CACHET_OK);
+            reads++;
+            colon = memchr(v, ':', n);
+            if (!colon || sscanf(v, "%u:", &i) != 1)
+                fail_msg("%s: not a value the writer wrote: %.*s", key, (int)n, (char *)v);
+            if (i > 0) {
+                size_t tail = n - (size_t)(colon + 1 - (char *)v);
+                if (tail != i % 500 || i % 50 != (unsigned)k)
+                    fail_msg("%s: torn value (i %u, %zu letters)", key, i, tail);
+                for (size_t j = 0; j < tail; j++)
+                    if (colon[1 + j] != 'a' + (char)(i % 26))
+                        fail_msg("%s: mixed value (i %u, byte %zu)", key, i, j);
+            }
+            cachet_free(v);
+        }
+    }
+    assert_int_equal(wait_child(pid), 0);
+    assert_true(reads > 0);
+    cachet_region_close(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(another_process_write_is_seen),
+        cmocka_unit_test(reads_racing_a_writer_are_whole),
         cmocka_unit_test(multi_ops_persist_in_the_file),
         cmocka_unit_test(lockfiles_off_and_custom),
         cmocka_unit_test(missing_filename_and_unknown_argument),

@@ -228,7 +228,10 @@ static void delete_and_miss(void **state)
     ops->close(m);
 }
 
-static void max_count_evicts_least_recently_used(void **state)
+/* S3-FIFO (backends/memory/memtable.c): a new entry waits in the small
+ * FIFO; one hit there moves it to main when it reaches the tail, one never
+ * hit is the first to go. */
+static void max_count_evicts_the_never_hit_first(void **state)
 {
     const cachet_backend_ops *ops;
     void *m = open_memory(&ops, "3", NULL);
@@ -236,9 +239,9 @@ static void max_count_evicts_least_recently_used(void **state)
     assert_int_equal(put(ops, m, "a", "1", 1), CACHET_OK);
     assert_int_equal(put(ops, m, "b", "2", 1), CACHET_OK);
     assert_int_equal(put(ops, m, "c", "3", 1), CACHET_OK);
-    assert_value(ops, m, "a", "1", 1);          /* a is now the most recent */
+    assert_value(ops, m, "a", "1", 1);          /* a was hit: it moves to main */
     assert_int_equal(put(ops, m, "d", "4", 1), CACHET_OK);
-    assert_miss(ops, m, "b");
+    assert_miss(ops, m, "b");                   /* b, oldest never hit, went */
     assert_value(ops, m, "a", "1", 1);
     assert_value(ops, m, "c", "3", 1);
     assert_value(ops, m, "d", "4", 1);
@@ -247,19 +250,18 @@ static void max_count_evicts_least_recently_used(void **state)
     assert_value(ops, m, "a", "1", 1);
     assert_value(ops, m, "d", "4", 1);
     assert_value(ops, m, "c", "33", 2);
-    /* order is now a, d, c (oldest first); an overwrite also counts as a use */
-    assert_int_equal(put(ops, m, "a", "11", 2), CACHET_OK);
-    assert_int_equal(put(ops, m, "e", "5", 1), CACHET_OK);
-    assert_miss(ops, m, "d");
-    assert_value(ops, m, "a", "11", 2);
     report r = get_report(ops, m);
     assert_int_equal(r.entries, 3);
-    assert_int_equal(r.bytes, (1 + 2) + (1 + 2) + (1 + 1));
+    assert_int_equal(r.bytes, (1 + 1) + (1 + 1) + (1 + 2));
     assert_int_equal(r.max_count, 3);
+    /* the newest entry is never its own victim */
+    assert_int_equal(put(ops, m, "e", "5", 1), CACHET_OK);
+    assert_value(ops, m, "e", "5", 1);
+    assert_int_equal(get_report(ops, m).entries, 3);
     ops->close(m);
 }
 
-static void max_size_evicts_least_recently_used(void **state)
+static void max_size_evicts_the_never_hit_first(void **state)
 {
     const cachet_backend_ops *ops;
     void *m = open_memory(&ops, NULL, "30");
@@ -274,15 +276,11 @@ static void max_size_evicts_least_recently_used(void **state)
     assert_value(ops, m, "a", nine, 9);
     assert_int_equal(put(ops, m, "d", nine, 9), CACHET_OK);
     assert_miss(ops, m, "b");
-    assert_value(ops, m, "a", nine, 9);
-    assert_value(ops, m, "c", nine, 9);
-    assert_value(ops, m, "d", nine, 9);
-    /* recency now d, c, a (newest first); 20 bytes more must push out a and c */
-    assert_value(ops, m, "d", nine, 9);
+    /* c and d were never hit; 20 bytes more must push out both, not a */
     assert_int_equal(put(ops, m, "e", nineteen, 19), CACHET_OK);
-    assert_miss(ops, m, "a");
     assert_miss(ops, m, "c");
-    assert_value(ops, m, "d", nine, 9);
+    assert_miss(ops, m, "d");
+    assert_value(ops, m, "a", nine, 9);
     assert_value(ops, m, "e", nineteen, 19);
     report r = get_report(ops, m);
     assert_int_equal(r.entries, 2);
@@ -293,6 +291,83 @@ static void max_size_evicts_least_recently_used(void **state)
     r = get_report(ops, m);
     assert_int_equal(r.entries, 1);
     assert_int_equal(r.bytes, 30);
+    assert_value(ops, m, "f", "12345678901234567890123456789", 29);
+    ops->close(m);
+}
+
+/* Keys hit twice survive a scan of ten times the bound in one-time keys
+ * (exact LRU would have none of them left), on one shard and on many. */
+static void hot_keys_survive_a_scan(void **state)
+{
+    static const struct { const char *max_count; unsigned hot, scan; } cases[] = {
+        {"100", 20, 1000},
+        {"20000", 500, 200000},    /* 20000 entries: the table is sharded */
+    };
+    const cachet_backend_ops *ops;
+    char k[32];
+
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        void *m = open_memory(&ops, cases[c].max_count, NULL);
+        long max = atol(cases[c].max_count);
+        for (unsigned i = 0; i < cases[c].hot; i++) {
+            snprintf(k, sizeof k, "hot:%u", i);
+            assert_int_equal(put(ops, m, k, "h", 1), CACHET_OK);
+        }
+        for (int round = 0; round < 2; round++)
+            for (unsigned i = 0; i < cases[c].hot; i++) {
+                snprintf(k, sizeof k, "hot:%u", i);
+                assert_value(ops, m, k, "h", 1);
+            }
+        for (unsigned i = 0; i < cases[c].scan; i++) {
+            snprintf(k, sizeof k, "scan:%u", i);
+            assert_int_equal(put(ops, m, k, "s", 1), CACHET_OK);
+        }
+        for (unsigned i = 0; i < cases[c].hot; i++) {
+            snprintf(k, sizeof k, "hot:%u", i);
+            assert_value(ops, m, k, "h", 1);
+        }
+        assert_int_equal(get_report(ops, m).entries, max);
+        ops->close(m);
+    }
+}
+
+/* The bounds are the table's, not a shard's: with many shards the count
+ * and the bytes hold after every write, and one entry of max_size takes
+ * the room of all the others, wherever they were. */
+static void bounds_hold_across_shards(void **state)
+{
+    const cachet_backend_ops *ops;
+    void *m = open_memory(&ops, "10000", NULL);
+    char k[32], *val;
+    enum { VAL = 1000, MAX_SIZE = 32 << 20 };
+
+    for (unsigned i = 0; i < 50000; i++) {
+        snprintf(k, sizeof k, "key:%u", i);
+        assert_int_equal(put(ops, m, k, "v", 1), CACHET_OK);
+        if (i % 997 == 0)
+            assert_true(get_report(ops, m).entries <= 10000);
+    }
+    assert_int_equal(get_report(ops, m).entries, 10000);
+    ops->close(m);
+
+    m = open_memory(&ops, NULL, "33554432");
+    assert_non_null(val = malloc(MAX_SIZE));
+    memset(val, 'v', MAX_SIZE);
+    for (unsigned i = 0; i < 50000; i++) {
+        snprintf(k, sizeof k, "key:%05u", i);      /* 9-byte keys: 1009 bytes an entry */
+        assert_int_equal(put(ops, m, k, val, VAL), CACHET_OK);
+        if (i % 997 == 0)
+            assert_true(get_report(ops, m).bytes <= MAX_SIZE);
+    }
+    report r = get_report(ops, m);
+    assert_true(r.bytes <= MAX_SIZE);
+    assert_true(r.bytes > MAX_SIZE - 1009);
+    assert_int_equal(put(ops, m, "big", val, MAX_SIZE - 3), CACHET_OK);
+    r = get_report(ops, m);
+    assert_int_equal(r.entries, 1);
+    assert_int_equal(r.bytes, MAX_SIZE);
+    assert_value(ops, m, "big", val, MAX_SIZE - 3);
+    free(val);
     ops->close(m);
 }
 
@@ -485,14 +560,16 @@ static void sweep_removes_what_keep_refuses(void **state)
     report r = get_report(ops, m);
     assert_int_equal(r.entries, 2);
     assert_int_equal(r.bytes, 6 + 5);
-    /* the LRU list survived the sweep: recency is 4, 1; two more fill the
-     * bound and a third pushes out 1 */
+    /* the queues survived the sweep: 1 and 4 were hit, so once two more
+     * fill the bound a third pushes out 5, the oldest never hit */
     assert_int_equal(put(ops, m, "5", "e", 1), CACHET_OK);
     assert_int_equal(put(ops, m, "6", "f", 1), CACHET_OK);
     assert_int_equal(get_report(ops, m).entries, 4);
     assert_int_equal(put(ops, m, "7", "g", 1), CACHET_OK);
-    assert_miss(ops, m, "1");
+    assert_miss(ops, m, "5");
+    assert_value(ops, m, "1", "alive", 5);
     assert_value(ops, m, "4", "also", 4);
+    assert_value(ops, m, "6", "f", 1);
     assert_int_equal(get_report(ops, m).entries, 4);
     ops->close(m);
 }
@@ -675,8 +752,10 @@ int main(void)
         cmocka_unit_test(round_trip_binary_and_empty),
         cmocka_unit_test(overwrite_keeps_accounting_exact),
         cmocka_unit_test(delete_and_miss),
-        cmocka_unit_test(max_count_evicts_least_recently_used),
-        cmocka_unit_test(max_size_evicts_least_recently_used),
+        cmocka_unit_test(max_count_evicts_the_never_hit_first),
+        cmocka_unit_test(max_size_evicts_the_never_hit_first),
+        cmocka_unit_test(hot_keys_survive_a_scan),
+        cmocka_unit_test(bounds_hold_across_shards),
         cmocka_unit_test(too_big_is_refused_and_drops_the_old_value),
         cmocka_unit_test(bad_arguments_name_the_argument),
         cmocka_unit_test(instances_do_not_share_data),

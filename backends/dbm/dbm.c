@@ -20,7 +20,10 @@
  * once the change is complete.  The generation lets an instance keep its
  * GDBM_FILE open between operations and reuse it for as long as no other
  * writer has touched the file (gdbm's bucket cache is then still right);
- * otherwise it reopens.  The dirty flag is the crash discipline: gdbm's
+ * otherwise it reopens.  The header is mapped shared, so a get whose
+ * handle is current and finds the flag clear reads without the flock at
+ * all, keeping the result only if neither changed meanwhile
+ * (dbm_read_unlocked in dbm_run.c).  The dirty flag is the crash discipline: gdbm's
  * failure_atomic mode needs reflinks (not ext4), so a writer that dies with
  * the flag set makes the next process that takes the lock rebuild the file
  * with gdbm_recover (a new file renamed over the old one) before it reads,
@@ -107,6 +110,7 @@ static void free_dbm(dbm *d)
         close(t->fd);
         free(t);
     }
+    dbm_unmap_hdr(d);
     if (d->lockfd >= 0)
         close(d->lockfd);
     pthread_mutex_destroy(&d->tok_mu);

@@ -31,7 +31,9 @@ cachet_status dbm_gdbm_error_status(const dbm *d, const char *what, int ec, int 
     if (ec == GDBM_MALLOC_ERROR)
         return cachet_backend_error(CACHET_ENOMEM, "backend " BACKEND ": %s %s: out of memory",
                                     what, d->path);
-    if (structural(ec))
+    /* memory-mapped reads report a position past the end of a truncated
+     * file as a seek to an invalid offset */
+    if (structural(ec) || (ec == GDBM_FILE_SEEK_ERROR && err == EINVAL))
         return cachet_backend_error(CACHET_ECORRUPT, "backend " BACKEND ": %s %s: not a gdbm "
                                     "database, or damaged (%s)%s", what, d->path,
                                     gdbm_strerror(ec),

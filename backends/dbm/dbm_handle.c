@@ -18,9 +18,14 @@ void dbm_close_db(dbm *d)
     }
 }
 
+/* gdbm's memory-mapped I/O (its default): a read is a copy, not a
+ * system call.  Safe because neither cachet nor gdbm ever shrinks a
+ * database file in place: new files (creation, recovery, reorganization)
+ * are built aside and renamed over the old one, whose inode the mapping
+ * keeps. */
 static int open_flags(const dbm *d, int mode)
 {
-    return mode | GDBM_NOMMAP | GDBM_CLOEXEC | (d->lockfd >= 0 ? GDBM_NOLOCK : 0);
+    return mode | GDBM_CLOEXEC | (d->lockfd >= 0 ? GDBM_NOLOCK : 0);
 }
 
 /* gdbm_open; without a lock file, gdbm's own locks (which never wait) are
@@ -72,13 +77,13 @@ cachet_status dbm_create_db(dbm *d)
         return st;
     }
     free(tmp);
+    /* a new file: every other process's handle (on a file deleted by hand)
+     * must see that it is no longer current */
+    if (d->lockfd >= 0) {
+        d->hdr.gen++;
+        return dbm_write_hdr(d);
+    }
     return CACHET_OK;
-}
-
-static int same_file(const dbm *d)
-{
-    struct stat sb;
-    return stat(d->path, &sb) == 0 && sb.st_dev == d->db_dev && sb.st_ino == d->db_ino;
 }
 
 /* Makes d->db a handle that can read (writer = 0) or write the current
@@ -88,8 +93,11 @@ cachet_status dbm_get_db(dbm *d, int writer)
     int ec, err;
     struct stat sb;
 
-    if (d->db && d->lockfd >= 0 && d->db_gen == d->hdr.gen && (d->db_writer || !writer) &&
-        same_file(d))
+    /* Every replacement of the file by cachet (creation over an empty one,
+     * recovery, recreate_on_corrupt, compaction) bumps the generation, so
+     * an unchanged one means the same file: no stat per call.  (A file
+     * deleted by hand is noticed at the next write of another process.) */
+    if (d->db && d->lockfd >= 0 && d->db_gen == d->hdr.gen && (d->db_writer || !writer))
         return CACHET_OK;
     dbm_close_db(d);
     if (writer && d->lockfd >= 0 && stat(d->path, &sb) == 0 && sb.st_size == 0) {

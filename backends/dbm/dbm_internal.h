@@ -27,6 +27,8 @@
 
 #define BACKEND        "dbm"
 #define FILE_MODE      0600
+#define LOCK_MAGIC     "cachetdb"
+#define LOCK_VERSION   1u
 
 /* The lock file's header (native byte order: the file never leaves the host). */
 typedef struct {
@@ -63,6 +65,8 @@ typedef struct {
     int       lock_lost;          /* errno of a failed reopen in a forked child */
     int       marked;             /* this operation set the dirty flag */
     lock_hdr  hdr;                /* as read under the lock */
+    lock_hdr *map;                /* the lock file's header, mapped shared; NULL until it
+                                     exists (see dbm_read_unlocked) */
     GDBM_FILE db;                 /* open handle, kept between operations */
     int       db_writer;
     uint64_t  db_gen;             /* hdr.gen the handle is current for */
@@ -95,6 +99,7 @@ void dbm_unlock_rw(dbm *d);
 cachet_status dbm_escalate(dbm *d);
 cachet_status dbm_mark_dirty(dbm *d);
 cachet_status dbm_open_lockfile(dbm *d);
+void dbm_unmap_hdr(dbm *d);
 
 /* dbm_handle.c */
 void dbm_close_db(dbm *d);
@@ -112,6 +117,10 @@ cachet_status dbm_recreate(dbm *d);
 
 /* dbm_run.c */
 cachet_status dbm_run(dbm *d, int excl, op_fn fn, void *arg);
+/* A read without the file lock, kept only if no writer ran meanwhile: 1
+ * with *st set when it stands, 0 when the caller must dbm_run it (undo
+ * has then freed what fn handed out). */
+int dbm_read_unlocked(dbm *d, op_fn fn, void (*undo)(void *arg), void *arg, cachet_status *st);
 
 /* dbm_keys.c */
 cachet_status dbm_get(void *state, const char *key, size_t klen, void **value, size_t *len);

@@ -126,12 +126,23 @@ static cachet_status op_del(dbm *d, void *arg)
     return remove_key(d, a->key, a->klen);
 }
 
+static void undo_get(void *arg)
+{
+    one_arg *a = arg;
+    free(*a->out);
+    *a->out = NULL;
+    *a->outlen = 0;
+}
+
 cachet_status dbm_get(void *state, const char *key, size_t klen, void **value,
                       size_t *len)
 {
     one_arg a = {key, klen, NULL, 0, value, len};
+    cachet_status st;
     *value = NULL;
     *len = 0;
+    if (dbm_read_unlocked(state, op_get, undo_get, &a, &st))
+        return st;
     return dbm_run(state, 0, op_get, &a);
 }
 
@@ -202,6 +213,17 @@ static cachet_status op_fill(dbm *d, void *arg)
     return st;
 }
 
+static void undo_fill(void *arg)
+{
+    multi_arg *m = arg;
+    for (size_t i = 0; i < m->n; i++) {
+        free(m->items[i].value);
+        m->items[i].value = NULL;
+        m->items[i].len = 0;
+        m->items[i].status = CACHET_ENOTSUP;
+    }
+}
+
 cachet_status dbm_get_multi(void *state, cachet_backend_item *items, size_t n)
 {
     multi_arg m = {items, n};
@@ -212,7 +234,9 @@ cachet_status dbm_get_multi(void *state, cachet_backend_item *items, size_t n)
         items[i].len = 0;
         items[i].status = CACHET_ENOTSUP;
     }
-    st = dbm_run(state, 0, op_fill, &m);
+    /* like a get: without the flock while no other process writes */
+    if (!dbm_read_unlocked(state, op_fill, undo_fill, &m, &st))
+        st = dbm_run(state, 0, op_fill, &m);
     if (st == CACHET_MISS)
         st = CACHET_OK;
     for (size_t i = 0; i < n; i++)

@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <string.h>
 #include <sys/file.h>
 #include "dbm_internal.h"
 
@@ -91,4 +92,51 @@ cachet_status dbm_run(dbm *d, int excl, op_fn fn, void *arg)
     }
     pthread_mutex_unlock(&d->mu);
     return st;
+}
+
+/* A read without the flock.  It is kept only when the shared header says
+ * that no writer of any process was inside the file while it ran: the
+ * dirty flag clear and the generation, the one our handle is current for,
+ * unchanged from before the read to after it.  A writer sets the flag
+ * before its first change and bumps the generation before it clears the
+ * flag, so a read that overlapped a change sees one or the other and is
+ * thrown away (with the handle, whose bucket cache may hold what it read
+ * half-written); the caller then runs it under the lock.  Anything out of
+ * the ordinary (no handle yet, another thread in the instance, a dirty
+ * file, an error) also goes the locked way, which knows how to wait,
+ * recover and report. */
+/* Orders the read's loads before the second look at the header.  TSan has
+ * no fences (and cannot see the other process anyway): a seq_cst load
+ * keeps its build warning-free. */
+#ifdef __SANITIZE_THREAD__
+#define READ_FENCE(d) ((void)__atomic_load_n(&(d)->map->gen, __ATOMIC_SEQ_CST))
+#else
+#define READ_FENCE(d) __atomic_thread_fence(__ATOMIC_ACQUIRE)
+#endif
+
+int dbm_read_unlocked(dbm *d, op_fn fn, void (*undo)(void *arg), void *arg, cachet_status *out)
+{
+    cachet_status st;
+    uint64_t gen;
+    int kept = 0;
+
+    if (!d->map || pthread_mutex_trylock(&d->mu) != 0)
+        return 0;
+    if (d->db && d->lockfd >= 0 && !d->lock_lost && memcmp(d->map->magic, LOCK_MAGIC, 8) == 0 &&
+        !__atomic_load_n(&d->map->dirty, __ATOMIC_ACQUIRE) &&
+        (gen = __atomic_load_n(&d->map->gen, __ATOMIC_ACQUIRE)) == d->db_gen) {
+        st = fn(d, arg);
+        READ_FENCE(d);
+        kept = !__atomic_load_n(&d->map->dirty, __ATOMIC_ACQUIRE) &&
+               __atomic_load_n(&d->map->gen, __ATOMIC_ACQUIRE) == gen;
+        if (!kept || (st != CACHET_OK && st != CACHET_MISS)) {
+            undo(arg);
+            dbm_close_db(d);
+            kept = 0;
+        } else {
+            *out = st;
+        }
+    }
+    pthread_mutex_unlock(&d->mu);
+    return kept;
 }

@@ -13,20 +13,33 @@
 
 /* ---- multi-key operations: one request per server ---- */
 
+/* Every array a batch needs is carved out of one allocation (sized by a
+ * first pass with no memory behind it), so a call makes one malloc and
+ * zeroes only what must start at zero: arrays of one entry per host. */
+typedef struct {
+    char  *base;        /* NULL: sizing only */
+    size_t used;
+} carve;
+
+static void *take(carve *c, size_t bytes)
+{
+    void *p = c->base ? c->base + c->used : NULL;
+    c->used += (bytes + 15) & ~(size_t)15;     /* every piece 16-aligned */
+    return p;
+}
+
 typedef struct {
     size_t *pos;        /* item index per (host, slot), grouped by host */
     size_t *start;      /* nhosts + 1 offsets into pos */
     int    *adm;        /* per host: -1 not asked yet, else ADM_* */
     int     probing;    /* this thread holds a probe of some host: wait on none */
-    size_t *chosen;     /* get: the host each item goes to, SIZE_MAX: none */
+    void   *block;      /* the one allocation */
 } groups;
 
 static void groups_free(groups *g)
 {
-    free(g->pos);
-    free(g->start);
-    free(g->adm);
-    free(g->chosen);
+    free(g->block);
+    g->block = NULL;
 }
 
 static int host_usable(mc_inst *m, groups *g, size_t i)
@@ -42,24 +55,30 @@ static int host_usable(mc_inst *m, groups *g, size_t i)
 }
 
 /* Groups items by host.  all_replicas: every live replica (writes), else
- * the first live one (reads).  Items with no live host get EUNAVAILABLE. */
+ * the first live one (reads).  Items with no live host get EUNAVAILABLE.
+ * The caller's own arrays come from the same allocation: layout(c, arg)
+ * takes them from c (called once to size, once to place). */
 static cachet_status group(mc_inst *m, cachet_backend_item *items, size_t n, int all_replicas,
-                           groups *g)
+                           groups *g, void (*layout)(carve *c, void *arg), void *arg)
 {
-    size_t nh = m->nhosts, *count, total = 0;
+    size_t nh = m->nhosts, *count, reps = all_replicas ? MAX_REPLICAS : 1;
     size_t (*pl)[MAX_REPLICAS + 1];
+    carve c = {NULL, 0};
 
     memset(g, 0, sizeof *g);
-    g->start = calloc(nh + 1, sizeof *g->start);
-    g->adm = malloc(nh * sizeof *g->adm);
-    count = calloc(nh, sizeof *count);
-    pl = malloc((n ? n : 1) * sizeof *pl);
-    if (!g->start || !g->adm || !count || !pl) {
-        free(count);
-        free(pl);
-        groups_free(g);
-        return cachet_backend_error(CACHET_ENOMEM, "backend %s: out of memory", m->backend);
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1 && !(c.base = g->block = malloc(c.used)))
+            return cachet_backend_error(CACHET_ENOMEM, "backend %s: out of memory", m->backend);
+        c.used = 0;
+        g->start = take(&c, (nh + 1) * sizeof *g->start);
+        count = take(&c, nh * sizeof *count);
+        pl = take(&c, (n ? n : 1) * sizeof *pl);
+        g->pos = take(&c, (n ? n : 1) * reps * sizeof *g->pos);
+        g->adm = take(&c, nh * sizeof *g->adm);
+        layout(&c, arg);
     }
+    memset(g->start, 0, (nh + 1) * sizeof *g->start);
+    memset(count, 0, nh * sizeof *count);
     for (size_t i = 0; i < nh; i++)
         g->adm[i] = -1;
     for (size_t k = 0; k < n; k++) {
@@ -69,19 +88,12 @@ static cachet_status group(mc_inst *m, cachet_backend_item *items, size_t n, int
                 continue;
             pl[k][1 + used++] = idx[r];
             count[idx[r]]++;
-            total++;
             if (!all_replicas)
                 break;
         }
         pl[k][0] = used;
         if (!used)
             items[k].status = mc_unavailable(m, idx[0]);
-    }
-    if (!(g->pos = malloc((total ? total : 1) * sizeof *g->pos))) {
-        free(count);
-        free(pl);
-        groups_free(g);
-        return cachet_backend_error(CACHET_ENOMEM, "backend %s: out of memory", m->backend);
     }
     for (size_t i = 0; i < nh; i++)
         g->start[i + 1] = g->start[i] + count[i];
@@ -91,8 +103,6 @@ static cachet_status group(mc_inst *m, cachet_backend_item *items, size_t n, int
             size_t i = pl[k][1 + u];
             g->pos[g->start[i] + count[i]++] = k;
         }
-    free(count);
-    free(pl);
     return CACHET_OK;
 }
 
@@ -154,15 +164,34 @@ static void slice_fail(groups *g, cachet_backend_item *items, size_t i, cachet_s
     }
 }
 
+/* get_multi's own arrays, in the batch's allocation */
+typedef struct {
+    size_t       nh, n;
+    size_t      *order;
+    const char **keys;
+    size_t      *klens;
+    int         *sent;
+} get_arrays;
+
+static void get_layout(carve *c, void *arg)
+{
+    get_arrays *a = arg;
+    a->order = take(c, a->nh * sizeof *a->order);
+    a->keys = take(c, a->n * sizeof *a->keys);
+    a->klens = take(c, a->n * sizeof *a->klens);
+    a->sent = take(c, a->nh * sizeof *a->sent);
+}
+
 cachet_status mc_get_multi(void *state, cachet_backend_item *items, size_t n)
 {
     mc_inst *m = state;
     groups g;
     mc_conn *c = NULL;
-    size_t *order = NULL, nord, maxslice = 0;
-    const char **keys = NULL;
-    size_t *klens = NULL;
-    int *sent = NULL;
+    get_arrays a = {m->nhosts, n, NULL, NULL, NULL, NULL};
+    size_t *order, nord;
+    const char **keys;
+    size_t *klens;
+    int *sent;
     cachet_status st;
     double dl;
 
@@ -174,25 +203,20 @@ cachet_status mc_get_multi(void *state, cachet_backend_item *items, size_t n)
         items[k].status = CACHET_MISS;
     }
     /* the connection first: waiting for it must not count as in flight */
-    if ((st = mc_conn_get(m, &c)) != CACHET_OK || (st = group(m, items, n, 0, &g)) != CACHET_OK) {
+    if ((st = mc_conn_get(m, &c)) != CACHET_OK ||
+        (st = group(m, items, n, 0, &g, get_layout, &a)) != CACHET_OK) {
         mc_conn_put(m, c);
         for (size_t k = 0; k < n; k++)
             items[k].status = st;
         return st;
     }
+    order = a.order;
+    keys = a.keys;
+    klens = a.klens;
+    sent = a.sent;
+    memset(sent, 0, m->nhosts * sizeof *sent);
     dl = mc_deadline(m);
-    order = malloc(m->nhosts * sizeof *order);
-    sent = calloc(m->nhosts, sizeof *sent);
-    for (size_t i = 0; i < m->nhosts; i++)
-        if (g.start[i + 1] - g.start[i] > maxslice)
-            maxslice = g.start[i + 1] - g.start[i];
-    keys = malloc((maxslice ? maxslice : 1) * sizeof *keys);
-    klens = malloc((maxslice ? maxslice : 1) * sizeof *klens);
-    nord = order ? host_order(m, &g, order) : 0;
-    if (!order || !sent || !keys || !klens) {
-        st = cachet_backend_error(CACHET_ENOMEM, "backend %s: out of memory", m->backend);
-        goto abort_all;
-    }
+    nord = host_order(m, &g, order);
     /* 1. send every server its request */
     for (size_t o = 0; o < nord; o++) {
         size_t i = order[o], cnt = 0;
@@ -234,10 +258,6 @@ cachet_status mc_get_multi(void *state, cachet_backend_item *items, size_t n)
         mc_settle(m, c, i, g.adm[i], rc);
     }
     mc_conn_put(m, c);
-    free(order);
-    free(sent);
-    free(keys);
-    free(klens);
     groups_free(&g);
     if ((st = first_error(items, n)) != CACHET_OK)
         return st == CACHET_EUNAVAILABLE
@@ -245,21 +265,6 @@ cachet_status mc_get_multi(void *state, cachet_backend_item *items, size_t n)
                                       m->backend)
                : st;          /* (the message of the server's error is kept) */
     return CACHET_OK;
-
-abort_all:
-    for (size_t i = 0; i < m->nhosts; i++)
-        if (g.adm[i] > ADM_REJECT)
-            mc_finish(m, i, g.adm[i], END_ABORT);
-    for (size_t k = 0; k < n; k++)
-        if (items[k].status == CACHET_MISS)
-            items[k].status = st;
-    free(order);
-    free(sent);
-    free(keys);
-    free(klens);
-    groups_free(&g);
-    mc_conn_put(m, c);
-    return st;
 }
 
 /* Pipelines the writes of slots [from, to) of host i's slice in batches,
@@ -299,14 +304,36 @@ static int write_batches(mc_inst *m, mc_sock *s, cachet_backend_item *items, con
     return MC_OK;
 }
 
+/* write_multi's own arrays, in the batch's allocation (a host's slice is
+ * at most n items) */
+typedef struct {
+    size_t         nh, n;
+    size_t        *order;
+    cachet_status *res;
+    int           *out, *dout;
+    unsigned char *stored, *refused;
+} write_arrays;
+
+static void write_layout(carve *c, void *arg)
+{
+    write_arrays *a = arg;
+    a->order = take(c, a->nh * sizeof *a->order);
+    a->res = take(c, a->n * sizeof *a->res);
+    a->out = take(c, (a->n + 1) * sizeof *a->out);
+    a->dout = take(c, (a->n + 1) * sizeof *a->dout);
+    a->stored = take(c, a->n);
+    a->refused = take(c, a->n + 1);
+}
+
 static cachet_status write_multi(mc_inst *m, cachet_backend_item *items, size_t n, int is_set)
 {
     groups g;
     mc_conn *c = NULL;
-    size_t *order = NULL, nord, maxslice = 0;
-    cachet_status *res = NULL, st;
-    unsigned char *stored = NULL, *refused = NULL;
-    int *out = NULL, *dout = NULL;
+    write_arrays a = {m->nhosts, n, NULL, NULL, NULL, NULL, NULL, NULL};
+    size_t *order, nord;
+    cachet_status *res, st;
+    unsigned char *stored, *refused;
+    int *out, *dout;
     const char *what = is_set ? "set_multi" : "delete_multi";
     double dl;
 
@@ -314,27 +341,22 @@ static cachet_status write_multi(mc_inst *m, cachet_backend_item *items, size_t 
         return CACHET_OK;
     for (size_t k = 0; k < n; k++)
         items[k].status = CACHET_OK;
-    if ((st = mc_conn_get(m, &c)) != CACHET_OK || (st = group(m, items, n, 1, &g)) != CACHET_OK) {
+    if ((st = mc_conn_get(m, &c)) != CACHET_OK ||
+        (st = group(m, items, n, 1, &g, write_layout, &a)) != CACHET_OK) {
         mc_conn_put(m, c);
         for (size_t k = 0; k < n; k++)
             items[k].status = st;
         return st;
     }
+    order = a.order;
+    res = a.res;
+    out = a.out;
+    dout = a.dout;
+    stored = a.stored;
+    refused = a.refused;
+    memset(stored, 0, n);
     dl = mc_deadline(m);
-    for (size_t i = 0; i < m->nhosts; i++)
-        if (g.start[i + 1] - g.start[i] > maxslice)
-            maxslice = g.start[i + 1] - g.start[i];
-    order = malloc(m->nhosts * sizeof *order);
-    res = malloc(n * sizeof *res);
-    stored = calloc(n, 1);
-    refused = malloc(maxslice + 1);
-    out = malloc((maxslice + 1) * sizeof *out);
-    dout = malloc((maxslice + 1) * sizeof *dout);
-    nord = order ? host_order(m, &g, order) : 0;
-    if (!order || !res || !stored || !refused || !out || !dout) {
-        st = cachet_backend_error(CACHET_ENOMEM, "backend %s: out of memory", m->backend);
-        goto abort_all;
-    }
+    nord = host_order(m, &g, order);
     /* res: the combined outcome over replicas; unavailable ones were set by group() */
     for (size_t k = 0; k < n; k++)
         res[k] = items[k].status;
@@ -401,12 +423,6 @@ static cachet_status write_multi(mc_inst *m, cachet_backend_item *items, size_t 
         if (!stored[k] && res[k] == CACHET_OK)
             items[k].status = CACHET_EUNAVAILABLE;
     }
-    free(order);
-    free(res);
-    free(stored);
-    free(refused);
-    free(out);
-    free(dout);
     groups_free(&g);
     st = first_error(items, n);
     if (st != CACHET_OK)
@@ -417,22 +433,6 @@ static cachet_status write_multi(mc_inst *m, cachet_backend_item *items, size_t 
                                     : st == CACHET_EBACKEND ? "a server answered wrongly or "
                                       "refused a write" : cachet_strerror(st));
     return CACHET_OK;
-
-abort_all:
-    for (size_t i = 0; i < m->nhosts; i++)
-        if (g.adm[i] > ADM_REJECT)
-            mc_finish(m, i, g.adm[i], END_ABORT);
-    for (size_t k = 0; k < n; k++)
-        items[k].status = st;
-    free(order);
-    free(res);
-    free(stored);
-    free(refused);
-    free(out);
-    free(dout);
-    groups_free(&g);
-    mc_conn_put(m, c);
-    return st;
 }
 
 cachet_status mc_set_multi(void *state, cachet_backend_item *items, size_t n)

@@ -1,0 +1,737 @@
+/* memtable: see memtable.h.
+ *
+ * Concurrency: the table is split into shards by the key's hash, each with
+ * its own lock, buckets and eviction queues, on cache lines of its own.
+ * Threads working on different keys rarely wait for one another, and a hit
+ * writes only its shard's lock and, while the entry's 2-bit frequency is
+ * below its cap, the entry itself.  (The lock word is still a write: two
+ * threads that visit the same shards move its line between their cores;
+ * reads without the lock would need deferred freeing, see
+ * docs/benchmarks.md.)  Only a
+ * bounded table's writes share something (the global count and bytes,
+ * updated atomically), because the bounds are the table's, not a shard's.
+ *
+ * Eviction (bounded tables only): S3-FIFO within each shard.  New entries
+ * enter the small FIFO (10% of the shard's share of the bound); one that
+ * is hit while there moves to the main FIFO when it reaches the tail, one
+ * that is not leaves and its hash goes into the ghost; a key found in the
+ * ghost enters main directly.  Main is a FIFO with reinsertion: an entry
+ * at the tail with a non-zero frequency goes back to the head with one
+ * less.  A hit only increments a capped counter (no list surgery), which is
+ * why the read path needs no write to shared lines.  A write that takes
+ * the table over a bound evicts from its own shard first, then from the
+ * others, one lock at a time.  bench/evict compares this with exact
+ * LRU, SIEVE and S3-FIFO simulations on the same traces.
+ *
+ * Entries: one allocation of the header, the key and the value (and an
+ * 8-byte deadline only when the write had a ttl).  Unbounded tables keep
+ * no eviction links at all; bounded ones put the two queue links in front
+ * of the header. */
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "memtable.h"
+
+#define MAX_SHARDS        256       /* unbounded: a hot shard is rarely shared by two threads */
+#define MIN_BUCKETS       8
+#define MIN_SHARD_COUNT   256       /* max_count share under which shards are merged */
+#define MIN_SHARD_BYTES   (1 << 20) /* likewise for max_size */
+#define FREQ_MAX          3
+#define GHOST_WAYS        4
+
+enum { F_TTL = 1, F_MAIN = 2 };
+
+typedef struct entry {
+    struct entry *next;         /* bucket chain */
+    uint32_t      hash;         /* low bits of the key's hash: bucket and quick compare */
+    uint32_t      klen, vlen;
+    uint8_t       flags;        /* F_* */
+    uint8_t       freq;         /* hits, capped at FREQ_MAX (bounded tables only) */
+    unsigned char data[];       /* [int64 deadline if F_TTL] key value */
+} entry;
+
+/* Queue links, in front of the header of a bounded table's entries. */
+typedef struct links {
+    entry *newer, *older;
+} links;
+
+typedef struct {
+    entry *head, *tail;         /* newest, oldest */
+    size_t n, bytes;
+} fifo;
+
+/* A shard's lock.  Its critical sections are a chain walk and a copy of one
+ * value, shorter than a glibc mutex's own lock and unlock (about 60
+ * instructions a get, measured with cachegrind), so it spins; it yields
+ * the processor when the holder seems preempted, because this library runs
+ * on machines with more threads than cores. */
+typedef struct {
+    atomic_int held;
+} lock_t;
+
+static inline void lock(lock_t *l)
+{
+    unsigned spins = 0;
+    while (atomic_exchange_explicit(&l->held, 1, memory_order_acquire))
+        while (atomic_load_explicit(&l->held, memory_order_relaxed))
+            if (++spins % 128 == 0)
+                sched_yield();
+#if defined(__x86_64__) || defined(__i386__)
+            else
+                __builtin_ia32_pause();
+#endif
+}
+
+static inline void unlock(lock_t *l)
+{
+    atomic_store_explicit(&l->held, 0, memory_order_release);
+}
+
+typedef struct shard {
+    lock_t    mu;
+    entry   **buckets;
+    uint32_t  mask;
+    size_t    count, bytes;
+    fifo      small, main;
+    /* ghost: 4-way buckets of (tag << 32 | insertion number); an entry is
+     * in the ghost while fewer than `main.n` insertions came after it */
+    uint64_t *ghost;
+    uint32_t  gmask;            /* ghost buckets - 1 */
+    uint32_t  gseq;
+    uint64_t  evictions;
+} __attribute__((aligned(64))) shard;
+
+struct memtable {
+    size_t         max_count, max_size;
+    int            bounded;
+    size_t         share;       /* a shard's part of the bound, in its units */
+    int            by_count;    /* queue sizes in entries (else in bytes) */
+    unsigned       nshards;     /* a power of two */
+    uint64_t       seed;
+    _Atomic size_t count, bytes;/* bounded tables only */
+    shard         *shards;
+};
+
+/* ---- hashing ---- */
+
+/* murmur3's finalizer: every output bit depends on every input bit, which
+ * matters because shards take the high bits and buckets the low ones. */
+static inline uint64_t fmix64(uint64_t h)
+{
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h;
+}
+
+/* Eight bytes per multiply, then fmix64.  The per-table seed makes layout
+ * differ between tables and processes; not a defence against chosen keys. */
+static inline uint64_t hash_key(uint64_t seed, const void *key, size_t n)
+{
+    const unsigned char *p = key;
+    uint64_t h = seed ^ (n * 0x9e3779b97f4a7c15ULL), w;
+
+    for (; n >= 8; p += 8, n -= 8) {
+        memcpy(&w, p, 8);
+        h = (h ^ w) * 0xbf58476d1ce4e5b9ULL;
+        h ^= h >> 31;
+    }
+    if (n) {
+        w = 0;
+        memcpy(&w, p, n);
+        h = (h ^ w) * 0xbf58476d1ce4e5b9ULL;
+        h ^= h >> 31;
+    }
+    return fmix64(h);
+}
+
+static inline shard *shard_of(memtable *t, uint64_t h)
+{
+    return &t->shards[(h >> 40) & (t->nshards - 1)];
+}
+
+/* ---- entries ---- */
+
+static int64_t mono_coarse_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static inline unsigned char *e_key(entry *e)
+{
+    return e->data + (e->flags & F_TTL ? 8 : 0);
+}
+
+static inline unsigned char *e_value(entry *e)
+{
+    return e_key(e) + e->klen;
+}
+
+static inline int e_expired(const entry *e)
+{
+    int64_t deadline;
+    if (!(e->flags & F_TTL))
+        return 0;
+    memcpy(&deadline, e->data, 8);
+    return mono_coarse_ns() >= deadline;
+}
+
+static inline links *e_links(entry *e)
+{
+    return (links *)(void *)((char *)e - sizeof(links));
+}
+
+static inline size_t e_units(const memtable *t, const entry *e)
+{
+    return t->by_count ? 1 : (size_t)e->klen + e->vlen;
+}
+
+static entry *e_new(memtable *t, uint64_t h, const void *key, size_t klen, const void *value,
+                    size_t len, double ttl)
+{
+    /* past ~300 years a deadline would overflow: it is for ever */
+    size_t pre = t->bounded ? sizeof(links) : 0, dl = ttl > 0 && ttl < 9e9 ? 8 : 0;
+    char *p = malloc(pre + sizeof(entry) + dl + klen + len);
+    entry *e;
+
+    if (!p)
+        return NULL;
+    e = (entry *)(void *)(p + pre);
+    e->hash = (uint32_t)h;
+    e->klen = (uint32_t)klen;
+    e->vlen = (uint32_t)len;
+    e->flags = 0;
+    e->freq = 0;
+    if (dl) {
+        int64_t deadline = mono_coarse_ns() + (int64_t)(ttl * 1e9);
+        e->flags |= F_TTL;
+        memcpy(e->data, &deadline, 8);
+    }
+    if (klen)
+        memcpy(e_key(e), key, klen);
+    if (len)
+        memcpy(e_value(e), value, len);
+    return e;
+}
+
+static void e_free(memtable *t, entry *e)
+{
+    if (e)
+        free(t->bounded ? (void *)e_links(e) : (void *)e);
+}
+
+/* ---- FIFOs (bounded tables) ---- */
+
+static void fifo_push(fifo *q, entry *e, size_t units)
+{
+    links *l = e_links(e);
+    l->newer = NULL;
+    l->older = q->head;
+    if (q->head)
+        e_links(q->head)->newer = e;
+    else
+        q->tail = e;
+    q->head = e;
+    q->n++;
+    q->bytes += units;
+}
+
+static void fifo_remove(fifo *q, entry *e, size_t units)
+{
+    links *l = e_links(e);
+    if (l->newer)
+        e_links(l->newer)->older = l->older;
+    else
+        q->head = l->older;
+    if (l->older)
+        e_links(l->older)->newer = l->newer;
+    else
+        q->tail = l->newer;
+    q->n--;
+    q->bytes -= units;
+}
+
+static inline size_t fifo_size(const memtable *t, const fifo *q)
+{
+    return t->by_count ? q->n : q->bytes;
+}
+
+static inline fifo *queue_of(shard *s, const entry *e)
+{
+    return e->flags & F_MAIN ? &s->main : &s->small;
+}
+
+/* ---- the ghost ---- */
+
+static inline uint32_t ghost_tag(uint32_t h)
+{
+    return (h * 0x9e3779b1u) | 1;    /* never 0, the empty slot */
+}
+
+static inline uint64_t *ghost_set(shard *s, uint32_t h)
+{
+    return &s->ghost[(size_t)((h >> 7) & s->gmask) * GHOST_WAYS];
+}
+
+/* The ghost holds as many keys as main holds entries (the paper's size);
+ * its table has about twice that many slots. */
+static void ghost_fit(shard *s)
+{
+    size_t want = MIN_BUCKETS;
+    uint64_t *g;
+
+    while (want * GHOST_WAYS < 2 * s->main.n)
+        want *= 2;
+    if (s->ghost && want <= (size_t)s->gmask + 1)
+        return;
+    if (!(g = calloc(want * GHOST_WAYS, sizeof *g)))
+        return;                 /* a smaller ghost only forgets sooner */
+    free(s->ghost);             /* regrown while main fills: little is lost */
+    s->ghost = g;
+    s->gmask = (uint32_t)(want - 1);
+}
+
+static void ghost_put(shard *s, uint32_t h)
+{
+    uint64_t *set, slot;
+    uint32_t oldest = 0, age, i, victim = 0;
+
+    ghost_fit(s);
+    if (!s->ghost)
+        return;
+    set = ghost_set(s, h);
+    for (i = 0; i < GHOST_WAYS; i++) {
+        if (!set[i]) {
+            victim = i;
+            break;
+        }
+        age = s->gseq - (uint32_t)set[i];
+        if (age >= oldest) {
+            oldest = age;
+            victim = i;
+        }
+    }
+    slot = (uint64_t)ghost_tag(h) << 32 | s->gseq++;
+    set[victim] = slot;
+}
+
+/* 1 (and forgets it) if h is in the ghost. */
+static int ghost_take(shard *s, uint32_t h)
+{
+    uint64_t *set;
+    uint32_t tag = ghost_tag(h);
+
+    if (!s->ghost)
+        return 0;
+    set = ghost_set(s, h);
+    for (unsigned i = 0; i < GHOST_WAYS; i++)
+        if ((uint32_t)(set[i] >> 32) == tag && s->gseq - (uint32_t)set[i] < s->main.n + 1) {
+            set[i] = 0;
+            return 1;
+        }
+    return 0;
+}
+
+/* ---- the hash table; callers hold the shard's lock ---- */
+
+static inline entry **find(shard *s, uint32_t h, const void *key, size_t klen)
+{
+    entry **pp = &s->buckets[h & s->mask];
+    for (entry *e; (e = *pp) != NULL; pp = &e->next)
+        if (e->hash == h && e->klen == klen && memcmp(e_key(e), key, klen) == 0)
+            break;
+    return pp;
+}
+
+static void grow(shard *s)
+{
+    size_t n = ((size_t)s->mask + 1) * 2;
+    entry **nb;
+
+    if (n > UINT32_MAX || !(nb = calloc(n, sizeof *nb)))
+        return;                 /* chains just get longer */
+    for (size_t i = 0; i <= s->mask; i++)
+        for (entry *e = s->buckets[i], *next; e; e = next) {
+            next = e->next;
+            e->next = nb[e->hash & (n - 1)];
+            nb[e->hash & (n - 1)] = e;
+        }
+    free(s->buckets);
+    s->buckets = nb;
+    s->mask = (uint32_t)(n - 1);
+}
+
+/* Takes *pp out of the table (chain, queue, counts); the caller frees it. */
+static entry *unlink_at(memtable *t, shard *s, entry **pp)
+{
+    entry *e = *pp;
+    size_t bytes = (size_t)e->klen + e->vlen;
+
+    *pp = e->next;
+    s->count--;
+    s->bytes -= bytes;
+    if (t->bounded) {
+        fifo_remove(queue_of(s, e), e, e_units(t, e));
+        atomic_fetch_sub_explicit(&t->count, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&t->bytes, bytes, memory_order_relaxed);
+    }
+    return e;
+}
+
+static void drop(memtable *t, shard *s, entry *e)
+{
+    e_free(t, unlink_at(t, s, find(s, e->hash, e_key(e), e->klen)));
+}
+
+/* Main's tail: reinserted with one less while it has hits, else evicted.
+ * 1 if it evicted. */
+static int evict_main(memtable *t, shard *s)
+{
+    entry *v;
+    while ((v = s->main.tail) != NULL) {
+        if (v->freq) {
+            v->freq--;
+            fifo_remove(&s->main, v, e_units(t, v));
+            fifo_push(&s->main, v, e_units(t, v));
+        } else {
+            drop(t, s, v);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Small's tail: to main if it was hit there, else out (its hash to the
+ * ghost); until one entry has left.  1 if one did. */
+static int evict_small(memtable *t, shard *s)
+{
+    entry *v;
+    while ((v = s->small.tail) != NULL) {
+        if (v->freq) {
+            fifo_remove(&s->small, v, e_units(t, v));
+            v->freq = 0;
+            v->flags |= F_MAIN;
+            fifo_push(&s->main, v, e_units(t, v));
+            if (fifo_size(t, &s->main) > t->share - t->share / 10 && evict_main(t, s))
+                return 1;
+        } else {
+            ghost_put(s, v->hash);
+            drop(t, s, v);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int evict_one(memtable *t, shard *s)
+{
+    int r;
+    if (s->small.n && (fifo_size(t, &s->small) >= t->share / 10 || !s->main.n))
+        r = evict_small(t, s) || evict_main(t, s);
+    else
+        r = evict_main(t, s) || evict_small(t, s);
+    if (r)
+        s->evictions++;
+    return r;
+}
+
+static inline int over(memtable *t)
+{
+    return (t->max_count &&
+            atomic_load_explicit(&t->count, memory_order_relaxed) > t->max_count) ||
+           (t->max_size && atomic_load_explicit(&t->bytes, memory_order_relaxed) > t->max_size);
+}
+
+/* Stores e (not yet counted) in s, replacing what is under its key; the
+ * caller holds s's lock.  A bounded table counts e first, then evicts from
+ * s until the bounds hold: e is linked only after, so it is never its own
+ * victim.  An overwrite counts as a hit of the key. */
+static void put_locked(memtable *t, shard *s, entry *e, entry **old_out)
+{
+    entry **pp = find(s, e->hash, e_key(e), e->klen), *old = NULL;
+    size_t bytes = (size_t)e->klen + e->vlen;
+    uint8_t freq = 0, flags = 0;
+
+    if (*pp) {
+        old = unlink_at(t, s, pp);
+        freq = old->freq < FREQ_MAX ? old->freq + 1 : FREQ_MAX;
+        flags = old->flags & F_MAIN;
+    }
+    if (t->bounded) {
+        atomic_fetch_add_explicit(&t->count, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&t->bytes, bytes, memory_order_relaxed);
+        while (over(t) && evict_one(t, s))
+            ;
+        if (!old && ghost_take(s, e->hash))
+            flags = F_MAIN;
+        e->freq = freq;
+        e->flags |= flags;
+        fifo_push(queue_of(s, e), e, e_units(t, e));
+        pp = find(s, e->hash, e_key(e), e->klen);   /* eviction may have moved the chain */
+    }
+    e->next = *pp;
+    *pp = e;
+    s->count++;
+    s->bytes += bytes;
+    if (s->count > (size_t)s->mask + 1)
+        grow(s);
+    *old_out = old;
+}
+
+/* After a write: if the bounds still do not hold (the writer's shard had
+ * nothing left to give), the other shards give, one lock at a time. */
+static void evict_elsewhere(memtable *t, shard *mine)
+{
+    for (unsigned i = 0; i < t->nshards && over(t); i++) {
+        shard *s = &t->shards[i];
+        if (s == mine)
+            continue;
+        lock(&s->mu);
+        while (over(t) && evict_one(t, s))
+            ;
+        unlock(&s->mu);
+    }
+}
+
+/* ---- the interface ---- */
+
+memtable *memtable_new(size_t max_count, size_t max_size)
+{
+    memtable *t = calloc(1, sizeof *t);
+    unsigned n = MAX_SHARDS, i;
+
+    if (!t)
+        return NULL;
+    t->max_count = max_count;
+    t->max_size = max_size;
+    t->bounded = max_count || max_size;
+    t->by_count = max_count != 0;
+    /* small bounds get fewer shards, so that each shard's S3-FIFO queues
+     * are long enough to behave like the whole table's would */
+    while (n > 1 && ((max_count && max_count / n < MIN_SHARD_COUNT) ||
+                     (!max_count && max_size && max_size / n < MIN_SHARD_BYTES)))
+        n /= 2;
+    t->nshards = n;
+    t->share = max_count ? max_count / n : max_size / n;
+    if (t->bounded && t->share == 0)
+        t->share = 1;
+    t->seed = fmix64((uint64_t)(uintptr_t)t ^ ((uint64_t)(uintptr_t)&t << 29));
+    if (posix_memalign((void **)&t->shards, 64, n * sizeof *t->shards) != 0) {
+        free(t);
+        return NULL;
+    }
+    memset(t->shards, 0, n * sizeof *t->shards);
+    for (i = 0; i < n; i++) {
+        shard *s = &t->shards[i];
+        if (!(s->buckets = calloc(MIN_BUCKETS, sizeof *s->buckets))) {
+            t->nshards = i;
+            memtable_free(t);
+            return NULL;
+        }
+        s->mask = MIN_BUCKETS - 1;
+    }
+    return t;
+}
+
+void memtable_free(memtable *t)
+{
+    if (!t)
+        return;
+    for (unsigned i = 0; i < t->nshards; i++) {
+        shard *s = &t->shards[i];
+        for (size_t b = 0; b <= s->mask; b++)
+            for (entry *e = s->buckets[b], *next; e; e = next) {
+                next = e->next;
+                e_free(t, e);
+            }
+        free(s->buckets);
+        free(s->ghost);
+    }
+    free(t->shards);
+    free(t);
+}
+
+cachet_status memtable_fits(const memtable *t, size_t klen, size_t len)
+{
+    /* the quarter keeps the entry's size from wrapping where size_t is 32 bits */
+    if (klen > MEMTABLE_MAX_PART || len > MEMTABLE_MAX_PART || klen > SIZE_MAX / 4 ||
+        len > SIZE_MAX / 4)
+        return CACHET_ETOOBIG;
+    if (t->max_size && klen + len > t->max_size)
+        return CACHET_ETOOBIG;
+    return CACHET_OK;
+}
+
+/* The live entry under key (an expired one is dropped on the way). */
+static inline entry *find_live(memtable *t, shard *s, uint32_t h, const void *key, size_t klen,
+                               entry **dead)
+{
+    entry **pp = find(s, h, key, klen);
+    if (*pp && e_expired(*pp)) {
+        *dead = unlink_at(t, s, pp);
+        return NULL;
+    }
+    return *pp;
+}
+
+cachet_status memtable_get(memtable *t, const void *key, size_t klen, void **value, size_t *len)
+{
+    uint64_t h = hash_key(t->seed, key, klen);
+    shard *s = shard_of(t, h);
+    cachet_status st = CACHET_MISS;
+    entry *e, *dead = NULL;
+    char *v = NULL;
+
+    lock(&s->mu);
+    if ((e = find_live(t, s, (uint32_t)h, key, klen, &dead)) != NULL) {
+        if ((v = malloc((size_t)e->vlen + 1)) != NULL) {
+            memcpy(v, e_value(e), e->vlen);
+            v[e->vlen] = '\0';
+            *len = e->vlen;
+            st = CACHET_OK;
+        } else {
+            st = CACHET_ENOMEM;
+        }
+        if (e->freq < FREQ_MAX && t->bounded)
+            e->freq++;          /* the hit's only write, and none once capped */
+    }
+    unlock(&s->mu);
+    e_free(t, dead);
+    *value = v;
+    if (st != CACHET_OK)
+        *len = 0;
+    return st;
+}
+
+static cachet_status store(memtable *t, const void *key, size_t klen, const void *value,
+                           size_t len, double ttl, int only_if_absent)
+{
+    uint64_t h = hash_key(t->seed, key, klen);
+    shard *s = shard_of(t, h);
+    cachet_status st = memtable_fits(t, klen, len);
+    entry *e = NULL, *old = NULL, *dead = NULL;
+
+    if (st == CACHET_OK && !(e = e_new(t, h, key, klen, value, len, ttl)))
+        st = CACHET_ENOMEM;
+    if (only_if_absent && st != CACHET_OK)
+        return st;
+    lock(&s->mu);
+    if (only_if_absent && find_live(t, s, (uint32_t)h, key, klen, &dead)) {
+        st = CACHET_EXISTS;
+    } else if (e) {
+        put_locked(t, s, e, &old);
+        e = NULL;
+    } else {
+        entry **pp = find(s, (uint32_t)h, key, klen);
+        if (*pp)
+            old = unlink_at(t, s, pp);
+    }
+    unlock(&s->mu);
+    e_free(t, e);
+    e_free(t, old);
+    e_free(t, dead);
+    if (t->bounded && over(t))
+        evict_elsewhere(t, s);
+    return st;
+}
+
+cachet_status memtable_set(memtable *t, const void *key, size_t klen, const void *value,
+                           size_t len, double ttl)
+{
+    return store(t, key, klen, value, len, ttl, 0);
+}
+
+cachet_status memtable_add(memtable *t, const void *key, size_t klen, const void *value,
+                           size_t len, double ttl)
+{
+    return store(t, key, klen, value, len, ttl, 1);
+}
+
+void memtable_del(memtable *t, const void *key, size_t klen)
+{
+    uint64_t h = hash_key(t->seed, key, klen);
+    shard *s = shard_of(t, h);
+    entry **pp, *old = NULL;
+
+    lock(&s->mu);
+    pp = find(s, (uint32_t)h, key, klen);
+    if (*pp)
+        old = unlink_at(t, s, pp);
+    unlock(&s->mu);
+    e_free(t, old);
+}
+
+size_t memtable_sweep(memtable *t, int (*keep)(void *arg, const void *value, size_t len),
+                      void *arg)
+{
+    size_t n = 0;
+
+    for (unsigned i = 0; i < t->nshards; i++) {
+        shard *s = &t->shards[i];
+        entry *garbage = NULL;
+
+        lock(&s->mu);
+        for (size_t b = 0; b <= s->mask; b++) {
+            entry **pp = &s->buckets[b];
+            while (*pp) {
+                if (!e_expired(*pp) && keep(arg, e_value(*pp), (*pp)->vlen)) {
+                    pp = &(*pp)->next;
+                } else {
+                    entry *e = unlink_at(t, s, pp);
+                    e->next = garbage;
+                    garbage = e;
+                    n++;
+                }
+            }
+        }
+        unlock(&s->mu);
+        while (garbage) {
+            entry *next = garbage->next;
+            e_free(t, garbage);
+            garbage = next;
+        }
+    }
+    return n;
+}
+
+void memtable_stats_get(memtable *t, memtable_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    for (unsigned i = 0; i < t->nshards; i++) {
+        shard *s = &t->shards[i];
+        lock(&s->mu);
+        out->entries += s->count;
+        out->bytes += s->bytes;
+        out->evictions += s->evictions;
+        unlock(&s->mu);
+    }
+}
+
+size_t memtable_max_count(const memtable *t)
+{
+    return t->max_count;
+}
+
+size_t memtable_max_size(const memtable *t)
+{
+    return t->max_size;
+}
+
+void memtable_lock_all(memtable *t)
+{
+    for (unsigned i = 0; i < t->nshards; i++)
+        lock(&t->shards[i].mu);
+}
+
+void memtable_unlock_all(memtable *t)
+{
+    for (unsigned i = t->nshards; i-- > 0;)
+        unlock(&t->shards[i].mu);
+}
