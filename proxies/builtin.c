@@ -5,5 +5,6 @@
 
 const cachet_proxy_ops *const cachet__builtin_proxies[] = {
     &cachet__log_proxy,
+    &cachet__keystone_proxy,
     NULL,
 };

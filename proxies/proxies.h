@@ -5,5 +5,6 @@
 #include <cachet/backend.h>
 
 extern const cachet_proxy_ops cachet__log_proxy;
+extern const cachet_proxy_ops cachet__keystone_proxy;   /* set up by [keystone_authtoken] */
 
 #endif

@@ -1,0 +1,73 @@
+#!/usr/bin/python3
+"""keystonemiddleware's own token cache, as an oracle for tests/test_keystone.c.
+
+Run by Debian's /usr/bin/python3 (python3-keystonemiddleware 10.1): the
+cache below is keystonemiddleware's TokenCache / SecureTokenCache, built
+with the arguments its AuthProtocol._token_cache_factory passes, so what it
+writes and reads is what a Python service using [keystone_authtoken] does.
+
+  keystone_oracle.py SERVERS STRATEGY SECRET CACHE_TIME COMMAND ARGS
+
+SERVERS: comma list ('' = keystonemiddleware's in-process cache);
+STRATEGY: None, MAC, ENCRYPT or any spelling (passed on as written);
+COMMAND:
+  key TOKEN           prints the memcache key (repr of the Python str)
+  set TOKEN JSON      caches json.loads(JSON) for TOKEN
+  get TOKEN           prints json.dumps of what the cache returns, after
+                      AuthProtocol.fetch_token's legacy two-element rule,
+                      'MISS' for None, or 'RAISED <ExceptionType>'
+"""
+import json
+import logging
+import sys
+
+from keystonemiddleware.auth_token import _cache
+
+logging.basicConfig(level=logging.CRITICAL)   # keystonemiddleware logs a failed MAC
+LOG = logging.getLogger('keystone_oracle')
+
+
+def make_cache(servers, strategy, secret, cache_time):
+    # the kwargs keystonemiddleware's _token_cache_factory builds from its
+    # options, with its option defaults
+    kwargs = dict(cache_time=int(cache_time), env_cache_name=None,
+                  memcached_servers=[s for s in servers.split(',') if s] or None,
+                  use_advanced_pool=True, dead_retry=300, maxsize=10,
+                  unused_timeout=60, conn_get_timeout=10, socket_timeout=3)
+    if strategy.lower() != 'none':
+        c = _cache.SecureTokenCache(LOG, strategy, secret, **kwargs)
+    else:
+        c = _cache.TokenCache(LOG, **kwargs)
+    c.initialize({})
+    return c
+
+
+def main(argv):
+    servers, strategy, secret, cache_time, cmd = argv[1:6]
+    c = make_cache(servers, strategy, secret, cache_time)
+    if cmd == 'key':
+        print(repr(c._get_cache_key(argv[6])[0]))
+    elif cmd == 'set':
+        c.set(argv[6], json.loads(argv[7]))
+        print('STORED')
+    elif cmd == 'get':
+        try:
+            cached = c.get(argv[6])
+        except Exception as e:      # keystonemiddleware raises on a bad MAC
+            print('RAISED %s' % type(e).__name__)
+            return 0
+        if cached is None:
+            print('MISS')
+            return 0
+        # AuthProtocol.fetch_token: values used to be (data, expires)
+        if cached and len(cached) == 2:
+            cached = cached[0]
+        print(json.dumps(cached))
+    else:
+        print('unknown command %s' % cmd, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv))
