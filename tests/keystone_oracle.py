@@ -7,6 +7,10 @@ with the arguments its AuthProtocol._token_cache_factory passes, so what it
 writes and reads is what a Python service using [keystone_authtoken] does.
 
   keystone_oracle.py SERVERS STRATEGY SECRET CACHE_TIME COMMAND ARGS
+  keystone_oracle.py serve SERVERS
+      the same commands, one a line on stdin, fields separated by tabs:
+      STRATEGY SECRET CACHE_TIME COMMAND ARGS; one answer line each
+      (so a test pays for importing keystonemiddleware once)
 
 SERVERS: comma list ('' = keystonemiddleware's in-process cache);
 STRATEGY: None, MAC, ENCRYPT or any spelling (passed on as written);
@@ -43,6 +47,15 @@ def make_cache(servers, strategy, secret, cache_time):
 
 
 def main(argv):
+    if argv[1] == 'serve':
+        for line in sys.stdin:
+            fields = line.rstrip('\n').split('\t')
+            try:
+                main(['oracle', argv[2]] + fields)
+            except Exception as e:
+                print('ERROR %s: %s' % (type(e).__name__, e))
+            sys.stdout.flush()
+        return 0
     servers, strategy, secret, cache_time, cmd = argv[1:6]
     c = make_cache(servers, strategy, secret, cache_time)
     if cmd == 'key':
