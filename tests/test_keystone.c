@@ -748,6 +748,51 @@ static void test_cli_get_set(void **state)
     assert_string_equal(out, "{\"py\": 1}");
 }
 
+/* docs/keystone_auth_filter.c, the example: validates on a miss, then
+ * hits; keystonemiddleware reads what it cached; a token keystonemiddleware
+ * cached is a hit for it. */
+static int run_example(const char *conf, const char *token, char *out, size_t size)
+{
+    int p[2], status;
+    size_t got = 0;
+    ssize_t r;
+    pid_t pid;
+    assert_int_equal(pipe(p), 0);
+    if ((pid = fork()) == 0) {
+        dup2(p[1], 1);
+        close(p[0]);
+        execl(TEST_BUILDDIR "/docs/keystone_auth_filter", "keystone_auth_filter", conf, token,
+              (char *)NULL);
+        _exit(127);
+    }
+    close(p[1]);
+    while (got + 1 < size && (r = read(p[0], out + got, size - 1 - got)) > 0)
+        got += (size_t)r;
+    out[got] = '\0';
+    close(p[0]);
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void test_docs_example_auth_filter(void **state)
+{
+    char tok[512], body[512], out[4096], conf[256];
+    (void)state;
+    snprintf(body, sizeof body, "memcached_servers = %s\nmemcache_security_strategy = ENCRYPT\n"
+             "memcache_secret_key = %s\n", servers, SECRET);
+    snprintf(conf, sizeof conf, "%s", write_conf("example.conf", body));
+    token_for(tok, sizeof tok, "example", "ENCRYPT");
+    assert_int_equal(run_example(conf, tok, out, sizeof out), 0);
+    th_assert_contains(out, "(validated by keystone)");
+    assert_int_equal(run_example(conf, tok, out, sizeof out), 0);
+    th_assert_contains(out, "(from the cache)");
+    th_assert_contains(oracle("ENCRYPT", SECRET, 300, "get", tok, NULL), "\"name\": \"nova\"");
+    token_for(tok, sizeof tok, "example-py", "ENCRYPT");
+    assert_string_equal(oracle("ENCRYPT", SECRET, 300, "set", tok, "{\"py\": 1}"), "STORED");
+    assert_int_equal(run_example(conf, tok, out, sizeof out), 0);
+    assert_string_equal(out, "{\"py\": 1} (from the cache)\n");
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -788,6 +833,7 @@ int main(void)
         cmocka_unit_test(test_bad_options_name_the_option),
         cmocka_unit_test(test_secret_never_in_messages_or_logs),
         cmocka_unit_test(test_cli_get_set),
+        cmocka_unit_test(test_docs_example_auth_filter),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
