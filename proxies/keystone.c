@@ -146,7 +146,8 @@ static cachet_status ks_get(void *state, const char *key, size_t klen, void **va
 
 /* What a write stores and for how long: keystonemiddleware's TTL unless the
  * caller gave one (cachet_set_ex). *skip: token_cache_time < 0, where
- * keystonemiddleware's memcached drops the value at once: nothing is sent. */
+ * memcached drops what keystonemiddleware writes at once (a negative
+ * exptime): nothing is stored, and set deletes the old value. */
 static cachet_status encode(const ks_proxy *k, const char *key, size_t klen, const void *value,
                             size_t len, double ttl, char mk[KS_KEY_MAX], size_t *mlen,
                             void **out, size_t *olen, double *sttl, int *skip)

@@ -623,6 +623,17 @@ static void test_bad_options_name_the_option(void **state)
     th_assert_contains(cachet_errmsg(), "memcache_pool_maxsize");
     assert_int_equal(load("memcache_use_advanced_pool = maybe\n", &c), CACHET_EINVAL);
     th_assert_contains(cachet_errmsg(), "memcache_use_advanced_pool");
+    /* the keystone proxy is the section's, not a [cache] option */
+    {
+        cachet_config *k = cachet_config_new();
+        cachet_region *r = NULL;
+        assert_int_equal(cachet_config_set(k, "enabled", "true"), CACHET_OK);
+        assert_int_equal(cachet_config_set(k, "backend", "memory"), CACHET_OK);
+        assert_int_equal(cachet_config_set(k, "cachet_proxies", "log, keystone"), CACHET_OK);
+        assert_int_equal(cachet_region_open(k, &r), CACHET_EINVAL);
+        th_assert_contains(cachet_errmsg(), "keystone_authtoken");
+        cachet_config_free(k);
+    }
     /* the same file's [cache] keeps cachet's strictness */
     {
         cachet_config *k = cachet_config_new();
