@@ -76,7 +76,7 @@ CACHET_EXPORT cachet_status cachet_get_multi(cachet_region *r, cachet_item *item
                 items[i].value = cachet_value_payload(bi->value);
                 items[i].len = bi->len - CACHET_VALUE_HDR;
             }
-        } else if (bi->status == CACHET_ECORRUPT) {   /* refused below (a bad MAC) */
+        } else if (bi->status == CACHET_ECORRUPT && r->foreign) {   /* refused below (a bad MAC) */
             free(bi->value);
             bi->status = CACHET_MISS;
             CACHET_COUNT(r, corrupt);

@@ -92,7 +92,10 @@ static inline __attribute__((always_inline)) cachet_status cachet__region_lookup
     if (st == CACHET_MISS)
         return CACHET_MISS;
     if (st != CACHET_OK) {
-        if (st == CACHET_ECORRUPT) {  /* a layer below refused the value (a bad MAC) */
+        /* a foreign region's layer (the keystone proxy) refused the value
+         * (a bad MAC); elsewhere ECORRUPT is the backend's failure (a
+         * damaged dbm file) and stays one */
+        if (st == CACHET_ECORRUPT && r->foreign) {
             CACHET_COUNT(r, corrupt);
             return CACHET_MISS;
         }
