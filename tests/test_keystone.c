@@ -556,6 +556,29 @@ static void test_section_maps_to_backends(void **state)
     cachet_config_free(c);
 }
 
+/* Loading the section again replaces what the last load set. */
+static void test_reload_replaces(void **state)
+{
+    char tok[512], body[512];
+    cachet_config *c = cachet_config_new();
+    cachet_region *r;
+    (void)state;
+    snprintf(body, sizeof body, "memcached_servers = %s\nmemcache_security_strategy = MAC\n"
+             "memcache_secret_key = first\n", servers);
+    assert_int_equal(cachet_config_load(c, write_conf("r1.conf", body), "keystone_authtoken"),
+                     CACHET_OK);
+    snprintf(body, sizeof body, "memcached_servers = %s\nmemcache_security_strategy = ENCRYPT\n"
+             "memcache_secret_key = %s\ntoken_cache_time = 100\n", servers, SECRET);
+    assert_int_equal(cachet_config_load(c, write_conf("r2.conf", body), "keystone_authtoken"),
+                     CACHET_OK);
+    assert_int_equal(cachet_region_open(c, &r), CACHET_OK);
+    cachet_config_free(c);
+    token_for(tok, sizeof tok, "reload", "ENCRYPT");
+    assert_int_equal(cachet_set(r, tok, "{}", 2), CACHET_OK);
+    assert_string_equal(oracle("ENCRYPT", SECRET, 100, "get", tok, NULL), "{}");
+    cachet_region_close(r);
+}
+
 static void test_memory_backend_round_trip(void **state)
 {
     cachet_config *c;
@@ -839,6 +862,7 @@ int main(void)
         cmocka_unit_test(test_tampered_and_truncated_are_misses_both_ways),
         cmocka_unit_test(test_wrongly_keyed_values_are_misses_both_ways),
         cmocka_unit_test(test_section_maps_to_backends),
+        cmocka_unit_test(test_reload_replaces),
         cmocka_unit_test(test_memory_backend_round_trip),
         cmocka_unit_test(test_quoted_secret),
         cmocka_unit_test(test_bad_options_name_the_option),

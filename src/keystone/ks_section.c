@@ -172,6 +172,23 @@ static char *server_list(const ks_section *s)
     return out;
 }
 
+/* Removes the keystone proxy's arguments a load before this one set. */
+static void drop_keystone_args(cachet_config *c)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < c->npargs; i++) {
+        cachet_proxy_arg *a = &c->pargs[i];
+        if (strcmp(a->proxy, "keystone") == 0) {
+            free(a->proxy);
+            free((char *)a->arg.name);
+            wipe_free((char *)a->arg.value);
+        } else {
+            c->pargs[k++] = *a;
+        }
+    }
+    c->npargs = k;
+}
+
 #define SET(name, value, id)                                                               \
     do {                                                                                   \
         if ((st = cachet__cfg_set_at(c, name, value, file, s->line[id])) != CACHET_OK)     \
@@ -232,6 +249,7 @@ cachet_status cachet__ks_section_apply(ks_section *s, cachet_config *c, const ch
         return CACHET_ENOMEM;
     }
 
+    drop_keystone_args(c);               /* a reload replaces the last load's */
     SET("enabled", "true", KS_SERVERS);
     if (!*servers) {
         /* no memcached_servers: keystonemiddleware caches in its process */
