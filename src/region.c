@@ -244,9 +244,9 @@ cachet_status cachet__region_accept_slow(cachet_region *r, const char *key, void
 void *cachet__region_encode(cachet_region *r, const cachet_key *k, const void *value, size_t len,
                             int64_t lifetime_ns, size_t *outlen)
 {
-    cachet_value_meta m = {creation_time(r), 0, CACHET_VALUE_VERSION, 0, lifetime_ns};
     if (r->foreign)
         return cachet__region_encode_foreign(value, len, outlen);
+    cachet_value_meta m = {creation_time(r), 0, CACHET_VALUE_VERSION, 0, lifetime_ns};
     if (r->bind_keys) {
         m.flags |= CACHET_VF_KEY_BOUND;
         m.key_check = cachet_value_key_check(k->key, k->klen);

@@ -532,6 +532,18 @@ static void test_section_maps_to_backends(void **state)
     assert_string_equal(cachet_config_backend_arg(c, "pool_unused_timeout"), "9");
     assert_string_equal(cachet_config_backend_arg(c, "pool_connection_get_timeout"), "5");
     cachet_config_free(c);
+    /* continuation lines join the list, quotes go (oslo.config's rules) */
+    assert_int_equal(load("memcached_servers = a:1,\n   'b:2'\n", &c), CACHET_OK);
+    assert_string_equal(cachet_config_backend_arg(c, "url"), "a:1,b:2");
+    cachet_config_free(c);
+    /* a long value is read whole, not cut where a buffer ends */
+    assert_int_equal(load("memcache_security_strategy = MAC                                       "
+                          "                                     junk\n"
+                          "memcache_secret_key = k\n", &c), CACHET_EINVAL);
+    th_assert_contains(cachet_errmsg(), "memcache_security_strategy");
+    assert_int_equal(load("token_cache_time = 1                                                  "
+                          "                          x\n", &c), CACHET_EINVAL);
+    th_assert_contains(cachet_errmsg(), "token_cache_time");
     /* the deprecated memcache_servers; memcached_servers wins over it */
     assert_int_equal(load("memcache_servers = old:1\n", &c), CACHET_OK);
     assert_string_equal(cachet_config_backend_arg(c, "url"), "old:1");

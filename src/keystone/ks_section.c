@@ -123,24 +123,28 @@ static cachet_status int_opt(const ks_section *s, int id, const char *label, lon
                              long max, long *out)
 {
     const char *t;
-    char *end, buf[64];
+    char *end, *buf;
     long v;
+    cachet_status st = CACHET_OK;
 
     *out = dflt;
     if (!s->val[id])
         return CACHET_OK;
-    snprintf(buf, sizeof buf, "%s", s->val[id]);
+    if (!(buf = cachet__strdup(s->val[id])))
+        return CACHET_ENOMEM;
     t = unquote(buf);
     errno = 0;
     v = strtol(t, &end, 10);
     if (!*t || *end || errno)
-        return cachet__error(CACHET_EINVAL, "%s:%d: option %s: '%.40s' is not an integer", label,
-                             s->line[id], ks_names[id], t);
-    if (v < min || v > max)
-        return cachet__error(CACHET_EINVAL, "%s:%d: option %s: %ld is out of range (%ld..%ld)",
-                             label, s->line[id], ks_names[id], v, min, max);
-    *out = v;
-    return CACHET_OK;
+        st = cachet__error(CACHET_EINVAL, "%s:%d: option %s: '%.40s' is not an integer", label,
+                           s->line[id], ks_names[id], t);
+    else if (v < min || v > max)
+        st = cachet__error(CACHET_EINVAL, "%s:%d: option %s: %ld is out of range (%ld..%ld)",
+                           label, s->line[id], ks_names[id], v, min, max);
+    else
+        *out = v;
+    free(buf);
+    return st;
 }
 
 /* memcached_servers, else memcache_servers: a comma list, items trimmed,
@@ -195,25 +199,41 @@ static void drop_keystone_args(cachet_config *c)
             goto done;                                                                     \
     } while (0)
 
+static cachet_status apply_checked(ks_section *s, cachet_config *c, const char *label,
+                                   const char *file, const char *strategy);
+
 cachet_status cachet__ks_section_apply(ks_section *s, cachet_config *c, const char *label,
                                        const char *file)
 {
-    char strategy[64], num[32], *secret = NULL, *servers = NULL, *arg = NULL;
+    char *strategy, *sbuf;
+    cachet_status st;
+
+    /* memcache_security_strategy: StrOpt, choices None/MAC/ENCRYPT, ignore_case */
+    if (!(sbuf = cachet__strdup(s->val[KS_STRATEGY] ? s->val[KS_STRATEGY] : "None")))
+        return CACHET_ENOMEM;
+    strategy = unquote(sbuf);
+    if (strcasecmp(strategy, "None") != 0 && strcasecmp(strategy, "MAC") != 0 &&
+        strcasecmp(strategy, "ENCRYPT") != 0) {
+        st = cachet__error(CACHET_EINVAL, "%s:%d: option memcache_security_strategy: '%.40s' is "
+                           "not one of None, MAC, ENCRYPT (keystonemiddleware refuses it too)",
+                           label, s->line[KS_STRATEGY], strategy);
+        free(sbuf);
+        return st;
+    }
+    st = apply_checked(s, c, label, file, strategy);
+    free(sbuf);
+    return st;
+}
+
+/* apply, once the strategy is known good. */
+static cachet_status apply_checked(ks_section *s, cachet_config *c, const char *label,
+                                   const char *file, const char *strategy)
+{
+    char num[32], *secret = NULL, *servers = NULL, *arg = NULL;
     long ttl, dead_retry, sock_timeout, maxsize, unused, conn_get;
     int advanced = 1;
     cachet_status st;
 
-    /* memcache_security_strategy: StrOpt, choices None/MAC/ENCRYPT, ignore_case */
-    snprintf(strategy, sizeof strategy, "%s", s->val[KS_STRATEGY] ? s->val[KS_STRATEGY] : "None");
-    {
-        char *t = unquote(strategy);
-        memmove(strategy, t, strlen(t) + 1);
-    }
-    if (strcasecmp(strategy, "None") != 0 && strcasecmp(strategy, "MAC") != 0 &&
-        strcasecmp(strategy, "ENCRYPT") != 0)
-        return cachet__error(CACHET_EINVAL, "%s:%d: option memcache_security_strategy: '%.40s' is "
-                             "not one of None, MAC, ENCRYPT (keystonemiddleware refuses it too)",
-                             label, s->line[KS_STRATEGY], strategy);
     if ((st = int_opt(s, KS_TTL, label, 300, INT_MIN, INT_MAX, &ttl)) != CACHET_OK ||
         (st = int_opt(s, KS_DEAD_RETRY, label, 300, 0, INT_MAX, &dead_retry)) != CACHET_OK ||
         (st = int_opt(s, KS_SOCKET_TIMEOUT, label, 3, 1, 86400, &sock_timeout)) != CACHET_OK ||
@@ -222,12 +242,16 @@ cachet_status cachet__ks_section_apply(ks_section *s, cachet_config *c, const ch
         (st = int_opt(s, KS_CONN_GET_TIMEOUT, label, 10, 0, 86400, &conn_get)) != CACHET_OK)
         return st;
     if (s->val[KS_ADVANCED_POOL]) {
-        char b[32];
-        snprintf(b, sizeof b, "%s", s->val[KS_ADVANCED_POOL]);
-        if (cachet_parse_bool(unquote(b), &advanced) != 0)
-            return cachet__error(CACHET_EINVAL, "%s:%d: option memcache_use_advanced_pool: "
-                                 "'%.40s' is not true or false", label,
-                                 s->line[KS_ADVANCED_POOL], unquote(b));
+        char *b = cachet__strdup(s->val[KS_ADVANCED_POOL]), *t;
+        if (!b)
+            return CACHET_ENOMEM;
+        t = unquote(b);
+        if (cachet_parse_bool(t, &advanced) != 0)
+            st = cachet__error(CACHET_EINVAL, "%s:%d: option memcache_use_advanced_pool: "
+                               "'%.40s' is not true or false", label, s->line[KS_ADVANCED_POOL], t);
+        free(b);
+        if (st != CACHET_OK)
+            return st;
     }
     if (strcasecmp(strategy, "None") != 0) {
         char *t;
