@@ -17,6 +17,8 @@ STRATEGY: None, MAC, ENCRYPT or any spelling (passed on as written);
 COMMAND:
   key TOKEN           prints the memcache key (repr of the Python str)
   set TOKEN JSON      caches json.loads(JSON) for TOKEN
+  opts                prints the cache options' defaults (and the deprecated
+                      name and choices) as keystonemiddleware's _opts.py has them
   get TOKEN           prints json.dumps of what the cache returns, after
                       AuthProtocol.fetch_token's legacy two-element rule,
                       'MISS' for None, or 'RAISED <ExceptionType>'
@@ -57,6 +59,21 @@ def main(argv):
             sys.stdout.flush()
         return 0
     servers, strategy, secret, cache_time, cmd = argv[1:6]
+    if cmd == 'opts':
+        from keystonemiddleware.auth_token import _opts
+        names = ['memcached_servers', 'memcache_security_strategy', 'token_cache_time',
+                 'memcache_pool_dead_retry', 'memcache_pool_socket_timeout',
+                 'memcache_pool_maxsize', 'memcache_pool_unused_timeout',
+                 'memcache_pool_conn_get_timeout', 'memcache_use_advanced_pool']
+        opts = {o.name: o for o in _opts._OPTS}
+        out = ['%s=%s' % (n, opts[n].default) for n in names]
+        out.append('memcached_servers.deprecated=%s' % ','.join(
+            d.name for d in opts['memcached_servers'].deprecated_opts))
+        t = opts['memcache_security_strategy'].type
+        out.append('strategy.choices=%s' % ','.join(t.choices))
+        out.append('strategy.ignore_case=%s' % t.ignore_case)
+        print(';'.join(out))
+        return 0
     c = make_cache(servers, strategy, secret, cache_time)
     if cmd == 'key':
         print(repr(c._get_cache_key(argv[6])[0]))

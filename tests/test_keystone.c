@@ -510,6 +510,15 @@ static void test_section_maps_to_backends(void **state)
 {
     cachet_config *c;
     (void)state;
+    /* what the mapping below assumes is keystonemiddleware's _opts.py */
+    assert_string_equal(oracle("None", SECRET, 300, "opts", "-", NULL),
+                        "memcached_servers=None;memcache_security_strategy=None;"
+                        "token_cache_time=300;memcache_pool_dead_retry=300;"
+                        "memcache_pool_socket_timeout=3;memcache_pool_maxsize=10;"
+                        "memcache_pool_unused_timeout=60;memcache_pool_conn_get_timeout=10;"
+                        "memcache_use_advanced_pool=True;"
+                        "memcached_servers.deprecated=memcache_servers;"
+                        "strategy.choices=None,MAC,ENCRYPT;strategy.ignore_case=True");
     /* defaults: advanced pool, keystonemiddleware's pool defaults */
     assert_int_equal(load("memcached_servers = 10.0.0.1:11211, 10.0.0.2:11211\n", &c), CACHET_OK);
     assert_string_equal(cachet_config_backend(c), "memcache_pool");
