@@ -15,6 +15,7 @@
 #include <cmocka.h>
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -36,57 +37,61 @@
 static test_server mc;
 static char servers[64];
 static char dir[] = "/tmp/cachet-ks-XXXXXX";
-static pid_t oracle_pid;
-static FILE *oracle_in, *oracle_out;
+typedef struct {
+    pid_t pid;
+    FILE *in, *out;
+} oracle_proc;
+static oracle_proc ora;     /* on the one server of most tests */
 
 static const char *const strategies[] = {"None", "MAC", "ENCRYPT", "encrypt"};
 #define NSTRATEGIES 4
 
 /* ---- the oracle: keystonemiddleware's own cache ---- */
 
-static void oracle_start(void)
+static void oracle_start(oracle_proc *o, const char *list)
 {
     int in[2], out[2];
-    assert_int_equal(pipe(in), 0);
-    assert_int_equal(pipe(out), 0);
-    oracle_pid = fork();
-    assert_true(oracle_pid >= 0);
-    if (oracle_pid == 0) {
+    /* close-on-exec: a second oracle must not hold the first one's stdin open */
+    assert_int_equal(pipe2(in, O_CLOEXEC), 0);
+    assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+    o->pid = fork();
+    assert_true(o->pid >= 0);
+    if (o->pid == 0) {
         dup2(in[0], 0);
         dup2(out[1], 1);
         close(in[1]);
         close(out[0]);
-        execl(PYTHON, PYTHON, ORACLE, "serve", servers, (char *)NULL);
+        execl(PYTHON, PYTHON, ORACLE, "serve", list, (char *)NULL);
         _exit(127);
     }
     close(in[0]);
     close(out[1]);
-    oracle_in = fdopen(in[1], "w");
-    oracle_out = fdopen(out[0], "r");
-    assert_non_null(oracle_in);
-    assert_non_null(oracle_out);
+    o->in = fdopen(in[1], "w");
+    o->out = fdopen(out[0], "r");
+    assert_non_null(o->in);
+    assert_non_null(o->out);
 }
 
-static void oracle_stop(void)
+static void oracle_stop(oracle_proc *o)
 {
-    if (oracle_pid > 0) {
-        fclose(oracle_in);
-        fclose(oracle_out);
-        waitpid(oracle_pid, NULL, 0);
-        oracle_pid = 0;
+    if (o->pid > 0) {
+        fclose(o->in);
+        fclose(o->out);
+        waitpid(o->pid, NULL, 0);
+        o->pid = 0;
     }
 }
 
 /* One command for keystonemiddleware; its one-line answer (static). */
-static const char *oracle(const char *strategy, const char *secret, int ttl, const char *cmd,
-                          const char *token, const char *json)
+static const char *oracle_on(oracle_proc *o, const char *strategy, const char *secret, int ttl,
+                             const char *cmd, const char *token, const char *json)
 {
     static char line[65536];
     size_t n;
-    fprintf(oracle_in, "%s\t%s\t%d\t%s\t%s%s%s\n", strategy, secret, ttl, cmd, token,
+    fprintf(o->in, "%s\t%s\t%d\t%s\t%s%s%s\n", strategy, secret, ttl, cmd, token,
             json ? "\t" : "", json ? json : "");
-    fflush(oracle_in);
-    if (!fgets(line, sizeof line, oracle_out))
+    fflush(o->in);
+    if (!fgets(line, sizeof line, o->out))
         fail_msg("keystone_oracle.py died (is python3-keystonemiddleware installed?)");
     n = strlen(line);
     if (n && line[n - 1] == '\n')
@@ -96,12 +101,20 @@ static const char *oracle(const char *strategy, const char *secret, int ttl, con
     return line;
 }
 
+static const char *oracle(const char *strategy, const char *secret, int ttl, const char *cmd,
+                          const char *token, const char *json)
+{
+    return oracle_on(&ora, strategy, secret, ttl, cmd, token, json);
+}
+
 /* ---- memcached itself, byte by byte ---- */
 
-/* Sends req, reads until the reply ends with end (or 10 s pass). */
-static size_t mc_raw(const char *req, size_t reqlen, const char *end, char *buf, size_t size)
+/* Sends req to the memcached on port, reads until the reply ends with end
+ * (or 10 s pass). */
+static size_t mc_raw_on(int port, const char *req, size_t reqlen, const char *end, char *buf,
+                        size_t size)
 {
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)mc.port)};
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     size_t got = 0;
     double until = th_now_s() + 10;
@@ -125,6 +138,11 @@ static size_t mc_raw(const char *req, size_t reqlen, const char *end, char *buf,
     buf[got] = '\0';
     close(fd);
     return got;
+}
+
+static size_t mc_raw(const char *req, size_t reqlen, const char *end, char *buf, size_t size)
+{
+    return mc_raw_on(mc.port, req, reqlen, end, buf, size);
 }
 
 /* The bytes memcached holds under key: 1 with them in val (NUL-ended), 0 absent. */
@@ -504,6 +522,54 @@ static void test_wrongly_keyed_values_are_misses_both_ways(void **state)
     cachet_region_close(r);
 }
 
+/* Several servers: keys go where python-memcache puts them (its CRC hash
+ * modulo the weighted server list), so each side finds every token the
+ * other cached, and both servers hold some. */
+static void test_several_servers_place_keys_as_python_memcache(void **state)
+{
+    test_server mc2, mc3;
+    oracle_proc o3;
+    char list[128], body[512], tok[512], req[256], buf[4096];
+    cachet_config *c;
+    cachet_region *r;
+    int on[3] = {0, 0, 0};
+    (void)state;
+    assert_int_equal(test_memcached_start(&mc2, 0, NULL), 0);
+    assert_int_equal(test_memcached_start(&mc3, 0, NULL), 0);
+    snprintf(list, sizeof list, "127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d", mc.port, mc2.port,
+             mc3.port);
+    oracle_start(&o3, list);
+    snprintf(body, sizeof body, "memcached_servers = %s\nmemcache_security_strategy = MAC\n"
+             "memcache_secret_key = %s\n", list, SECRET);
+    assert_int_equal(load(body, &c), CACHET_OK);
+    assert_int_equal(cachet_region_open(c, &r), CACHET_OK);
+    cachet_config_free(c);
+    for (int i = 0; i < 40; i++) {
+        char data[64];
+        int ports[3] = {mc.port, mc2.port, mc3.port};
+        snprintf(data, sizeof data, "{\"n\": %d}", i);
+        token_for(tok, sizeof tok, i % 2 ? "spread-py" : "spread-c", data + 6);
+        if (i % 2) {
+            assert_string_equal(oracle_on(&o3, "MAC", SECRET, 300, "set", tok, data), "STORED");
+            th_assert_hit(r, tok, data, strlen(data));
+        } else {
+            assert_int_equal(cachet_set(r, tok, data, strlen(data)), CACHET_OK);
+            assert_string_equal(oracle_on(&o3, "MAC", SECRET, 300, "get", tok, NULL), data);
+        }
+        snprintf(req, sizeof req, "mg %s\r\n", ks_key("MAC", tok));
+        for (int s = 0; s < 3; s++) {
+            mc_raw_on(ports[s], req, strlen(req), "\r\n", buf, sizeof buf);
+            on[s] += strncmp(buf, "HD", 2) == 0;
+        }
+    }
+    assert_int_equal(on[0] + on[1] + on[2], 40);   /* each token on exactly one server */
+    assert_true(on[0] > 0 && on[1] > 0 && on[2] > 0);
+    cachet_region_close(r);
+    oracle_stop(&o3);
+    test_server_stop(&mc2);
+    test_server_stop(&mc3);
+}
+
 /* ---- the section ---- */
 
 static void test_section_maps_to_backends(void **state)
@@ -857,7 +923,7 @@ static int setup(void **state)
     if (test_memcached_start(&mc, 0, NULL) != 0)
         return -1;
     snprintf(servers, sizeof servers, "127.0.0.1:%d", mc.port);
-    oracle_start();
+    oracle_start(&ora, servers);
     return 0;
 }
 
@@ -865,7 +931,7 @@ static int teardown(void **state)
 {
     char cmd[128];
     (void)state;
-    oracle_stop();
+    oracle_stop(&ora);
     test_server_stop(&mc);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     return system(cmd) == 0 ? 0 : -1;
@@ -882,6 +948,7 @@ int main(void)
         cmocka_unit_test(test_legacy_two_element_value),
         cmocka_unit_test(test_tampered_and_truncated_are_misses_both_ways),
         cmocka_unit_test(test_wrongly_keyed_values_are_misses_both_ways),
+        cmocka_unit_test(test_several_servers_place_keys_as_python_memcache),
         cmocka_unit_test(test_section_maps_to_backends),
         cmocka_unit_test(test_reload_replaces),
         cmocka_unit_test(test_memory_backend_round_trip),

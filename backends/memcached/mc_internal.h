@@ -95,6 +95,7 @@ typedef struct mc_inst {
     mc_host      *hosts;
     size_t        nhosts;
     memcached_st *ring;
+    int           py_placement;    /* distribution = python-memcache (mc_placement) */
     /* arguments */
     double        socket_timeout, dead_retry, suspect_after;
     long          expire;

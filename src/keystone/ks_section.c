@@ -275,6 +275,8 @@ static cachet_status apply_checked(ks_section *s, cachet_config *c, const char *
 
     drop_keystone_args(c);               /* a reload replaces the last load's */
     SET("enabled", "true", KS_SERVERS);
+    if (*servers)   /* keys on the server python-memcache picks: every side finds them */
+        SET("backend_argument", "distribution:python-memcache", KS_SERVERS);
     if (!*servers) {
         /* no memcached_servers: keystonemiddleware caches in its process */
         SET("backend", "memory", KS_SERVERS);
