@@ -9,5 +9,6 @@ const cachet_proxy_ops *const cachet__builtin_proxies[] = {
     &cachet__metrics_proxy,
     &cachet__compress_proxy,
     &cachet__near_proxy,
+    &cachet__keystone_proxy,
     NULL,
 };

@@ -9,5 +9,6 @@ extern const cachet_proxy_ops cachet__compress_proxy;
 extern const cachet_proxy_ops cachet__near_proxy;
 /* near.c: empties the L1 (an invalidation of the region) */
 void cachet__near_proxy_clear(void *state);
+extern const cachet_proxy_ops cachet__keystone_proxy;   /* set up by [keystone_authtoken] */
 
 #endif

@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include "internal.h"
 #include "config_priv.h"
+#include "keystone/ks_section.h"
 
 cachet_status cachet__cfg_resolve(cachet_config *c);   /* config_resolve.c */
 
@@ -133,6 +134,7 @@ static cachet_config *config_clone(const cachet_config *src)
         c->line[i] = src->line[i];
         c->file[i] = src->file[i] ? intern_file(c, src->file[i]) : NULL;
     }
+    c->foreign_values = src->foreign_values;
     if (src->nbargs) {
         c->bargs = calloc(src->nbargs, sizeof *c->bargs);
         c->bargs_line = calloc(src->nbargs, sizeof *c->bargs_line);
@@ -290,6 +292,12 @@ static cachet_status set_option(cachet_config *c, const char *option, const char
     return CACHET_OK;
 }
 
+cachet_status cachet__cfg_set_at(cachet_config *c, const char *option, const char *value,
+                                 const char *file, int line)
+{
+    return set_option(c, option, value, file, line);
+}
+
 CACHET_EXPORT cachet_status cachet_config_set(cachet_config *c, const char *option, const char *value)
 {
     cachet_status st;
@@ -328,6 +336,7 @@ typedef struct {
     } pend;
     int         long_line;       /* the line over CONFIG_MAX_LINE */
     char        prev_name[128];
+    ks_section *ks;              /* reading [keystone_authtoken]: its options go there */
     cachet_status st;
 } parse_ctx;
 
@@ -447,6 +456,15 @@ static int on_option(void *user, const char *section, const char *name, const ch
 
     if (strcmp(section, p->section) != 0)
         return flush_pending(p);      /* other sections are not ours */
+    if (p->ks) {                      /* keystonemiddleware's options, its rules */
+        int cont = p->continuation && strcmp(name, p->prev_name) == 0;
+        snprintf(p->prev_name, sizeof p->prev_name, "%s", name);
+        if ((st = cachet__ks_section_line(p->ks, name, value, cont, p->line)) != CACHET_OK) {
+            p->st = cachet__error(st, "%s:%d: out of memory", p->label, p->line);
+            return 0;
+        }
+        return 1;
+    }
     if (p->pend.on && p->continuation && strcmp(name, p->prev_name) == 0)
         return pend_append(p, value);  /* a continuation line */
     if (!flush_pending(p))
@@ -518,7 +536,10 @@ static cachet_status parse_into(cachet_config *c, FILE *f, const char *text,
     p.label = label;
     p.file = f ? intern_file(tmp, label) : NULL;
     p.st = CACHET_OK;
-    if (f && !p.file) {
+    if (strcmp(p.section, CACHET_KS_SECTION) == 0)
+        p.ks = cachet__ks_section_new();
+    if ((f && !p.file) || (strcmp(p.section, CACHET_KS_SECTION) == 0 && !p.ks)) {
+        cachet__ks_section_free(p.ks);
         cachet_config_free(tmp);
         return cachet__error(CACHET_ENOMEM, "%s: out of memory", label);
     }
@@ -544,6 +565,9 @@ static cachet_status parse_into(cachet_config *c, FILE *f, const char *text,
             p.st = cachet__error(CACHET_EINVAL, "%s:%d: syntax error (expected [section] "
                                  "or name = value)", label, r);
     }
+    if (p.ks && p.st == CACHET_OK)
+        p.st = cachet__ks_section_apply(p.ks, tmp, label, p.file);
+    cachet__ks_section_free(p.ks);
     st = p.st;
     if (st == CACHET_OK && (st = cachet__cfg_resolve(tmp)) == CACHET_OK)
         st = cachet__cfg_validate(tmp);

@@ -32,6 +32,10 @@ struct cachet_config {
     char *backend;                  /* canonical name */
     cachet_backend_arg *eff;        /* effective backend arguments (owned) */
     size_t neff;
+    /* values are another program's format, stored as they are (no cachet
+     * header) under keys the chain makes (no prefix, no mangling): set by
+     * reading [keystone_authtoken] (src/keystone/ks_section.c) */
+    int foreign_values;
 };
 
 /* Typed access to options whose text was checked when set. */
@@ -43,6 +47,11 @@ double      cachet__cfg_double(const cachet_config *c, int id);
 /* Cross-option checks (e.g. backend_expiration_time >= expiration_time);
  * messages name the file and line where the option was set. */
 cachet_status cachet__cfg_validate(const cachet_config *c);
+
+/* Sets one option as a config file line would (file interned by the
+ * caller, or NULL); does not resolve. */
+cachet_status cachet__cfg_set_at(cachet_config *c, const char *option, const char *value,
+                                 const char *file, int line);
 
 /* "file:line: " or "" for an option set from code, for messages. */
 void cachet__cfg_where(const cachet_config *c, int id, char *buf, size_t size);

@@ -120,6 +120,28 @@ cachet_status cachet__cfg_validate(const cachet_config *c)
     const char *bet = cachet__cfg_str(c, OPT_BACKEND_EXPIRATION_TIME);
     char where[512];
 
+    /* the keystone proxy makes keystonemiddleware's bytes from the payload:
+     * only a region without cachet's header (foreign_values) can use it */
+    if (!c->foreign_values && cachet__cfg_str(c, OPT_CACHET_PROXIES)) {
+        const char *p = cachet__cfg_str(c, OPT_CACHET_PROXIES);
+        while (*p) {
+            size_t n = strcspn(p, ","), b = 0;
+            while (b < n && (p[b] == ' ' || p[b] == '\t'))
+                b++;
+            while (n > b && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+                n--;
+            if (n - b == 8 && memcmp(p + b, "keystone", 8) == 0) {
+                cachet__cfg_where(c, OPT_CACHET_PROXIES, where, sizeof where);
+                return cachet__error(CACHET_EINVAL, "%soption cachet_proxies: keystone is set up "
+                                     "by reading a [keystone_authtoken] section "
+                                     "(cachet_config_load(c, path, \"keystone_authtoken\")), "
+                                     "not named here", where);
+            }
+            p += strcspn(p, ",");
+            p += *p == ',';
+        }
+    }
+
     if (bet && cachet__cfg_long(c, OPT_BACKEND_EXPIRATION_TIME) < cachet__cfg_long(c, OPT_EXPIRATION_TIME)) {
         cachet__cfg_where(c, OPT_BACKEND_EXPIRATION_TIME, where, sizeof where);
         return cachet__error(CACHET_EINVAL, "%soption backend_expiration_time: %s is less than "

@@ -109,6 +109,13 @@ CACHET_EXPORT cachet_status cachet_region_open(const cachet_config *c, cachet_re
     /* bytes that come back over a connection may be another request's
      * answer: each value carries a check of its key (docs/value-format.md) */
     r->bind_keys = (ops->caps & CACHET_CAP_LOCAL) == 0;
+    if (c->foreign_values) {
+        /* keys and values are what the chain (the keystone proxy) makes */
+        r->foreign = 1;
+        r->bind_keys = 0;
+        r->keys.max_len = 0;
+        r->keys.rules = 0;
+    }
     {
         /* a lock another process holds expires after the backend's
          * lock_timeout (30 s unless set): get_or_create waits that long */
@@ -238,6 +245,8 @@ cachet_status cachet__region_accept_slow(cachet_region *r, const char *key, void
 void *cachet__region_encode(cachet_region *r, const cachet_key *k, const void *value, size_t len,
                             int64_t lifetime_ns, size_t *outlen)
 {
+    if (r->foreign)
+        return cachet__region_encode_foreign(value, len, outlen);
     cachet_value_meta m = {creation_time(r), 0, CACHET_VALUE_VERSION, 0, lifetime_ns};
     if (r->bind_keys) {
         m.flags |= CACHET_VF_KEY_BOUND;

@@ -29,6 +29,8 @@ struct cachet_region {
     cachet_rule              default_rule;    /* for calls without options */
     int                      debug;
     int                      bind_keys;       /* values carry their key's check (not CACHET_CAP_LOCAL) */
+    int                      foreign;         /* another program's values: no header, keys as given
+                                                 (cachet_config.foreign_values; see region_foreign.c) */
     int64_t                  lock_wait_ns;    /* longest get_or_create waits on another's lock */
     double                   backend_ttl_s;   /* backend_expiration_time, 0 = unset */
     _Atomic int64_t          hard_invalidated_ns;   /* values created at or before: gone */
@@ -60,6 +62,12 @@ int64_t       cachet__mono_ns(void);
 cachet_status cachet__region_accept_slow(cachet_region *r, const char *key, void **buf,
                                          size_t *blen, size_t hdr, uint64_t want,
                                          int count_corrupt) __attribute__((cold, noinline));
+/* region_foreign.c: a foreign value (r->foreign) as the region hands it
+ * on -- moved up to the payload offset, fresh for as long as the backend
+ * keeps it -- and the bytes to store for a payload (a copy). */
+cachet_status cachet__region_accept_foreign(cachet_region *r, void **buf, size_t *blen,
+                                            cachet_value_meta *m) __attribute__((cold, noinline));
+void         *cachet__region_encode_foreign(const void *value, size_t len, size_t *outlen);
 /* Counts and logs a value that failed to decode, and frees it. */
 void          cachet__region_corrupt(cachet_region *r, const char *key, void *buf, size_t len,
                                      uint64_t want_check);

@@ -76,6 +76,10 @@ CACHET_EXPORT cachet_status cachet_get_multi(cachet_region *r, cachet_item *item
                 items[i].value = cachet_value_payload(bi->value);
                 items[i].len = bi->len - CACHET_VALUE_HDR;
             }
+        } else if (bi->status == CACHET_ECORRUPT && r->foreign) {   /* refused below (a bad MAC) */
+            free(bi->value);
+            bi->status = CACHET_MISS;
+            CACHET_COUNT(r, corrupt);
         } else if (bi->status != CACHET_MISS) {
             free(bi->value);
             cachet__region_failed(r, bi->status, "get_multi", items[i].key);

@@ -62,7 +62,11 @@ cachet__region_accept(cachet_region *r, const cachet_key *k, const char *key, vo
                       size_t *blen, cachet_value_meta *m, int count_corrupt)
 {
     uint64_t want = r->bind_keys ? cachet_value_key_check(k->key, k->klen) : 0;
-    size_t hdr = cachet_value_valid(*buf, *blen, want, m);
+    size_t hdr;
+
+    if (__builtin_expect(r->foreign, 0))
+        return cachet__region_accept_foreign(r, buf, blen, m);
+    hdr = cachet_value_valid(*buf, *blen, want, m);
 
     if (__builtin_expect(hdr == CACHET_VALUE_HDR, 1))
         return CACHET_OK;
@@ -87,8 +91,16 @@ static inline __attribute__((always_inline)) cachet_status cachet__region_lookup
     st = cachet__below_get(&r->below, k->key, k->klen, &buf, &blen);
     if (st == CACHET_MISS)
         return CACHET_MISS;
-    if (st != CACHET_OK)
+    if (st != CACHET_OK) {
+        /* a foreign region's layer (the keystone proxy) refused the value
+         * (a bad MAC); elsewhere ECORRUPT is the backend's failure (a
+         * damaged dbm file) and stays one */
+        if (st == CACHET_ECORRUPT && r->foreign) {
+            CACHET_COUNT(r, corrupt);
+            return CACHET_MISS;
+        }
         return cachet__region_failed(r, st, "get", key);
+    }
     if (cachet__region_accept(r, k, key, &buf, &blen, &m, count_corrupt) != CACHET_OK)
         return CACHET_MISS;
     *fresh = cachet__region_freshness(r, &m, rule);

@@ -100,11 +100,12 @@ cachet_status mc_open(const cachet_backend_params *p, void **state, const char *
         goto fail;
     m->max_value = (size_t)max_value;
     if (strcmp(dist, "ketama") != 0 && strcmp(dist, "consistent") != 0 &&
-        strcmp(dist, "modula") != 0) {
+        strcmp(dist, "modula") != 0 && strcmp(dist, "python-memcache") != 0) {
         st = cachet_backend_error(CACHET_EINVAL, "backend %s: distribution: \"%s\" is not "
-                                  "ketama or modula", backend, dist);
+                                  "ketama, modula or python-memcache", backend, dist);
         goto fail;
     }
+    m->py_placement = strcmp(dist, "python-memcache") == 0;
     if (pool &&
         ((st = cachet_backend_arg_long(p, backend, "pool_maxsize", 10, 1, 100000,
                                        &pool_max)) != CACHET_OK ||

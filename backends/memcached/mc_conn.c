@@ -43,10 +43,32 @@ cachet_status mc_ring_new(mc_inst *m, const char *distribution)
 /* The hosts a key lives on: the ring's choice first, then replicas chosen
  * by hashing the key with a suffix (so they move as little as the primary
  * when servers come and go), distinct, falling back to list order. */
+/* python-memcache's Client._get_server (what keystonemiddleware and
+ * oslo.cache's memcache_pool use): cmemcache_hash -- libmemcached's CRC
+ * hash, except that 0 becomes 1 -- modulo a bucket list holding each
+ * server weight times, in list order.  (Its rehash past a dead server is
+ * not followed: a dead server's keys are misses here.) */
+static size_t py_placement(const mc_inst *m, const char *key, size_t klen)
+{
+    uint32_t h = memcached_generate_hash_value(key, klen, MEMCACHED_HASH_CRC);
+    uint64_t total = 0, b;
+    for (size_t i = 0; i < m->nhosts; i++)
+        total += m->hosts[i].weight ? m->hosts[i].weight : 1;
+    b = (uint64_t)(h ? h : 1) % total;
+    for (size_t i = 0; i < m->nhosts; i++) {
+        uint64_t w = m->hosts[i].weight ? m->hosts[i].weight : 1;
+        if (b < w)
+            return i;
+        b -= w;
+    }
+    return 0;
+}
+
 size_t mc_placement(const mc_inst *m, const char *key, size_t klen, size_t *idx)
 {
     size_t n = 1;
-    idx[0] = m->nhosts == 1 ? 0 : memcached_generate_hash(m->ring, key, klen);
+    idx[0] = m->nhosts == 1 ? 0 : m->py_placement ? py_placement(m, key, klen)
+                                                  : memcached_generate_hash(m->ring, key, klen);
     if (idx[0] >= m->nhosts)
         idx[0] = 0;
     if (m->replicas > 1) {

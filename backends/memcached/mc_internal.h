@@ -86,6 +86,7 @@ typedef struct mc_inst {
     struct mc_inst *gutter;        /* gutter servers (mc_gutter.c), or NULL */
     double        gutter_ttl;      /* s: the longest lifetime of a value in the gutter */
     memcached_st *ring;
+    int           py_placement;    /* distribution = python-memcache (mc_placement) */
     /* arguments */
     double        socket_timeout, dead_retry, suspect_after;
     long          expire;
