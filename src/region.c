@@ -98,7 +98,19 @@ CACHET_EXPORT cachet_status cachet_region_open(const cachet_config *c, cachet_re
     }
     r->keys.max_len = ops->max_key_len;
     r->keys.rules = ops->key_rules;
-    r->keys.prefix = "";
+    {
+        /* cachet_key_prefix goes in front of every key, before mangling
+         * (key.c), so that the mangled key depends on it too */
+        const char *pfx = cachet__cfg_str(c, OPT_CACHET_KEY_PREFIX);
+        if (!(r->prefix_owned = cachet__strdup(pfx ? pfx : ""))) {
+            free(r->backend);
+            free(r);
+            cachet__chain_free(&chain);
+            return cachet__error(CACHET_ENOMEM, "cachet_region_open: out of memory");
+        }
+        r->keys.prefix = r->prefix_owned;
+        r->keys.prefix_len = strlen(r->prefix_owned);
+    }
     exp = cachet__cfg_long(c, OPT_EXPIRATION_TIME);
     r->expiration_ns = exp < 0 ? -1 : (int64_t)exp * 1000000000;
     r->default_rule = (cachet_rule){r->expiration_ns, 0, 0};
@@ -128,6 +140,7 @@ CACHET_EXPORT cachet_status cachet_region_open(const cachet_config *c, cachet_re
         if (!cachet__error_isset())
             cachet__error(st, "backend %s: open failed: %s", r->backend, cachet_strerror(st));
         keylock_destroy(&r->locks);
+        free(r->prefix_owned);
         free(r->backend);
         free(r);
         return st;
@@ -146,6 +159,7 @@ CACHET_EXPORT void cachet_region_close(cachet_region *r)
     cachet__region_untrack(r);
     cachet__below_close(&r->below);
     keylock_destroy(&r->locks);
+    free(r->prefix_owned);
     free(r->backend);
     free(r);
 }

@@ -25,6 +25,7 @@ struct cachet_region {
     cachet_below             below;           /* every call down goes through dispatch.h */
     char                    *backend;         /* canonical name */
     cachet_key_policy        keys;
+    char                    *prefix_owned;    /* cachet_key_prefix ("" unset): keys.prefix */
     int64_t                  expiration_ns;   /* < 0: never expires */
     cachet_rule              default_rule;    /* for calls without options */
     int                      debug;

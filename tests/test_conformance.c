@@ -249,6 +249,17 @@ static void *raw_get(const target *t, const char *key, uint32_t *flags, size_t *
         return v;
     }
 #endif
+#ifdef HAVE_GDBM
+    case RAW_DBM: {
+        GDBM_FILE f = dbm_raw(t);
+        datum k = {(char *)key, (int)strlen(key)}, d = gdbm_fetch(f, k);
+        gdbm_close(f);
+        if (!d.dptr)
+            fail_msg("gdbm: %s: no value", key);
+        *len = (size_t)d.dsize;
+        return d.dptr;
+    }
+#endif
     default:
         fail_msg("%s: no raw reader", t->name);
     }
@@ -613,6 +624,71 @@ static void invalidate_hard_and_soft(void **state)
     assert_int_equal(cachet_set(r, "after", "a", 1), CACHET_OK);
     th_assert_hit(r, "after", "a", 1);                     /* ... later values are not */
     cachet_region_close(r);
+}
+
+/* ---- cachet_key_prefix ---- */
+
+/* The target's options plus more pairs (NULL-terminated), in buf. */
+static const char *const *opts_plus(const target *t, const char **buf, size_t cap, ...)
+{
+    size_t n = 0;
+    const char *s;
+    va_list ap;
+    while (t->opts[n]) {
+        buf[n] = t->opts[n];
+        buf[n + 1] = t->opts[n + 1];
+        n += 2;
+    }
+    va_start(ap, cap);
+    while ((s = va_arg(ap, const char *)) != NULL && n + 3 < cap) {
+        buf[n++] = s;
+        buf[n++] = va_arg(ap, const char *);
+    }
+    va_end(ap);
+    buf[n] = NULL;
+    return buf;
+}
+
+/* Two services on one server, each with its prefix: the same key holds two
+ * values, the stored key is prefix + key (before mangling), and a region
+ * without the prefix sees neither. */
+static void key_prefix_keeps_services_apart(void **state)
+{
+    target *t = *state;
+    const char *oa[40], *ob[40];
+    cachet_region *a, *b, *plain;
+    char longkey[300];
+    if (t->raw == RAW_NONE)
+        skip();   /* memory: each region has a store of its own anyway */
+    a = th_open(t->backend, opts_plus(t, oa, 40, "cachet_key_prefix", "svcA:", NULL));
+    b = th_open(t->backend, opts_plus(t, ob, 40, "cachet_key_prefix", "svcB:", NULL));
+    assert_int_equal(cachet_set(a, "k", "from-a", 6), CACHET_OK);
+    assert_int_equal(cachet_set(b, "k", "from-b", 6), CACHET_OK);
+    th_assert_hit(a, "k", "from-a", 6);
+    th_assert_hit(b, "k", "from-b", 6);
+    memset(longkey, 'x', sizeof longkey - 1);
+    longkey[sizeof longkey - 1] = '\0';      /* mangled where the backend limits keys */
+    assert_int_equal(cachet_set(a, longkey, "long-a", 6), CACHET_OK);
+    th_assert_miss(b, longkey);
+    th_assert_hit(a, longkey, "long-a", 6);
+    if (t->raw == RAW_DBM) {
+        cachet_region_close(a);
+        cachet_region_close(b);
+        a = b = NULL;
+    }
+    {
+        uint32_t flags;
+        size_t len = 0;
+        char *raw = raw_get(t, "svcA:k", &flags, &len);
+        assert_true(len >= 6);
+        assert_memory_equal(raw + len - 6, "from-a", 6);   /* header first, payload last */
+        free(raw);
+    }
+    plain = open_target(t);
+    th_assert_miss(plain, "k");
+    cachet_region_close(plain);
+    cachet_region_close(a);
+    cachet_region_close(b);
 }
 
 /* ---- cachet_add: stores only where no live value is ---- */
@@ -1136,6 +1212,7 @@ static const struct CMUnitTest bodies[] = {
     cmocka_unit_test_setup(another_keys_value_is_a_corrupt_miss, empty_store),
     cmocka_unit_test_setup(invalidate_hard_and_soft, empty_store),
     cmocka_unit_test_setup(distributed_lock_one_creator_for_4_threads, empty_store),
+    cmocka_unit_test_setup(key_prefix_keeps_services_apart, empty_store),
     cmocka_unit_test_setup(add_absent_then_exists_keeps_the_old_value, empty_store),
     cmocka_unit_test_setup_teardown(add_over_an_expired_value_replaces_it, empty_store,
                                     th_clock_teardown),
