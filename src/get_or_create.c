@@ -5,8 +5,12 @@
  *   runs the creator; the others wait and get the value it made.
  * - A stale value (expired, soft-invalidated): one thread regenerates; the
  *   others get the stale value at once, without waiting.
- * - The creator's error goes to its caller; waiters then look again and one
- *   of them becomes the creator.
+ * - The creator's error goes to its caller and to the threads that waited
+ *   on it, at once (they do not each run a failing creator in turn); a
+ *   caller that comes after retries.  With cachet_failure_cache_time the
+ *   failure is remembered per key for that long (region_failures.c).
+ * - cachet_serve_stale = false: an expired or soft-invalidated value is
+ *   treated as no value, so callers wait for its regeneration.
  * - A failing backend never fails the call: the creator answers, and the
  *   fallback is counted.
  * - With a backend that offers a cross-process lock (distributed_lock), the
@@ -163,10 +167,12 @@ static cachet_status create_locked(cachet_region *r, const cachet_key *k, const 
             cachet__error(st, "get_or_create %s: the creator failed: %s", key, cachet_strerror(st));
         if (locked > 0)
             release_backend_lock(r, k, token);
-        keylock_publish(&r->locks, e, NULL, 0);
+        region_failures_note(&r->failures, k->key, k->klen, st, cachet_errmsg());
+        keylock_publish_failure(&r->locks, e, st, cachet_errmsg());
         cachet_free(stale);
         return st;
     }
+    region_failures_clear(&r->failures, k->key, k->klen);
     buf = cachet__region_encode(r, k, v, n, 0, &blen);
     if (!buf) {
         free(v);
@@ -202,6 +208,7 @@ cachet_status cachet__get_or_create_key(cachet_region *r, const cachet_key *k, c
         keylock_entry *e;
         uint64_t gen;
         int cache_failed;
+        cachet_status failed = CACHET_OK, remembered;
         cachet_status st = cachet__region_lookup(r, k, key, rule, &v, &n, &f);
 
         if (st == CACHET_OK && f == FRESH) {
@@ -214,12 +221,21 @@ cachet_status cachet__get_or_create_key(cachet_region *r, const cachet_key *k, c
         cache_failed = st != CACHET_OK && st != CACHET_MISS;
         if (cache_failed)
             COUNT(r, fallbacks);
-        if (st == CACHET_OK && f == DEAD) {
-            cachet_free(v);
+        if (st == CACHET_OK && (f == DEAD || !r->serve_stale)) {
+            cachet_free(v);           /* (not served stale: wait for the new one) */
             v = NULL;
         }
+        if ((remembered = region_failures_check(&r->failures, k->key, k->klen)) != CACHET_OK) {
+            if (!v)
+                return remembered;    /* the creator failed a moment ago: its failure */
+            COUNT(r, stale_served);   /* the old value beats an error */
+            *value = v;
+            if (len)
+                *len = n;
+            return CACHET_OK;
+        }
         switch (keylock_acquire(&r->locks, k->key, k->klen, v ? KL_TRY : KL_WAIT, &e, &gen,
-                                &buf, &blen)) {
+                                &buf, &blen, &failed)) {
         case KL_BUSY:                 /* someone regenerates: the stale value now */
             COUNT(r, stale_served);
             *value = v;
@@ -230,10 +246,14 @@ cachet_status cachet__get_or_create_key(cachet_region *r, const cachet_key *k, c
             COUNT(r, lock_waits);
             give(buf, blen, value, len);
             return CACHET_OK;
-        case KL_RETRY:                /* the creator failed: look again */
+        case KL_RETRY:                /* the holder stored nothing (cachet_add): look again */
             COUNT(r, lock_waits);
             cachet_free(v);
             continue;
+        case KL_FAILED:               /* waited, and the creator failed: its failure */
+            COUNT(r, lock_waits);
+            cachet_free(v);
+            return failed;
         case KL_CREATE:
             return create_locked(r, k, key, create, arg, o, rule, e, v, n, cache_failed,
                                  value, len);

@@ -130,6 +130,8 @@ CACHET_EXPORT cachet_status cachet_region_open(const cachet_config *c, cachet_re
         r->lock_wait_ns = (int64_t)((secs + 1.0) * 1e9);
     }
     keylock_init(&r->locks);
+    r->serve_stale = cachet__cfg_bool(c, OPT_CACHET_SERVE_STALE);
+    region_failures_init(&r->failures, cachet__cfg_double(c, OPT_CACHET_FAILURE_CACHE_TIME));
     params.args = c->eff;
     params.nargs = c->neff;
     params.debug = r->debug;
@@ -140,6 +142,7 @@ CACHET_EXPORT cachet_status cachet_region_open(const cachet_config *c, cachet_re
         if (!cachet__error_isset())
             cachet__error(st, "backend %s: open failed: %s", r->backend, cachet_strerror(st));
         keylock_destroy(&r->locks);
+        region_failures_destroy(&r->failures);
         free(r->prefix_owned);
         free(r->backend);
         free(r);
@@ -159,6 +162,7 @@ CACHET_EXPORT void cachet_region_close(cachet_region *r)
     cachet__region_untrack(r);
     cachet__below_close(&r->below);
     keylock_destroy(&r->locks);
+    region_failures_destroy(&r->failures);
     free(r->prefix_owned);
     free(r->backend);
     free(r);
@@ -455,7 +459,7 @@ CACHET_EXPORT cachet_status cachet_add(cachet_region *r, const char *key, const 
     for (;;) {
         keylock_outcome lo;
         res = NULL;
-        lo = keylock_acquire(&r->locks, k.key, k.klen, KL_WAIT, &e, &gen, &res, &rlen);
+        lo = keylock_acquire(&r->locks, k.key, k.klen, KL_WAIT, &e, &gen, &res, &rlen, NULL);
         if (lo == KL_CREATE) {
             st = add_held(r, &k, key, buf, blen, sttl);
             keylock_publish(&r->locks, e, NULL, 0);   /* waiters look again */

@@ -8,6 +8,7 @@
 #include "key.h"
 #include "keylock.h"
 #include "dispatch.h"
+#include "region_failures.h"
 
 /* How a value is judged fresh: from the region and a call's options. */
 typedef struct {
@@ -36,6 +37,8 @@ struct cachet_region {
     _Atomic int64_t          soft_invalidated_ns;   /* values created at or before: stale */
     cachet_region_stats      stats;
     keylock_table            locks;           /* get_or_create's per-key locks */
+    int                      serve_stale;     /* cachet_serve_stale */
+    region_failures          failures;        /* cachet_failure_cache_time */
     struct cachet_region    *next_open;       /* the list fork handlers walk */
 };
 

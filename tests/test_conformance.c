@@ -34,6 +34,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 #include <cachet/cachet.h>
+#include <cachet/backend.h>   /* cachet_backend_error: a creator's own message */
 #include "helpers.h"
 #include "servers.h"
 #ifdef HAVE_GDBM
@@ -691,6 +692,215 @@ static void key_prefix_keeps_services_apart(void **state)
     cachet_region_close(b);
 }
 
+/* ---- creator failures: shared with the waiters, remembered; no stale ---- */
+
+enum { FAILERS = 8 };
+typedef struct {
+    atomic_int    calls;
+    atomic_int    entered;      /* threads about to call get_or_create */
+    cachet_status fail_with;    /* CACHET_OK: succeed */
+    double        hold_s;       /* how long a call takes */
+} failing_arg;
+
+static int failers_entered(void *p)
+{
+    return atomic_load(&((failing_arg *)p)->entered) >= FAILERS;
+}
+
+static int never(void *p)
+{
+    (void)p;
+    return 0;
+}
+
+/* Fails (or succeeds) after hold_s, with a message of its own: keystone
+ * timing out. */
+static cachet_status failing_create(void *arg, const char *key, void **value, size_t *len)
+{
+    failing_arg *a = arg;
+    atomic_fetch_add(&a->calls, 1);
+    th_wait_until(never, NULL, a->hold_s);
+    if (a->fail_with != CACHET_OK)
+        return cachet_backend_error(a->fail_with, "keystone down for %s", key);
+    *value = malloc(3);
+    memcpy(*value, "new", 3);
+    *len = 3;
+    return CACHET_OK;
+}
+
+typedef struct {
+    cachet_region *r;
+    failing_arg   *a;
+    const char    *key;
+    cachet_status  st;
+    char           msg[256];
+    double         done_at;
+} failer;
+
+static void *fail_thread(void *p)
+{
+    failer *f = p;
+    void *v = NULL;
+    size_t n;
+    atomic_fetch_add(&f->a->entered, 1);
+    th_wait_until(failers_entered, f->a, 30.0);          /* start together */
+    f->st = cachet_get_or_create(f->r, f->key, failing_create, f->a, &v, &n);
+    snprintf(f->msg, sizeof f->msg, "%s", cachet_errmsg());
+    f->done_at = th_now_s();
+    if (f->st == CACHET_OK)
+        cachet_free(v);
+    return NULL;
+}
+
+/* 8 callers on a creator that fails after 50 ms: every one gets its error
+ * and its message, and they do not run it one after another (that took
+ * 8 x 50 ms: 402 ms for the last caller).  The next caller retries. */
+static void creator_failure_reaches_every_waiter(void **state)
+{
+    target *t = *state;
+    cachet_region *r = open_target(t);
+    failing_arg a = {.fail_with = CACHET_EUNAVAILABLE, .hold_s = 0.05};
+    failer f[FAILERS];
+    pthread_t th[FAILERS];
+    double start = th_now_s(), last = 0;
+    void *v;
+    size_t n;
+    for (int i = 0; i < FAILERS; i++) {
+        f[i] = (failer){.r = r, .a = &a, .key = "failing"};
+        assert_int_equal(pthread_create(&th[i], NULL, fail_thread, &f[i]), 0);
+    }
+    for (int i = 0; i < FAILERS; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < FAILERS; i++) {
+        assert_int_equal(f[i].st, CACHET_EUNAVAILABLE);
+        th_assert_contains(f[i].msg, "keystone down for failing");
+        if (f[i].done_at > last)
+            last = f[i].done_at;
+    }
+    /* not in series: far fewer runs than callers, and all back within a
+     * generous bound (serial is 400 ms of creator time alone) */
+    assert_true(atomic_load(&a.calls) < FAILERS / 2);
+    assert_true(last - start < 1.0);
+    assert_true(th_stats(r).lock_waits >= 1);
+    /* nothing remembers the failure (cachet_failure_cache_time is 0) */
+    a.fail_with = CACHET_OK;
+    a.hold_s = 0;
+    int before = atomic_load(&a.calls);
+    assert_int_equal(cachet_get_or_create(r, "failing", failing_create, &a, &v, &n), CACHET_OK);
+    assert_int_equal(atomic_load(&a.calls), before + 1);
+    assert_memory_equal(v, "new", 3);
+    cachet_free(v);
+    cachet_region_close(r);
+}
+
+/* cachet_failure_cache_time: the failure comes back at once, with the
+ * creator's own status and message, without running it, until the time
+ * is up; other keys are not held back; a success forgets it. */
+static void creator_failure_remembered_for_its_time(void **state)
+{
+    target *t = *state;
+    const char *o[40];
+    cachet_region *r = th_open(t->backend, opts_plus(t, o, 40, "cachet_failure_cache_time", "0.3",
+                                                      NULL));
+    failing_arg a = {.fail_with = CACHET_ETIMEDOUT};
+    void *v = NULL;
+    size_t n;
+    double t0 = th_now_s();
+    cachet_status st;
+    assert_int_equal(cachet_get_or_create(r, "neg", failing_create, &a, &v, &n), CACHET_ETIMEDOUT);
+    assert_int_equal(cachet_get_or_create(r, "neg", failing_create, &a, &v, &n), CACHET_ETIMEDOUT);
+    th_assert_contains(cachet_errmsg(), "keystone down for neg");
+    th_assert_contains(cachet_errmsg(), "cachet_failure_cache_time");
+    assert_int_equal(atomic_load(&a.calls), 1);
+    /* per key: another key's creator runs */
+    assert_int_equal(cachet_get_or_create(r, "other", failing_create, &a, &v, &n), CACHET_ETIMEDOUT);
+    assert_int_equal(atomic_load(&a.calls), 2);
+    /* poll until the creator is asked again: not before 0.3 s */
+    a.fail_with = CACHET_OK;
+    while ((st = cachet_get_or_create(r, "neg", failing_create, &a, &v, &n)) == CACHET_ETIMEDOUT)
+        assert_true(th_now_s() - t0 < 30.0);
+    assert_int_equal(st, CACHET_OK);
+    assert_true(th_now_s() - t0 >= 0.3);
+    assert_int_equal(atomic_load(&a.calls), 3);
+    cachet_free(v);
+    th_assert_hit(r, "neg", "new", 3);
+    cachet_region_close(r);
+}
+
+/* cachet_serve_stale = false: a caller that comes while another regenerates
+ * an expired (or soft-invalidated) value waits for the new one. */
+typedef struct {
+    cachet_region *r;
+    atomic_int     in_creator, waiter_started, waiter_done;
+    char           got[8];
+    cachet_status  st;
+} stale_race;
+
+static int stale_flag(void *p)
+{
+    return atomic_load((atomic_int *)p) != 0;
+}
+
+static cachet_status holding_create(void *arg, const char *key, void **value, size_t *len)
+{
+    stale_race *x = arg;
+    (void)key;
+    atomic_store(&x->in_creator, 1);
+    th_wait_until(stale_flag, &x->waiter_started, 30.0);
+    /* hold the key until the waiter returns (it must not, until we do) */
+    th_wait_until(stale_flag, &x->waiter_done, 0.3);
+    *value = malloc(3);
+    memcpy(*value, "new", 3);
+    *len = 3;
+    return CACHET_OK;
+}
+
+static void *stale_waiter(void *p)
+{
+    stale_race *x = p;
+    void *v = NULL;
+    size_t n = 0;
+    th_wait_until(stale_flag, &x->in_creator, 30.0);
+    atomic_store(&x->waiter_started, 1);
+    x->st = cachet_get_or_create(x->r, "st", holding_create, x, &v, &n);
+    if (x->st == CACHET_OK && n < sizeof x->got)
+        memcpy(x->got, v, n);
+    cachet_free(v);
+    atomic_store(&x->waiter_done, 1);
+    return NULL;
+}
+
+static void serve_stale_false_waits_for_the_new_value(void **state)
+{
+    target *t = *state;
+    const char *o[40];
+    cachet_region *r = th_open(t->backend, opts_plus(t, o, 40, "cachet_serve_stale", "false",
+                                                      NULL));
+    for (int soft = 0; soft < 2; soft++) {
+        stale_race x = {.r = r};
+        pthread_t th;
+        void *v = NULL;
+        size_t n;
+        assert_int_equal(cachet_set(r, "st", "old", 3), CACHET_OK);
+        if (soft) {
+            cachet_invalidate(r, 0);
+        } else {
+            th_clock_fake();
+            th_clock_advance(601);      /* past expiration_time (600) */
+        }
+        assert_int_equal(pthread_create(&th, NULL, stale_waiter, &x), 0);
+        assert_int_equal(cachet_get_or_create(r, "st", holding_create, &x, &v, &n), CACHET_OK);
+        assert_memory_equal(v, "new", 3);
+        cachet_free(v);
+        pthread_join(th, NULL);
+        assert_int_equal(x.st, CACHET_OK);
+        assert_string_equal(x.got, "new");
+        th_clock_real();
+    }
+    assert_int_equal(th_stats(r).stale_served, 0);
+    cachet_region_close(r);
+}
+
 /* ---- cachet_add: stores only where no live value is ---- */
 
 static void add_absent_then_exists_keeps_the_old_value(void **state)
@@ -1213,6 +1423,10 @@ static const struct CMUnitTest bodies[] = {
     cmocka_unit_test_setup(invalidate_hard_and_soft, empty_store),
     cmocka_unit_test_setup(distributed_lock_one_creator_for_4_threads, empty_store),
     cmocka_unit_test_setup(key_prefix_keeps_services_apart, empty_store),
+    cmocka_unit_test_setup(creator_failure_reaches_every_waiter, empty_store),
+    cmocka_unit_test_setup(creator_failure_remembered_for_its_time, empty_store),
+    cmocka_unit_test_setup_teardown(serve_stale_false_waits_for_the_new_value, empty_store,
+                                    th_clock_teardown),
     cmocka_unit_test_setup(add_absent_then_exists_keeps_the_old_value, empty_store),
     cmocka_unit_test_setup_teardown(add_over_an_expired_value_replaces_it, empty_store,
                                     th_clock_teardown),
