@@ -24,7 +24,7 @@ CACHET_EXPORT void cachet__clock_set(int64_t (*now)(void))
     atomic_store_explicit(&cachet__clock_hook, now, memory_order_relaxed);
 }
 
-static int64_t now_ns(void)
+int64_t cachet__region_now_ns(void)
 {
     struct timespec ts;
     cachet__clock_fn fake = atomic_load_explicit(&cachet__clock_hook, memory_order_relaxed);
@@ -45,7 +45,7 @@ int64_t cachet__mono_ns(void)
  * the same nanosecond as cachet_invalidate() is not hidden by it. */
 static int64_t creation_time(cachet_region *r)
 {
-    int64_t t = now_ns();
+    int64_t t = cachet__region_now_ns();
     int64_t h = atomic_load_explicit(&r->hard_invalidated_ns, memory_order_acquire);
     int64_t s = atomic_load_explicit(&r->soft_invalidated_ns, memory_order_acquire);
     if (t <= h)
@@ -67,6 +67,8 @@ cachet_status cachet__region_failed(cachet_region *r, cachet_status st, const ch
 }
 
 /* ---- open / close ---- */
+
+static void cachet_region_close_untracked(cachet_region *r);
 
 CACHET_EXPORT cachet_status cachet_region_open(const cachet_config *c, cachet_region **out)
 {
@@ -148,6 +150,10 @@ CACHET_EXPORT cachet_status cachet_region_open(const cachet_config *c, cachet_re
         free(r);
         return st;
     }
+    if ((st = cachet__inval_open(r, c)) != CACHET_OK) {
+        cachet_region_close_untracked(r);
+        return st;
+    }
     if (r->debug)
         cachet__log(CACHET_LOG_DEBUG, "region opened on backend %s", r->backend);
     cachet__region_track(r);
@@ -155,17 +161,24 @@ CACHET_EXPORT cachet_status cachet_region_open(const cachet_config *c, cachet_re
     return CACHET_OK;
 }
 
-CACHET_EXPORT void cachet_region_close(cachet_region *r)
+/* Everything close does but the fork list (open's late failures). */
+static void cachet_region_close_untracked(cachet_region *r)
 {
-    if (!r)
-        return;
-    cachet__region_untrack(r);
+    cachet__inval_close(r);
     cachet__below_close(&r->below);
     keylock_destroy(&r->locks);
     region_failures_destroy(&r->failures);
     free(r->prefix_owned);
     free(r->backend);
     free(r);
+}
+
+CACHET_EXPORT void cachet_region_close(cachet_region *r)
+{
+    if (!r)
+        return;
+    cachet__region_untrack(r);
+    cachet_region_close_untracked(r);
 }
 
 CACHET_EXPORT const char *cachet_region_backend(const cachet_region *r)
@@ -497,15 +510,7 @@ CACHET_EXPORT cachet_status cachet_delete(cachet_region *r, const char *key)
     return CACHET_OK;
 }
 
-/* ---- invalidation ---- */
-
-CACHET_EXPORT void cachet_invalidate(cachet_region *r, int hard)
-{
-    if (!r)
-        return;
-    atomic_store_explicit(hard ? &r->hard_invalidated_ns : &r->soft_invalidated_ns, now_ns(),
-                          memory_order_release);
-}
+/* invalidation: region_invalidation.c */
 
 /* ---- stats and reports ---- */
 

@@ -9,6 +9,7 @@
 #include "keylock.h"
 #include "dispatch.h"
 #include "region_failures.h"
+#include "region_invalidation.h"
 
 /* How a value is judged fresh: from the region and a call's options. */
 typedef struct {
@@ -35,6 +36,7 @@ struct cachet_region {
     double                   backend_ttl_s;   /* backend_expiration_time, 0 = unset */
     _Atomic int64_t          hard_invalidated_ns;   /* values created at or before: gone */
     _Atomic int64_t          soft_invalidated_ns;   /* values created at or before: stale */
+    region_invalidation      inval;           /* local, or shared through the backend */
     cachet_region_stats      stats;
     keylock_table            locks;           /* get_or_create's per-key locks */
     int                      serve_stale;     /* cachet_serve_stale */
@@ -57,6 +59,8 @@ cachet_status cachet__get_or_create_key(cachet_region *r, const cachet_key *k, c
 cachet_rule   cachet__region_rule(const cachet_region *r, const cachet_options *o);
 /* CACHET_EINVAL (with a message naming op) for options no rule can come from. */
 cachet_status cachet__options_check(const cachet_options *o, const char *op);
+/* The region's clock (CLOCK_REALTIME, or the tests' fake), nanoseconds. */
+int64_t       cachet__region_now_ns(void);
 /* CLOCK_MONOTONIC in nanoseconds, for waits. */
 int64_t       cachet__mono_ns(void);
 /* region_read.h's accept, its rare part: moves a version-1 value's payload

@@ -60,6 +60,7 @@ CACHET_EXPORT cachet_status cachet_get_multi(cachet_region *r, cachet_item *item
         batch_release(&b, n);
         return st;
     }
+    (void)cachet__region_poll_invalidation(r);   /* a failure shows in the items */
     cachet__error_clear();
     cachet__below_get_multi(&r->below, b.items, n);   /* each item has its status */
     for (size_t i = 0; i < n; i++) {

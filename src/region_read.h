@@ -29,6 +29,19 @@ static inline int64_t cachet__coarse_now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* Shared invalidation: re-reads the region's invalidation times from the
+ * backend when cachet_invalidation_interval is up (one coarse clock read
+ * and a compare otherwise).  Before every read that judges freshness. */
+static inline __attribute__((always_inline)) cachet_status cachet__region_poll_invalidation(cachet_region *r)
+{
+    if (__builtin_expect(r->inval.shared, 0)) {
+        int64_t now = cachet__inval_clock();
+        if (now >= atomic_load_explicit(&r->inval.due_ns, memory_order_relaxed))
+            return cachet__inval_refresh(r, now);
+    }
+    return CACHET_OK;
+}
+
 /* How a decoded value stands against expiration and invalidation.  A
  * value written with a lifetime of its own (cachet_set_ex) lives that long
  * unless the call's options say otherwise. */
@@ -84,6 +97,10 @@ static inline __attribute__((always_inline)) cachet_status cachet__region_lookup
     cachet_status st;
 
     cachet__error_clear();
+    /* a backend that failed the poll fails the read too: say so once,
+     * rather than wait out a stalled server twice */
+    if (__builtin_expect((st = cachet__region_poll_invalidation(r)) != CACHET_OK, 0))
+        return cachet__region_failed(r, st, "get", key);
     st = cachet__below_get(&r->below, k->key, k->klen, &buf, &blen);
     if (st == CACHET_MISS)
         return CACHET_MISS;

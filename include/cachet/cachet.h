@@ -104,6 +104,21 @@ cachet_status cachet_get_or_create(cachet_region *r, const char *key,
                                    cachet_creator create, void *arg,
                                    void **value, size_t *len);
 
+/* Invalidates every value stored before now.  hard: they are gone (a miss);
+ * soft: they are stale (get misses, get_or_create regenerates, serving the
+ * old value meanwhile unless cachet_serve_stale = false).  A hard and then
+ * a soft invalidation keep the values gone.
+ *
+ * With cachet_invalidation = shared (the default on dbm, memcached and
+ * redis) the time is written to the backend under the region's reserved
+ * key (_cachet:invalidated:hard:PREFIX or ...:soft:PREFIX, PREFIX being
+ * cachet_key_prefix), and every process whose region has the same backend
+ * and prefix stops serving those values within
+ * cachet_invalidation_interval seconds (plus one backend round trip, plus
+ * the clock difference between the hosts).  This process stops at once.
+ * _ex returns the backend's error when it could not write the time (this
+ * process is invalidated all the same); cachet_invalidate ignores it. */
+cachet_status cachet_invalidate_ex(cachet_region *r, int hard);
 void cachet_invalidate(cachet_region *r, int hard);   /* hard: values are gone; soft: stale */
 
 /* ---- writes with a lifetime of their own ---- */
