@@ -158,7 +158,9 @@ static cachet_status create_locked(cachet_region *r, const cachet_key *k, const 
     v = NULL;
     n = 0;
     cachet__error_clear();
+    int64_t t0 = cachet__mono_ns();
     st = create(arg, key, &v, &n);
+    int64_t took = cachet__mono_ns() - t0;    /* stored with the value: XFetch's delta */
     if (st != CACHET_OK || (!v && n)) {
         free(v);
         if (st == CACHET_OK)
@@ -173,7 +175,7 @@ static cachet_status create_locked(cachet_region *r, const cachet_key *k, const 
         return st;
     }
     region_failures_clear(&r->failures, k->key, k->klen);
-    buf = cachet__region_encode(r, k, v, n, 0, &blen);
+    buf = cachet__region_encode_timed(r, k, v, n, 0, took, &blen);
     if (!buf) {
         free(v);
         if (locked > 0)
@@ -283,6 +285,8 @@ CACHET_EXPORT cachet_status cachet_get_or_create_ex(cachet_region *r, const char
         return cachet__error(st, "get_or_create %s: out of memory", key);
     st = cachet__get_or_create_key(r, &k, key, create, arg, o, value, len);
     cachet_key_release(&k);
+    if (st == CACHET_OK && o && o->info)
+        cachet__value_info(r, o, *value);
     return st;
 }
 

@@ -126,7 +126,9 @@ CACHET_EXPORT cachet_status cachet_get_or_create_multi(cachet_region *r, cachet_
         size_t b = 0;
         COUNT(r, creator_calls);
         cachet__error_clear();
+        int64_t t0 = cachet__mono_ns();
         st = create(arg, batch, nb);
+        int64_t took = cachet__mono_ns() - t0;   /* each value cost the batch's time */
         for (size_t i = 0; i < n; i++) {
             cachet_item *it;
             void *buf = NULL;
@@ -136,8 +138,8 @@ CACHET_EXPORT cachet_status cachet_get_or_create_multi(cachet_region *r, cachet_
             it = &batch[b++];
             COUNT(r, misses);
             if (st == CACHET_OK && it->status == CACHET_OK && (it->value || !it->len))
-                buf = cachet__region_encode(r, &slots[i].key, it->value ? it->value : "", it->len,
-                                            0, &blen);
+                buf = cachet__region_encode_timed(r, &slots[i].key, it->value ? it->value : "",
+                                                  it->len, 0, took, &blen);
             if (!buf) {
                 items[i].status = st != CACHET_OK ? st
                                 : it->status != CACHET_OK && it->status != CACHET_MISS ? it->status

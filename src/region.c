@@ -247,10 +247,19 @@ cachet_status cachet__region_accept_slow(cachet_region *r, const char *key, void
 {
     if (hdr == CACHET_VALUE_HDR_V1) {
         size_t n = *blen - CACHET_VALUE_HDR_V1;
-        uint8_t *nb = realloc(*buf, CACHET_VALUE_HDR + n + 1);
+        cachet_value_meta m;
+        uint8_t *nb;
+        (void)cachet_value_valid(*buf, *blen, 0, &m);   /* version 1: created, flags */
+        nb = realloc(*buf, CACHET_VALUE_HDR + n + 1);
         if (nb) {
             memmove(nb + CACHET_VALUE_HDR, nb + CACHET_VALUE_HDR_V1, n);
             nb[CACHET_VALUE_HDR + n] = '\0';
+            /* a version-2 header in front, so that every value handed
+             * out has one (cachet__value_info reads it) */
+            m.lifetime_ns = 0;
+            m.key_check = 0;
+            m.flags &= (uint8_t)~CACHET_VF_KEY_BOUND;
+            cachet_value_header(nb, &m, n);
             *buf = nb;
             *blen = CACHET_VALUE_HDR + n;
             return CACHET_OK;
@@ -268,7 +277,14 @@ cachet_status cachet__region_accept_slow(cachet_region *r, const char *key, void
 void *cachet__region_encode(cachet_region *r, const cachet_key *k, const void *value, size_t len,
                             int64_t lifetime_ns, size_t *outlen)
 {
-    cachet_value_meta m = {creation_time(r), 0, CACHET_VALUE_VERSION, 0, lifetime_ns};
+    return cachet__region_encode_timed(r, k, value, len, lifetime_ns, 0, outlen);
+}
+
+void *cachet__region_encode_timed(cachet_region *r, const cachet_key *k, const void *value,
+                                  size_t len, int64_t lifetime_ns, int64_t creator_ns,
+                                  size_t *outlen)
+{
+    cachet_value_meta m = {creation_time(r), 0, CACHET_VALUE_VERSION, 0, lifetime_ns, creator_ns};
     if (r->bind_keys) {
         m.flags |= CACHET_VF_KEY_BOUND;
         m.key_check = cachet_value_key_check(k->key, k->klen);
@@ -326,10 +342,32 @@ static inline cachet_status get_common(cachet_region *r, const char *key, const 
     return CACHET_OK;
 }
 
+void cachet__value_info(cachet_region *r, const cachet_options *o, const void *payload)
+{
+    const uint8_t *h = (const uint8_t *)payload - CACHET_VALUE_HDR;
+    cachet_value_info *info = o->info;
+    cachet_value_meta m = {0, 0, 0, 0, 0, 0};
+    int64_t now = cachet__region_now_ns();
+    uint64_t v;
+    memcpy(&v, h + 8, 8);
+    m.created_ns = (int64_t)le64toh(v);
+    memcpy(&v, h + 32, 8);
+    m.lifetime_ns = (int64_t)le64toh(v);
+    info->created = (double)m.created_ns / 1e9;
+    info->age = now > m.created_ns ? (double)(now - m.created_ns) / 1e9 : 0;
+    info->ttl = m.lifetime_ns < 0 ? -1 : (double)m.lifetime_ns / 1e9;
+    info->creator_seconds = (double)cachet_value_creator_ns(h) / 1e9;
+    m.creator_ns = 0;
+    info->stale = cachet__region_freshness(r, &m, cachet__region_rule(r, o)) != FRESH;
+}
+
 CACHET_EXPORT cachet_status cachet_get_ex(cachet_region *r, const char *key, const cachet_options *o,
                                           void **value, size_t *len)
 {
-    return get_common(r, key, o, value, len);
+    cachet_status st = get_common(r, key, o, value, len);
+    if (st == CACHET_OK && o && o->info)
+        cachet__value_info(r, o, *value);
+    return st;
 }
 
 CACHET_EXPORT cachet_status cachet_get(cachet_region *r, const char *key, void **value, size_t *len)

@@ -68,6 +68,8 @@ int64_t       cachet__mono_ns(void);
 cachet_status cachet__region_accept_slow(cachet_region *r, const char *key, void **buf,
                                          size_t *blen, size_t hdr, uint64_t want,
                                          int count_corrupt) __attribute__((cold, noinline));
+/* Fills o->info from the header in front of a payload handed out. */
+void          cachet__value_info(cachet_region *r, const cachet_options *o, const void *payload);
 /* Counts and logs a value that failed to decode, and frees it. */
 void          cachet__region_corrupt(cachet_region *r, const char *key, void *buf, size_t len,
                                      uint64_t want_check);
@@ -78,6 +80,10 @@ cachet_status cachet__region_store(cachet_region *r, const cachet_key *k, const 
  * values to keys. */
 void         *cachet__region_encode(cachet_region *r, const cachet_key *k, const void *value,
                                     size_t len, int64_t lifetime_ns, size_t *outlen);
+/* The same, with the creator's measured time (header bytes 6-7). */
+void         *cachet__region_encode_timed(cachet_region *r, const cachet_key *k, const void *value,
+                                          size_t len, int64_t lifetime_ns, int64_t creator_ns,
+                                          size_t *outlen);
 
 #define CACHET_COUNT(r, field) atomic_fetch_add_explicit(&(r)->stats.field, 1, memory_order_relaxed)
 

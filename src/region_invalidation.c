@@ -124,7 +124,8 @@ cachet_status cachet__inval_refresh(cachet_region *r, int64_t now)
                 memcpy(&t, (uint8_t *)it[i].value + CACHET_VALUE_HDR, 8);
                 raise_to(dst[i], (int64_t)le64toh(t));
             } else {
-                COUNT(r, corrupt);
+                /* not counted as corrupt (that counter is the callers'
+                 * values); the times we have stay */
                 if (r->debug)
                     cachet__log(CACHET_LOG_DEBUG, "invalidation record %s: %s", it[i].key,
                                 cachet_errmsg());

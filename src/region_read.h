@@ -93,7 +93,7 @@ static inline __attribute__((always_inline)) cachet_status cachet__region_lookup
 {
     void *buf;
     size_t blen;
-    cachet_value_meta m = {0, 0, 0, 0, 0};
+    cachet_value_meta m = {0, 0, 0, 0, 0, 0};
     cachet_status st;
 
     cachet__error_clear();

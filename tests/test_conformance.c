@@ -901,6 +901,67 @@ static void serve_stale_false_waits_for_the_new_value(void **state)
     cachet_region_close(r);
 }
 
+/* ---- value metadata (cachet_options.info) ---- */
+
+static cachet_status timed_create(void *arg, const char *key, void **value, size_t *len)
+{
+    (void)arg;
+    (void)key;
+    th_wait_until(never, NULL, 0.02);      /* a 20 ms creator */
+    *value = malloc(4);
+    memcpy(*value, "made", 4);
+    *len = 4;
+    return CACHET_OK;
+}
+
+static void value_info_says_when_and_how_old(void **state)
+{
+    target *t = *state;
+    cachet_region *r = open_target(t);
+    cachet_value_info info;
+    cachet_options o = {.info = &info};
+    cachet_set_options ten = {.ttl = 10};
+    struct timespec ts;
+    double t0;
+    void *v = NULL;
+    size_t n;
+
+    th_clock_fake();
+    clock_gettime(CLOCK_REALTIME, &ts);
+    t0 = (double)ts.tv_sec + ts.tv_nsec / 1e9;
+    assert_int_equal(cachet_set(r, "meta", "v", 1), CACHET_OK);
+    th_clock_advance(5);
+    memset(&info, 0xff, sizeof info);
+    assert_int_equal(cachet_get_ex(r, "meta", &o, &v, &n), CACHET_OK);
+    cachet_free(v);
+    assert_true(info.created >= t0 - 1 && info.created <= t0 + 5);
+    assert_true(info.age >= 4.9 && info.age <= 6.0);
+    assert_true(info.ttl == 0);
+    assert_true(info.creator_seconds == 0);
+    assert_int_equal(info.stale, 0);
+
+    assert_int_equal(cachet_set_ex(r, "meta10", "v", 1, &ten), CACHET_OK);
+    assert_int_equal(cachet_get_ex(r, "meta10", &o, &v, &n), CACHET_OK);
+    cachet_free(v);
+    assert_true(info.ttl > 9.99 && info.ttl < 10.01);
+    assert_true(info.age >= 0 && info.age < 1.0);
+
+    /* get_or_create: the creator's measured time comes with the value, and
+     * stays with it for the next reader */
+    assert_int_equal(cachet_get_or_create_ex(r, "made", timed_create, NULL, &o, &v, &n), CACHET_OK);
+    cachet_free(v);
+    assert_true(info.creator_seconds >= 0.019);
+    assert_int_equal(cachet_get_ex(r, "made", &o, &v, &n), CACHET_OK);
+    cachet_free(v);
+    assert_true(info.creator_seconds >= 0.019);
+    /* a miss leaves it alone */
+    memset(&info, 0, sizeof info);
+    assert_int_equal(cachet_get_ex(r, "absent", &o, &v, &n), CACHET_MISS);
+    assert_true(info.created == 0);
+    th_clock_real();
+    cachet_region_close(r);
+}
+
 /* ---- cachet_add: stores only where no live value is ---- */
 
 static void add_absent_then_exists_keeps_the_old_value(void **state)
@@ -1426,6 +1487,8 @@ static const struct CMUnitTest bodies[] = {
     cmocka_unit_test_setup(creator_failure_reaches_every_waiter, empty_store),
     cmocka_unit_test_setup(creator_failure_remembered_for_its_time, empty_store),
     cmocka_unit_test_setup_teardown(serve_stale_false_waits_for_the_new_value, empty_store,
+                                    th_clock_teardown),
+    cmocka_unit_test_setup_teardown(value_info_says_when_and_how_old, empty_store,
                                     th_clock_teardown),
     cmocka_unit_test_setup(add_absent_then_exists_keeps_the_old_value, empty_store),
     cmocka_unit_test_setup_teardown(add_over_an_expired_value_replaces_it, empty_store,

@@ -146,6 +146,17 @@ cachet_status cachet_add(cachet_region *r, const char *key, const void *value,
 /* ---- per-call options: the _ex variants ----
  * A zeroed struct (or NULL) means the region's behaviour. */
 typedef int (*cachet_should_cache_fn)(void *arg, const char *key, const void *value, size_t len);
+
+/* What cachet knows of a value it hands out (dogpile 1.3's
+ * get_value_metadata): filled by cachet_get_ex and cachet_get_or_create_ex
+ * when cachet_options.info points here and the call returns CACHET_OK. */
+typedef struct {
+    double created;          /* when it was stored: seconds since the epoch, the writer's clock */
+    double age;              /* seconds since then, by this process's clock (>= 0) */
+    double ttl;              /* its own lifetime (cachet_set_ex): 0 = the region's rule, -1 never */
+    double creator_seconds;  /* how long its creator took (get_or_create), 0 = not measured */
+    int    stale;            /* 1: expired or soft-invalidated, served while it is regenerated */
+} cachet_value_info;
 typedef struct {
     /* Seconds a value stays fresh for this call, read-side as in dogpile:
      * 0 = the region's expiration_time, -1 = never expires, > 0 = override
@@ -160,6 +171,8 @@ typedef struct {
      * to the caller (and to waiting threads) without storing it. */
     cachet_should_cache_fn should_cache;
     void  *should_cache_arg;
+    /* Non-NULL: filled with the returned value's metadata (see above). */
+    cachet_value_info *info;
 } cachet_options;
 
 cachet_status cachet_get_ex(cachet_region *r, const char *key, const cachet_options *o,
