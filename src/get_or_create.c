@@ -13,10 +13,17 @@
  *   treated as no value, so callers wait for its regeneration.
  * - A failing backend never fails the call: the creator answers, and the
  *   fallback is counted.
+ * - cachet_early_refresh (XFetch, Vattani et al., VLDB 2015): a fresh value
+ *   is regenerated before it expires when
+ *       now - delta * beta * ln(rand()) >= expiry
+ *   delta being its creator's measured time (stored in the value header),
+ *   so the likelier the nearer expiry and the slower the creator; one
+ *   thread regenerates while the others keep getting the value.
  * - With a backend that offers a cross-process lock (distributed_lock), the
  *   thread that holds the in-process lock also takes the backend's, so one
  *   process in the fleet regenerates. */
 #include "config.h"
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +46,43 @@ static void sleep_ms(long ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
+}
+
+/* The header in front of a payload handed out (always version 2). */
+static int64_t payload_created(const void *payload)
+{
+    uint64_t c;
+    memcpy(&c, (const uint8_t *)payload - CACHET_VALUE_HDR + 8, 8);
+    return (int64_t)le64toh(c);
+}
+
+/* Uniform in (0, 1], per thread (xorshift64*: no lock, no shared state). */
+static double rand01(void)
+{
+    static _Thread_local uint64_t s;
+    if (!s)
+        s = (uint64_t)cachet__mono_ns() ^ ((uint64_t)(uintptr_t)&s << 17) ^ 0x9e3779b97f4a7c15ULL;
+    s ^= s >> 12;
+    s ^= s << 25;
+    s ^= s >> 27;
+    return ((double)((s * 0x2545F4914F6CDD1DULL) >> 11) + 1.0) / 9007199254740992.0;
+}
+
+/* XFetch: whether a fresh value is due for its early refresh. */
+static int early_due(const cachet_region *r, const void *payload, cachet_rule rule)
+{
+    const uint8_t *h = (const uint8_t *)payload - CACHET_VALUE_HDR;
+    int64_t delta = cachet_value_creator_ns(h), life, exp;
+    uint64_t l;
+    if (delta <= 0)
+        return 0;                 /* not measured: written by set, or before */
+    memcpy(&l, h + 32, 8);
+    life = (int64_t)le64toh(l);
+    exp = life && !rule.from_call ? life : rule.expiration_ns;
+    if (exp <= 0)
+        return 0;                 /* never expires (or at once: not fresh) */
+    return -(double)delta * r->early_beta * log(rand01()) >=
+           (double)(payload_created(payload) + exp - cachet__coarse_now_ns());
 }
 
 /* Takes the backend's cross-process lock, if it has one that is turned on.
@@ -99,7 +143,7 @@ static void release_backend_lock(cachet_region *r, const cachet_key *k, void *to
 static cachet_status create_locked(cachet_region *r, const cachet_key *k, const char *key,
                                    cachet_creator create, void *arg, const cachet_options *o,
                                    cachet_rule rule, keylock_entry *e, void *stale, size_t stale_len,
-                                   int cache_failed, void **value, size_t *len)
+                                   int cache_failed, int64_t newer_than, void **value, size_t *len)
 {
     void *v = NULL, *buf, *token = NULL;
     size_t n = 0, blen;
@@ -107,10 +151,11 @@ static cachet_status create_locked(cachet_region *r, const cachet_key *k, const 
     cachet_status st;
     int locked = 0;
 
-    /* Look again: the value may have landed while we took the lock. */
+    /* Look again: the value may have landed while we took the lock (for an
+     * early refresh: a value newer than the one that was due). */
     if (!cache_failed &&
         cachet__region_lookup_ex(r, k, key, rule, &v, &n, &f, 0) == CACHET_OK) {
-        if (f == FRESH) {
+        if (f == FRESH && payload_created(v) > newer_than) {
             buf = (uint8_t *)v - CACHET_VALUE_HDR;
             keylock_publish(&r->locks, e, buf, n + CACHET_VALUE_HDR);
             cachet_free(stale);
@@ -133,7 +178,7 @@ static cachet_status create_locked(cachet_region *r, const cachet_key *k, const 
          * mutex.  Another process may have stored its value and released
          * the lock between our last look and our taking it. */
         if (locked == 1 && cachet__region_lookup_ex(r, k, key, rule, &v, &n, &f, 0) == CACHET_OK) {
-            if (f == FRESH) {
+            if (f == FRESH && payload_created(v) > newer_than) {
                 release_backend_lock(r, k, token);
                 buf = (uint8_t *)v - CACHET_VALUE_HDR;
                 keylock_publish(&r->locks, e, buf, n + CACHET_VALUE_HDR);
@@ -146,7 +191,10 @@ static cachet_status create_locked(cachet_region *r, const cachet_key *k, const 
         }
         if (locked < 0) {             /* another process regenerates: serve stale */
             keylock_publish(&r->locks, e, NULL, 0);
-            COUNT(r, stale_served);
+            if (newer_than == INT64_MIN)
+                COUNT(r, stale_served);
+            else
+                COUNT(r, hits);       /* an early refresh's value is still fresh */
             *value = stale;
             if (len)
                 *len = stale_len;
@@ -171,6 +219,13 @@ static cachet_status create_locked(cachet_region *r, const cachet_key *k, const 
             release_backend_lock(r, k, token);
         region_failures_note(&r->failures, k->key, k->klen, st, cachet_errmsg());
         keylock_publish_failure(&r->locks, e, st, cachet_errmsg());
+        if (newer_than != INT64_MIN && stale) {
+            /* an early refresh that failed: the value is still fresh */
+            *value = stale;
+            if (len)
+                *len = stale_len;
+            return CACHET_OK;
+        }
         cachet_free(stale);
         return st;
     }
@@ -214,7 +269,14 @@ cachet_status cachet__get_or_create_key(cachet_region *r, const cachet_key *k, c
         cachet_status st = cachet__region_lookup(r, k, key, rule, &v, &n, &f);
 
         if (st == CACHET_OK && f == FRESH) {
-            COUNT(r, hits);
+            if (__builtin_expect(r->early_beta > 0, 0) && early_due(r, v, rule) &&
+                keylock_acquire(&r->locks, k->key, k->klen, KL_TRY, &e, &gen, &buf, &blen,
+                                NULL) == KL_CREATE) {
+                COUNT(r, early_refreshes);
+                return create_locked(r, k, key, create, arg, o, rule, e, v, n, 0,
+                                     payload_created(v), value, len);
+            }
+            COUNT(r, hits);           /* (a refresh due that another thread runs: this one) */
             *value = v;
             if (len)
                 *len = n;
@@ -258,7 +320,7 @@ cachet_status cachet__get_or_create_key(cachet_region *r, const cachet_key *k, c
             return failed;
         case KL_CREATE:
             return create_locked(r, k, key, create, arg, o, rule, e, v, n, cache_failed,
-                                 value, len);
+                                 INT64_MIN, value, len);
         default:                      /* KL_SUBSCRIBED: not asked for */
             cachet_free(v);
             return cachet__error(CACHET_EBACKEND, "get_or_create %s: lock table error", key);

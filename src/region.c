@@ -133,6 +133,7 @@ CACHET_EXPORT cachet_status cachet_region_open(const cachet_config *c, cachet_re
     }
     keylock_init(&r->locks);
     r->serve_stale = cachet__cfg_bool(c, OPT_CACHET_SERVE_STALE);
+    r->early_beta = cachet__cfg_double(c, OPT_CACHET_EARLY_REFRESH);
     region_failures_init(&r->failures, cachet__cfg_double(c, OPT_CACHET_FAILURE_CACHE_TIME));
     params.args = c->eff;
     params.nargs = c->neff;
@@ -559,6 +560,7 @@ CACHET_EXPORT cachet_status cachet_stats(cachet_region *r, cachet_stat_counters 
 #define LOAD(f) o->f = atomic_load_explicit(&r->stats.f, memory_order_relaxed)
     LOAD(hits); LOAD(misses); LOAD(sets); LOAD(deletes); LOAD(errors);
     LOAD(creator_calls); LOAD(lock_waits); LOAD(stale_served); LOAD(corrupt); LOAD(fallbacks);
+    LOAD(early_refreshes);
 #undef LOAD
     return CACHET_OK;
 }

@@ -20,7 +20,7 @@ typedef struct {
 
 typedef struct {
     _Atomic uint64_t hits, misses, sets, deletes, errors, creator_calls,
-                     lock_waits, stale_served, corrupt, fallbacks;
+                     lock_waits, stale_served, corrupt, fallbacks, early_refreshes;
 } cachet_region_stats;
 
 struct cachet_region {
@@ -40,6 +40,7 @@ struct cachet_region {
     cachet_region_stats      stats;
     keylock_table            locks;           /* get_or_create's per-key locks */
     int                      serve_stale;     /* cachet_serve_stale */
+    double                   early_beta;      /* cachet_early_refresh (XFetch's beta), 0 off */
     region_failures          failures;        /* cachet_failure_cache_time */
     struct cachet_region    *next_open;       /* the list fork handlers walk */
 };

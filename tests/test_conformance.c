@@ -962,6 +962,80 @@ static void value_info_says_when_and_how_old(void **state)
     cachet_region_close(r);
 }
 
+/* ---- early refresh (XFetch) ---- */
+
+typedef struct {
+    atomic_int calls;
+} xf_arg;
+
+static cachet_status xf_create(void *arg, const char *key, void **value, size_t *len)
+{
+    xf_arg *a = arg;
+    (void)key;
+    atomic_fetch_add(&a->calls, 1);
+    th_wait_until(never, NULL, 0.02);      /* delta: a 20 ms creator */
+    *value = malloc(2);
+    memcpy(*value, "xf", 2);
+    *len = 2;
+    return CACHET_OK;
+}
+
+/* With the fake clock 1 ms before expiry and a 20 ms creator, XFetch
+ * (beta 1) refreshes with probability 1 - exp(-20) per call, far from
+ * expiry (5 s: exp(-250)) never; with beta 0 it never does.  The calls that
+ * ran the creator are counted: with early refresh the value is replaced
+ * before it expires, so no caller finds it expired afterwards. */
+static int xfetch_calls_until_refresh(const target *t, const char *beta, int *expired_later)
+{
+    const char *o[40];
+    cachet_region *r = th_open(t->backend, opts_plus(t, o, 40, "cachet_early_refresh", beta,
+                                                      "expiration_time", "10", NULL));
+    xf_arg a = {0};
+    void *v;
+    size_t n;
+    int calls_near = -1;
+    assert_int_equal(cachet_delete(r, "xf"), CACHET_OK);   /* the run before left its value */
+    th_clock_fake();
+    assert_int_equal(cachet_get_or_create(r, "xf", xf_create, &a, &v, &n), CACHET_OK);
+    cachet_free(v);
+    assert_int_equal(atomic_load(&a.calls), 1);
+    th_clock_advance(5);                   /* 5 s before expiry */
+    for (int i = 0; i < 100; i++) {
+        assert_int_equal(cachet_get_or_create(r, "xf", xf_create, &a, &v, &n), CACHET_OK);
+        cachet_free(v);
+    }
+    assert_int_equal(atomic_load(&a.calls), 1);
+    th_clock_advance(4.999);               /* 1 ms before expiry */
+    for (int i = 0; i < 100 && calls_near < 0; i++) {
+        assert_int_equal(cachet_get_or_create(r, "xf", xf_create, &a, &v, &n), CACHET_OK);
+        assert_memory_equal(v, "xf", 2);
+        cachet_free(v);
+        if (atomic_load(&a.calls) > 1)
+            calls_near = i + 1;
+    }
+    /* past the first value's expiry: a miss of the region's rule? */
+    th_clock_advance(0.5);
+    uint64_t misses = th_stats(r).misses;
+    assert_int_equal(cachet_get_or_create(r, "xf", xf_create, &a, &v, &n), CACHET_OK);
+    cachet_free(v);
+    *expired_later = th_stats(r).misses > misses;
+    if (calls_near > 0)
+        assert_int_equal(th_stats(r).early_refreshes, 1);
+    th_clock_real();
+    cachet_region_close(r);
+    return calls_near;
+}
+
+static void early_refresh_replaces_a_value_before_it_expires(void **state)
+{
+    target *t = *state;
+    int expired;
+    assert_int_equal(xfetch_calls_until_refresh(t, "0", &expired), -1);
+    assert_true(expired);                  /* dogpile's behaviour: a caller regenerates */
+    assert_true(xfetch_calls_until_refresh(t, "1", &expired) > 0);
+    assert_false(expired);                 /* refreshed before: nobody found it expired */
+}
+
 /* ---- cachet_add: stores only where no live value is ---- */
 
 static void add_absent_then_exists_keeps_the_old_value(void **state)
@@ -1489,6 +1563,8 @@ static const struct CMUnitTest bodies[] = {
     cmocka_unit_test_setup_teardown(serve_stale_false_waits_for_the_new_value, empty_store,
                                     th_clock_teardown),
     cmocka_unit_test_setup_teardown(value_info_says_when_and_how_old, empty_store,
+                                    th_clock_teardown),
+    cmocka_unit_test_setup_teardown(early_refresh_replaces_a_value_before_it_expires, empty_store,
                                     th_clock_teardown),
     cmocka_unit_test_setup(add_absent_then_exists_keeps_the_old_value, empty_store),
     cmocka_unit_test_setup_teardown(add_over_an_expired_value_replaces_it, empty_store,

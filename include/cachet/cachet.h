@@ -213,6 +213,8 @@ typedef struct {
     uint64_t stale_served;    /* old values served while another caller regenerates */
     uint64_t corrupt;         /* stored bytes without a valid cachet header */
     uint64_t fallbacks;       /* get_or_create calls that bypassed a failing backend */
+    /* (fields above are stable; new ones are added here, at the end) */
+    uint64_t early_refreshes; /* fresh values regenerated before they expired (cachet_early_refresh) */
 } cachet_stat_counters;
 cachet_status cachet_stats(cachet_region *r, cachet_stat_counters *out);
 
