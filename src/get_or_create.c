@@ -143,7 +143,8 @@ static void release_backend_lock(cachet_region *r, const cachet_key *k, void *to
 static cachet_status create_locked(cachet_region *r, const cachet_key *k, const char *key,
                                    cachet_creator create, void *arg, const cachet_options *o,
                                    cachet_rule rule, keylock_entry *e, void *stale, size_t stale_len,
-                                   int cache_failed, int64_t newer_than, void **value, size_t *len)
+                                   int cache_failed, int64_t newer_than, int background,
+                                   void **value, size_t *len)
 {
     void *v = NULL, *buf, *token = NULL;
     size_t n = 0, blen;
@@ -166,7 +167,10 @@ static cachet_status create_locked(cachet_region *r, const cachet_key *k, const 
         cachet_free(v);
     }
     if (!cache_failed) {
-        locked = take_backend_lock(r, k, stale != NULL, key, rule, &buf, &blen, &token);
+        /* (a refresh thread never waits on another process: the callers
+         * have a value meanwhile) */
+        locked = take_backend_lock(r, k, stale != NULL || background, key, rule, &buf, &blen,
+                                   &token);
         if (locked == 2) {            /* another process's value arrived */
             keylock_publish(&r->locks, e, buf, blen);
             cachet_free(stale);
@@ -273,8 +277,10 @@ cachet_status cachet__get_or_create_key(cachet_region *r, const cachet_key *k, c
                 keylock_acquire(&r->locks, k->key, k->klen, KL_TRY, &e, &gen, &buf, &blen,
                                 NULL) == KL_CREATE) {
                 COUNT(r, early_refreshes);
-                return create_locked(r, k, key, create, arg, o, rule, e, v, n, 0,
-                                     payload_created(v), value, len);
+                if (!region_refresh_submit(r, k, key, create, arg, o, e, payload_created(v)))
+                    return create_locked(r, k, key, create, arg, o, rule, e, v, n, 0,
+                                         payload_created(v), 0, value, len);
+                COUNT(r, background_refreshes);
             }
             COUNT(r, hits);           /* (a refresh due that another thread runs: this one) */
             *value = v;
@@ -319,13 +325,30 @@ cachet_status cachet__get_or_create_key(cachet_region *r, const cachet_key *k, c
             cachet_free(v);
             return failed;
         case KL_CREATE:
+            if (v && region_refresh_submit(r, k, key, create, arg, o, e, INT64_MIN)) {
+                /* a refresh thread regenerates: the stale value now */
+                COUNT(r, background_refreshes);
+                COUNT(r, stale_served);
+                *value = v;
+                if (len)
+                    *len = n;
+                return CACHET_OK;
+            }
             return create_locked(r, k, key, create, arg, o, rule, e, v, n, cache_failed,
-                                 INT64_MIN, value, len);
+                                 INT64_MIN, 0, value, len);
         default:                      /* KL_SUBSCRIBED: not asked for */
             cachet_free(v);
             return cachet__error(CACHET_EBACKEND, "get_or_create %s: lock table error", key);
         }
     }
+}
+
+cachet_status cachet__refresh_run(cachet_region *r, const cachet_key *k, const char *key,
+                                 cachet_creator create, void *arg, const cachet_options *o,
+                                 keylock_entry *e, int64_t newer_than, void **value, size_t *len)
+{
+    return create_locked(r, k, key, create, arg, o, cachet__region_rule(r, o), e, NULL, 0, 0,
+                         newer_than, 1, value, len);
 }
 
 CACHET_EXPORT cachet_status cachet_get_or_create_ex(cachet_region *r, const char *key,

@@ -134,6 +134,7 @@ CACHET_EXPORT cachet_status cachet_region_open(const cachet_config *c, cachet_re
     keylock_init(&r->locks);
     r->serve_stale = cachet__cfg_bool(c, OPT_CACHET_SERVE_STALE);
     r->early_beta = cachet__cfg_double(c, OPT_CACHET_EARLY_REFRESH);
+    region_refresh_init(&r->refresh, (unsigned)cachet__cfg_long(c, OPT_CACHET_REFRESH_THREADS));
     region_failures_init(&r->failures, cachet__cfg_double(c, OPT_CACHET_FAILURE_CACHE_TIME));
     params.args = c->eff;
     params.nargs = c->neff;
@@ -144,6 +145,7 @@ CACHET_EXPORT cachet_status cachet_region_open(const cachet_config *c, cachet_re
     if (st != CACHET_OK) {
         if (!cachet__error_isset())
             cachet__error(st, "backend %s: open failed: %s", r->backend, cachet_strerror(st));
+        region_refresh_stop(r);
         keylock_destroy(&r->locks);
         region_failures_destroy(&r->failures);
         free(r->prefix_owned);
@@ -165,6 +167,7 @@ CACHET_EXPORT cachet_status cachet_region_open(const cachet_config *c, cachet_re
 /* Everything close does but the fork list (open's late failures). */
 static void cachet_region_close_untracked(cachet_region *r)
 {
+    region_refresh_stop(r);           /* its threads use the backend */
     cachet__inval_close(r);
     cachet__below_close(&r->below);
     keylock_destroy(&r->locks);
@@ -560,7 +563,7 @@ CACHET_EXPORT cachet_status cachet_stats(cachet_region *r, cachet_stat_counters 
 #define LOAD(f) o->f = atomic_load_explicit(&r->stats.f, memory_order_relaxed)
     LOAD(hits); LOAD(misses); LOAD(sets); LOAD(deletes); LOAD(errors);
     LOAD(creator_calls); LOAD(lock_waits); LOAD(stale_served); LOAD(corrupt); LOAD(fallbacks);
-    LOAD(early_refreshes);
+    LOAD(early_refreshes); LOAD(background_refreshes);
 #undef LOAD
     return CACHET_OK;
 }

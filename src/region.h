@@ -10,6 +10,7 @@
 #include "dispatch.h"
 #include "region_failures.h"
 #include "region_invalidation.h"
+#include "region_refresh.h"
 
 /* How a value is judged fresh: from the region and a call's options. */
 typedef struct {
@@ -20,7 +21,8 @@ typedef struct {
 
 typedef struct {
     _Atomic uint64_t hits, misses, sets, deletes, errors, creator_calls,
-                     lock_waits, stale_served, corrupt, fallbacks, early_refreshes;
+                     lock_waits, stale_served, corrupt, fallbacks, early_refreshes,
+                     background_refreshes;
 } cachet_region_stats;
 
 struct cachet_region {
@@ -41,6 +43,7 @@ struct cachet_region {
     keylock_table            locks;           /* get_or_create's per-key locks */
     int                      serve_stale;     /* cachet_serve_stale */
     double                   early_beta;      /* cachet_early_refresh (XFetch's beta), 0 off */
+    region_refresh           refresh;         /* cachet_refresh_threads */
     region_failures          failures;        /* cachet_failure_cache_time */
     struct cachet_region    *next_open;       /* the list fork handlers walk */
 };
@@ -56,6 +59,12 @@ void cachet__region_untrack(cachet_region *r);
 cachet_status cachet__get_or_create_key(cachet_region *r, const cachet_key *k, const char *key,
                                        cachet_creator create, void *arg,
                                        const cachet_options *o, void **value, size_t *len);
+
+/* A refresh thread's get_or_create: the creator part with the key's lock
+ * e held, as if a caller had found the value stale (or due early). */
+cachet_status cachet__refresh_run(cachet_region *r, const cachet_key *k, const char *key,
+                                  cachet_creator create, void *arg, const cachet_options *o,
+                                  keylock_entry *e, int64_t newer_than, void **value, size_t *len);
 
 cachet_rule   cachet__region_rule(const cachet_region *r, const cachet_options *o);
 /* CACHET_EINVAL (with a message naming op) for options no rule can come from. */

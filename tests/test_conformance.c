@@ -1036,6 +1036,83 @@ static void early_refresh_replaces_a_value_before_it_expires(void **state)
     assert_false(expired);                 /* refreshed before: nobody found it expired */
 }
 
+/* ---- refresh threads: after the first fill no caller runs a creator ---- */
+
+typedef struct {
+    atomic_int calls, in_caller;
+    pthread_t  caller;
+} bg_arg;
+
+static cachet_status bg_create(void *arg, const char *key, void **value, size_t *len)
+{
+    bg_arg *a = arg;
+    int n = atomic_fetch_add(&a->calls, 1) + 1;
+    (void)key;
+    if (pthread_equal(pthread_self(), a->caller))
+        atomic_fetch_add(&a->in_caller, 1);
+    th_wait_until(never, NULL, 0.01);      /* a 10 ms creator */
+    *value = malloc(16);
+    *len = (size_t)snprintf(*value, 16, "v%d", n);
+    return CACHET_OK;
+}
+
+typedef struct {
+    cachet_region *r;
+    const char    *want;
+} bg_wait;
+
+static int bg_stored(void *p)
+{
+    bg_wait *w = p;
+    void *v = NULL;
+    size_t n;
+    int ok = cachet_get(w->r, "bg", &v, &n) == CACHET_OK && n == strlen(w->want) &&
+             memcmp(v, w->want, n) == 0;
+    cachet_free(v);
+    return ok;
+}
+
+static void refresh_threads_keep_callers_off_the_creator(void **state)
+{
+    target *t = *state;
+    const char *o[40];
+    for (int early = 0; early < 2; early++) {
+        cachet_region *r = th_open(t->backend, opts_plus(t, o, 40, "cachet_refresh_threads", "2",
+                                   "expiration_time", "10", "cachet_early_refresh",
+                                   early ? "1" : "0", NULL));
+        bg_arg a = {.caller = pthread_self()};
+        bg_wait w = {r, "v2"};
+        void *v;
+        size_t n;
+        assert_int_equal(cachet_delete(r, "bg"), CACHET_OK);
+        th_clock_fake();
+        assert_int_equal(cachet_get_or_create(r, "bg", bg_create, &a, &v, &n), CACHET_OK);
+        assert_memory_equal(v, "v1", 2);    /* the first fill: in the caller */
+        cachet_free(v);
+        assert_int_equal(atomic_load(&a.in_caller), 1);
+        if (early) {
+            /* 1 ms before expiry: due with probability 1 - exp(-10) a call */
+            th_clock_advance(9.999);
+            for (int i = 0; i < 200 && th_stats(r).background_refreshes == 0; i++) {
+                assert_int_equal(cachet_get_or_create(r, "bg", bg_create, &a, &v, &n), CACHET_OK);
+                assert_true(n == 2 && ((char *)v)[0] == 'v');
+                cachet_free(v);
+            }
+        } else {
+            th_clock_advance(11);           /* expired: stale */
+            assert_int_equal(cachet_get_or_create(r, "bg", bg_create, &a, &v, &n), CACHET_OK);
+            assert_memory_equal(v, "v1", 2);   /* the old value, at once */
+            cachet_free(v);
+        }
+        assert_true(th_stats(r).background_refreshes >= 1);
+        assert_true(th_wait_until(bg_stored, &w, 30.0));
+        assert_int_equal(atomic_load(&a.in_caller), 1);   /* no caller ran it again */
+        assert_true(atomic_load(&a.calls) >= 2);
+        th_clock_real();
+        cachet_region_close(r);
+    }
+}
+
 /* ---- cachet_add: stores only where no live value is ---- */
 
 static void add_absent_then_exists_keeps_the_old_value(void **state)
@@ -1565,6 +1642,8 @@ static const struct CMUnitTest bodies[] = {
     cmocka_unit_test_setup_teardown(value_info_says_when_and_how_old, empty_store,
                                     th_clock_teardown),
     cmocka_unit_test_setup_teardown(early_refresh_replaces_a_value_before_it_expires, empty_store,
+                                    th_clock_teardown),
+    cmocka_unit_test_setup_teardown(refresh_threads_keep_callers_off_the_creator, empty_store,
                                     th_clock_teardown),
     cmocka_unit_test_setup(add_absent_then_exists_keeps_the_old_value, empty_store),
     cmocka_unit_test_setup_teardown(add_over_an_expired_value_replaces_it, empty_store,

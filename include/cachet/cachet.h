@@ -215,6 +215,7 @@ typedef struct {
     uint64_t fallbacks;       /* get_or_create calls that bypassed a failing backend */
     /* (fields above are stable; new ones are added here, at the end) */
     uint64_t early_refreshes; /* fresh values regenerated before they expired (cachet_early_refresh) */
+    uint64_t background_refreshes; /* regenerations handed to refresh threads (cachet_refresh_threads) */
 } cachet_stat_counters;
 cachet_status cachet_stats(cachet_region *r, cachet_stat_counters *out);
 
