@@ -98,7 +98,14 @@ cachet_status cachet_get_multi(cachet_region *r, cachet_item *items, size_t n);
 cachet_status cachet_set_multi(cachet_region *r, cachet_item *items, size_t n);
 cachet_status cachet_delete_multi(cachet_region *r, const char *const *keys, size_t n);
 
-/* A creator hands back a value from malloc(); the region takes it. */
+/* A creator hands back a value from malloc(); the region takes it.
+ * get_or_create: one thread per key runs the creator; a creator's failure
+ * goes to the threads that waited on it at once (cachet_failure_cache_time
+ * remembers it per key).  With cachet_refresh_threads > 0 the creator and
+ * its arg may be called from a refresh thread after get_or_create has
+ * returned (to regenerate a stale or early-due value): arg must stay valid
+ * until cachet_region_close, which drops queued refreshes and waits for
+ * running ones. */
 typedef cachet_status (*cachet_creator)(void *arg, const char *key, void **value, size_t *len);
 cachet_status cachet_get_or_create(cachet_region *r, const char *key,
                                    cachet_creator create, void *arg,
