@@ -166,17 +166,17 @@ static cachet_status write_record(cachet_region *r, int i, int64_t t)
 
 CACHET_EXPORT cachet_status cachet_invalidate_ex(cachet_region *r, int hard)
 {
-    int i = hard ? 0 : 1;
-    _Atomic int64_t *dst = hard ? &r->hard_invalidated_ns : &r->soft_invalidated_ns;
+    _Atomic int64_t *dst;
     int64_t t;
 
     if (!r)
         return cachet__error(CACHET_EINVAL, "cachet_invalidate: NULL region");
+    dst = hard ? &r->hard_invalidated_ns : &r->soft_invalidated_ns;
     t = cachet__region_now_ns();
     raise_to(dst, t);                 /* this process at once, whatever the backend says */
     if (!r->inval.shared)
         return CACHET_OK;
-    return write_record(r, i, atomic_load_explicit(dst, memory_order_acquire));
+    return write_record(r, hard ? 0 : 1, atomic_load_explicit(dst, memory_order_acquire));
 }
 
 CACHET_EXPORT void cachet_invalidate(cachet_region *r, int hard)
