@@ -195,7 +195,9 @@ static cachet_status create_locked(cachet_region *r, const cachet_key *k, const 
         }
         if (locked < 0) {             /* another process regenerates: serve stale */
             keylock_publish(&r->locks, e, NULL, 0);
-            if (newer_than == INT64_MIN)
+            if (background)
+                ;                     /* the caller was counted when it got the value */
+            else if (newer_than == INT64_MIN)
                 COUNT(r, stale_served);
             else
                 COUNT(r, hits);       /* an early refresh's value is still fresh */

@@ -61,7 +61,7 @@ cachet_status cachet__inval_open(cachet_region *r, const cachet_config *c)
         }
     }
     r->inval.interval_ns = (int64_t)(cachet__cfg_double(c, OPT_CACHET_INVALIDATION_INTERVAL) * 1e9);
-    atomic_store(&r->inval.due_ns, 0);          /* the first read fetches them */
+    atomic_store(&r->inval.due_ns, 0);
     if (!r->inval.shared)
         return CACHET_OK;
     pol.prefix = "";
@@ -83,6 +83,9 @@ cachet_status cachet__inval_open(cachet_region *r, const cachet_config *c)
         cachet_key_release(&k);
         free(name);
     }
+    /* not read at open: the first read does it (an open that talked to
+     * the servers would mark one down before the service's first call
+     * could say why, e.g. a refused login) */
     return CACHET_OK;
 }
 
