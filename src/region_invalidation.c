@@ -142,6 +142,21 @@ cachet_status cachet__inval_refresh(cachet_region *r, int64_t now)
     return failed;
 }
 
+cachet_status cachet__inval_get_after_failure(cachet_region *r, cachet_status st, const char *key,
+                                              size_t klen, void **buf, size_t *blen)
+{
+    char why[512];
+    cachet_status got;
+    if (st == CACHET_ETIMEDOUT)
+        return st;
+    snprintf(why, sizeof why, "%s", cachet_errmsg());
+    cachet__error_clear();
+    got = cachet__below_get(&r->below, key, klen, buf, blen);
+    if (got != CACHET_OK && got != CACHET_MISS)
+        cachet__error(got, "%s", why);
+    return got;
+}
+
 /* Writes one record; CACHET_OK or the backend's error. */
 static cachet_status write_record(cachet_region *r, int i, int64_t t)
 {

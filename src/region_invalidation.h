@@ -42,6 +42,15 @@ void          cachet__inval_close(struct cachet_region *r);
  * not answering, and the read that polled would fail the same way. */
 cachet_status cachet__inval_refresh(struct cachet_region *r, int64_t now_ns);
 
+/* The read that made a re-read that failed with st: a timeout fails it
+ * (the read would wait out the same stalled backend again); any other
+ * failure (one server of several down) leaves the read to try, and if it
+ * fails too, the re-read's message (the first, and often the clearer, word
+ * on why) is the one kept. */
+cachet_status cachet__inval_get_after_failure(struct cachet_region *r, cachet_status st,
+                                              const char *key, size_t klen, void **buf,
+                                              size_t *blen) __attribute__((cold, noinline));
+
 static inline int64_t cachet__inval_clock(void)
 {
     struct timespec ts;

@@ -97,15 +97,10 @@ static inline __attribute__((always_inline)) cachet_status cachet__region_lookup
     cachet_status st;
 
     cachet__error_clear();
-    /* a backend that timed out on the poll would time out on the read
-     * too: say so once rather than wait out a stalled server twice.  Any
-     * other failure (one server of several down) leaves the read to try */
-    if (__builtin_expect((st = cachet__region_poll_invalidation(r)) != CACHET_OK, 0)) {
-        if (st == CACHET_ETIMEDOUT)
-            return cachet__region_failed(r, st, "get", key);
-        cachet__error_clear();
-    }
-    st = cachet__below_get(&r->below, k->key, k->klen, &buf, &blen);
+    if (__builtin_expect((st = cachet__region_poll_invalidation(r)) != CACHET_OK, 0))
+        st = cachet__inval_get_after_failure(r, st, k->key, k->klen, &buf, &blen);
+    else
+        st = cachet__below_get(&r->below, k->key, k->klen, &buf, &blen);
     if (st == CACHET_MISS)
         return CACHET_MISS;
     if (st != CACHET_OK)
