@@ -1113,6 +1113,46 @@ static void refresh_threads_keep_callers_off_the_creator(void **state)
     }
 }
 
+/* ---- the two places cachet differs from dogpile on purpose (README) ---- */
+
+static cachet_status made_create(void *arg, const char *key, void **value, size_t *len)
+{
+    (void)arg;
+    (void)key;
+    *value = malloc(4);
+    memcpy(*value, "made", 4);
+    *len = 4;
+    return CACHET_OK;
+}
+
+/* Soft invalidation works without an expiration time (dogpile raises), and
+ * a soft invalidation after a hard one keeps the values the hard one
+ * removed gone (dogpile would serve them as stale). */
+static void soft_without_expiration_and_hard_then_soft(void **state)
+{
+    target *t = *state;
+    const char *o[40];
+    cachet_region *r = th_open(t->backend, opts_plus(t, o, 40, "expiration_time", "-1", NULL));
+    cachet_options any = {.ignore_expiration = 1};
+    void *v = NULL;
+    size_t n;
+    assert_int_equal(cachet_set(r, "never", "old", 3), CACHET_OK);
+    assert_int_equal(cachet_invalidate_ex(r, 0), CACHET_OK);
+    th_assert_miss(r, "never");                                /* stale */
+    assert_int_equal(cachet_get_ex(r, "never", &any, &v, &n), CACHET_OK);   /* still there */
+    cachet_free(v);
+    assert_int_equal(cachet_get_or_create(r, "never", made_create, NULL, &v, &n), CACHET_OK);
+    assert_memory_equal(v, "made", 4);                          /* regenerated */
+    cachet_free(v);
+
+    assert_int_equal(cachet_set(r, "gone", "old", 3), CACHET_OK);
+    assert_int_equal(cachet_invalidate_ex(r, 1), CACHET_OK);
+    assert_int_equal(cachet_invalidate_ex(r, 0), CACHET_OK);
+    /* ignore_expiration serves stale values, never hard-invalidated ones */
+    assert_int_equal(cachet_get_ex(r, "gone", &any, &v, &n), CACHET_MISS);
+    cachet_region_close(r);
+}
+
 /* ---- cachet_add: stores only where no live value is ---- */
 
 static void add_absent_then_exists_keeps_the_old_value(void **state)
@@ -1645,6 +1685,7 @@ static const struct CMUnitTest bodies[] = {
                                     th_clock_teardown),
     cmocka_unit_test_setup_teardown(refresh_threads_keep_callers_off_the_creator, empty_store,
                                     th_clock_teardown),
+    cmocka_unit_test_setup(soft_without_expiration_and_hard_then_soft, empty_store),
     cmocka_unit_test_setup(add_absent_then_exists_keeps_the_old_value, empty_store),
     cmocka_unit_test_setup_teardown(add_over_an_expired_value_replaces_it, empty_store,
                                     th_clock_teardown),
