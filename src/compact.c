@@ -26,7 +26,11 @@ static int compressed_valid(const void *value, size_t len, cachet_value_meta *m)
 
 /* 1 to keep a value: decodable, not hard-invalidated, not expired under
  * the region's rule.  Soft-invalidated values are kept: get_or_create can
- * still serve them while it regenerates. */
+ * still serve them while it regenerates.  With shared invalidation the
+ * store is shared with other regions (other cachet_key_prefix values, and
+ * the invalidation records themselves), and the sweep does not see keys:
+ * this region's hard invalidation is not applied there, values go when
+ * they expire. */
 static int keep_value(void *arg, const void *value, size_t len)
 {
     cachet_region *r = arg;
@@ -35,6 +39,12 @@ static int keep_value(void *arg, const void *value, size_t len)
     if (!cachet_value_valid(value, len, 0, &m) && !compressed_valid(value, len, &m))
         return 0;                                 /* sweep has no key: structure only */
     rule.ignore_soft = 1;
+    if (r->inval.shared) {
+        if (m.lifetime_ns && !rule.from_call)
+            rule.expiration_ns = m.lifetime_ns;
+        return rule.expiration_ns < 0 ||
+               (rule.expiration_ns > 0 && cachet__coarse_now_ns() - m.created_ns <= rule.expiration_ns);
+    }
     return cachet__region_freshness(r, &m, rule) == FRESH;
 }
 

@@ -149,6 +149,21 @@ cachet_status cachet__cfg_validate(const cachet_config *c)
                              "still counts as fresh", where, bet,
                              cachet__cfg_long(c, OPT_EXPIRATION_TIME));
     }
+    {
+        const char *inv = cachet__cfg_str(c, OPT_CACHET_INVALIDATION);
+        if (inv && strcmp(inv, "shared") != 0 && strcmp(inv, "local") != 0) {
+            cachet__cfg_where(c, OPT_CACHET_INVALIDATION, where, sizeof where);
+            return cachet__error(CACHET_EINVAL, "%soption cachet_invalidation: '%s' is neither "
+                                 "shared nor local", where, inv);
+        }
+        if (!(cachet__cfg_double(c, OPT_CACHET_INVALIDATION_INTERVAL) > 0)) {
+            cachet__cfg_where(c, OPT_CACHET_INVALIDATION_INTERVAL, where, sizeof where);
+            return cachet__error(CACHET_EINVAL, "%soption cachet_invalidation_interval: %s: it "
+                                 "is seconds > 0 (how long a process may go without re-reading "
+                                 "the shared invalidation times)", where,
+                                 cachet__cfg_str(c, OPT_CACHET_INVALIDATION_INTERVAL));
+        }
+    }
     return CACHET_OK;
 }
 

@@ -104,7 +104,7 @@ CACHET_EXPORT cachet_status cachet_get_or_create_multi(cachet_region *r, cachet_
          * never block while holding */
         switch (keylock_acquire(&r->locks, slots[i].key.key, slots[i].key.klen,
                                 v ? KL_TRY : KL_SUBSCRIBE, &slots[i].lock,
-                                &slots[i].generation, &buf, &blen)) {
+                                &slots[i].generation, &buf, &blen, NULL)) {
         case KL_CREATE:
             slots[i].todo = TODO_CREATE;
             slots[i].stale = v;
@@ -129,7 +129,8 @@ CACHET_EXPORT cachet_status cachet_get_or_create_multi(cachet_region *r, cachet_
         cachet__error_clear();
         int64_t t0 = cachet__mono_ns();
         st = create(arg, batch, nb);
-        cachet__metrics_creator_time(r, cachet__mono_ns() - t0);
+        int64_t took = cachet__mono_ns() - t0;   /* each value cost the batch's time */
+        cachet__metrics_creator_time(r, took);
         for (size_t i = 0; i < n; i++) {
             cachet_item *it;
             void *buf = NULL;
@@ -139,8 +140,8 @@ CACHET_EXPORT cachet_status cachet_get_or_create_multi(cachet_region *r, cachet_
             it = &batch[b++];
             COUNT(r, misses);
             if (st == CACHET_OK && it->status == CACHET_OK && (it->value || !it->len))
-                buf = cachet__region_encode(r, &slots[i].key, it->value ? it->value : "", it->len,
-                                            0, &blen);
+                buf = cachet__region_encode_timed(r, &slots[i].key, it->value ? it->value : "",
+                                                  it->len, 0, took, &blen);
             if (!buf) {
                 items[i].status = st != CACHET_OK ? st
                                 : it->status != CACHET_OK && it->status != CACHET_MISS ? it->status
@@ -148,7 +149,7 @@ CACHET_EXPORT cachet_status cachet_get_or_create_multi(cachet_region *r, cachet_
                 if (!cachet__error_isset())
                     cachet__error(items[i].status, "get_or_create_multi %s: the creator gave no value",
                                   items[i].key);
-                keylock_publish(&r->locks, slots[i].lock, NULL, 0);
+                keylock_publish_failure(&r->locks, slots[i].lock, items[i].status, cachet_errmsg());
             } else {
                 if (!o || !o->should_cache ||
                     o->should_cache(o->should_cache_arg, items[i].key, it->value, it->len)) {
@@ -170,13 +171,18 @@ CACHET_EXPORT cachet_status cachet_get_or_create_multi(cachet_region *r, cachet_
         one_of_many m = {create, arg};
         void *buf;
         size_t blen;
+        cachet_status failed = CACHET_OK;
+        keylock_outcome lo;
         if (slots[i].todo != TODO_AWAIT)
             continue;
         COUNT(r, lock_waits);
-        if (keylock_await(&r->locks, slots[i].lock, slots[i].generation, &buf, &blen) == KL_RESULT) {
+        lo = keylock_await(&r->locks, slots[i].lock, slots[i].generation, &buf, &blen, &failed);
+        if (lo == KL_RESULT) {
             items[i].value = cachet_value_payload(buf);
             items[i].len = blen - CACHET_VALUE_HDR;
             items[i].status = CACHET_OK;
+        } else if (lo == KL_FAILED) {
+            items[i].status = failed;     /* the creator's failure, shared */
         } else {
             items[i].status = cachet__get_or_create_key(r, &slots[i].key, items[i].key, create_one,
                                                         &m, o, &items[i].value, &items[i].len);

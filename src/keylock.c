@@ -18,6 +18,8 @@ struct keylock_entry {
     uint64_t        generation;  /* bumped at every publish */
     void           *result;      /* last published value (encoded), or NULL */
     size_t          result_len;
+    cachet_status   failure;     /* last publish was a creator's failure: its status */
+    char           *failure_msg; /* and its message (NULL when no memory for it) */
     pthread_cond_t  cond;
 };
 
@@ -66,6 +68,7 @@ void keylock_fork_child(keylock_table *t)
         for (; e; e = next) {
             next = e->next;
             free(e->result);
+            free(e->failure_msg);
             free(e->key);
             free(e);          /* its condition variable has no waiter left here */
         }
@@ -108,18 +111,26 @@ static void unref(keylock_stripe *s, keylock_entry *e)
     *p = e->next;
     pthread_cond_destroy(&e->cond);
     free(e->result);
+    free(e->failure_msg);
     free(e->key);
     free(e);
 }
 
 /* Waits (stripe locked) for the publish after gen, then takes the result. */
 static keylock_outcome await_locked(keylock_stripe *s, keylock_entry *e, uint64_t gen,
-                                    void **buf, size_t *len)
+                                    void **buf, size_t *len, cachet_status *failed)
 {
     keylock_outcome o = KL_RETRY;
     while (e->held && e->generation == gen)
         pthread_cond_wait(&e->cond, &s->mu);
-    if (e->generation != gen && e->result) {
+    if (e->generation != gen && e->failure && failed) {
+        /* the creator waited for failed: share its failure (callers that
+         * come after the publish take the key and retry) */
+        *failed = e->failure;
+        cachet__error(e->failure, "%s", e->failure_msg ? e->failure_msg
+                                                        : cachet_strerror(e->failure));
+        o = KL_FAILED;
+    } else if (e->generation != gen && e->result) {
         void *copy = malloc(e->result_len + 1);
         if (copy) {
             memcpy(copy, e->result, e->result_len);
@@ -134,7 +145,8 @@ static keylock_outcome await_locked(keylock_stripe *s, keylock_entry *e, uint64_
 }
 
 keylock_outcome keylock_acquire(keylock_table *t, const char *key, size_t klen, keylock_mode mode,
-                                keylock_entry **out, uint64_t *generation, void **buf, size_t *len)
+                                keylock_entry **out, uint64_t *generation, void **buf, size_t *len,
+                                cachet_status *failed)
 {
     uint64_t h = hash_key(key, klen);
     keylock_stripe *s = stripe_of(t, h);
@@ -165,20 +177,52 @@ keylock_outcome keylock_acquire(keylock_table *t, const char *key, size_t klen, 
         pthread_mutex_unlock(&s->mu);
         return KL_SUBSCRIBED;
     }
-    o = await_locked(s, e, *generation, buf, len);
+    o = await_locked(s, e, *generation, buf, len, failed);
     pthread_mutex_unlock(&s->mu);
     return o;
 }
 
 keylock_outcome keylock_await(keylock_table *t, keylock_entry *e, uint64_t generation,
-                              void **buf, size_t *len)
+                              void **buf, size_t *len, cachet_status *failed)
 {
     keylock_stripe *s = stripe_of(t, e->hash);
     keylock_outcome o;
     pthread_mutex_lock(&s->mu);
-    o = await_locked(s, e, generation, buf, len);
+    o = await_locked(s, e, generation, buf, len, failed);
     pthread_mutex_unlock(&s->mu);
     return o;
+}
+
+/* Stripe locked: what every publish does. */
+static void publish_locked(keylock_entry *e, const void *buf, size_t len, cachet_status failure,
+                           const char *msg)
+{
+    free(e->result);
+    e->result = NULL;
+    free(e->failure_msg);
+    e->failure_msg = NULL;
+    e->failure = failure;
+    if (buf && e->refs > 1 && (e->result = malloc(len + 1))) {
+        memcpy(e->result, buf, len);
+        e->result_len = len;
+    }
+    if (failure && msg && e->refs > 1)
+        e->failure_msg = cachet__strdup(msg);
+}
+
+void keylock_publish_failure(keylock_table *t, keylock_entry *e, cachet_status st, const char *msg)
+{
+    keylock_stripe *s;
+    if (!e)
+        return;
+    s = stripe_of(t, e->hash);
+    pthread_mutex_lock(&s->mu);
+    publish_locked(e, NULL, 0, st, msg);
+    e->held = 0;
+    e->generation++;
+    pthread_cond_broadcast(&e->cond);
+    unref(s, e);
+    pthread_mutex_unlock(&s->mu);
 }
 
 void keylock_publish(keylock_table *t, keylock_entry *e, const void *buf, size_t len)
@@ -188,12 +232,7 @@ void keylock_publish(keylock_table *t, keylock_entry *e, const void *buf, size_t
         return;
     s = stripe_of(t, e->hash);
     pthread_mutex_lock(&s->mu);
-    free(e->result);
-    e->result = NULL;
-    if (buf && e->refs > 1 && (e->result = malloc(len + 1))) {
-        memcpy(e->result, buf, len);
-        e->result_len = len;
-    }
+    publish_locked(e, buf, len, CACHET_OK, NULL);
     e->held = 0;
     e->generation++;
     pthread_cond_broadcast(&e->cond);

@@ -43,6 +43,8 @@ typedef enum {
     KL_BUSY,        /* (try only) another thread holds the key */
     KL_RETRY,       /* the creator failed: look in the cache again, then try again */
     KL_SUBSCRIBED,  /* (subscribe only) registered as a waiter: call keylock_await */
+    KL_FAILED,      /* the creator failed (keylock_publish_failure): *failed holds its
+                       status and this thread's cachet_errmsg() its message */
 } keylock_outcome;
 
 typedef enum {
@@ -52,18 +54,26 @@ typedef enum {
                        and collect the result later with keylock_await */
 } keylock_mode;
 
-/* Takes the key's lock, or waits for / subscribes to its holder's result. */
+/* Takes the key's lock, or waits for / subscribes to its holder's result.
+ * failed: where a waiter gets the status of a creator that failed
+ * (KL_FAILED); NULL: such a failure is KL_RETRY, look again (cachet_add). */
 keylock_outcome keylock_acquire(keylock_table *t, const char *key, size_t klen, keylock_mode mode,
-                                keylock_entry **e, uint64_t *generation, void **buf, size_t *len);
+                                keylock_entry **e, uint64_t *generation, void **buf, size_t *len,
+                                cachet_status *failed);
 
 /* For a KL_SUBSCRIBED entry: waits for the publish after generation;
- * KL_RESULT (buf and len set) or KL_RETRY.  Drops the subscription. */
+ * KL_RESULT (buf and len set), KL_FAILED (with failed) or KL_RETRY.  Drops
+ * the subscription. */
 keylock_outcome keylock_await(keylock_table *t, keylock_entry *e, uint64_t generation,
-                              void **buf, size_t *len);
+                              void **buf, size_t *len, cachet_status *failed);
 
 /* The holder hands its result to the waiters (buf NULL: the creator failed,
  * waiters retry) and gives up the key.  buf is copied only if some thread
  * is waiting. */
 void keylock_publish(keylock_table *t, keylock_entry *e, const void *buf, size_t len);
+/* The holder's creator failed with st (msg: its cachet_errmsg()): the
+ * threads waiting now get that failure at once instead of each running the
+ * creator in turn; a caller that comes after takes the key and retries. */
+void keylock_publish_failure(keylock_table *t, keylock_entry *e, cachet_status st, const char *msg);
 
 #endif

@@ -25,7 +25,7 @@ CACHET_EXPORT void cachet__clock_set(int64_t (*now)(void))
     atomic_store_explicit(&cachet__clock_hook, now, memory_order_relaxed);
 }
 
-static int64_t now_ns(void)
+int64_t cachet__region_now_ns(void)
 {
     struct timespec ts;
     cachet__clock_fn fake = atomic_load_explicit(&cachet__clock_hook, memory_order_relaxed);
@@ -46,7 +46,7 @@ int64_t cachet__mono_ns(void)
  * the same nanosecond as cachet_invalidate() is not hidden by it. */
 static int64_t creation_time(cachet_region *r)
 {
-    int64_t t = now_ns();
+    int64_t t = cachet__region_now_ns();
     int64_t h = atomic_load_explicit(&r->hard_invalidated_ns, memory_order_acquire);
     int64_t s = atomic_load_explicit(&r->soft_invalidated_ns, memory_order_acquire);
     if (t <= h)
@@ -68,6 +68,8 @@ cachet_status cachet__region_failed(cachet_region *r, cachet_status st, const ch
 }
 
 /* ---- open / close ---- */
+
+static void cachet_region_close_untracked(cachet_region *r);
 
 CACHET_EXPORT cachet_status cachet_region_open(const cachet_config *c, cachet_region **out)
 {
@@ -99,7 +101,19 @@ CACHET_EXPORT cachet_status cachet_region_open(const cachet_config *c, cachet_re
     }
     r->keys.max_len = ops->max_key_len;
     r->keys.rules = ops->key_rules;
-    r->keys.prefix = "";
+    {
+        /* cachet_key_prefix goes in front of every key, before mangling
+         * (key.c), so that the mangled key depends on it too */
+        const char *pfx = cachet__cfg_str(c, OPT_CACHET_KEY_PREFIX);
+        if (!(r->prefix_owned = cachet__strdup(pfx ? pfx : ""))) {
+            free(r->backend);
+            free(r);
+            cachet__chain_free(&chain);
+            return cachet__error(CACHET_ENOMEM, "cachet_region_open: out of memory");
+        }
+        r->keys.prefix = r->prefix_owned;
+        r->keys.prefix_len = strlen(r->prefix_owned);
+    }
     exp = cachet__cfg_long(c, OPT_EXPIRATION_TIME);
     r->expiration_ns = exp < 0 ? -1 : (int64_t)exp * 1000000000;
     r->default_rule = (cachet_rule){r->expiration_ns, 0, 0};
@@ -126,6 +140,10 @@ CACHET_EXPORT cachet_status cachet_region_open(const cachet_config *c, cachet_re
         r->lock_wait_ns = (int64_t)((secs + 1.0) * 1e9);
     }
     keylock_init(&r->locks);
+    r->serve_stale = cachet__cfg_bool(c, OPT_CACHET_SERVE_STALE);
+    r->early_beta = cachet__cfg_double(c, OPT_CACHET_EARLY_REFRESH);
+    region_refresh_init(&r->refresh, (unsigned)cachet__cfg_long(c, OPT_CACHET_REFRESH_THREADS));
+    region_failures_init(&r->failures, cachet__cfg_double(c, OPT_CACHET_FAILURE_CACHE_TIME));
     params.args = c->eff;
     params.nargs = c->neff;
     params.debug = r->debug;
@@ -135,9 +153,16 @@ CACHET_EXPORT cachet_status cachet_region_open(const cachet_config *c, cachet_re
     if (st != CACHET_OK) {
         if (!cachet__error_isset())
             cachet__error(st, "backend %s: open failed: %s", r->backend, cachet_strerror(st));
+        region_refresh_stop(r);
         keylock_destroy(&r->locks);
+        region_failures_destroy(&r->failures);
+        free(r->prefix_owned);
         free(r->backend);
         free(r);
+        return st;
+    }
+    if ((st = cachet__inval_open(r, c)) != CACHET_OK) {
+        cachet_region_close_untracked(r);
         return st;
     }
     if (r->debug)
@@ -147,15 +172,25 @@ CACHET_EXPORT cachet_status cachet_region_open(const cachet_config *c, cachet_re
     return CACHET_OK;
 }
 
+/* Everything close does but the fork list (open's late failures). */
+static void cachet_region_close_untracked(cachet_region *r)
+{
+    region_refresh_stop(r);           /* its threads use the backend */
+    cachet__inval_close(r);
+    cachet__below_close(&r->below);
+    keylock_destroy(&r->locks);
+    region_failures_destroy(&r->failures);
+    free(r->prefix_owned);
+    free(r->backend);
+    free(r);
+}
+
 CACHET_EXPORT void cachet_region_close(cachet_region *r)
 {
     if (!r)
         return;
     cachet__region_untrack(r);
-    cachet__below_close(&r->below);
-    keylock_destroy(&r->locks);
-    free(r->backend);
-    free(r);
+    cachet_region_close_untracked(r);
 }
 
 CACHET_EXPORT const char *cachet_region_backend(const cachet_region *r)
@@ -224,10 +259,19 @@ cachet_status cachet__region_accept_slow(cachet_region *r, const char *key, void
 {
     if (hdr == CACHET_VALUE_HDR_V1) {
         size_t n = *blen - CACHET_VALUE_HDR_V1;
-        uint8_t *nb = realloc(*buf, CACHET_VALUE_HDR + n + 1);
+        cachet_value_meta m;
+        uint8_t *nb;
+        (void)cachet_value_valid(*buf, *blen, 0, &m);   /* version 1: created, flags */
+        nb = realloc(*buf, CACHET_VALUE_HDR + n + 1);
         if (nb) {
             memmove(nb + CACHET_VALUE_HDR, nb + CACHET_VALUE_HDR_V1, n);
             nb[CACHET_VALUE_HDR + n] = '\0';
+            /* a version-2 header in front, so that every value handed
+             * out has one (cachet__value_info reads it) */
+            m.lifetime_ns = 0;
+            m.key_check = 0;
+            m.flags &= (uint8_t)~CACHET_VF_KEY_BOUND;
+            cachet_value_header(nb, &m, n);
             *buf = nb;
             *blen = CACHET_VALUE_HDR + n;
             return CACHET_OK;
@@ -245,9 +289,16 @@ cachet_status cachet__region_accept_slow(cachet_region *r, const char *key, void
 void *cachet__region_encode(cachet_region *r, const cachet_key *k, const void *value, size_t len,
                             int64_t lifetime_ns, size_t *outlen)
 {
+    return cachet__region_encode_timed(r, k, value, len, lifetime_ns, 0, outlen);
+}
+
+void *cachet__region_encode_timed(cachet_region *r, const cachet_key *k, const void *value,
+                                  size_t len, int64_t lifetime_ns, int64_t creator_ns,
+                                  size_t *outlen)
+{
     if (r->foreign)
         return cachet__region_encode_foreign(value, len, outlen);
-    cachet_value_meta m = {creation_time(r), 0, CACHET_VALUE_VERSION, 0, lifetime_ns};
+    cachet_value_meta m = {creation_time(r), 0, CACHET_VALUE_VERSION, 0, lifetime_ns, creator_ns};
     if (r->bind_keys) {
         m.flags |= CACHET_VF_KEY_BOUND;
         m.key_check = cachet_value_key_check(k->key, k->klen);
@@ -305,10 +356,32 @@ static inline cachet_status get_common(cachet_region *r, const char *key, const 
     return CACHET_OK;
 }
 
+void cachet__value_info(cachet_region *r, const cachet_options *o, const void *payload)
+{
+    const uint8_t *h = (const uint8_t *)payload - CACHET_VALUE_HDR;
+    cachet_value_info *info = o->info;
+    cachet_value_meta m = {0, 0, 0, 0, 0, 0};
+    int64_t now = cachet__region_now_ns();
+    uint64_t v;
+    memcpy(&v, h + 8, 8);
+    m.created_ns = (int64_t)le64toh(v);
+    memcpy(&v, h + 32, 8);
+    m.lifetime_ns = (int64_t)le64toh(v);
+    info->created = (double)m.created_ns / 1e9;
+    info->age = now > m.created_ns ? (double)(now - m.created_ns) / 1e9 : 0;
+    info->ttl = m.lifetime_ns < 0 ? -1 : (double)m.lifetime_ns / 1e9;
+    info->creator_seconds = (double)cachet_value_creator_ns(h) / 1e9;
+    m.creator_ns = 0;
+    info->stale = cachet__region_freshness(r, &m, cachet__region_rule(r, o)) != FRESH;
+}
+
 CACHET_EXPORT cachet_status cachet_get_ex(cachet_region *r, const char *key, const cachet_options *o,
                                           void **value, size_t *len)
 {
-    return get_common(r, key, o, value, len);
+    cachet_status st = get_common(r, key, o, value, len);
+    if (st == CACHET_OK && o && o->info)
+        cachet__value_info(r, o, *value);
+    return st;
 }
 
 CACHET_EXPORT cachet_status cachet_get(cachet_region *r, const char *key, void **value, size_t *len)
@@ -451,7 +524,7 @@ CACHET_EXPORT cachet_status cachet_add(cachet_region *r, const char *key, const 
     for (;;) {
         keylock_outcome lo;
         res = NULL;
-        lo = keylock_acquire(&r->locks, k.key, k.klen, KL_WAIT, &e, &gen, &res, &rlen);
+        lo = keylock_acquire(&r->locks, k.key, k.klen, KL_WAIT, &e, &gen, &res, &rlen, NULL);
         if (lo == KL_CREATE) {
             st = add_held(r, &k, key, buf, blen, sttl);
             keylock_publish(&r->locks, e, NULL, 0);   /* waiters look again */
@@ -489,16 +562,7 @@ CACHET_EXPORT cachet_status cachet_delete(cachet_region *r, const char *key)
     return CACHET_OK;
 }
 
-/* ---- invalidation ---- */
-
-CACHET_EXPORT void cachet_invalidate(cachet_region *r, int hard)
-{
-    if (!r)
-        return;
-    atomic_store_explicit(hard ? &r->hard_invalidated_ns : &r->soft_invalidated_ns, now_ns(),
-                          memory_order_release);
-    cachet__proxies_invalidated(r);   /* a near proxy's L1 empties (src/metrics.c) */
-}
+/* invalidation: region_invalidation.c */
 
 /* ---- stats and reports ---- */
 
@@ -509,6 +573,7 @@ CACHET_EXPORT cachet_status cachet_stats(cachet_region *r, cachet_stat_counters 
 #define LOAD(f) o->f = atomic_load_explicit(&r->stats.f, memory_order_relaxed)
     LOAD(hits); LOAD(misses); LOAD(sets); LOAD(deletes); LOAD(errors);
     LOAD(creator_calls); LOAD(lock_waits); LOAD(stale_served); LOAD(corrupt); LOAD(fallbacks);
+    LOAD(early_refreshes); LOAD(background_refreshes);
 #undef LOAD
     return CACHET_OK;
 }

@@ -8,6 +8,9 @@
 #include "key.h"
 #include "keylock.h"
 #include "dispatch.h"
+#include "region_failures.h"
+#include "region_invalidation.h"
+#include "region_refresh.h"
 
 /* How a value is judged fresh: from the region and a call's options. */
 typedef struct {
@@ -18,13 +21,15 @@ typedef struct {
 
 typedef struct {
     _Atomic uint64_t hits, misses, sets, deletes, errors, creator_calls,
-                     lock_waits, stale_served, corrupt, fallbacks;
+                     lock_waits, stale_served, corrupt, fallbacks, early_refreshes,
+                     background_refreshes;
 } cachet_region_stats;
 
 struct cachet_region {
     cachet_below             below;           /* every call down goes through dispatch.h */
     char                    *backend;         /* canonical name */
     cachet_key_policy        keys;
+    char                    *prefix_owned;    /* cachet_key_prefix ("" unset): keys.prefix */
     int64_t                  expiration_ns;   /* < 0: never expires */
     cachet_rule              default_rule;    /* for calls without options */
     int                      debug;
@@ -35,8 +40,13 @@ struct cachet_region {
     double                   backend_ttl_s;   /* backend_expiration_time, 0 = unset */
     _Atomic int64_t          hard_invalidated_ns;   /* values created at or before: gone */
     _Atomic int64_t          soft_invalidated_ns;   /* values created at or before: stale */
+    region_invalidation      inval;           /* local, or shared through the backend */
     cachet_region_stats      stats;
     keylock_table            locks;           /* get_or_create's per-key locks */
+    int                      serve_stale;     /* cachet_serve_stale */
+    double                   early_beta;      /* cachet_early_refresh (XFetch's beta), 0 off */
+    region_refresh           refresh;         /* cachet_refresh_threads */
+    region_failures          failures;        /* cachet_failure_cache_time */
     struct cachet_region    *next_open;       /* the list fork handlers walk */
 };
 
@@ -52,9 +62,17 @@ cachet_status cachet__get_or_create_key(cachet_region *r, const cachet_key *k, c
                                        cachet_creator create, void *arg,
                                        const cachet_options *o, void **value, size_t *len);
 
+/* A refresh thread's get_or_create: the creator part with the key's lock
+ * e held, as if a caller had found the value stale (or due early). */
+cachet_status cachet__refresh_run(cachet_region *r, const cachet_key *k, const char *key,
+                                  cachet_creator create, void *arg, const cachet_options *o,
+                                  keylock_entry *e, int64_t newer_than, void **value, size_t *len);
+
 cachet_rule   cachet__region_rule(const cachet_region *r, const cachet_options *o);
 /* CACHET_EINVAL (with a message naming op) for options no rule can come from. */
 cachet_status cachet__options_check(const cachet_options *o, const char *op);
+/* The region's clock (CLOCK_REALTIME, or the tests' fake), nanoseconds. */
+int64_t       cachet__region_now_ns(void);
 /* CLOCK_MONOTONIC in nanoseconds, for waits. */
 int64_t       cachet__mono_ns(void);
 /* region_read.h's accept, its rare part: moves a version-1 value's payload
@@ -68,6 +86,8 @@ cachet_status cachet__region_accept_slow(cachet_region *r, const char *key, void
 cachet_status cachet__region_accept_foreign(cachet_region *r, void **buf, size_t *blen,
                                             cachet_value_meta *m) __attribute__((cold, noinline));
 void         *cachet__region_encode_foreign(const void *value, size_t len, size_t *outlen);
+/* Fills o->info from the header in front of a payload handed out. */
+void          cachet__value_info(cachet_region *r, const cachet_options *o, const void *payload);
 /* Counts and logs a value that failed to decode, and frees it. */
 void          cachet__region_corrupt(cachet_region *r, const char *key, void *buf, size_t len,
                                      uint64_t want_check);
@@ -78,6 +98,10 @@ cachet_status cachet__region_store(cachet_region *r, const cachet_key *k, const 
  * values to keys. */
 void         *cachet__region_encode(cachet_region *r, const cachet_key *k, const void *value,
                                     size_t len, int64_t lifetime_ns, size_t *outlen);
+/* The same, with the creator's measured time (header bytes 6-7). */
+void         *cachet__region_encode_timed(cachet_region *r, const cachet_key *k, const void *value,
+                                          size_t len, int64_t lifetime_ns, int64_t creator_ns,
+                                          size_t *outlen);
 
 #define CACHET_COUNT(r, field) atomic_fetch_add_explicit(&(r)->stats.field, 1, memory_order_relaxed)
 

@@ -18,7 +18,9 @@ static void prepare(void)
 {
     pthread_mutex_lock(&open_lock);
     for (cachet_region *r = open_regions; r; r = r->next_open) {
+        region_refresh_fork_prepare(&r->refresh);
         keylock_fork_prepare(&r->locks);
+        region_failures_fork_prepare(&r->failures);
         cachet__below_fork_prepare(&r->below);
     }
 }
@@ -27,7 +29,9 @@ static void parent(void)
 {
     for (cachet_region *r = open_regions; r; r = r->next_open) {
         cachet__below_fork_parent(&r->below);
+        region_failures_fork_parent(&r->failures);
         keylock_fork_parent(&r->locks);
+        region_refresh_fork_parent(&r->refresh);
     }
     pthread_mutex_unlock(&open_lock);
 }
@@ -36,7 +40,9 @@ static void child(void)
 {
     for (cachet_region *r = open_regions; r; r = r->next_open) {
         cachet__below_fork_child(&r->below);
+        region_failures_fork_child(&r->failures);
         keylock_fork_child(&r->locks);
+        region_refresh_fork_child(&r->refresh);
     }
     pthread_mutex_unlock(&open_lock);
 }

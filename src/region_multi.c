@@ -60,11 +60,12 @@ CACHET_EXPORT cachet_status cachet_get_multi(cachet_region *r, cachet_item *item
         batch_release(&b, n);
         return st;
     }
+    (void)cachet__region_poll_invalidation(r);   /* a failure shows in the items */
     cachet__error_clear();
     cachet__below_get_multi(&r->below, b.items, n);   /* each item has its status */
     for (size_t i = 0; i < n; i++) {
         cachet_backend_item *bi = &b.items[i];
-        cachet_value_meta m = {0, 0, 0, 0, 0};
+        cachet_value_meta m = {0, 0, 0, 0, 0, 0};
         if (bi->status == CACHET_OK) {
             if (cachet__region_accept(r, &b.keys[i], items[i].key, &bi->value, &bi->len, &m,
                                       1) != CACHET_OK) {

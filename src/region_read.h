@@ -29,6 +29,19 @@ static inline int64_t cachet__coarse_now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* Shared invalidation: re-reads the region's invalidation times from the
+ * backend when cachet_invalidation_interval is up (one coarse clock read
+ * and a compare otherwise).  Before every read that judges freshness. */
+static inline __attribute__((always_inline)) cachet_status cachet__region_poll_invalidation(cachet_region *r)
+{
+    if (__builtin_expect(r->inval.shared, 0)) {
+        int64_t now = cachet__inval_clock();
+        if (now >= atomic_load_explicit(&r->inval.due_ns, memory_order_relaxed))
+            return cachet__inval_refresh(r, now);
+    }
+    return CACHET_OK;
+}
+
 /* How a decoded value stands against expiration and invalidation.  A
  * value written with a lifetime of its own (cachet_set_ex) lives that long
  * unless the call's options say otherwise. */
@@ -84,11 +97,14 @@ static inline __attribute__((always_inline)) cachet_status cachet__region_lookup
 {
     void *buf;
     size_t blen;
-    cachet_value_meta m = {0, 0, 0, 0, 0};
+    cachet_value_meta m = {0, 0, 0, 0, 0, 0};
     cachet_status st;
 
     cachet__error_clear();
-    st = cachet__below_get(&r->below, k->key, k->klen, &buf, &blen);
+    if (__builtin_expect((st = cachet__region_poll_invalidation(r)) != CACHET_OK, 0))
+        st = cachet__inval_get_after_failure(r, st, k->key, k->klen, &buf, &blen);
+    else
+        st = cachet__below_get(&r->below, k->key, k->klen, &buf, &blen);
     if (st == CACHET_MISS)
         return CACHET_MISS;
     if (st != CACHET_OK) {

@@ -30,8 +30,11 @@ void cachet_value_header(uint8_t hdr[CACHET_VALUE_HDR], const cachet_value_meta 
     memcpy(hdr, magic, 4);
     hdr[4] = CACHET_VALUE_VERSION;
     hdr[5] = m->flags;
-    hdr[6] = 0;
-    hdr[7] = 0;
+    {
+        uint16_t ct = cachet_value_creator_encode(m->creator_ns);
+        hdr[6] = (uint8_t)(ct & 0xff);
+        hdr[7] = (uint8_t)(ct >> 8);
+    }
     put_le64(hdr + 8, (uint64_t)m->created_ns);
     put_le64(hdr + 16, (uint64_t)len);
     put_le64(hdr + 24, (m->flags & CACHET_VF_KEY_BOUND) ? m->key_check : 0);

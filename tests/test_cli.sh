@@ -70,6 +70,23 @@ if [ -z "$defopt" ]; then
     expect 0 "compact on the embedded default" -- "$cachet" compact
     contains "$tmp/out" "removed" "compact says how many values went"
     expect 0 "values survive compact" -- "$cachet" get greeting
+    # each run is a process of its own: the invalidation reaches the next
+    # one through the dbm file (cachet_invalidation = shared)
+    expect 0 "set before a soft invalidate" -- "$cachet" set inv-soft before
+    expect 0 "invalidate --soft" -- "$cachet" invalidate --soft
+    contains "$tmp/out" "stale" "invalidate --soft says values are stale"
+    expect 1 "a soft-invalidated value misses in the next run" -- "$cachet" get inv-soft
+    expect 0 "set before a hard invalidate" -- "$cachet" set inv-hard before
+    expect 0 "invalidate" -- "$cachet" invalidate
+    expect 1 "a hard-invalidated value misses in the next run" -- "$cachet" get inv-hard
+    expect 1 "values stored before it are gone too" -- "$cachet" get greeting
+    expect 0 "set after the invalidate" -- "$cachet" set inv-hard after
+    expect 0 "a value stored after it is a hit" -- "$cachet" get inv-hard
+    [ "$(cat "$tmp/out")" = "after" ] && ok "the new value comes back" || bad "invalidate: new value"
+    expect 2 "invalidate --bogus is refused" -- "$cachet" invalidate --bogus
+    contains "$tmp/err" "--soft" "invalidate names the option it takes"
+    expect 2 "cachet_invalidation=shared is refused on memory" -- "$cachet" -o backend=memory -o cachet_invalidation=shared invalidate
+    contains "$tmp/err" "cachet_invalidation" "the refusal names the option"
 fi
 
 # ---- a config file, $CACHET_CONFIG, sections, -o ----

@@ -35,6 +35,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 #include <cachet/cachet.h>
+#include <cachet/backend.h>   /* cachet_backend_error: a creator's own message */
 #include "helpers.h"
 #include "servers.h"
 #ifdef HAVE_GDBM
@@ -248,6 +249,17 @@ static void *raw_get(const target *t, const char *key, uint32_t *flags, size_t *
         freeReplyObject(rep);
         redisFree(c);
         return v;
+    }
+#endif
+#ifdef HAVE_GDBM
+    case RAW_DBM: {
+        GDBM_FILE f = dbm_raw(t);
+        datum k = {(char *)key, (int)strlen(key)}, d = gdbm_fetch(f, k);
+        gdbm_close(f);
+        if (!d.dptr)
+            fail_msg("gdbm: %s: no value", key);
+        *len = (size_t)d.dsize;
+        return d.dptr;
     }
 #endif
     default:
@@ -613,6 +625,532 @@ static void invalidate_hard_and_soft(void **state)
     assert_int_equal(cachet_get_ex(r, "inv", &ignore, &v, &n), CACHET_MISS);
     assert_int_equal(cachet_set(r, "after", "a", 1), CACHET_OK);
     th_assert_hit(r, "after", "a", 1);                     /* ... later values are not */
+    cachet_region_close(r);
+}
+
+/* ---- cachet_key_prefix ---- */
+
+/* The target's options plus more pairs (NULL-terminated), in buf. */
+static const char *const *opts_plus(const target *t, const char **buf, size_t cap, ...)
+{
+    size_t n = 0;
+    const char *s;
+    va_list ap;
+    while (t->opts[n]) {
+        buf[n] = t->opts[n];
+        buf[n + 1] = t->opts[n + 1];
+        n += 2;
+    }
+    va_start(ap, cap);
+    while ((s = va_arg(ap, const char *)) != NULL && n + 3 < cap) {
+        buf[n++] = s;
+        buf[n++] = va_arg(ap, const char *);
+    }
+    va_end(ap);
+    buf[n] = NULL;
+    return buf;
+}
+
+/* Two services on one server, each with its prefix: the same key holds two
+ * values, the stored key is prefix + key (before mangling), and a region
+ * without the prefix sees neither. */
+static void key_prefix_keeps_services_apart(void **state)
+{
+    target *t = *state;
+    const char *oa[40], *ob[40];
+    cachet_region *a, *b, *plain;
+    char longkey[300];
+    if (t->raw == RAW_NONE)
+        skip();   /* memory: each region has a store of its own anyway */
+    a = th_open(t->backend, opts_plus(t, oa, 40, "cachet_key_prefix", "svcA:", NULL));
+    b = th_open(t->backend, opts_plus(t, ob, 40, "cachet_key_prefix", "svcB:", NULL));
+    assert_int_equal(cachet_set(a, "k", "from-a", 6), CACHET_OK);
+    assert_int_equal(cachet_set(b, "k", "from-b", 6), CACHET_OK);
+    th_assert_hit(a, "k", "from-a", 6);
+    th_assert_hit(b, "k", "from-b", 6);
+    memset(longkey, 'x', sizeof longkey - 1);
+    longkey[sizeof longkey - 1] = '\0';      /* mangled where the backend limits keys */
+    assert_int_equal(cachet_set(a, longkey, "long-a", 6), CACHET_OK);
+    th_assert_miss(b, longkey);
+    th_assert_hit(a, longkey, "long-a", 6);
+    if (t->raw == RAW_DBM) {
+        cachet_region_close(a);
+        cachet_region_close(b);
+        a = b = NULL;
+    }
+    {
+        uint32_t flags;
+        size_t len = 0;
+        char *raw = raw_get(t, "svcA:k", &flags, &len);
+        assert_true(len >= 6);
+        assert_memory_equal(raw + len - 6, "from-a", 6);   /* header first, payload last */
+        free(raw);
+    }
+    plain = open_target(t);
+    th_assert_miss(plain, "k");
+    cachet_region_close(plain);
+    cachet_region_close(a);
+    cachet_region_close(b);
+}
+
+/* ---- creator failures: shared with the waiters, remembered; no stale ---- */
+
+enum { FAILERS = 8 };
+typedef struct {
+    atomic_int    calls;
+    atomic_int    entered;      /* threads about to call get_or_create */
+    cachet_status fail_with;    /* CACHET_OK: succeed */
+    double        hold_s;       /* how long a call takes */
+} failing_arg;
+
+static int failers_entered(void *p)
+{
+    return atomic_load(&((failing_arg *)p)->entered) >= FAILERS;
+}
+
+static int never(void *p)
+{
+    (void)p;
+    return 0;
+}
+
+/* Fails (or succeeds) after hold_s, with a message of its own: keystone
+ * timing out. */
+static cachet_status failing_create(void *arg, const char *key, void **value, size_t *len)
+{
+    failing_arg *a = arg;
+    atomic_fetch_add(&a->calls, 1);
+    th_wait_until(never, NULL, a->hold_s);
+    if (a->fail_with != CACHET_OK)
+        return cachet_backend_error(a->fail_with, "keystone down for %s", key);
+    *value = malloc(3);
+    memcpy(*value, "new", 3);
+    *len = 3;
+    return CACHET_OK;
+}
+
+typedef struct {
+    cachet_region *r;
+    failing_arg   *a;
+    const char    *key;
+    cachet_status  st;
+    char           msg[256];
+    double         done_at;
+} failer;
+
+static void *fail_thread(void *p)
+{
+    failer *f = p;
+    void *v = NULL;
+    size_t n;
+    atomic_fetch_add(&f->a->entered, 1);
+    th_wait_until(failers_entered, f->a, 30.0);          /* start together */
+    f->st = cachet_get_or_create(f->r, f->key, failing_create, f->a, &v, &n);
+    snprintf(f->msg, sizeof f->msg, "%s", cachet_errmsg());
+    f->done_at = th_now_s();
+    if (f->st == CACHET_OK)
+        cachet_free(v);
+    return NULL;
+}
+
+/* 8 callers on a creator that fails after 50 ms: every one gets its error
+ * and its message, and they do not run it one after another (that took
+ * 8 x 50 ms: 402 ms for the last caller).  The next caller retries. */
+static void creator_failure_reaches_every_waiter(void **state)
+{
+    target *t = *state;
+    cachet_region *r = open_target(t);
+    failing_arg a = {.fail_with = CACHET_EUNAVAILABLE, .hold_s = 0.05};
+    failer f[FAILERS];
+    pthread_t th[FAILERS];
+    double start = th_now_s(), last = 0;
+    void *v;
+    size_t n;
+    for (int i = 0; i < FAILERS; i++) {
+        f[i] = (failer){.r = r, .a = &a, .key = "failing"};
+        assert_int_equal(pthread_create(&th[i], NULL, fail_thread, &f[i]), 0);
+    }
+    for (int i = 0; i < FAILERS; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < FAILERS; i++) {
+        assert_int_equal(f[i].st, CACHET_EUNAVAILABLE);
+        th_assert_contains(f[i].msg, "keystone down for failing");
+        if (f[i].done_at > last)
+            last = f[i].done_at;
+    }
+    /* not in series: far fewer runs than callers, and all back within a
+     * generous bound (serial is 400 ms of creator time alone) */
+    assert_true(atomic_load(&a.calls) < FAILERS / 2);
+    assert_true(last - start < 1.0);
+    assert_true(th_stats(r).lock_waits >= 1);
+    /* nothing remembers the failure (cachet_failure_cache_time is 0) */
+    a.fail_with = CACHET_OK;
+    a.hold_s = 0;
+    int before = atomic_load(&a.calls);
+    assert_int_equal(cachet_get_or_create(r, "failing", failing_create, &a, &v, &n), CACHET_OK);
+    assert_int_equal(atomic_load(&a.calls), before + 1);
+    assert_memory_equal(v, "new", 3);
+    cachet_free(v);
+    cachet_region_close(r);
+}
+
+/* cachet_failure_cache_time: the failure comes back at once, with the
+ * creator's own status and message, without running it, until the time
+ * is up; other keys are not held back; a success forgets it. */
+static void creator_failure_remembered_for_its_time(void **state)
+{
+    target *t = *state;
+    const char *o[40];
+    cachet_region *r = th_open(t->backend, opts_plus(t, o, 40, "cachet_failure_cache_time", "0.3",
+                                                      NULL));
+    failing_arg a = {.fail_with = CACHET_ETIMEDOUT};
+    void *v = NULL;
+    size_t n;
+    double t0 = th_now_s();
+    cachet_status st;
+    assert_int_equal(cachet_get_or_create(r, "neg", failing_create, &a, &v, &n), CACHET_ETIMEDOUT);
+    assert_int_equal(cachet_get_or_create(r, "neg", failing_create, &a, &v, &n), CACHET_ETIMEDOUT);
+    th_assert_contains(cachet_errmsg(), "keystone down for neg");
+    th_assert_contains(cachet_errmsg(), "cachet_failure_cache_time");
+    assert_int_equal(atomic_load(&a.calls), 1);
+    /* per key: another key's creator runs */
+    assert_int_equal(cachet_get_or_create(r, "other", failing_create, &a, &v, &n), CACHET_ETIMEDOUT);
+    assert_int_equal(atomic_load(&a.calls), 2);
+    /* poll until the creator is asked again: not before 0.3 s */
+    a.fail_with = CACHET_OK;
+    while ((st = cachet_get_or_create(r, "neg", failing_create, &a, &v, &n)) == CACHET_ETIMEDOUT)
+        assert_true(th_now_s() - t0 < 30.0);
+    assert_int_equal(st, CACHET_OK);
+    assert_true(th_now_s() - t0 >= 0.3);
+    assert_int_equal(atomic_load(&a.calls), 3);
+    cachet_free(v);
+    th_assert_hit(r, "neg", "new", 3);
+    cachet_region_close(r);
+}
+
+/* cachet_serve_stale = false: a caller that comes while another regenerates
+ * an expired (or soft-invalidated) value waits for the new one. */
+typedef struct {
+    cachet_region *r;
+    atomic_int     in_creator, waiter_started, waiter_done;
+    char           got[8];
+    cachet_status  st;
+} stale_race;
+
+static int stale_flag(void *p)
+{
+    return atomic_load((atomic_int *)p) != 0;
+}
+
+static cachet_status holding_create(void *arg, const char *key, void **value, size_t *len)
+{
+    stale_race *x = arg;
+    (void)key;
+    atomic_store(&x->in_creator, 1);
+    th_wait_until(stale_flag, &x->waiter_started, 30.0);
+    /* hold the key until the waiter returns (it must not, until we do) */
+    th_wait_until(stale_flag, &x->waiter_done, 0.3);
+    *value = malloc(3);
+    memcpy(*value, "new", 3);
+    *len = 3;
+    return CACHET_OK;
+}
+
+static void *stale_waiter(void *p)
+{
+    stale_race *x = p;
+    void *v = NULL;
+    size_t n = 0;
+    th_wait_until(stale_flag, &x->in_creator, 30.0);
+    atomic_store(&x->waiter_started, 1);
+    x->st = cachet_get_or_create(x->r, "st", holding_create, x, &v, &n);
+    if (x->st == CACHET_OK && n < sizeof x->got)
+        memcpy(x->got, v, n);
+    cachet_free(v);
+    atomic_store(&x->waiter_done, 1);
+    return NULL;
+}
+
+static void serve_stale_false_waits_for_the_new_value(void **state)
+{
+    target *t = *state;
+    const char *o[40];
+    cachet_region *r = th_open(t->backend, opts_plus(t, o, 40, "cachet_serve_stale", "false",
+                                                      NULL));
+    for (int soft = 0; soft < 2; soft++) {
+        stale_race x = {.r = r};
+        pthread_t th;
+        void *v = NULL;
+        size_t n;
+        assert_int_equal(cachet_set(r, "st", "old", 3), CACHET_OK);
+        if (soft) {
+            cachet_invalidate(r, 0);
+        } else {
+            th_clock_fake();
+            th_clock_advance(601);      /* past expiration_time (600) */
+        }
+        assert_int_equal(pthread_create(&th, NULL, stale_waiter, &x), 0);
+        assert_int_equal(cachet_get_or_create(r, "st", holding_create, &x, &v, &n), CACHET_OK);
+        assert_memory_equal(v, "new", 3);
+        cachet_free(v);
+        pthread_join(th, NULL);
+        assert_int_equal(x.st, CACHET_OK);
+        assert_string_equal(x.got, "new");
+        th_clock_real();
+    }
+    assert_int_equal(th_stats(r).stale_served, 0);
+    cachet_region_close(r);
+}
+
+/* ---- value metadata (cachet_options.info) ---- */
+
+static cachet_status timed_create(void *arg, const char *key, void **value, size_t *len)
+{
+    (void)arg;
+    (void)key;
+    th_wait_until(never, NULL, 0.02);      /* a 20 ms creator */
+    *value = malloc(4);
+    memcpy(*value, "made", 4);
+    *len = 4;
+    return CACHET_OK;
+}
+
+static void value_info_says_when_and_how_old(void **state)
+{
+    target *t = *state;
+    cachet_region *r = open_target(t);
+    cachet_value_info info;
+    cachet_options o = {.info = &info};
+    cachet_set_options ten = {.ttl = 10};
+    struct timespec ts;
+    double t0;
+    void *v = NULL;
+    size_t n;
+
+    th_clock_fake();
+    clock_gettime(CLOCK_REALTIME, &ts);
+    t0 = (double)ts.tv_sec + ts.tv_nsec / 1e9;
+    assert_int_equal(cachet_set(r, "meta", "v", 1), CACHET_OK);
+    th_clock_advance(5);
+    memset(&info, 0xff, sizeof info);
+    assert_int_equal(cachet_get_ex(r, "meta", &o, &v, &n), CACHET_OK);
+    cachet_free(v);
+    assert_true(info.created >= t0 - 1 && info.created <= t0 + 5);
+    assert_true(info.age >= 4.9 && info.age <= 6.0);
+    assert_true(info.ttl == 0);
+    assert_true(info.creator_seconds == 0);
+    assert_int_equal(info.stale, 0);
+
+    assert_int_equal(cachet_set_ex(r, "meta10", "v", 1, &ten), CACHET_OK);
+    assert_int_equal(cachet_get_ex(r, "meta10", &o, &v, &n), CACHET_OK);
+    cachet_free(v);
+    assert_true(info.ttl > 9.99 && info.ttl < 10.01);
+    assert_true(info.age >= 0 && info.age < 1.0);
+
+    /* get_or_create: the creator's measured time comes with the value, and
+     * stays with it for the next reader */
+    assert_int_equal(cachet_get_or_create_ex(r, "made", timed_create, NULL, &o, &v, &n), CACHET_OK);
+    cachet_free(v);
+    assert_true(info.creator_seconds >= 0.019);
+    assert_int_equal(cachet_get_ex(r, "made", &o, &v, &n), CACHET_OK);
+    cachet_free(v);
+    assert_true(info.creator_seconds >= 0.019);
+    /* a miss leaves it alone */
+    memset(&info, 0, sizeof info);
+    assert_int_equal(cachet_get_ex(r, "absent", &o, &v, &n), CACHET_MISS);
+    assert_true(info.created == 0);
+    th_clock_real();
+    cachet_region_close(r);
+}
+
+/* ---- early refresh (XFetch) ---- */
+
+typedef struct {
+    atomic_int calls;
+} xf_arg;
+
+static cachet_status xf_create(void *arg, const char *key, void **value, size_t *len)
+{
+    xf_arg *a = arg;
+    (void)key;
+    atomic_fetch_add(&a->calls, 1);
+    th_wait_until(never, NULL, 0.02);      /* delta: a 20 ms creator */
+    *value = malloc(2);
+    memcpy(*value, "xf", 2);
+    *len = 2;
+    return CACHET_OK;
+}
+
+/* With the fake clock 1 ms before expiry and a 20 ms creator, XFetch
+ * (beta 1) refreshes with probability 1 - exp(-20) per call, far from
+ * expiry (5 s: exp(-250)) never; with beta 0 it never does.  The calls that
+ * ran the creator are counted: with early refresh the value is replaced
+ * before it expires, so no caller finds it expired afterwards. */
+static int xfetch_calls_until_refresh(const target *t, const char *beta, int *expired_later)
+{
+    const char *o[40];
+    cachet_region *r = th_open(t->backend, opts_plus(t, o, 40, "cachet_early_refresh", beta,
+                                                      "expiration_time", "10", NULL));
+    xf_arg a = {0};
+    void *v;
+    size_t n;
+    int calls_near = -1;
+    assert_int_equal(cachet_delete(r, "xf"), CACHET_OK);   /* the run before left its value */
+    th_clock_fake();
+    assert_int_equal(cachet_get_or_create(r, "xf", xf_create, &a, &v, &n), CACHET_OK);
+    cachet_free(v);
+    assert_int_equal(atomic_load(&a.calls), 1);
+    th_clock_advance(5);                   /* 5 s before expiry */
+    for (int i = 0; i < 100; i++) {
+        assert_int_equal(cachet_get_or_create(r, "xf", xf_create, &a, &v, &n), CACHET_OK);
+        cachet_free(v);
+    }
+    assert_int_equal(atomic_load(&a.calls), 1);
+    th_clock_advance(4.999);               /* 1 ms before expiry */
+    for (int i = 0; i < 100 && calls_near < 0; i++) {
+        assert_int_equal(cachet_get_or_create(r, "xf", xf_create, &a, &v, &n), CACHET_OK);
+        assert_memory_equal(v, "xf", 2);
+        cachet_free(v);
+        if (atomic_load(&a.calls) > 1)
+            calls_near = i + 1;
+    }
+    /* past the first value's expiry: a miss of the region's rule? */
+    th_clock_advance(0.5);
+    uint64_t misses = th_stats(r).misses;
+    assert_int_equal(cachet_get_or_create(r, "xf", xf_create, &a, &v, &n), CACHET_OK);
+    cachet_free(v);
+    *expired_later = th_stats(r).misses > misses;
+    if (calls_near > 0)
+        assert_int_equal(th_stats(r).early_refreshes, 1);
+    th_clock_real();
+    cachet_region_close(r);
+    return calls_near;
+}
+
+static void early_refresh_replaces_a_value_before_it_expires(void **state)
+{
+    target *t = *state;
+    int expired;
+    assert_int_equal(xfetch_calls_until_refresh(t, "0", &expired), -1);
+    assert_true(expired);                  /* dogpile's behaviour: a caller regenerates */
+    assert_true(xfetch_calls_until_refresh(t, "1", &expired) > 0);
+    assert_false(expired);                 /* refreshed before: nobody found it expired */
+}
+
+/* ---- refresh threads: after the first fill no caller runs a creator ---- */
+
+typedef struct {
+    atomic_int calls, in_caller;
+    pthread_t  caller;
+} bg_arg;
+
+static cachet_status bg_create(void *arg, const char *key, void **value, size_t *len)
+{
+    bg_arg *a = arg;
+    int n = atomic_fetch_add(&a->calls, 1) + 1;
+    (void)key;
+    if (pthread_equal(pthread_self(), a->caller))
+        atomic_fetch_add(&a->in_caller, 1);
+    th_wait_until(never, NULL, 0.01);      /* a 10 ms creator */
+    *value = malloc(16);
+    *len = (size_t)snprintf(*value, 16, "v%d", n);
+    return CACHET_OK;
+}
+
+typedef struct {
+    cachet_region *r;
+    const char    *want;
+} bg_wait;
+
+static int bg_stored(void *p)
+{
+    bg_wait *w = p;
+    void *v = NULL;
+    size_t n;
+    int ok = cachet_get(w->r, "bg", &v, &n) == CACHET_OK && n == strlen(w->want) &&
+             memcmp(v, w->want, n) == 0;
+    cachet_free(v);
+    return ok;
+}
+
+static void refresh_threads_keep_callers_off_the_creator(void **state)
+{
+    target *t = *state;
+    const char *o[40];
+    for (int early = 0; early < 2; early++) {
+        cachet_region *r = th_open(t->backend, opts_plus(t, o, 40, "cachet_refresh_threads", "2",
+                                   "expiration_time", "10", "cachet_early_refresh",
+                                   early ? "1" : "0", NULL));
+        bg_arg a = {.caller = pthread_self()};
+        bg_wait w = {r, "v2"};
+        void *v;
+        size_t n;
+        assert_int_equal(cachet_delete(r, "bg"), CACHET_OK);
+        th_clock_fake();
+        assert_int_equal(cachet_get_or_create(r, "bg", bg_create, &a, &v, &n), CACHET_OK);
+        assert_memory_equal(v, "v1", 2);    /* the first fill: in the caller */
+        cachet_free(v);
+        assert_int_equal(atomic_load(&a.in_caller), 1);
+        if (early) {
+            /* 1 ms before expiry: due with probability 1 - exp(-10) a call */
+            th_clock_advance(9.999);
+            for (int i = 0; i < 200 && th_stats(r).background_refreshes == 0; i++) {
+                assert_int_equal(cachet_get_or_create(r, "bg", bg_create, &a, &v, &n), CACHET_OK);
+                assert_true(n == 2 && ((char *)v)[0] == 'v');
+                cachet_free(v);
+            }
+        } else {
+            th_clock_advance(11);           /* expired: stale */
+            assert_int_equal(cachet_get_or_create(r, "bg", bg_create, &a, &v, &n), CACHET_OK);
+            assert_memory_equal(v, "v1", 2);   /* the old value, at once */
+            cachet_free(v);
+        }
+        assert_true(th_stats(r).background_refreshes >= 1);
+        assert_true(th_wait_until(bg_stored, &w, 30.0));
+        assert_int_equal(atomic_load(&a.in_caller), 1);   /* no caller ran it again */
+        assert_true(atomic_load(&a.calls) >= 2);
+        th_clock_real();
+        cachet_region_close(r);
+    }
+}
+
+/* ---- the two places cachet differs from dogpile on purpose (README) ---- */
+
+static cachet_status made_create(void *arg, const char *key, void **value, size_t *len)
+{
+    (void)arg;
+    (void)key;
+    *value = malloc(4);
+    memcpy(*value, "made", 4);
+    *len = 4;
+    return CACHET_OK;
+}
+
+/* Soft invalidation works without an expiration time (dogpile raises), and
+ * a soft invalidation after a hard one keeps the values the hard one
+ * removed gone (dogpile would serve them as stale). */
+static void soft_without_expiration_and_hard_then_soft(void **state)
+{
+    target *t = *state;
+    const char *o[40];
+    cachet_region *r = th_open(t->backend, opts_plus(t, o, 40, "expiration_time", "-1", NULL));
+    cachet_options any = {.ignore_expiration = 1};
+    void *v = NULL;
+    size_t n;
+    assert_int_equal(cachet_set(r, "never", "old", 3), CACHET_OK);
+    assert_int_equal(cachet_invalidate_ex(r, 0), CACHET_OK);
+    th_assert_miss(r, "never");                                /* stale */
+    assert_int_equal(cachet_get_ex(r, "never", &any, &v, &n), CACHET_OK);   /* still there */
+    cachet_free(v);
+    assert_int_equal(cachet_get_or_create(r, "never", made_create, NULL, &v, &n), CACHET_OK);
+    assert_memory_equal(v, "made", 4);                          /* regenerated */
+    cachet_free(v);
+
+    assert_int_equal(cachet_set(r, "gone", "old", 3), CACHET_OK);
+    assert_int_equal(cachet_invalidate_ex(r, 1), CACHET_OK);
+    assert_int_equal(cachet_invalidate_ex(r, 0), CACHET_OK);
+    /* ignore_expiration serves stale values, never hard-invalidated ones */
+    assert_int_equal(cachet_get_ex(r, "gone", &any, &v, &n), CACHET_MISS);
     cachet_region_close(r);
 }
 
@@ -1137,6 +1675,18 @@ static const struct CMUnitTest bodies[] = {
     cmocka_unit_test_setup(another_keys_value_is_a_corrupt_miss, empty_store),
     cmocka_unit_test_setup(invalidate_hard_and_soft, empty_store),
     cmocka_unit_test_setup(distributed_lock_one_creator_for_4_threads, empty_store),
+    cmocka_unit_test_setup(key_prefix_keeps_services_apart, empty_store),
+    cmocka_unit_test_setup(creator_failure_reaches_every_waiter, empty_store),
+    cmocka_unit_test_setup(creator_failure_remembered_for_its_time, empty_store),
+    cmocka_unit_test_setup_teardown(serve_stale_false_waits_for_the_new_value, empty_store,
+                                    th_clock_teardown),
+    cmocka_unit_test_setup_teardown(value_info_says_when_and_how_old, empty_store,
+                                    th_clock_teardown),
+    cmocka_unit_test_setup_teardown(early_refresh_replaces_a_value_before_it_expires, empty_store,
+                                    th_clock_teardown),
+    cmocka_unit_test_setup_teardown(refresh_threads_keep_callers_off_the_creator, empty_store,
+                                    th_clock_teardown),
+    cmocka_unit_test_setup(soft_without_expiration_and_hard_then_soft, empty_store),
     cmocka_unit_test_setup(add_absent_then_exists_keeps_the_old_value, empty_store),
     cmocka_unit_test_setup_teardown(add_over_an_expired_value_replaces_it, empty_store,
                                     th_clock_teardown),

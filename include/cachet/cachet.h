@@ -98,12 +98,34 @@ cachet_status cachet_get_multi(cachet_region *r, cachet_item *items, size_t n);
 cachet_status cachet_set_multi(cachet_region *r, cachet_item *items, size_t n);
 cachet_status cachet_delete_multi(cachet_region *r, const char *const *keys, size_t n);
 
-/* A creator hands back a value from malloc(); the region takes it. */
+/* A creator hands back a value from malloc(); the region takes it.
+ * get_or_create: one thread per key runs the creator; a creator's failure
+ * goes to the threads that waited on it at once (cachet_failure_cache_time
+ * remembers it per key).  With cachet_refresh_threads > 0 the creator and
+ * its arg may be called from a refresh thread after get_or_create has
+ * returned (to regenerate a stale or early-due value): arg must stay valid
+ * until cachet_region_close, which drops queued refreshes and waits for
+ * running ones. */
 typedef cachet_status (*cachet_creator)(void *arg, const char *key, void **value, size_t *len);
 cachet_status cachet_get_or_create(cachet_region *r, const char *key,
                                    cachet_creator create, void *arg,
                                    void **value, size_t *len);
 
+/* Invalidates every value stored before now.  hard: they are gone (a miss);
+ * soft: they are stale (get misses, get_or_create regenerates, serving the
+ * old value meanwhile unless cachet_serve_stale = false).  A hard and then
+ * a soft invalidation keep the values gone.
+ *
+ * With cachet_invalidation = shared (the default on dbm, memcached and
+ * redis) the time is written to the backend under the region's reserved
+ * key (_cachet:invalidated:hard:PREFIX or ...:soft:PREFIX, PREFIX being
+ * cachet_key_prefix), and every process whose region has the same backend
+ * and prefix stops serving those values within
+ * cachet_invalidation_interval seconds (plus one backend round trip, plus
+ * the clock difference between the hosts).  This process stops at once.
+ * _ex returns the backend's error when it could not write the time (this
+ * process is invalidated all the same); cachet_invalidate ignores it. */
+cachet_status cachet_invalidate_ex(cachet_region *r, int hard);
 void cachet_invalidate(cachet_region *r, int hard);   /* hard: values are gone; soft: stale */
 
 /* ---- writes with a lifetime of their own ---- */
@@ -131,6 +153,17 @@ cachet_status cachet_add(cachet_region *r, const char *key, const void *value,
 /* ---- per-call options: the _ex variants ----
  * A zeroed struct (or NULL) means the region's behaviour. */
 typedef int (*cachet_should_cache_fn)(void *arg, const char *key, const void *value, size_t len);
+
+/* What cachet knows of a value it hands out (dogpile 1.3's
+ * get_value_metadata): filled by cachet_get_ex and cachet_get_or_create_ex
+ * when cachet_options.info points here and the call returns CACHET_OK. */
+typedef struct {
+    double created;          /* when it was stored: seconds since the epoch, the writer's clock */
+    double age;              /* seconds since then, by this process's clock (>= 0) */
+    double ttl;              /* its own lifetime (cachet_set_ex): 0 = the region's rule, -1 never */
+    double creator_seconds;  /* how long its creator took (get_or_create), 0 = not measured */
+    int    stale;            /* 1: expired or soft-invalidated, served while it is regenerated */
+} cachet_value_info;
 typedef struct {
     /* Seconds a value stays fresh for this call, read-side as in dogpile:
      * 0 = the region's expiration_time, -1 = never expires, > 0 = override
@@ -145,6 +178,8 @@ typedef struct {
      * to the caller (and to waiting threads) without storing it. */
     cachet_should_cache_fn should_cache;
     void  *should_cache_arg;
+    /* Non-NULL: filled with the returned value's metadata (see above). */
+    cachet_value_info *info;
 } cachet_options;
 
 cachet_status cachet_get_ex(cachet_region *r, const char *key, const cachet_options *o,
@@ -185,6 +220,9 @@ typedef struct {
     uint64_t stale_served;    /* old values served while another caller regenerates */
     uint64_t corrupt;         /* stored bytes without a valid cachet header */
     uint64_t fallbacks;       /* get_or_create calls that bypassed a failing backend */
+    /* (fields above are stable; new ones are added here, at the end) */
+    uint64_t early_refreshes; /* fresh values regenerated before they expired (cachet_early_refresh) */
+    uint64_t background_refreshes; /* regenerations handed to refresh threads (cachet_refresh_threads) */
 } cachet_stat_counters;
 cachet_status cachet_stats(cachet_region *r, cachet_stat_counters *out);
 

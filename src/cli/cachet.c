@@ -25,6 +25,9 @@ static void usage(FILE *f)
           "  stats [--prometheus]\n"
           "                    this run's region counters and the backend's own report\n"
           "  compact           remove expired and invalidated values, reclaim space\n"
+          "  invalidate [--soft]\n"
+          "                    every value stored before now is gone (--soft: stale), for\n"
+          "                    every process on this backend and cachet_key_prefix\n"
           "  bench [--keys N] [--value-size B] [--threads N] [--duration S] [--op get|set|goc|all]\n"
           "                    ops/s and p50/p99 latency on this config\n"
           "\n"
@@ -159,13 +162,39 @@ static int cmd_compact(cachet_region *r)
     return CLI_OK;
 }
 
+/* The region's invalidation: with cachet_invalidation = shared (the
+ * default on dbm, memcached, redis) it is written to the backend, so it
+ * outlives this run and reaches every process; on a local region (memory)
+ * it ends with this run, and the tool says so. */
+static int cmd_invalidate(cachet_region *r, int nargs, char **args)
+{
+    int hard = 1;
+    cachet_status st;
+
+    if (nargs == 1) {
+        if (strcmp(args[0], "--soft") != 0) {
+            fprintf(stderr, "cachet: invalidate: unknown option '%s' (only --soft)\n", args[0]);
+            return CLI_ERROR;
+        }
+        hard = 0;
+    }
+    if ((st = cachet_invalidate_ex(r, hard)) != CACHET_OK)
+        return cli_fail("invalidate", st);
+    if (strcmp(cachet_region_backend(r), "memory") == 0 || strcmp(cachet_region_backend(r), "null") == 0)
+        fprintf(stderr, "cachet: invalidate: backend %s keeps values in this process only: the "
+                "invalidation ends with this run\n", cachet_region_backend(r));
+    printf("invalidated (%s): values stored before now are %s\n", hard ? "hard" : "soft",
+           hard ? "gone" : "stale");
+    return CLI_OK;
+}
+
 /* Arity of each command, checked before the region opens. */
 static const struct {
     const char *name;
     int min, max;     /* arguments after the command name */
 } commands[] = {
     { "set", 2, 2 }, { "get", 1, 1 }, { "delete", 1, 1 }, { "check", 0, 0 },
-    { "stats", 0, 1 }, { "compact", 0, 0 }, { "bench", 0, 64 },
+    { "stats", 0, 1 }, { "compact", 0, 0 }, { "bench", 0, 64 }, { "invalidate", 0, 1 },
 };
 
 int main(int argc, char **argv)
@@ -257,6 +286,8 @@ int main(int argc, char **argv)
         rc = cli_stats(r, nargs, args);
     else if (strcmp(cmd, "compact") == 0)
         rc = cmd_compact(r);
+    else if (strcmp(cmd, "invalidate") == 0)
+        rc = cmd_invalidate(r, nargs, args);
     else
         rc = cli_bench(r, nargs, args);
     cachet_region_close(r);
