@@ -33,18 +33,15 @@ static cachet_below bottom_of(cachet_region *r)
 }
 
 /* Raises *t to v (times only move forward). */
-/* Raises *t to v; 1 when it did.  A raised time empties the proxies' own
- * copies (a near L1), whether the invalidation was this process's or was
- * learned from the backend. */
-static int raise_to(cachet_region *r, _Atomic int64_t *t, int64_t v)
+/* Raises *t to v; 1 when it did and *t held a time before (0: none). */
+static int raise_to(_Atomic int64_t *t, int64_t v)
 {
     int64_t cur = atomic_load_explicit(t, memory_order_acquire);
     while (cur < v) {
+        int64_t was = cur;
         if (atomic_compare_exchange_weak_explicit(t, &cur, v, memory_order_acq_rel,
-                                                  memory_order_acquire)) {
-            cachet__proxies_invalidated(r);
-            return 1;
-        }
+                                                  memory_order_acquire))
+            return was != 0;
     }
     return 0;
 }
@@ -134,7 +131,12 @@ cachet_status cachet__inval_refresh(cachet_region *r, int64_t now)
             if (cachet_value_decode(it[i].value, it[i].len, want, &m) == CACHET_OK &&
                 it[i].len == CACHET_VALUE_HDR + 8 && m.version == CACHET_VALUE_VERSION) {
                 memcpy(&t, (uint8_t *)it[i].value + CACHET_VALUE_HDR, 8);
-                raise_to(r, dst[i], (int64_t)le64toh(t));
+                /* an invalidation new to this process empties the proxies'
+                 * copies (a near L1): a saving, not what keeps reads right
+                 * (the region refuses values created before the times);
+                 * the first reading since open empties nothing */
+                if (raise_to(dst[i], (int64_t)le64toh(t)))
+                    cachet__proxies_invalidated(r);
             } else {
                 /* not counted as corrupt (that counter is the callers'
                  * values); the times we have stay */
@@ -200,8 +202,8 @@ CACHET_EXPORT cachet_status cachet_invalidate_ex(cachet_region *r, int hard)
         return cachet__error(CACHET_EINVAL, "cachet_invalidate: NULL region");
     dst = hard ? &r->hard_invalidated_ns : &r->soft_invalidated_ns;
     t = cachet__region_now_ns();
-    if (!raise_to(r, dst, t))         /* this process at once, whatever the backend says */
-        cachet__proxies_invalidated(r);   /* same nanosecond: still empty the L1 */
+    raise_to(dst, t);                 /* this process at once, whatever the backend says */
+    cachet__proxies_invalidated(r);   /* and its near L1 */
     if (!r->inval.shared)
         return CACHET_OK;
     return write_record(r, hard ? 0 : 1, atomic_load_explicit(dst, memory_order_acquire));
