@@ -210,11 +210,25 @@ static void readers_init(void)
     pthread_atfork(NULL, NULL, readers_after_fork_child);
 }
 
-/* The module is unloaded (dlclose): exiting threads must not call into it. */
+/* The module is unloaded (dlclose) or the process ends: exiting threads
+ * must not call into it.  The slots are freed (dlclose would leave them
+ * unreachable) only when no other thread holds one: at exit() other
+ * threads may still be inside a get. */
 __attribute__((destructor)) static void readers_fini(void)
 {
+    reader *r;
     if (reader_key_ok)
         pthread_key_delete(reader_key);
+    for (r = atomic_load(&readers); r; r = r->next)
+        if (r != me && atomic_load(&r->in_use))
+            return;
+    r = atomic_exchange(&readers, NULL);
+    while (r) {
+        reader *next = r->next;
+        free(r);
+        r = next;
+    }
+    me = NULL;
 }
 
 /* This thread's slot, registered on its first get; NULL when out of
