@@ -39,10 +39,10 @@
 
 typedef struct {
     const char *name, *help;
-    size_t      offset;
+    unsigned    field;          /* CACHET_STAT_* (src/region.h) */
 } counter;
 
-#define C(f, h) { "cachet_" #f "_total", h, offsetof(cachet_region_stats, f) }
+#define C(f, h) { "cachet_" #f "_total", h, CACHET_STAT_##f }
 static const counter counters[] = {
     C(hits, "Gets that found a fresh value."),
     C(misses, "Gets that found nothing, an expired or an invalidated value."),
@@ -54,6 +54,8 @@ static const counter counters[] = {
     C(stale_served, "Old values served while another caller regenerates."),
     C(corrupt, "Stored values that failed to decode or verify."),
     C(fallbacks, "get_or_create calls that bypassed a failing backend."),
+    C(early_refreshes, "Fresh values regenerated before they expired (cachet_early_refresh)."),
+    C(background_refreshes, "Regenerations handed to refresh threads (cachet_refresh_threads)."),
 };
 #undef C
 
@@ -67,13 +69,11 @@ static void backend_label(cachet_prom *w, const char *backend)
 static void write_counters(cachet_region *r, cachet_prom *w)
 {
     for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) {
-        const _Atomic uint64_t *c =
-            (const _Atomic uint64_t *)((const char *)&r->stats + counters[i].offset);
         cachet__prom_family(w, counters[i].name, "counter", counters[i].help);
         cachet__prom_printf(w, "%s{", counters[i].name);
         backend_label(w, r->backend);
         cachet__prom_printf(w, "} %llu\n",
-                            (unsigned long long)atomic_load_explicit(c, memory_order_relaxed));
+                            (unsigned long long)cachet__stat_sum(&r->stats, counters[i].field));
     }
 }
 

@@ -570,7 +570,7 @@ CACHET_EXPORT cachet_status cachet_stats(cachet_region *r, cachet_stat_counters 
 {
     if (!r || !o)
         return cachet__error(CACHET_EINVAL, "cachet_stats: NULL region or output");
-#define LOAD(f) o->f = atomic_load_explicit(&r->stats.f, memory_order_relaxed)
+#define LOAD(f) o->f = cachet__stat_sum(&r->stats, CACHET_STAT_##f)
     LOAD(hits); LOAD(misses); LOAD(sets); LOAD(deletes); LOAD(errors);
     LOAD(creator_calls); LOAD(lock_waits); LOAD(stale_served); LOAD(corrupt); LOAD(fallbacks);
     LOAD(early_refreshes); LOAD(background_refreshes);

@@ -19,11 +19,57 @@ typedef struct {
     int     from_call;        /* the call's options set it: it wins over a value's lifetime */
 } cachet_rule;
 
+/* The region's counters.  Every thread counts in a stripe of its own
+ * (src/region_stats.c hands them out, round robin): a get that counted in
+ * one shared word would write that word's cache line from every thread on
+ * every hit, and the line would move between cores on each get.  A stripe
+ * is 16 words, 128 bytes, starting on a 128-byte boundary found at run
+ * time (the region is calloc'd, so no alignment attribute can be trusted):
+ * two stripes never share a line, nor an adjacent-line prefetch pair.
+ * cachet_stats and the metrics sum the stripes. */
+#define CACHET_STAT_FIELDS(X) X(hits) X(misses) X(sets) X(deletes) X(errors) \
+    X(creator_calls) X(lock_waits) X(stale_served) X(corrupt) X(fallbacks) \
+    X(early_refreshes) X(background_refreshes)
+enum {
+#define CACHET_STAT_ENUM(f) CACHET_STAT_##f,
+    CACHET_STAT_FIELDS(CACHET_STAT_ENUM)
+#undef CACHET_STAT_ENUM
+    CACHET_STAT_N
+};
+#define CACHET_STAT_STRIPES 16
+#define CACHET_STAT_WORDS   16          /* a stripe's words: 128 bytes */
+_Static_assert(CACHET_STAT_N <= CACHET_STAT_WORDS, "a stripe holds every counter");
+
 typedef struct {
-    _Atomic uint64_t hits, misses, sets, deletes, errors, creator_calls,
-                     lock_waits, stale_served, corrupt, fallbacks, early_refreshes,
-                     background_refreshes;
+    /* + 16 words of slack for the alignment found at run time */
+    _Atomic uint64_t w[(CACHET_STAT_STRIPES + 1) * CACHET_STAT_WORDS];
 } cachet_region_stats;
+
+/* This thread's stripe number + 1 (0: none yet).  initial-exec: libcachet
+ * is linked, not dlopen'd, and a 4-byte variable fits the static TLS
+ * surplus even where it is. */
+extern _Thread_local unsigned cachet__stat_stripe1 __attribute__((tls_model("initial-exec")));
+unsigned cachet__stat_stripe_assign(void) __attribute__((cold, noinline));
+
+static inline _Atomic uint64_t *cachet__stat_base(const cachet_region_stats *s)
+{
+    uintptr_t a = (uintptr_t)s->w;
+    return (_Atomic uint64_t *)s->w + ((-a) & 127) / sizeof(uint64_t);
+}
+
+static inline void cachet__stat_count(cachet_region_stats *s, unsigned field)
+{
+    unsigned i = cachet__stat_stripe1;
+    if (__builtin_expect(i == 0, 0))
+        i = cachet__stat_stripe_assign();
+    /* relaxed and uncontended: the line stays in this core's cache */
+    atomic_fetch_add_explicit(&cachet__stat_base(s)[(i - 1) * CACHET_STAT_WORDS + field], 1,
+                              memory_order_relaxed);
+}
+
+/* One counter, summed over the stripes (a reader sees each stripe's count
+ * at some moment of the sum: exact once the counting threads are quiet). */
+uint64_t cachet__stat_sum(const cachet_region_stats *s, unsigned field);
 
 struct cachet_region {
     cachet_below             below;           /* every call down goes through dispatch.h */
@@ -103,6 +149,6 @@ void         *cachet__region_encode_timed(cachet_region *r, const cachet_key *k,
                                           size_t len, int64_t lifetime_ns, int64_t creator_ns,
                                           size_t *outlen);
 
-#define CACHET_COUNT(r, field) atomic_fetch_add_explicit(&(r)->stats.field, 1, memory_order_relaxed)
+#define CACHET_COUNT(r, field) cachet__stat_count(&(r)->stats, CACHET_STAT_##field)
 
 #endif

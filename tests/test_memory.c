@@ -9,6 +9,7 @@
 #include <cmocka.h>
 #include <dlfcn.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -728,6 +729,147 @@ static void threads_keep_the_invariants(void **state)
     ops->close(m);
 }
 
+/* ---- gets without the lock (backends/memory/memtable.c) ----
+ * Readers copy values while writers replace, delete and evict the same
+ * keys and grow the table: an entry a reader still copies must not be
+ * freed under it (ASan sees a use after free, TSan a race), a copied value
+ * must be one some writer stored whole, and a key that is only ever
+ * overwritten must never miss (the new entry takes the old one's place in
+ * one store; a miss while the chains are relinked is looked up again). */
+#define LR_STABLE  8        /* keys set before the threads start, never deleted */
+#define LR_CHURN   256      /* keys the writers also delete (and evict) */
+#define LR_WRITES  20000
+
+typedef struct {
+    const cachet_backend_ops *ops;
+    void *m;
+    unsigned id;
+    int bounded;            /* stable keys may be evicted: a miss is allowed */
+    _Atomic int *writers_left;
+    long bad, errors, stable_misses, hits;
+} lr_worker;
+
+static size_t lr_value(unsigned char *v, unsigned key, unsigned rnd)
+{
+    size_t n = 4 + rnd % 2000;
+    v[0] = (unsigned char)(key >> 8);
+    v[1] = (unsigned char)key;
+    v[2] = (unsigned char)(n >> 8);
+    v[3] = (unsigned char)n;
+    memset(v + 4, (key * 7 + (unsigned)n) & 0xff, n - 4);
+    return n;
+}
+
+static int lr_value_ok(const unsigned char *v, size_t n, unsigned key)
+{
+    if (n < 4 || ((size_t)v[2] << 8 | v[3]) != n || ((unsigned)v[0] << 8 | v[1]) != key ||
+        v[n] != '\0')
+        return 0;
+    for (size_t i = 4; i < n; i++)
+        if (v[i] != ((key * 7 + (unsigned)n) & 0xff))
+            return 0;
+    return 1;
+}
+
+static void lr_key(char *k, unsigned i)
+{
+    snprintf(k, 16, "lr%05u", i);
+}
+
+static void *lr_writer(void *arg)
+{
+    lr_worker *w = arg;
+    uint32_t x = 2654435761u * (w->id + 7);
+    unsigned char val[2048];
+    char k[16];
+
+    for (unsigned i = 0; i < LR_WRITES; i++) {
+        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        unsigned op = x % 8, key;
+        if (op < 3)                             /* overwrite a stable key */
+            key = (x >> 8) % LR_STABLE;
+        else                                    /* churn: new keys grow the table */
+            key = LR_STABLE + (x >> 8) % (LR_CHURN + i / 4);
+        lr_key(k, key);
+        if (op == 7 && key >= LR_STABLE)
+            w->errors += w->ops->del(w->m, k, strlen(k)) != CACHET_OK;
+        else
+            w->errors += w->ops->set(w->m, k, strlen(k), val, lr_value(val, key, x >> 16), 0) !=
+                         CACHET_OK;
+    }
+    atomic_fetch_sub(w->writers_left, 1);
+    return NULL;
+}
+
+static void *lr_reader(void *arg)
+{
+    lr_worker *w = arg;
+    uint32_t x = 2463534242u * (w->id + 3);
+    char k[16];
+
+    while (atomic_load(w->writers_left) > 0) {
+        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        unsigned key = x % 2 ? x % LR_STABLE : LR_STABLE + (x >> 4) % LR_CHURN;
+        void *v;
+        size_t n;
+        lr_key(k, key);
+        cachet_status st = w->ops->get(w->m, k, strlen(k), &v, &n);
+        if (st == CACHET_OK) {
+            w->hits++;
+            w->bad += !lr_value_ok(v, n, key);
+            free(v);
+        } else if (st == CACHET_MISS) {
+            w->stable_misses += key < LR_STABLE;
+        } else {
+            w->errors++;
+        }
+    }
+    return NULL;
+}
+
+static void lr_run(const char *max_count)
+{
+    const cachet_backend_ops *ops;
+    void *m = open_memory(&ops, max_count, NULL);
+    unsigned char val[2048];
+    char k[16];
+    pthread_t t[4];
+    lr_worker w[4];
+    _Atomic int writers_left = 2;
+    long hits = 0;
+
+    for (unsigned i = 0; i < LR_STABLE; i++) {
+        lr_key(k, i);
+        assert_int_equal(ops->set(m, k, strlen(k), val, lr_value(val, i, i * 977), 0), CACHET_OK);
+    }
+    for (unsigned i = 0; i < 4; i++) {
+        w[i] = (lr_worker){ops, m, i, max_count != NULL, &writers_left, 0, 0, 0, 0};
+        assert_int_equal(pthread_create(&t[i], NULL, i < 2 ? lr_writer : lr_reader, &w[i]), 0);
+    }
+    for (unsigned i = 0; i < 4; i++) {
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+        assert_int_equal(w[i].bad, 0);
+        assert_int_equal(w[i].errors, 0);
+        if (!w[i].bounded)
+            assert_int_equal(w[i].stable_misses, 0);
+        hits += w[i].hits;
+    }
+    assert_true(hits > 0);      /* the readers did read while the writers wrote */
+    ops->close(m);
+}
+
+static void reads_without_the_lock_unbounded(void **state)
+{
+    (void)state;
+    lr_run(NULL);               /* grows from 8 buckets a shard while read */
+}
+
+static void reads_without_the_lock_evicting(void **state)
+{
+    (void)state;
+    lr_run("64");               /* almost every write evicts */
+}
+
 /* ---- null ---- */
 
 static void null_backend_stores_nothing(void **state)
@@ -763,6 +905,8 @@ int main(void)
         cmocka_unit_test(multi_operations_set_each_status),
         cmocka_unit_test(sweep_removes_what_keep_refuses),
         cmocka_unit_test(threads_keep_the_invariants),
+        cmocka_unit_test(reads_without_the_lock_unbounded),
+        cmocka_unit_test(reads_without_the_lock_evicting),
         cmocka_unit_test(null_backend_stores_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, teardown_all);

@@ -2,14 +2,21 @@
  *
  * Concurrency: the table is split into shards by the key's hash, each with
  * its own lock, buckets and eviction queues, on cache lines of its own.
- * Threads working on different keys rarely wait for one another, and a hit
- * writes only its shard's lock and, while the entry's 2-bit frequency is
- * below its cap, the entry itself.  (The lock word is still a write: two
- * threads that visit the same shards move its line between their cores;
- * reads without the lock would need deferred freeing, see
- * docs/benchmarks.md.)  Only a
- * bounded table's writes share something (the global count and bytes,
- * updated atomically), because the bounds are the table's, not a shard's.
+ * Writers take their shard's lock.  Readers take none: a get walks the
+ * chain with acquire loads and copies the value out of an entry whose
+ * bytes never change once published (a set links a new entry in place of
+ * the old one, in one store).  What a reader may still be reading is not
+ * freed at once: unlinked entries and replaced bucket arrays go on their
+ * shard's retire list, tagged with the global epoch, and are freed once
+ * every reader inside a get announced a later epoch (epoch-based
+ * reclamation; see "deferred freeing" below).  So a hit writes only this
+ * thread's own reader slot and, while the entry's 2-bit frequency is below
+ * its cap, the entry itself: no line another thread writes on its hits.
+ * A miss is trusted only if the shard's bucket array was not being grown
+ * meanwhile (a sequence count, odd while grow() relinks the chains);
+ * otherwise, and for an expired entry, the get falls back to the locked
+ * path.  Only a bounded table's writes share something (the global count
+ * and bytes, updated atomically), because the bounds are the table's.
  *
  * Eviction (bounded tables only): S3-FIFO within each shard.  New entries
  * enter the small FIFO (10% of the shard's share of the bound); one that
@@ -27,6 +34,7 @@
  * 8-byte deadline only when the write had a ttl).  Unbounded tables keep
  * no eviction links at all; bounded ones put the two queue links in front
  * of the header. */
+#include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -42,16 +50,39 @@
 #define FREQ_MAX          3
 #define GHOST_WAYS        4
 
-enum { F_TTL = 1, F_MAIN = 2 };
+#define RETIRE_BATCH      16        /* retired blocks that make a writer try to free */
+#define RETIRE_BYTES      (64 << 10)/* likewise, in bytes */
 
-typedef struct entry {
-    struct entry *next;         /* bucket chain */
+enum { F_TTL = 1 };
+
+typedef struct entry entry;
+typedef _Atomic(entry *) eptr;
+
+/* Readers see next, hash, klen, vlen, flags and data: all but next are
+ * written before the entry is published and never after.  in_main and the
+ * queue links are the writers' (under the lock). */
+struct entry {
+    eptr          next;         /* bucket chain */
     uint32_t      hash;         /* low bits of the key's hash: bucket and quick compare */
     uint32_t      klen, vlen;
-    uint8_t       flags;        /* F_* */
-    uint8_t       freq;         /* hits, capped at FREQ_MAX (bounded tables only) */
+    uint8_t       flags;        /* F_TTL */
+    _Atomic uint8_t freq;       /* hits, capped at FREQ_MAX (bounded tables only) */
+    uint8_t       in_main;      /* in main's FIFO, else small's */
     unsigned char data[];       /* [int64 deadline if F_TTL] key value */
-} entry;
+};
+
+/* A bucket array and its mask, replaced as one by grow(). */
+typedef struct {
+    uint32_t mask;
+    eptr     b[];
+} buckets;
+
+/* A block a reader may still be reading, and the epoch it was retired in. */
+typedef struct {
+    void    *p;
+    uint64_t epoch;
+    size_t   bytes;
+} retired;
 
 /* Queue links, in front of the header of a bounded table's entries. */
 typedef struct links {
@@ -92,8 +123,8 @@ static inline void unlock(lock_t *l)
 
 typedef struct shard {
     lock_t    mu;
-    entry   **buckets;
-    uint32_t  mask;
+    _Atomic unsigned grow_seq;  /* odd while grow() relinks the chains */
+    _Atomic(buckets *) tab;
     size_t    count, bytes;
     fifo      small, main;
     /* ghost: 4-way buckets of (tag << 32 | insertion number); an entry is
@@ -102,6 +133,8 @@ typedef struct shard {
     uint32_t  gmask;            /* ghost buckets - 1 */
     uint32_t  gseq;
     uint64_t  evictions;
+    retired  *retired;          /* under mu */
+    size_t    nretired, retired_cap, retired_bytes;
 } __attribute__((aligned(64))) shard;
 
 struct memtable {
@@ -114,6 +147,204 @@ struct memtable {
     _Atomic size_t count, bytes;/* bounded tables only */
     shard         *shards;
 };
+
+/* ---- deferred freeing (epoch-based reclamation) ----
+ *
+ * Every thread that reads has a slot of its own, on a line of its own,
+ * found again through thread-local storage: a get stores the global epoch
+ * there on entry (then a full fence, so that its loads of the chain come
+ * after the store) and 0 on exit.  A writer that unlinks a block tags it
+ * with the epoch read after the unlink.  A reader that can still reach the
+ * block entered before the unlink, so its slot holds at most that tag;
+ * the block is freed when every slot is 0 or above its tag.  When every
+ * reader inside has caught up with the global epoch, a reclaiming writer
+ * advances it, so blocks retired now become free once those readers leave.
+ * The slots are shared by every table of this module (one per thread, kept
+ * until the thread exits, then reused). */
+/* Fences.  TSan does not model them (and gcc warns that it does not): its
+ * builds use a seq_cst read-modify-write of a word of this thread's
+ * instead, a full barrier on the hardware as well. */
+#ifdef __SANITIZE_THREAD__
+static _Thread_local _Atomic int fence_word;
+#define fence(order) ((void)(order), \
+                      (void)atomic_fetch_add_explicit(&fence_word, 0, memory_order_seq_cst))
+#else
+#define fence(order) atomic_thread_fence(order)
+#endif
+
+typedef struct reader {
+    _Atomic uint64_t epoch;     /* 0: not inside a get */
+    _Atomic int      in_use;
+    struct reader   *next;      /* the registry, push-only */
+} __attribute__((aligned(64))) reader;
+
+static _Atomic(reader *) readers;
+static _Atomic uint64_t  global_epoch = 1;
+static pthread_key_t     reader_key;
+static int               reader_key_ok;
+static pthread_once_t    reader_once = PTHREAD_ONCE_INIT;
+/* initial-exec: a get must not call __tls_get_addr (11 instructions and a
+ * call of ld.so a get, callgrind); 8 bytes fit the static TLS surplus that
+ * glibc keeps for modules loaded with dlopen. */
+static _Thread_local reader *me __attribute__((tls_model("initial-exec")));
+
+static void reader_release(void *arg)
+{
+    reader *r = arg;
+    atomic_store_explicit(&r->epoch, 0, memory_order_release);
+    atomic_store_explicit(&r->in_use, 0, memory_order_release);
+}
+
+/* In a fork()ed child only the forking thread exists: the others' slots
+ * would otherwise keep their epochs, and nothing would be freed again. */
+static void readers_after_fork_child(void)
+{
+    for (reader *r = atomic_load(&readers); r; r = r->next)
+        if (r != me)
+            reader_release(r);
+}
+
+static void readers_init(void)
+{
+    reader_key_ok = pthread_key_create(&reader_key, reader_release) == 0;
+    pthread_atfork(NULL, NULL, readers_after_fork_child);
+}
+
+/* The module is unloaded (dlclose) or the process ends: exiting threads
+ * must not call into it.  The slots are freed (dlclose would leave them
+ * unreachable) only when no other thread holds one: at exit() other
+ * threads may still be inside a get. */
+__attribute__((destructor)) static void readers_fini(void)
+{
+    reader *r;
+    if (reader_key_ok)
+        pthread_key_delete(reader_key);
+    for (r = atomic_load(&readers); r; r = r->next)
+        if (r != me && atomic_load(&r->in_use))
+            return;
+    r = atomic_exchange(&readers, NULL);
+    while (r) {
+        reader *next = r->next;
+        free(r);
+        r = next;
+    }
+    me = NULL;
+}
+
+/* This thread's slot, registered on its first get; NULL when out of
+ * memory (the caller then reads under the lock). */
+static __attribute__((noinline)) reader *reader_register(void)
+{
+    reader *r;
+    pthread_once(&reader_once, readers_init);
+    if (!reader_key_ok)
+        return NULL;
+    for (r = atomic_load(&readers); r; r = r->next) {
+        int free_slot = 0;
+        if (atomic_compare_exchange_strong(&r->in_use, &free_slot, 1))
+            break;
+    }
+    if (!r) {
+        if (posix_memalign((void **)&r, 64, sizeof *r) != 0)
+            return NULL;
+        atomic_init(&r->epoch, 0);
+        atomic_init(&r->in_use, 1);
+        r->next = atomic_load(&readers);
+        while (!atomic_compare_exchange_weak(&readers, &r->next, r))
+            ;
+    }
+    if (pthread_setspecific(reader_key, r) != 0) {
+        reader_release(r);
+        return NULL;
+    }
+    return me = r;
+}
+
+static inline reader *reader_enter(void)
+{
+    reader *r = me;
+    if (__builtin_expect(!r, 0) && !(r = reader_register()))
+        return NULL;
+    uint64_t g = atomic_load_explicit(&global_epoch, memory_order_acquire);
+#if defined(__x86_64__) || defined(__i386__)
+    /* the store, then the loads of the chain: xchg is a full barrier on
+     * x86, and cheaper than the mfence a fence would be */
+    atomic_exchange_explicit(&r->epoch, g, memory_order_seq_cst);
+#else
+    atomic_store_explicit(&r->epoch, g, memory_order_relaxed);
+    fence(memory_order_seq_cst);
+#endif
+    return r;
+}
+
+static inline void reader_exit(reader *r)
+{
+    atomic_store_explicit(&r->epoch, 0, memory_order_release);
+}
+
+/* The oldest epoch a reader inside announced (UINT64_MAX: none inside). */
+static uint64_t oldest_reader(void)
+{
+    uint64_t m = UINT64_MAX;
+    fence(memory_order_seq_cst);
+    for (reader *r = atomic_load_explicit(&readers, memory_order_acquire); r; r = r->next) {
+        uint64_t e = atomic_load_explicit(&r->epoch, memory_order_acquire);
+        if (e && e < m)
+            m = e;
+    }
+    return m;
+}
+
+/* Frees what no reader can reach any more; the caller holds s's lock. */
+static void reclaim(shard *s)
+{
+    uint64_t m = oldest_reader(), g = atomic_load(&global_epoch);
+    size_t kept = 0;
+
+    if (m >= g)                 /* everyone inside has caught up: move on */
+        atomic_compare_exchange_strong(&global_epoch, &g, g + 1);
+    s->retired_bytes = 0;
+    for (size_t i = 0; i < s->nretired; i++)
+        if (s->retired[i].epoch < m) {
+            free(s->retired[i].p);
+        } else {
+            s->retired_bytes += s->retired[i].bytes;
+            s->retired[kept++] = s->retired[i];
+        }
+    s->nretired = kept;
+}
+
+/* p (from malloc) is unlinked: free it once no reader can reach it.  The
+ * caller holds s's lock. */
+static void retire(shard *s, void *p, size_t bytes)
+{
+    if (!p)
+        return;
+    fence(memory_order_seq_cst);      /* the unlink before the tag */
+    if (s->nretired == s->retired_cap) {
+        size_t cap = s->retired_cap ? s->retired_cap * 2 : RETIRE_BATCH * 2;
+        retired *nr = realloc(s->retired, cap * sizeof *nr);
+        if (!nr) {
+            /* out of memory: wait for the readers inside to leave (a get
+             * holds no lock and makes no call that blocks) */
+            uint64_t tag = atomic_load(&global_epoch);
+            atomic_fetch_add(&global_epoch, 1);
+            while (oldest_reader() <= tag)
+                sched_yield();
+            free(p);
+            return;
+        }
+        s->retired = nr;
+        s->retired_cap = cap;
+    }
+    s->retired[s->nretired].p = p;
+    s->retired[s->nretired].epoch = atomic_load(&global_epoch);
+    s->retired[s->nretired].bytes = bytes;
+    s->nretired++;
+    s->retired_bytes += bytes;
+    if (s->nretired >= RETIRE_BATCH || s->retired_bytes >= RETIRE_BYTES)
+        reclaim(s);
+}
 
 /* ---- hashing ---- */
 
@@ -204,11 +435,13 @@ static entry *e_new(memtable *t, uint64_t h, const void *key, size_t klen, const
     if (!p)
         return NULL;
     e = (entry *)(void *)(p + pre);
+    atomic_init(&e->next, NULL);
     e->hash = (uint32_t)h;
     e->klen = (uint32_t)klen;
     e->vlen = (uint32_t)len;
     e->flags = 0;
-    e->freq = 0;
+    atomic_init(&e->freq, 0);
+    e->in_main = 0;
     if (dl) {
         int64_t deadline = mono_coarse_ns() + (int64_t)(ttl * 1e9);
         e->flags |= F_TTL;
@@ -221,10 +454,33 @@ static entry *e_new(memtable *t, uint64_t h, const void *key, size_t klen, const
     return e;
 }
 
+static void *e_block(memtable *t, entry *e)
+{
+    return t->bounded ? (void *)e_links(e) : (void *)e;
+}
+
+/* An entry no reader ever saw. */
 static void e_free(memtable *t, entry *e)
 {
     if (e)
-        free(t->bounded ? (void *)e_links(e) : (void *)e);
+        free(e_block(t, e));
+}
+
+/* An entry that was in the table. */
+static void e_retire(memtable *t, shard *s, entry *e)
+{
+    if (e)
+        retire(s, e_block(t, e), sizeof(entry) + e->klen + e->vlen);
+}
+
+static inline uint8_t e_freq(const entry *e)
+{
+    return atomic_load_explicit(&e->freq, memory_order_relaxed);
+}
+
+static inline void e_set_freq(entry *e, uint8_t f)
+{
+    atomic_store_explicit(&e->freq, f, memory_order_relaxed);
 }
 
 /* ---- FIFOs (bounded tables) ---- */
@@ -265,7 +521,7 @@ static inline size_t fifo_size(const memtable *t, const fifo *q)
 
 static inline fifo *queue_of(shard *s, const entry *e)
 {
-    return e->flags & F_MAIN ? &s->main : &s->small;
+    return e->in_main ? &s->main : &s->small;
 }
 
 /* ---- the ghost ---- */
@@ -341,40 +597,71 @@ static int ghost_take(shard *s, uint32_t h)
 
 /* ---- the hash table; callers hold the shard's lock ---- */
 
-static inline entry **find(shard *s, uint32_t h, const void *key, size_t klen)
+/* Loads of links by the lock's holder (relaxed: only it stores them);
+ * stores are releases, because readers follow them without the lock. */
+static inline entry *ld(eptr *p)
 {
-    entry **pp = &s->buckets[h & s->mask];
-    for (entry *e; (e = *pp) != NULL; pp = &e->next)
+    return atomic_load_explicit(p, memory_order_relaxed);
+}
+
+static inline void st(eptr *p, entry *e)
+{
+    atomic_store_explicit(p, e, memory_order_release);
+}
+
+static inline buckets *tab_of(shard *s)
+{
+    return atomic_load_explicit(&s->tab, memory_order_relaxed);
+}
+
+static buckets *tab_new(size_t n)
+{
+    buckets *b = calloc(1, sizeof *b + n * sizeof(eptr));
+    if (b)
+        b->mask = (uint32_t)(n - 1);
+    return b;
+}
+
+static inline eptr *find(shard *s, uint32_t h, const void *key, size_t klen)
+{
+    buckets *b = tab_of(s);
+    eptr *pp = &b->b[h & b->mask];
+    for (entry *e; (e = ld(pp)) != NULL; pp = &e->next)
         if (e->hash == h && e->klen == klen && memcmp(e_key(e), key, klen) == 0)
             break;
     return pp;
 }
 
+/* Relinks every entry into a twice larger array.  A reader walking a chain
+ * meanwhile may be led into another chain (never into a loop: moved entries
+ * only point to moved entries) and miss: grow_seq tells it to look again. */
 static void grow(shard *s)
 {
-    size_t n = ((size_t)s->mask + 1) * 2;
-    entry **nb;
+    buckets *old = tab_of(s), *nb;
+    size_t n = ((size_t)old->mask + 1) * 2;
+    unsigned seq = atomic_load_explicit(&s->grow_seq, memory_order_relaxed);
 
-    if (n > UINT32_MAX || !(nb = calloc(n, sizeof *nb)))
+    if (n > UINT32_MAX || !(nb = tab_new(n)))
         return;                 /* chains just get longer */
-    for (size_t i = 0; i <= s->mask; i++)
-        for (entry *e = s->buckets[i], *next; e; e = next) {
-            next = e->next;
-            e->next = nb[e->hash & (n - 1)];
-            nb[e->hash & (n - 1)] = e;
+    atomic_store_explicit(&s->grow_seq, seq + 1, memory_order_relaxed);
+    fence(memory_order_release);
+    for (size_t i = 0; i <= old->mask; i++)
+        for (entry *e = ld(&old->b[i]), *next; e; e = next) {
+            next = ld(&e->next);
+            st(&e->next, ld(&nb->b[e->hash & (n - 1)]));
+            st(&nb->b[e->hash & (n - 1)], e);
         }
-    free(s->buckets);
-    s->buckets = nb;
-    s->mask = (uint32_t)(n - 1);
+    atomic_store_explicit(&s->tab, nb, memory_order_release);
+    atomic_store_explicit(&s->grow_seq, seq + 2, memory_order_release);
+    retire(s, old, 0);
 }
 
 /* Takes *pp out of the table (chain, queue, counts); the caller frees it. */
-static entry *unlink_at(memtable *t, shard *s, entry **pp)
+/* Takes e out of the counts and its queue (not out of its chain). */
+static void uncount(memtable *t, shard *s, entry *e)
 {
-    entry *e = *pp;
     size_t bytes = (size_t)e->klen + e->vlen;
 
-    *pp = e->next;
     s->count--;
     s->bytes -= bytes;
     if (t->bounded) {
@@ -382,12 +669,20 @@ static entry *unlink_at(memtable *t, shard *s, entry **pp)
         atomic_fetch_sub_explicit(&t->count, 1, memory_order_relaxed);
         atomic_fetch_sub_explicit(&t->bytes, bytes, memory_order_relaxed);
     }
+}
+
+static entry *unlink_at(memtable *t, shard *s, eptr *pp)
+{
+    entry *e = ld(pp);
+
+    st(pp, ld(&e->next));       /* e keeps its link: a reader on e goes on */
+    uncount(t, s, e);
     return e;
 }
 
 static void drop(memtable *t, shard *s, entry *e)
 {
-    e_free(t, unlink_at(t, s, find(s, e->hash, e_key(e), e->klen)));
+    e_retire(t, s, unlink_at(t, s, find(s, e->hash, e_key(e), e->klen)));
 }
 
 /* Main's tail: reinserted with one less while it has hits, else evicted.
@@ -396,8 +691,8 @@ static int evict_main(memtable *t, shard *s)
 {
     entry *v;
     while ((v = s->main.tail) != NULL) {
-        if (v->freq) {
-            v->freq--;
+        if (e_freq(v)) {
+            e_set_freq(v, e_freq(v) - 1);
             fifo_remove(&s->main, v, e_units(t, v));
             fifo_push(&s->main, v, e_units(t, v));
         } else {
@@ -414,10 +709,10 @@ static int evict_small(memtable *t, shard *s)
 {
     entry *v;
     while ((v = s->small.tail) != NULL) {
-        if (v->freq) {
+        if (e_freq(v)) {
             fifo_remove(&s->small, v, e_units(t, v));
-            v->freq = 0;
-            v->flags |= F_MAIN;
+            e_set_freq(v, 0);
+            v->in_main = 1;
             fifo_push(&s->main, v, e_units(t, v));
             if (fifo_size(t, &s->main) > t->share - t->share / 10 && evict_main(t, s))
                 return 1;
@@ -450,19 +745,23 @@ static inline int over(memtable *t)
 }
 
 /* Stores e (not yet counted) in s, replacing what is under its key; the
- * caller holds s's lock.  A bounded table counts e first, then evicts from
- * s until the bounds hold: e is linked only after, so it is never its own
- * victim.  An overwrite counts as a hit of the key. */
+ * caller holds s's lock and retires *old_out.  A bounded table counts e
+ * first, then evicts from s until the bounds hold: e is linked only after,
+ * so it is never its own victim.  The old entry leaves the counts and its
+ * queue first but the chain only when e takes its place, in one store, so
+ * a reader meanwhile finds the one or the other, never neither.  An
+ * overwrite counts as a hit of the key. */
 static void put_locked(memtable *t, shard *s, entry *e, entry **old_out)
 {
-    entry **pp = find(s, e->hash, e_key(e), e->klen), *old = NULL;
+    eptr *pp = find(s, e->hash, e_key(e), e->klen);
+    entry *old = ld(pp);
     size_t bytes = (size_t)e->klen + e->vlen;
-    uint8_t freq = 0, flags = 0;
+    uint8_t freq = 0, in_main = 0;
 
-    if (*pp) {
-        old = unlink_at(t, s, pp);
-        freq = old->freq < FREQ_MAX ? old->freq + 1 : FREQ_MAX;
-        flags = old->flags & F_MAIN;
+    if (old) {
+        uncount(t, s, old);
+        freq = e_freq(old) < FREQ_MAX ? e_freq(old) + 1 : FREQ_MAX;
+        in_main = old->in_main;
     }
     if (t->bounded) {
         atomic_fetch_add_explicit(&t->count, 1, memory_order_relaxed);
@@ -470,17 +769,17 @@ static void put_locked(memtable *t, shard *s, entry *e, entry **old_out)
         while (over(t) && evict_one(t, s))
             ;
         if (!old && ghost_take(s, e->hash))
-            flags = F_MAIN;
-        e->freq = freq;
-        e->flags |= flags;
+            in_main = 1;
+        e_set_freq(e, freq);
+        e->in_main = in_main;
         fifo_push(queue_of(s, e), e, e_units(t, e));
         pp = find(s, e->hash, e_key(e), e->klen);   /* eviction may have moved the chain */
     }
-    e->next = *pp;
-    *pp = e;
+    st(&e->next, old ? ld(&old->next) : NULL);
+    st(pp, e);                  /* publishes e: its bytes before the pointer */
     s->count++;
     s->bytes += bytes;
-    if (s->count > (size_t)s->mask + 1)
+    if (s->count > (size_t)tab_of(s)->mask + 1)
         grow(s);
     *old_out = old;
 }
@@ -530,12 +829,13 @@ memtable *memtable_new(size_t max_count, size_t max_size)
     memset(t->shards, 0, n * sizeof *t->shards);
     for (i = 0; i < n; i++) {
         shard *s = &t->shards[i];
-        if (!(s->buckets = calloc(MIN_BUCKETS, sizeof *s->buckets))) {
+        buckets *b = tab_new(MIN_BUCKETS);
+        if (!b) {
             t->nshards = i;
             memtable_free(t);
             return NULL;
         }
-        s->mask = MIN_BUCKETS - 1;
+        atomic_init(&s->tab, b);
     }
     return t;
 }
@@ -546,12 +846,17 @@ void memtable_free(memtable *t)
         return;
     for (unsigned i = 0; i < t->nshards; i++) {
         shard *s = &t->shards[i];
-        for (size_t b = 0; b <= s->mask; b++)
-            for (entry *e = s->buckets[b], *next; e; e = next) {
-                next = e->next;
+        buckets *tab = tab_of(s);
+        for (size_t b = 0; b <= tab->mask; b++)
+            for (entry *e = ld(&tab->b[b]), *next; e; e = next) {
+                next = ld(&e->next);
                 e_free(t, e);
             }
-        free(s->buckets);
+        free(tab);
+        /* no get runs on a table being freed: nothing retired is in use */
+        for (size_t r = 0; r < s->nretired; r++)
+            free(s->retired[r].p);
+        free(s->retired);
         free(s->ghost);
     }
     free(t->shards);
@@ -569,45 +874,84 @@ cachet_status memtable_fits(const memtable *t, size_t klen, size_t len)
     return CACHET_OK;
 }
 
-/* The live entry under key (an expired one is dropped on the way). */
-static inline entry *find_live(memtable *t, shard *s, uint32_t h, const void *key, size_t klen,
-                               entry **dead)
+/* The live entry under key (an expired one is retired on the way). */
+static inline entry *find_live(memtable *t, shard *s, uint32_t h, const void *key, size_t klen)
 {
-    entry **pp = find(s, h, key, klen);
-    if (*pp && e_expired(*pp)) {
-        *dead = unlink_at(t, s, pp);
+    eptr *pp = find(s, h, key, klen);
+    entry *e = ld(pp);
+    if (e && e_expired(e)) {
+        e_retire(t, s, unlink_at(t, s, pp));
         return NULL;
     }
-    return *pp;
+    return e;
+}
+
+/* The copy the caller owns: len + 1 bytes, NUL-terminated. */
+static inline cachet_status copy_out(memtable *t, entry *e, void **value, size_t *len)
+{
+    char *v = malloc((size_t)e->vlen + 1);
+    uint8_t f;
+
+    if (t->bounded && (f = e_freq(e)) < FREQ_MAX)
+        e_set_freq(e, f + 1);   /* the hit's only write, and none once capped */
+    if (!v)
+        return CACHET_ENOMEM;
+    memcpy(v, e_value(e), e->vlen);
+    v[e->vlen] = '\0';
+    *value = v;
+    *len = e->vlen;
+    return CACHET_OK;
+}
+
+/* The get under the lock: when the reader found an expired entry (to
+ * drop it), or missed while the chains were relinked, or has no slot. */
+static __attribute__((noinline)) cachet_status get_locked(memtable *t, shard *s, uint32_t h,
+                                                          const void *key, size_t klen,
+                                                          void **value, size_t *len)
+{
+    cachet_status st = CACHET_MISS;
+    entry *e;
+
+    lock(&s->mu);
+    if ((e = find_live(t, s, h, key, klen)) != NULL)
+        st = copy_out(t, e, value, len);
+    unlock(&s->mu);
+    return st;
 }
 
 cachet_status memtable_get(memtable *t, const void *key, size_t klen, void **value, size_t *len)
 {
-    uint64_t h = hash_key(t->seed, key, klen);
-    shard *s = shard_of(t, h);
-    cachet_status st = CACHET_MISS;
-    entry *e, *dead = NULL;
-    char *v = NULL;
+    uint64_t hh = hash_key(t->seed, key, klen);
+    uint32_t h = (uint32_t)hh;
+    shard *s = shard_of(t, hh);
+    cachet_status st;
+    reader *r = reader_enter();
 
-    lock(&s->mu);
-    if ((e = find_live(t, s, (uint32_t)h, key, klen, &dead)) != NULL) {
-        if ((v = malloc((size_t)e->vlen + 1)) != NULL) {
-            memcpy(v, e_value(e), e->vlen);
-            v[e->vlen] = '\0';
-            *len = e->vlen;
-            st = CACHET_OK;
-        } else {
-            st = CACHET_ENOMEM;
+    *value = NULL;
+    *len = 0;
+    if (r) {
+        unsigned seq = atomic_load_explicit(&s->grow_seq, memory_order_acquire);
+        buckets *b = atomic_load_explicit(&s->tab, memory_order_acquire);
+        entry *e = atomic_load_explicit(&b->b[h & b->mask], memory_order_acquire);
+
+        for (; e; e = atomic_load_explicit(&e->next, memory_order_acquire))
+            if (e->hash == h && e->klen == klen && memcmp(e_key(e), key, klen) == 0)
+                break;
+        if (e && !e_expired(e)) {
+            st = copy_out(t, e, value, len);
+            reader_exit(r);
+            return st;
         }
-        if (e->freq < FREQ_MAX && t->bounded)
-            e->freq++;          /* the hit's only write, and none once capped */
+        if (!e) {
+            fence(memory_order_acquire);
+            if (!(seq & 1) && atomic_load_explicit(&s->grow_seq, memory_order_relaxed) == seq) {
+                reader_exit(r);
+                return CACHET_MISS;
+            }
+        }
+        reader_exit(r);
     }
-    unlock(&s->mu);
-    e_free(t, dead);
-    *value = v;
-    if (st != CACHET_OK)
-        *len = 0;
-    return st;
+    return get_locked(t, s, h, key, klen, value, len);
 }
 
 static cachet_status store(memtable *t, const void *key, size_t klen, const void *value,
@@ -616,27 +960,26 @@ static cachet_status store(memtable *t, const void *key, size_t klen, const void
     uint64_t h = hash_key(t->seed, key, klen);
     shard *s = shard_of(t, h);
     cachet_status st = memtable_fits(t, klen, len);
-    entry *e = NULL, *old = NULL, *dead = NULL;
+    entry *e = NULL, *old = NULL;
 
     if (st == CACHET_OK && !(e = e_new(t, h, key, klen, value, len, ttl)))
         st = CACHET_ENOMEM;
     if (only_if_absent && st != CACHET_OK)
         return st;
     lock(&s->mu);
-    if (only_if_absent && find_live(t, s, (uint32_t)h, key, klen, &dead)) {
+    if (only_if_absent && find_live(t, s, (uint32_t)h, key, klen)) {
         st = CACHET_EXISTS;
     } else if (e) {
         put_locked(t, s, e, &old);
         e = NULL;
     } else {
-        entry **pp = find(s, (uint32_t)h, key, klen);
-        if (*pp)
+        eptr *pp = find(s, (uint32_t)h, key, klen);
+        if (ld(pp))
             old = unlink_at(t, s, pp);
     }
+    e_retire(t, s, old);
     unlock(&s->mu);
-    e_free(t, e);
-    e_free(t, old);
-    e_free(t, dead);
+    e_free(t, e);               /* never linked */
     if (t->bounded && over(t))
         evict_elsewhere(t, s);
     return st;
@@ -658,14 +1001,13 @@ void memtable_del(memtable *t, const void *key, size_t klen)
 {
     uint64_t h = hash_key(t->seed, key, klen);
     shard *s = shard_of(t, h);
-    entry **pp, *old = NULL;
+    eptr *pp;
 
     lock(&s->mu);
     pp = find(s, (uint32_t)h, key, klen);
-    if (*pp)
-        old = unlink_at(t, s, pp);
+    if (ld(pp))
+        e_retire(t, s, unlink_at(t, s, pp));
     unlock(&s->mu);
-    e_free(t, old);
 }
 
 size_t memtable_sweep(memtable *t, int (*keep)(void *arg, const void *value, size_t len),
@@ -675,28 +1017,25 @@ size_t memtable_sweep(memtable *t, int (*keep)(void *arg, const void *value, siz
 
     for (unsigned i = 0; i < t->nshards; i++) {
         shard *s = &t->shards[i];
-        entry *garbage = NULL;
+        buckets *tab;
 
         lock(&s->mu);
-        for (size_t b = 0; b <= s->mask; b++) {
-            entry **pp = &s->buckets[b];
-            while (*pp) {
-                if (!e_expired(*pp) && keep(arg, e_value(*pp), (*pp)->vlen)) {
-                    pp = &(*pp)->next;
+        tab = tab_of(s);
+        for (size_t b = 0; b <= tab->mask; b++) {
+            eptr *pp = &tab->b[b];
+            entry *e;
+            while ((e = ld(pp)) != NULL) {
+                if (!e_expired(e) && keep(arg, e_value(e), e->vlen)) {
+                    pp = &e->next;
                 } else {
-                    entry *e = unlink_at(t, s, pp);
-                    e->next = garbage;
-                    garbage = e;
+                    e_retire(t, s, unlink_at(t, s, pp));
                     n++;
                 }
             }
         }
+        if (s->nretired)
+            reclaim(s);
         unlock(&s->mu);
-        while (garbage) {
-            entry *next = garbage->next;
-            e_free(t, garbage);
-            garbage = next;
-        }
     }
     return n;
 }

@@ -7,6 +7,10 @@
  * larger than max_size (key + value bytes) is refused, and whatever was
  * under its key is dropped, so a failed set never leaves a stale value.
  *
+ * Gets take no lock (see memtable.c): what a write unlinks is freed once
+ * the gets already inside have left, so up to 16 removed entries or 64 KiB
+ * a shard may outlive their removal for a moment.
+ *
  * Statuses are cachet's; the table sets no error message (its caller knows
  * which backend or proxy it is and names it). */
 #ifndef CACHET_MEMTABLE_H

@@ -101,7 +101,7 @@ typedef struct {
 #define C(f) { #f, offsetof(cachet_stat_counters, f) }
 static const counter counters[] = {
     C(hits), C(misses), C(sets), C(deletes), C(errors), C(creator_calls), C(lock_waits),
-    C(stale_served), C(corrupt), C(fallbacks),
+    C(stale_served), C(corrupt), C(fallbacks), C(early_refreshes), C(background_refreshes),
 };
 #undef C
 
