@@ -5,6 +5,9 @@
 #include <setjmp.h>
 #include <cmocka.h>
 #include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include <time.h>
 #include "helpers.h"
@@ -146,4 +149,20 @@ int th_clock_teardown(void **state)
     (void)state;
     th_clock_real();
     return 0;
+}
+
+void th_tsan_allow_threads_after_fork(char **argv)
+{
+#if defined(__SANITIZE_THREAD__)
+    const char *old = getenv("TSAN_OPTIONS");
+    char opts[1024];
+    if (getenv("CACHET_TEST_TSAN_REEXEC"))
+        return;
+    snprintf(opts, sizeof opts, "%s%sdie_after_fork=0", old ? old : "", old ? " " : "");
+    setenv("TSAN_OPTIONS", opts, 1);
+    setenv("CACHET_TEST_TSAN_REEXEC", "1", 1);
+    execv("/proc/self/exe", argv);
+#else
+    (void)argv;
+#endif
 }

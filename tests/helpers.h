@@ -50,4 +50,11 @@ void th_clock_real(void);
  * failed with the fake one set. */
 int th_clock_teardown(void **state);
 
+/* ThreadSanitizer refuses new threads in the child of a multi-threaded
+ * fork unless TSAN_OPTIONS says die_after_fork=0; suites whose children
+ * start threads (background probes, refresh threads: what they test) call
+ * this first in main: under TSan the program runs itself again with it set
+ * (race detection in such a child is best-effort).  No-op otherwise. */
+void th_tsan_allow_threads_after_fork(char **argv);
+
 #endif

@@ -14,8 +14,12 @@
 #include <time.h>
 #include <unistd.h>
 
+/* What a connection's thread needs, copied at accept: the thread never
+ * reads the hostile_server, which may be a test's stack variable reused by
+ * the next test while a detached connection thread is still finishing. */
 typedef struct {
-    hostile_server *h;
+    hostile_handler handler;
+    void *arg;
     int fd;
     int no;
 } conn_arg;
@@ -23,7 +27,7 @@ typedef struct {
 static void *conn_main(void *p)
 {
     conn_arg *c = p;
-    c->h->handler(c->fd, c->no, c->h->arg);
+    c->handler(c->fd, c->no, c->arg);
     close(c->fd);
     free(c);
     return NULL;
@@ -50,7 +54,8 @@ static void *accept_main(void *p)
             close(fd);
             continue;
         }
-        c->h = h;
+        c->handler = h->handler;
+        c->arg = h->arg;
         c->fd = fd;
         c->no = __atomic_fetch_add(&h->nconns, 1, __ATOMIC_ACQ_REL);
         if (pthread_create(&t, NULL, conn_main, c) != 0) {

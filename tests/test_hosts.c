@@ -944,8 +944,10 @@ static void sentinel_servers_report(void **state)
 }
 #endif
 
-int main(void)
+int main(int argc, char **argv)
 {
+    (void)argc;
+    th_tsan_allow_threads_after_fork(argv);
     const struct CMUnitTest tests[] = {
 #ifdef HAVE_LIBMEMCACHED
         cmocka_unit_test(memcached_servers_report),

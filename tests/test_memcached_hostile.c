@@ -140,7 +140,7 @@ static void text_value(obuf *o, const char *k, int i)
 
 static void endless(int fd)
 {
-    static char junk[65536];
+    char junk[65536];             /* per connection: two may run at once */
     memset(junk, 'x', sizeof junk);
     /* until cachet hangs up (at most 4 GiB: never reached when it does) */
     for (int i = 0; i < 65536 && hostile_write(fd, junk, sizeof junk) == 0; i++)

@@ -131,7 +131,7 @@ static int has(const char *s, const char *needle)
 
 static void stream_forever(int fd, const char *head)
 {
-    static char junk[65536];
+    char junk[65536];             /* per connection: two may run at once */
     memset(junk, 'x', sizeof junk);
     if (hostile_writes(fd, head) != 0)
         return;
@@ -160,7 +160,7 @@ static void answer_get(int fd, const char *key, size_t kl, int mode)
         return;
     }
     if (mode == M_HUGE_ARRAY && has(key, "huge")) {
-        static char elems[7 * 4096 + 1];
+        char elems[7 * 4096 + 1];     /* per connection, as junk above */
         hostile_writes(fd, "*2147483647\r\n");
         for (int i = 0; i < 4096; i++)
             memcpy(elems + 7 * i, "$1\r\nx\r\n", 7);

@@ -18,26 +18,6 @@
 #include <cachet/cachet.h>
 #include "helpers.h"
 
-/* ThreadSanitizer refuses new threads in the child of a multi-threaded
- * fork unless TSAN_OPTIONS says die_after_fork=0; starting them there is
- * what this suite tests (race detection in that child is best-effort), so
- * under TSan the suite runs itself again with it set. */
-static void tsan_allow_threads_after_fork(char **argv)
-{
-#if defined(__SANITIZE_THREAD__)
-    const char *old = getenv("TSAN_OPTIONS");
-    char opts[1024];
-    if (getenv("CACHET_TEST_REFRESH_REEXEC"))
-        return;
-    snprintf(opts, sizeof opts, "%s%sdie_after_fork=0", old ? old : "", old ? " " : "");
-    setenv("TSAN_OPTIONS", opts, 1);
-    setenv("CACHET_TEST_REFRESH_REEXEC", "1", 1);
-    execv("/proc/self/exe", argv);
-#else
-    (void)argv;
-#endif
-}
-
 static pthread_t caller;
 static atomic_int calls, in_caller;
 
@@ -146,6 +126,6 @@ int main(int argc, char **argv)
         cmocka_unit_test(bounds),
     };
     (void)argc;
-    tsan_allow_threads_after_fork(argv);
+    th_tsan_allow_threads_after_fork(argv);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
