@@ -601,7 +601,7 @@ static void shared_state_one_stall_per_machine(void **state)
         int status;
         assert_int_equal(waitpid(kids[k], &status, 0), kids[k]);
         assert_true(WIFEXITED(status));
-        assert_true(WEXITSTATUS(status) <= 100);
+        assert_true(WEXITSTATUS(status) <= 40);   /* a count of its 40 calls, not a crash code */
         total += WEXITSTATUS(status);
     }
     print_message("16 processes, 640 calls: %d stalled on the hung host (>= 0.5 s, failed)\n", total);
