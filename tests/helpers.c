@@ -158,7 +158,8 @@ void th_tsan_allow_threads_after_fork(char **argv)
     char opts[1024];
     if (getenv("CACHET_TEST_TSAN_REEXEC"))
         return;
-    snprintf(opts, sizeof opts, "%s%sdie_after_fork=0", old ? old : "", old ? " " : "");
+    snprintf(opts, sizeof opts, "%s%sdie_after_fork=0 detect_deadlocks=0", old ? old : "",
+             old ? " " : "");
     setenv("TSAN_OPTIONS", opts, 1);
     setenv("CACHET_TEST_TSAN_REEXEC", "1", 1);
     execv("/proc/self/exe", argv);

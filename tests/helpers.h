@@ -54,7 +54,11 @@ int th_clock_teardown(void **state);
  * fork unless TSAN_OPTIONS says die_after_fork=0; suites whose children
  * start threads (background probes, refresh threads: what they test) call
  * this first in main: under TSan the program runs itself again with it set
- * (race detection in such a child is best-effort).  No-op otherwise. */
+ * (race detection in such a child is best-effort).  It also turns off
+ * TSan's lock-order detector, which cannot count past 64 mutexes held at
+ * once: the fork handlers hold every keylock stripe (32) of every open
+ * region, and suites that fork with two regions open pass that.  Data-race
+ * detection stays on.  No-op otherwise. */
 void th_tsan_allow_threads_after_fork(char **argv);
 
 #endif
