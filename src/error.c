@@ -13,7 +13,8 @@ static _Thread_local char errmsg[CACHET_ERRMSG_MAX];
  * buffer itself stays general-dynamic: 1 KiB is too much to take from the
  * static TLS surplus a dlopen()ed module — an nginx or apache module linking
  * libcachet — can count on). */
-static _Thread_local unsigned char errmsg_set __attribute__((tls_model("initial-exec")));
+_Thread_local unsigned char cachet__errmsg_set __attribute__((tls_model("initial-exec")));
+#define errmsg_set cachet__errmsg_set
 
 CACHET_EXPORT const char *cachet_strerror(cachet_status st)
 {
@@ -42,11 +43,6 @@ CACHET_EXPORT const char *cachet_errmsg(void)
 int cachet__error_isset(void)
 {
     return errmsg_set;
-}
-
-void cachet__error_clear(void)
-{
-    errmsg_set = 0;
 }
 
 cachet_status cachet__verror(cachet_status st, const char *fmt, va_list ap)

@@ -37,7 +37,7 @@ static int key_acceptable(const cachet_key_policy *pol, const char *k, size_t le
     return 1;
 }
 
-int cachet_key_make(const cachet_key_policy *pol, const char *key, cachet_key *out)
+int cachet_key_make_slow(const cachet_key_policy *pol, const char *key, cachet_key *out)
 {
     size_t klen = strlen(key);
     size_t total = pol->prefix_len + klen;

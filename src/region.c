@@ -203,7 +203,7 @@ CACHET_EXPORT const char *cachet_region_backend(const cachet_region *r)
 CACHET_EXPORT void cachet_free(void *value)
 {
     if (value)
-        free((uint8_t *)value - CACHET_VALUE_HDR);
+        cachet__value_block_free((uint8_t *)value - CACHET_VALUE_HDR);
 }
 
 /* The longest per-call expiration_time: 300 years, far inside int64 ns. */

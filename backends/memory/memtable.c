@@ -144,6 +144,7 @@ struct memtable {
     int            by_count;    /* queue sizes in entries (else in bytes) */
     unsigned       nshards;     /* a power of two */
     uint64_t       seed;
+    void        *(*alloc)(size_t);  /* a get's copy: malloc or a free()able kin */
     _Atomic size_t count, bytes;/* bounded tables only */
     shard         *shards;
 };
@@ -801,6 +802,11 @@ static void evict_elsewhere(memtable *t, shard *mine)
 
 /* ---- the interface ---- */
 
+void memtable_set_alloc(memtable *t, void *(*alloc)(size_t))
+{
+    t->alloc = alloc;
+}
+
 memtable *memtable_new(size_t max_count, size_t max_size)
 {
     memtable *t = calloc(1, sizeof *t);
@@ -808,6 +814,7 @@ memtable *memtable_new(size_t max_count, size_t max_size)
 
     if (!t)
         return NULL;
+    t->alloc = malloc;
     t->max_count = max_count;
     t->max_size = max_size;
     t->bounded = max_count || max_size;
@@ -889,7 +896,7 @@ static inline entry *find_live(memtable *t, shard *s, uint32_t h, const void *ke
 /* The copy the caller owns: len + 1 bytes, NUL-terminated. */
 static inline cachet_status copy_out(memtable *t, entry *e, void **value, size_t *len)
 {
-    char *v = malloc((size_t)e->vlen + 1);
+    char *v = t->alloc((size_t)e->vlen + 1);
     uint8_t f;
 
     if (t->bounded && (f = e_freq(e)) < FREQ_MAX)

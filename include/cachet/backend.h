@@ -14,7 +14,10 @@
  * malloc() with room for one byte more than its length, and that byte must
  * be NUL: the region hands values on as they are, and every value cachet
  * gives a caller ends in a NUL not counted in its length (so string users
- * cannot read past it).  The caller frees it with free().
+ * cannot read past it).  The caller frees it with free().  A backend that
+ * copies values out of its own memory may take the block from
+ * cachet_backend_value_alloc() instead, which is malloc() reusing what the
+ * thread last gave back with cachet_free().
  *
  * Threads: the region calls a backend from many threads at once unless the
  * vtable sets CACHET_CAP_SERIALIZE, in which case calls on one instance are
@@ -261,6 +264,11 @@ const char   *cachet_layer_backend(const cachet_layer *below);
  * backend can write `return cachet_backend_error(CACHET_EINVAL, "...")`. */
 cachet_status cachet_backend_error(cachet_status st, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* The same as malloc(n) (free() releases the block), but it first reuses
+ * a block this thread gave back with cachet_free(): for a backend that
+ * copies values out of its own memory, that saves a malloc and a free a
+ * get.  NULL when out of memory. */
+void *cachet_backend_value_alloc(size_t n);
 /* Sends a message to the service's logger (if any). */
 void cachet_backend_log(cachet_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
