@@ -318,7 +318,7 @@ void *cachet__region_encode_timed(cachet_region *r, const cachet_key *k, const v
 
 /* get and get_ex share this; inlined into both so that the plain get, the
  * hottest call of all, is one function deep before the backend. */
-static inline cachet_status get_common(cachet_region *r, const char *key, const cachet_options *o,
+static inline __attribute__((always_inline)) cachet_status get_common(cachet_region *r, const char *key, const cachet_options *o,
                                        void **value, size_t *len)
 {
     freshness f = DEAD;

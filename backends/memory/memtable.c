@@ -9,7 +9,7 @@
  * freed at once: unlinked entries and replaced bucket arrays go on their
  * shard's retire list, tagged with the global epoch, and are freed once
  * every reader inside a get announced a later epoch (epoch-based
- * reclamation; see "deferred freeing" below).  So a hit writes only this
+ * reclamation; epoch.h).  So a hit writes only this
  * thread's own reader slot and, while the entry's 2-bit frequency is below
  * its cap, the entry itself: no line another thread writes on its hits.
  * A miss is trusted only if the shard's bucket array was not being grown
@@ -41,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "epoch.h"
 #include "memtable.h"
 
 #define MAX_SHARDS        256       /* unbounded: a hot shard is rarely shared by two threads */
@@ -50,8 +51,6 @@
 #define FREQ_MAX          3
 #define GHOST_WAYS        4
 
-#define RETIRE_BATCH      16        /* retired blocks that make a writer try to free */
-#define RETIRE_BYTES      (64 << 10)/* likewise, in bytes */
 
 enum { F_TTL = 1 };
 
@@ -76,13 +75,6 @@ typedef struct {
     uint32_t mask;
     eptr     b[];
 } buckets;
-
-/* A block a reader may still be reading, and the epoch it was retired in. */
-typedef struct {
-    void    *p;
-    uint64_t epoch;
-    size_t   bytes;
-} retired;
 
 /* Queue links, in front of the header of a bounded table's entries. */
 typedef struct links {
@@ -133,8 +125,7 @@ typedef struct shard {
     uint32_t  gmask;            /* ghost buckets - 1 */
     uint32_t  gseq;
     uint64_t  evictions;
-    retired  *retired;          /* under mu */
-    size_t    nretired, retired_cap, retired_bytes;
+    epoch_list retired;         /* under mu */
 } __attribute__((aligned(64))) shard;
 
 struct memtable {
@@ -149,202 +140,11 @@ struct memtable {
     shard         *shards;
 };
 
-/* ---- deferred freeing (epoch-based reclamation) ----
- *
- * Every thread that reads has a slot of its own, on a line of its own,
- * found again through thread-local storage: a get stores the global epoch
- * there on entry (then a full fence, so that its loads of the chain come
- * after the store) and 0 on exit.  A writer that unlinks a block tags it
- * with the epoch read after the unlink.  A reader that can still reach the
- * block entered before the unlink, so its slot holds at most that tag;
- * the block is freed when every slot is 0 or above its tag.  When every
- * reader inside has caught up with the global epoch, a reclaiming writer
- * advances it, so blocks retired now become free once those readers leave.
- * The slots are shared by every table of this module (one per thread, kept
- * until the thread exits, then reused). */
-/* Fences.  TSan does not model them (and gcc warns that it does not): its
- * builds use a seq_cst read-modify-write of a word of this thread's
- * instead, a full barrier on the hardware as well. */
-#ifdef __SANITIZE_THREAD__
-static _Thread_local _Atomic int fence_word;
-#define fence(order) ((void)(order), \
-                      (void)atomic_fetch_add_explicit(&fence_word, 0, memory_order_seq_cst))
-#else
-#define fence(order) atomic_thread_fence(order)
-#endif
+/* ---- deferred freeing: epoch.h ---- */
 
-typedef struct reader {
-    _Atomic uint64_t epoch;     /* 0: not inside a get */
-    _Atomic int      in_use;
-    struct reader   *next;      /* the registry, push-only */
-} __attribute__((aligned(64))) reader;
-
-static _Atomic(reader *) readers;
-static _Atomic uint64_t  global_epoch = 1;
-static pthread_key_t     reader_key;
-static int               reader_key_ok;
-static pthread_once_t    reader_once = PTHREAD_ONCE_INIT;
-/* initial-exec: a get must not call __tls_get_addr (11 instructions and a
- * call of ld.so a get, callgrind); 8 bytes fit the static TLS surplus that
- * glibc keeps for modules loaded with dlopen. */
-static _Thread_local reader *me __attribute__((tls_model("initial-exec")));
-
-static void reader_release(void *arg)
+static inline void retire(shard *s, void *p, size_t bytes)
 {
-    reader *r = arg;
-    atomic_store_explicit(&r->epoch, 0, memory_order_release);
-    atomic_store_explicit(&r->in_use, 0, memory_order_release);
-}
-
-/* In a fork()ed child only the forking thread exists: the others' slots
- * would otherwise keep their epochs, and nothing would be freed again. */
-static void readers_after_fork_child(void)
-{
-    for (reader *r = atomic_load(&readers); r; r = r->next)
-        if (r != me)
-            reader_release(r);
-}
-
-static void readers_init(void)
-{
-    reader_key_ok = pthread_key_create(&reader_key, reader_release) == 0;
-    pthread_atfork(NULL, NULL, readers_after_fork_child);
-}
-
-/* The module is unloaded (dlclose) or the process ends: exiting threads
- * must not call into it.  The slots are freed (dlclose would leave them
- * unreachable) only when no other thread holds one: at exit() other
- * threads may still be inside a get. */
-__attribute__((destructor)) static void readers_fini(void)
-{
-    reader *r;
-    if (reader_key_ok)
-        pthread_key_delete(reader_key);
-    for (r = atomic_load(&readers); r; r = r->next)
-        if (r != me && atomic_load(&r->in_use))
-            return;
-    r = atomic_exchange(&readers, NULL);
-    while (r) {
-        reader *next = r->next;
-        free(r);
-        r = next;
-    }
-    me = NULL;
-}
-
-/* This thread's slot, registered on its first get; NULL when out of
- * memory (the caller then reads under the lock). */
-static __attribute__((noinline)) reader *reader_register(void)
-{
-    reader *r;
-    pthread_once(&reader_once, readers_init);
-    if (!reader_key_ok)
-        return NULL;
-    for (r = atomic_load(&readers); r; r = r->next) {
-        int free_slot = 0;
-        if (atomic_compare_exchange_strong(&r->in_use, &free_slot, 1))
-            break;
-    }
-    if (!r) {
-        if (posix_memalign((void **)&r, 64, sizeof *r) != 0)
-            return NULL;
-        atomic_init(&r->epoch, 0);
-        atomic_init(&r->in_use, 1);
-        r->next = atomic_load(&readers);
-        while (!atomic_compare_exchange_weak(&readers, &r->next, r))
-            ;
-    }
-    if (pthread_setspecific(reader_key, r) != 0) {
-        reader_release(r);
-        return NULL;
-    }
-    return me = r;
-}
-
-static inline reader *reader_enter(void)
-{
-    reader *r = me;
-    if (__builtin_expect(!r, 0) && !(r = reader_register()))
-        return NULL;
-    uint64_t g = atomic_load_explicit(&global_epoch, memory_order_acquire);
-#if defined(__x86_64__) || defined(__i386__)
-    /* the store, then the loads of the chain: xchg is a full barrier on
-     * x86, and cheaper than the mfence a fence would be */
-    atomic_exchange_explicit(&r->epoch, g, memory_order_seq_cst);
-#else
-    atomic_store_explicit(&r->epoch, g, memory_order_relaxed);
-    fence(memory_order_seq_cst);
-#endif
-    return r;
-}
-
-static inline void reader_exit(reader *r)
-{
-    atomic_store_explicit(&r->epoch, 0, memory_order_release);
-}
-
-/* The oldest epoch a reader inside announced (UINT64_MAX: none inside). */
-static uint64_t oldest_reader(void)
-{
-    uint64_t m = UINT64_MAX;
-    fence(memory_order_seq_cst);
-    for (reader *r = atomic_load_explicit(&readers, memory_order_acquire); r; r = r->next) {
-        uint64_t e = atomic_load_explicit(&r->epoch, memory_order_acquire);
-        if (e && e < m)
-            m = e;
-    }
-    return m;
-}
-
-/* Frees what no reader can reach any more; the caller holds s's lock. */
-static void reclaim(shard *s)
-{
-    uint64_t m = oldest_reader(), g = atomic_load(&global_epoch);
-    size_t kept = 0;
-
-    if (m >= g)                 /* everyone inside has caught up: move on */
-        atomic_compare_exchange_strong(&global_epoch, &g, g + 1);
-    s->retired_bytes = 0;
-    for (size_t i = 0; i < s->nretired; i++)
-        if (s->retired[i].epoch < m) {
-            free(s->retired[i].p);
-        } else {
-            s->retired_bytes += s->retired[i].bytes;
-            s->retired[kept++] = s->retired[i];
-        }
-    s->nretired = kept;
-}
-
-/* p (from malloc) is unlinked: free it once no reader can reach it.  The
- * caller holds s's lock. */
-static void retire(shard *s, void *p, size_t bytes)
-{
-    if (!p)
-        return;
-    fence(memory_order_seq_cst);      /* the unlink before the tag */
-    if (s->nretired == s->retired_cap) {
-        size_t cap = s->retired_cap ? s->retired_cap * 2 : RETIRE_BATCH * 2;
-        retired *nr = realloc(s->retired, cap * sizeof *nr);
-        if (!nr) {
-            /* out of memory: wait for the readers inside to leave (a get
-             * holds no lock and makes no call that blocks) */
-            uint64_t tag = atomic_load(&global_epoch);
-            atomic_fetch_add(&global_epoch, 1);
-            while (oldest_reader() <= tag)
-                sched_yield();
-            free(p);
-            return;
-        }
-        s->retired = nr;
-        s->retired_cap = cap;
-    }
-    s->retired[s->nretired].p = p;
-    s->retired[s->nretired].epoch = atomic_load(&global_epoch);
-    s->retired[s->nretired].bytes = bytes;
-    s->nretired++;
-    s->retired_bytes += bytes;
-    if (s->nretired >= RETIRE_BATCH || s->retired_bytes >= RETIRE_BYTES)
-        reclaim(s);
+    epoch_retire(&s->retired, p, bytes);
 }
 
 /* ---- hashing ---- */
@@ -374,8 +174,21 @@ static inline uint64_t hash_key(uint64_t seed, const void *key, size_t n)
         h ^= h >> 31;
     }
     if (n) {
-        w = 0;
-        memcpy(&w, p, n);
+        /* the tail in fixed-size loads, not a memcpy of n bytes (a loop or
+         * a call): the last 8 bytes, overlapping the word before, or for a
+         * key under 8 bytes two 4-byte loads, or its first, middle and
+         * last bytes.  The length is in the seed, so overlaps of keys of
+         * different lengths cannot collide by construction. */
+        if (p != (const unsigned char *)key) {
+            memcpy(&w, p + n - 8, 8);
+        } else if (n >= 4) {
+            uint32_t a, b;
+            memcpy(&a, p, 4);
+            memcpy(&b, p + n - 4, 4);
+            w = (uint64_t)a << 32 | b;
+        } else {
+            w = (uint64_t)p[0] << 16 | (uint64_t)p[n >> 1] << 8 | p[n - 1];
+        }
         h = (h ^ w) * 0xbf58476d1ce4e5b9ULL;
         h ^= h >> 31;
     }
@@ -861,9 +674,7 @@ void memtable_free(memtable *t)
             }
         free(tab);
         /* no get runs on a table being freed: nothing retired is in use */
-        for (size_t r = 0; r < s->nretired; r++)
-            free(s->retired[r].p);
-        free(s->retired);
+        epoch_list_free(&s->retired);
         free(s->ghost);
     }
     free(t->shards);
@@ -932,7 +743,7 @@ cachet_status memtable_get(memtable *t, const void *key, size_t klen, void **val
     uint32_t h = (uint32_t)hh;
     shard *s = shard_of(t, hh);
     cachet_status st;
-    reader *r = reader_enter();
+    epoch_reader *r = epoch_enter();
 
     *value = NULL;
     *len = 0;
@@ -946,17 +757,17 @@ cachet_status memtable_get(memtable *t, const void *key, size_t klen, void **val
                 break;
         if (e && !e_expired(e)) {
             st = copy_out(t, e, value, len);
-            reader_exit(r);
+            epoch_exit(r);
             return st;
         }
         if (!e) {
             fence(memory_order_acquire);
             if (!(seq & 1) && atomic_load_explicit(&s->grow_seq, memory_order_relaxed) == seq) {
-                reader_exit(r);
+                epoch_exit(r);
                 return CACHET_MISS;
             }
         }
-        reader_exit(r);
+        epoch_exit(r);
     }
     return get_locked(t, s, h, key, klen, value, len);
 }
@@ -1040,8 +851,8 @@ size_t memtable_sweep(memtable *t, int (*keep)(void *arg, const void *value, siz
                 }
             }
         }
-        if (s->nretired)
-            reclaim(s);
+        if (s->retired.n)
+            epoch_reclaim(&s->retired);
         unlock(&s->mu);
     }
     return n;
