@@ -29,12 +29,19 @@ static pthread_key_t  reader_key;
 static int            reader_key_ok;
 static pthread_once_t reader_once = PTHREAD_ONCE_INIT;
 
-/* light mode: barriers one at a time (so that the count's step from N to
- * N + 2 spans a whole barrier begun after N was read), how many have
- * finished, and when the last one began */
+/* light mode: barriers one at a time; a count bumped when one begins and
+ * when it ends (odd while one runs), and when the last one began.  A block
+ * retired when the count read s is safe to free once a whole barrier
+ * began after that: at s + 2 if none ran at the time (s even), else at
+ * s + 3, after the next one (covered()). */
 static pthread_mutex_t  barrier_mu = PTHREAD_MUTEX_INITIALIZER;
-static _Atomic uint64_t barriers_done;
+static _Atomic uint64_t barrier_seq;
 static _Atomic int64_t  barrier_last_ns;
+
+static inline int covered(uint64_t retired_at, uint64_t now)
+{
+    return now >= retired_at + 2 + (retired_at & 1);
+}
 
 static int membarrier_cmd(int cmd)
 {
@@ -150,16 +157,21 @@ static int barrier(void)
     int rc;
     pthread_mutex_lock(&barrier_mu);
     atomic_store_explicit(&barrier_last_ns, mono_coarse_ns(), memory_order_relaxed);
+    atomic_fetch_add_explicit(&barrier_seq, 1, memory_order_seq_cst);     /* begins */
     rc = membarrier_cmd(MEMBARRIER_CMD_PRIVATE_EXPEDITED);
+    /* ends; a refused one is taken back (a block retired meanwhile, at the
+     * odd count, waits for one barrier more: never less) */
     if (rc == 0)
-        atomic_fetch_add_explicit(&barriers_done, 1, memory_order_release);
+        atomic_fetch_add_explicit(&barrier_seq, 1, memory_order_release);
+    else
+        atomic_fetch_sub_explicit(&barrier_seq, 1, memory_order_release);
     pthread_mutex_unlock(&barrier_mu);
     return rc == 0 ? 0 : -1;
 }
 
 /* The oldest epoch a reader inside announced (UINT64_MAX: none inside).
- * In light mode the caller read barriers_done (acquire) after a barrier
- * that makes the slots it relies on visible. */
+ * In light mode the caller read barrier_seq (acquire) after the end of a
+ * barrier that makes the slots it relies on visible. */
 static uint64_t oldest_reader(void)
 {
     uint64_t m = UINT64_MAX;
@@ -181,16 +193,16 @@ void epoch_reclaim(epoch_list *l)
     /* a writer that never read must see the mode the readers use */
     pthread_once(&reader_once, readers_init);
     if (epoch__light) {
-        /* a block is covered once a barrier began after it was retired:
-         * with barriers one at a time, two more finished than when it was */
-        done = atomic_load_explicit(&barriers_done, memory_order_acquire);
-        if (l->n && l->v[l->n - 1].barriers + 2 > done &&
+        /* a block is covered once a whole barrier began after it was
+         * retired (covered()) */
+        done = atomic_load_explicit(&barrier_seq, memory_order_acquire);
+        if (l->n && !covered(l->v[l->n - 1].barriers, done) &&
             (l->n >= HARD_BLOCKS || l->bytes >= HARD_BYTES ||
              mono_coarse_ns() - atomic_load_explicit(&barrier_last_ns, memory_order_relaxed) >=
                  BARRIER_EVERY_NS) &&
             barrier() == 0)
-            done = atomic_load_explicit(&barriers_done, memory_order_acquire);
-        if (l->n && l->v[0].barriers + 2 > done) {
+            done = atomic_load_explicit(&barrier_seq, memory_order_acquire);
+        if (l->n && !covered(l->v[0].barriers, done)) {
             /* nothing is covered yet: try again a batch later */
             l->next_try = l->n + RETIRE_BATCH;
             l->next_try_bytes = l->bytes + RETIRE_BYTES;
@@ -203,7 +215,7 @@ void epoch_reclaim(epoch_list *l)
         atomic_compare_exchange_strong(&epoch__global, &g, g + 1);
     l->bytes = 0;
     for (size_t i = 0; i < l->n; i++)
-        if (l->v[i].epoch < m && (!epoch__light || l->v[i].barriers + 2 <= done)) {
+        if (l->v[i].epoch < m && (!epoch__light || covered(l->v[i].barriers, done))) {
             free(l->v[i].p);
         } else {
             l->bytes += l->v[i].bytes;
@@ -251,7 +263,7 @@ void epoch_retire(epoch_list *l, void *p, size_t bytes)
     }
     l->v[l->n].p = p;
     l->v[l->n].epoch = atomic_load(&epoch__global);
-    l->v[l->n].barriers = atomic_load_explicit(&barriers_done, memory_order_acquire);
+    l->v[l->n].barriers = atomic_load_explicit(&barrier_seq, memory_order_acquire);
     l->v[l->n].bytes = bytes;
     l->n++;
     l->bytes += bytes;

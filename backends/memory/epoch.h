@@ -20,8 +20,8 @@
  *    (membarrier(2), MEMBARRIER_CMD_PRIVATE_EXPEDITED, the asymmetric fence
  *    of liburcu's "memb" flavour).  The fence was a tenth of a get (an
  *    xchg, ~6 ns here); the barrier costs ~10 us, so writers take it at
- *    most once a millisecond and free only blocks retired before a barrier
- *    began.
+ *    most once a millisecond (or at once when a list grew past 1024 blocks
+ *    or 256 KiB) and free only blocks retired before a barrier began.
  *  - full: where membarrier is missing (old kernel, seccomp, valgrind) and
  *    under ThreadSanitizer, which does not model it: the get's store is a
  *    full barrier itself (xchg on x86). */
@@ -50,7 +50,7 @@ typedef struct epoch_reader {
 } __attribute__((aligned(64))) epoch_reader;
 
 /* A block a reader may still be reading: the epoch it was retired in, and
- * the count of barriers finished when it was. */
+ * the barrier count (epoch.c) read when it was. */
 typedef struct {
     void    *p;
     uint64_t epoch, barriers;
