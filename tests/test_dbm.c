@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -146,7 +147,7 @@ static int wait_child(pid_t pid)
 }
 
 typedef struct {
-    long recoveries, keys_lost, buckets_lost, recreated, entries;
+    long recoveries, keys_lost, buckets_lost, recreated, entries, holders_died;
 } dbm_report;
 
 static void on_report(void *arg, const char *name, const char *value)
@@ -162,11 +163,13 @@ static void on_report(void *arg, const char *name, const char *value)
         r->recreated = atol(value);
     else if (strcmp(name, "entries") == 0)
         r->entries = atol(value);
+    else if (strcmp(name, "lock_holders_died") == 0)
+        r->holders_died = atol(value);
 }
 
 static dbm_report get_report(cachet_region *r)
 {
-    dbm_report rep = {-1, -1, -1, -1, -1};
+    dbm_report rep = {-1, -1, -1, -1, -1, -1};
     assert_int_equal(cachet_backend_report(r, on_report, &rep), CACHET_OK);
     return rep;
 }
@@ -1004,6 +1007,68 @@ static pid_t hold_flock(const char *lockpath)
     return pid;
 }
 
+/* The lock file's layout (version 2, backends/dbm/dbm_internal.h): the
+ * header's version at offset 8, the dirty flag at 12, the generation at 16,
+ * the ready word at 24, and the file lock, a process-shared robust mutex,
+ * at 32. */
+#define LOCK_VERSION_OFFSET 8
+#define LOCK_MUTEX_OFFSET 32
+#define LOCK_PAGE_SIZE (LOCK_MUTEX_OFFSET + sizeof(pthread_mutex_t))
+
+/* The file lock of lockpath, mapped shared, as the backend maps it. */
+static pthread_mutex_t *map_file_lock(const char *lockpath)
+{
+    int fd = open(lockpath, O_RDWR | O_CLOEXEC);
+    void *p;
+    if (fd < 0)
+        return NULL;
+    p = mmap(NULL, LOCK_PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    return p == MAP_FAILED ? NULL : (pthread_mutex_t *)((char *)p + LOCK_MUTEX_OFFSET);
+}
+
+static void unmap_file_lock(pthread_mutex_t *mu)
+{
+    munmap((char *)mu - LOCK_MUTEX_OFFSET, LOCK_PAGE_SIZE);
+}
+
+/* A child that takes the file lock of lockpath (the mutex, as a writer
+ * does), sets the dirty flag to dirty (a writer inside a change) or leaves
+ * it, and then either waits to be killed (die 0) or exits holding both
+ * (die 1: a holder that dies).  Returns once it holds the lock. */
+static pid_t hold_lock(const char *lockpath, uint32_t dirty, int die)
+{
+    int ready[2];
+    char b;
+    pid_t pid;
+
+    assert_int_equal(pipe(ready), 0);
+    if ((pid = fork()) == 0) {
+        pthread_mutex_t *mu = map_file_lock(lockpath);
+        int rc;
+        close(ready[0]);
+        if (!mu)
+            CHILD_FAIL("holder: map %s: %s", lockpath, strerror(errno));
+        if ((rc = pthread_mutex_lock(mu)) == EOWNERDEAD)
+            rc = pthread_mutex_consistent(mu);
+        if (rc != 0)
+            CHILD_FAIL("holder: lock %s: %s", lockpath, strerror(rc));
+        if (dirty)
+            ((uint32_t *)((char *)mu - LOCK_MUTEX_OFFSET))[3] = dirty;   /* offset 12 */
+        if (write(ready[1], "h", 1) != 1)
+            _exit(1);
+        if (die)
+            _exit(0);                   /* without unlocking: the kernel marks it dead */
+        for (;;)
+            pause();
+    }
+    assert_true(pid > 0);
+    close(ready[1]);
+    assert_int_equal(read(ready[0], &b, 1), 1);
+    close(ready[0]);
+    return pid;
+}
+
 /* The lock file header's dirty flag (offset 12): what a writer stopped in
  * the middle of a change leaves there. */
 static void set_dirty_flag(const char *lockpath, uint32_t dirty)
@@ -1059,7 +1124,7 @@ static void lock_wait_bounds_a_held_lock(void **state)
     snprintf(lockpath, sizeof lockpath, "%s.rw.lock", path);
     assert_int_equal(try_open(&r, path, NULL, "lock_wait:" LOCK_WAIT, NULL), CACHET_OK);
     assert_int_equal(cachet_set(r, "k", "before", 6), CACHET_OK);
-    holder = hold_flock(lockpath);
+    holder = hold_lock(lockpath, 0, 0);
 
     /* a holder that has not begun a change does not stop a get: nothing
      * was written since this handle read the file (the generation says so) */
@@ -1136,7 +1201,7 @@ static void lock_wait_is_per_call_across_threads(void **state)
     snprintf(lockpath, sizeof lockpath, "%s.rw.lock", path);
     assert_int_equal(try_open(&r, path, NULL, "lock_wait:3", NULL), CACHET_OK);
     assert_int_equal(cachet_set(r, "k", "v", 1), CACHET_OK);
-    holder = hold_flock(lockpath);
+    holder = hold_lock(lockpath, 0, 0);
     set_dirty_flag(lockpath, 1);        /* a writer in the middle of a change: gets wait */
     for (int i = 0; i < 2; i++) {
         t[i] = (timed_get){.r = r};
@@ -1177,7 +1242,7 @@ static void lock_wait_zero_and_gdbm_locks(void **state)
     snprintf(lockpath, sizeof lockpath, "%s.rw.lock", path);
     assert_int_equal(try_open(&r, path, NULL, "lock_wait:0", NULL), CACHET_OK);
     assert_int_equal(cachet_set(r, "k", "v", 1), CACHET_OK);
-    holder = hold_flock(lockpath);
+    holder = hold_lock(lockpath, 0, 0);
     set_dirty_flag(lockpath, 1);        /* in the middle of a change: a get must lock */
     t0 = now();
     assert_int_equal(cachet_get(r, "k", &v, &n), CACHET_ETIMEDOUT);
@@ -1242,14 +1307,18 @@ static void lock_file_not_regular(void **state)
     assert_contains(cachet_errmsg(), "not a regular file");
 }
 
-/* Can this process take the flock of lockpath now?  (It lets go at once.) */
-static int flock_free(const char *lockpath)
+/* Is the file lock of lockpath free now?  (Takes it and lets go at once.) */
+static int lock_free(const char *lockpath)
 {
-    int fd = open(lockpath, O_RDWR | O_CLOEXEC), ok;
-    assert_true(fd >= 0);
-    ok = flock(fd, LOCK_EX | LOCK_NB) == 0;
-    close(fd);
-    return ok;
+    pthread_mutex_t *mu = map_file_lock(lockpath);
+    int rc;
+    assert_non_null(mu);
+    if ((rc = pthread_mutex_trylock(mu)) == EOWNERDEAD)
+        rc = pthread_mutex_consistent(mu);
+    if (rc == 0)
+        pthread_mutex_unlock(mu);
+    unmap_file_lock(mu);
+    return rc == 0;
 }
 
 /* The case itself: a writer looping sets is stopped (SIGSTOP) while it holds
@@ -1295,12 +1364,12 @@ static void writer_stopped_mid_set(void **state)
     /* stop it, and keep it stopped only if it holds the lock then */
     give_up = now() + 60;
     while (!caught && now() < give_up) {
-        if (flock_free(lockpath))
+        if (lock_free(lockpath))
             continue;                       /* not inside a set right now */
         assert_int_equal(kill(writer, SIGSTOP), 0);
         assert_int_equal(waitpid(writer, &ws, WUNTRACED), writer);
         assert_true(WIFSTOPPED(ws));
-        if (!(caught = !flock_free(lockpath))) {
+        if (!(caught = !lock_free(lockpath))) {
             assert_int_equal(kill(writer, SIGCONT), 0);
             assert_int_equal(waitpid(writer, &ws, WCONTINUED), writer);
         }

@@ -209,7 +209,9 @@ static void dbm_fork_parent(void *state)
 
 /* The child shares the parent's open file descriptions: its flocks would be
  * the parent's, its handle's file offset too, and the dogpile locks it
- * inherited would stay held for as long as it lives.  It gets its own. */
+ * inherited would stay held for as long as it lives.  It gets its own.  It
+ * keeps the shared mapping of the lock file (and so the same mutex), which
+ * the parent did not hold: fork_prepare waited for its operation to end. */
 static void dbm_fork_child(void *state)
 {
     dbm *d = state;
@@ -221,7 +223,8 @@ static void dbm_fork_child(void *state)
         free(t);
     }
     d->tokens = NULL;
-    d->held = 0;
+    d->held = 0;                    /* the parent held no lock: mu was ours (prepare) */
+    d->joined = 0;                  /* the next operation takes the child's own flock */
     if (d->lockfd >= 0) {
         close(d->lockfd);
         d->lockfd = open(d->rw_path, (d->lock_rdonly ? O_RDONLY : O_RDWR | O_CREAT) | O_CLOEXEC |

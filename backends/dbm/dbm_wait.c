@@ -1,9 +1,10 @@
 /* Bounded waits: every lock a dbm operation can block on (the instance
- * mutex, the rw lock file's flock, gdbm's own locks without a lock file) is
+ * mutex, the lock file's shared mutex and its flock, gdbm's own locks without a lock file) is
  * waited for until one deadline per call, lock_wait seconds after it began,
  * so that a holder stopped with SIGSTOP (or hung in a debugger, or on a
  * stalled NFS server) makes callers fail with CACHET_ETIMEDOUT instead of
- * blocking them for ever.  flock has no timeout: it is polled with LOCK_NB
+ * blocking them for ever.  flock has no timeout (the lock file's flock is
+ * only waited for when joining it, dbm_layout.c): it is polled with LOCK_NB
  * and a backoff that starts at 0.5 ms and doubles to 20 ms, never sleeping
  * past the deadline. */
 #define _GNU_SOURCE
@@ -48,13 +49,6 @@ int dbm_wait_more(dbm_wait *w)
  * mutex taken with it would be invisible to it (false reports of races and
  * of unlocking an unlocked mutex).  Its builds use pthread_mutex_timedlock,
  * on CLOCK_REALTIME, which it does intercept. */
-#if defined(__SANITIZE_THREAD__)
-#define CACHET_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define CACHET_TSAN 1
-#endif
-#endif
 
 static struct timespec ns_to_ts(int64_t ns)
 {
