@@ -1408,6 +1408,289 @@ static void writer_stopped_mid_set(void **state)
     alarm(0);
 }
 
+
+/* ---- the file lock: a robust mutex in the lock file (layout version 2) ---- */
+
+/* A holder of the file lock that dies: the next taker gets the lock
+ * (EOWNERDEAD, made consistent) within its deadline, recovers the file if
+ * the holder had begun a change, and the lock works for every process
+ * after. */
+static void lock_holder_dies(void **state)
+{
+    char dir[128], path[160], lockpath[192];
+    cachet_region *r;
+    dbm_report rep;
+    pid_t pid;
+
+    alarm(120);
+    snprintf(path, sizeof path, "%s/died.db", newdir(dir, sizeof dir));
+    snprintf(lockpath, sizeof lockpath, "%s.rw.lock", path);
+    assert_int_equal(try_open(&r, path, NULL, "lock_wait:10", NULL), CACHET_OK);
+    assert_int_equal(cachet_set(r, "k", "before", 6), CACHET_OK);
+
+    /* dies inside a change: the dirty flag set, the mutex held */
+    pid = hold_lock(lockpath, 1, 1);
+    assert_int_equal(wait_child(pid), 0);
+    assert_value(r, "k", "before");
+    rep = get_report(r);
+    assert_int_equal(rep.holders_died, 1);
+    assert_int_equal(rep.recoveries, 1);
+    assert_int_equal(rep.keys_lost, 0);
+    assert_int_equal(rep.buckets_lost, 0);
+    assert_int_equal(dirty_flag(lockpath), 0);
+
+    /* dies holding the lock before any change: nothing to recover */
+    pid = hold_lock(lockpath, 0, 1);
+    assert_int_equal(wait_child(pid), 0);
+    assert_int_equal(cachet_set(r, "k", "after", 5), CACHET_OK);
+    assert_value(r, "k", "after");
+    rep = get_report(r);
+    assert_int_equal(rep.holders_died, 2);
+    assert_int_equal(rep.recoveries, 1);
+
+    /* the lock is whole for another process too */
+    if ((pid = fork()) == 0) {
+        cachet_region *w;
+        if (try_open(&w, path, NULL, "lock_wait:10", NULL) != CACHET_OK ||
+            cachet_set(w, "c", "child", 5) != CACHET_OK)
+            CHILD_FAIL("child: %s", cachet_errmsg());
+        cachet_region_close(w);
+        _exit(0);
+    }
+    assert_int_equal(wait_child(pid), 0);
+    assert_value(r, "c", "child");
+    assert_true(lock_free(lockpath));
+    cachet_region_close(r);
+    alarm(0);
+}
+
+/* A real writer killed (SIGKILL) while it holds the file lock, wherever in
+ * its set that is: the next get takes the lock over within lock_wait,
+ * recovers when the writer was inside a change, and reads a whole file:
+ * the value from before, and every value the writer wrote well formed. */
+static void writer_killed_holding_the_lock(void **state)
+{
+    char dir[128], path[160], lockpath[192], key[32];
+    cachet_region *r;
+    dbm_report rep;
+    double give_up;
+    pid_t writer;
+    int ws, caught = 0, opened[2];
+    uint32_t dirty;
+    char b;
+
+    alarm(120);
+    snprintf(path, sizeof path, "%s/killed.db", newdir(dir, sizeof dir));
+    snprintf(lockpath, sizeof lockpath, "%s.rw.lock", path);
+    assert_int_equal(try_open(&r, path, NULL, "lock_wait:10", NULL), CACHET_OK);
+    assert_int_equal(cachet_set(r, "kept", "from before", 11), CACHET_OK);
+    assert_int_equal(pipe(opened), 0);
+    if ((writer = fork()) == 0) {
+        cachet_region *w;
+        char val[600];
+        close(opened[0]);
+        if (try_open(&w, path, NULL, NULL) != CACHET_OK)
+            CHILD_FAIL("writer: open: %s", cachet_errmsg());
+        if (write(opened[1], "o", 1) != 1)
+            _exit(1);
+        for (unsigned i = 0;; i++) {
+            int n = snprintf(val, sizeof val, "value %u:", i);
+            memset(val + n, 'a' + (char)(i % 26), i % 500);   /* splits buckets */
+            snprintf(key, sizeof key, "w%u", i % 300);
+            if (cachet_set(w, key, val, (size_t)n + i % 500) != CACHET_OK)
+                CHILD_FAIL("writer: set: %s", cachet_errmsg());
+        }
+    }
+    assert_true(writer > 0);
+    close(opened[1]);
+    assert_int_equal(read(opened[0], &b, 1), 1);
+    close(opened[0]);
+    give_up = now() + 60;
+    while (!caught && now() < give_up) {
+        if (lock_free(lockpath))
+            continue;                       /* not inside a set right now */
+        assert_int_equal(kill(writer, SIGSTOP), 0);
+        assert_int_equal(waitpid(writer, &ws, WUNTRACED), writer);
+        if (!(caught = !lock_free(lockpath))) {
+            assert_int_equal(kill(writer, SIGCONT), 0);
+            assert_int_equal(waitpid(writer, &ws, WCONTINUED), writer);
+        }
+    }
+    kill(writer, SIGKILL);
+    assert_int_equal(waitpid(writer, &ws, 0), writer);
+    if (!caught)
+        fail_msg("never caught the writer holding the lock");
+    dirty = dirty_flag(lockpath);
+    print_message("      killed holding the lock, %s a change\n", dirty ? "inside" : "outside");
+
+    assert_value(r, "kept", "from before");     /* not CACHET_ETIMEDOUT: taken over */
+    rep = get_report(r);
+    assert_int_equal(rep.holders_died, 1);
+    assert_int_equal(rep.recoveries, dirty ? 1 : 0);
+    assert_int_equal(rep.buckets_lost, 0);
+    for (int k = 0; k < 300; k++) {
+        void *v;
+        size_t n;
+        unsigned i;
+        cachet_status st;
+        snprintf(key, sizeof key, "w%d", k);
+        if ((st = cachet_get(r, key, &v, &n)) == CACHET_MISS)
+            continue;
+        assert_int_equal(st, CACHET_OK);
+        char *colon = memchr(v, ':', n);
+        if (!colon || sscanf(v, "value %u:", &i) != 1 || i % 300 != (unsigned)k ||
+            n - (size_t)(colon + 1 - (char *)v) != i % 500)
+            fail_msg("%s: not a value the writer wrote whole: %.*s", key, (int)(n < 40 ? n : 40),
+                     (char *)v);
+        cachet_free(v);
+    }
+    assert_int_equal(cachet_set(r, "mine", "x", 1), CACHET_OK);
+    assert_value(r, "mine", "x");
+    cachet_region_close(r);
+    alarm(0);
+}
+
+/* The header of lock file version 1 (cachet before the mutex): 24 bytes. */
+static void write_v1_header(const char *lockpath, uint32_t version, uint32_t dirty, uint64_t gen)
+{
+    unsigned char h[24];
+    int fd = open(lockpath, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    memcpy(h, "cachetdb", 8);
+    memcpy(h + 8, &version, 4);
+    memcpy(h + 12, &dirty, 4);
+    memcpy(h + 16, &gen, 8);
+    assert_int_equal(pwrite(fd, h, sizeof h, 0), (ssize_t)sizeof h);
+    close(fd);
+}
+
+static uint32_t lock_version(const char *lockpath)
+{
+    uint32_t v = 0;
+    int fd = open(lockpath, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, &v, sizeof v, LOCK_VERSION_OFFSET), sizeof v);
+    close(fd);
+    return v;
+}
+
+/* A lock file of version 1 is upgraded in place, keeping what it owed (a
+ * writer of version 1 died in a change: the file is recovered); one of a
+ * later version is refused, naming it. */
+static void lock_file_layouts(void **state)
+{
+    char dir[128], path[160], lockpath[192];
+    cachet_region *r;
+    dbm_report rep;
+
+    snprintf(path, sizeof path, "%s/layout.db", newdir(dir, sizeof dir));
+    snprintf(lockpath, sizeof lockpath, "%s.rw.lock", path);
+    r = open_db(path);
+    assert_int_equal(cachet_set(r, "k", "v1 era", 6), CACHET_OK);
+    cachet_region_close(r);
+
+    write_v1_header(lockpath, 1, 1, 7);
+    r = open_db(path);
+    assert_value(r, "k", "v1 era");
+    rep = get_report(r);
+    assert_int_equal(rep.recoveries, 1);
+    assert_int_equal(rep.keys_lost, 0);
+    assert_int_equal(lock_version(lockpath), 2);
+    assert_true(file_size(lockpath) >= (off_t)LOCK_PAGE_SIZE);
+    assert_int_equal(dirty_flag(lockpath), 0);
+    assert_int_equal(cachet_set(r, "k", "v2 era", 6), CACHET_OK);
+    cachet_region_close(r);
+
+    write_v1_header(lockpath, 3, 0, 1);
+    assert_int_equal(try_open(&r, path, NULL, NULL), CACHET_EBACKEND);
+    assert_contains(cachet_errmsg(), lockpath);
+    assert_contains(cachet_errmsg(), "newer cachet");
+}
+
+/* Processes of version 1 take the lock file's flock exclusively for every
+ * write.  While a version-2 process has the file open, its shared flock
+ * keeps them out (their write would time out, changing nothing); while
+ * one holds it (in the middle of its write), a version-2 open waits for
+ * it, bounded by lock_wait, and names the file. */
+static void old_writers_are_fenced_off(void **state)
+{
+    char dir[128], path[160], lockpath[192];
+    cachet_region *r, *r2;
+    double t0;
+    pid_t holder;
+    int fd;
+
+    alarm(120);
+    snprintf(path, sizeof path, "%s/fence.db", newdir(dir, sizeof dir));
+    snprintf(lockpath, sizeof lockpath, "%s.rw.lock", path);
+    r = open_db(path);
+    assert_int_equal(cachet_set(r, "k", "v", 1), CACHET_OK);
+    assert_true((fd = open(lockpath, O_RDWR | O_CLOEXEC)) >= 0);
+    assert_int_equal(flock(fd, LOCK_EX | LOCK_NB), -1);
+    assert_int_equal(errno, EWOULDBLOCK);
+    cachet_region_close(r);
+    assert_int_equal(flock(fd, LOCK_EX | LOCK_NB), 0);   /* nobody has it open now */
+    close(fd);
+
+    holder = hold_flock(lockpath);                       /* a version-1 writer, mid-write */
+    t0 = now();
+    assert_timed_out("open beside a version-1 writer",
+                     try_open(&r2, path, NULL, "lock_wait:" LOCK_WAIT, NULL), t0, lockpath);
+    kill_and_reap(holder);
+    r = open_db(path);
+    assert_value(r, "k", "v");
+    cachet_region_close(r);
+    alarm(0);
+}
+
+/* Processes that create the lock file at the same moment set its mutex up
+ * once: every one of them opens, writes, and every write is there. */
+static void processes_create_the_lock_file_at_once(void **state)
+{
+    enum { ROUNDS = 10, NCREATORS = 4 };
+    char dir[128], path[160], lockpath[192], key[32];
+    cachet_region *r;
+
+    alarm(120);
+    newdir(dir, sizeof dir);
+    for (int round = 0; round < ROUNDS; round++) {
+        int go[2];
+        pid_t pid[NCREATORS];
+        char b;
+        snprintf(path, sizeof path, "%s/at-once-%d.db", dir, round);
+        assert_int_equal(pipe(go), 0);
+        for (int p = 0; p < NCREATORS; p++) {
+            if ((pid[p] = fork()) == 0) {
+                cachet_region *w;
+                close(go[1]);
+                if (read(go[0], &b, 1) != 0)
+                    _exit(1);
+                snprintf(key, sizeof key, "p%d", p);
+                if (try_open(&w, path, NULL, "lock_wait:10", NULL) != CACHET_OK ||
+                    cachet_set(w, key, "here", 4) != CACHET_OK)
+                    CHILD_FAIL("child %d: %s", p, cachet_errmsg());
+                cachet_region_close(w);
+                _exit(0);
+            }
+            assert_true(pid[p] > 0);
+        }
+        close(go[0]);
+        close(go[1]);                           /* all of them at once */
+        for (int p = 0; p < NCREATORS; p++)
+            assert_int_equal(wait_child(pid[p]), 0);
+        r = open_db(path);
+        for (int p = 0; p < NCREATORS; p++) {
+            snprintf(key, sizeof key, "p%d", p);
+            assert_value(r, key, "here");
+        }
+        snprintf(lockpath, sizeof lockpath, "%s.rw.lock", path);
+        assert_int_equal(lock_version(lockpath), 2);
+        assert_int_equal(get_report(r).holders_died, 0);
+        cachet_region_close(r);
+    }
+    alarm(0);
+}
+
 /* get_or_create's per-key lock held by a creator that is stopped: the other
  * process polls it at most lock_wait, then creates the value itself. */
 static cachet_status hanging_creator(void *arg, const char *key, void **value, size_t *len)
@@ -1693,6 +1976,11 @@ int main(int argc, char **argv)
         cmocka_unit_test(lock_wait_argument),
         cmocka_unit_test(lock_file_not_regular),
         cmocka_unit_test(writer_stopped_mid_set),
+        cmocka_unit_test(lock_holder_dies),
+        cmocka_unit_test(writer_killed_holding_the_lock),
+        cmocka_unit_test(lock_file_layouts),
+        cmocka_unit_test(old_writers_are_fenced_off),
+        cmocka_unit_test(processes_create_the_lock_file_at_once),
         cmocka_unit_test(get_or_create_lock_held_by_a_stopped_creator),
         cmocka_unit_test(threads_share_a_region),
         cmocka_unit_test(region_survives_fork),
