@@ -162,7 +162,7 @@ cachet_status dbm_run_read(dbm *d, op_fn fn, void (*undo)(void *arg), void *arg)
     return run(d, 0, fn, undo, arg);
 }
 
-/* A read without the flock.  It is kept only when the shared header says
+/* A read without the file lock.  It is kept only when the shared header says
  * that no writer of any process was inside the file while it ran: the
  * dirty flag clear and the generation, the one our handle is current for,
  * unchanged from before the read to after it.  A writer sets the flag

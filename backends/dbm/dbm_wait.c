@@ -1,6 +1,6 @@
 /* Bounded waits: every lock a dbm operation can block on (the instance
- * mutex, the lock file's shared mutex and its flock, gdbm's own locks without a lock file) is
- * waited for until one deadline per call, lock_wait seconds after it began,
+ * mutex, the lock file's shared mutex and its flock, gdbm's own locks
+ * without a lock file) is waited for until one deadline per call, lock_wait seconds after it began,
  * so that a holder stopped with SIGSTOP (or hung in a debugger, or on a
  * stalled NFS server) makes callers fail with CACHET_ETIMEDOUT instead of
  * blocking them for ever.  flock has no timeout (the lock file's flock is
@@ -59,7 +59,7 @@ static struct timespec ns_to_ts(int64_t ns)
 }
 
 /* The instance mutex, until the deadline: a thread of this process that
- * holds it may itself be waiting for a stopped process's flock. */
+ * holds it may itself be waiting for a stopped process's file lock. */
 int dbm_mutex_lock_until(pthread_mutex_t *mu, const dbm_wait *w)
 {
     struct timespec ts;
