@@ -40,7 +40,23 @@ void dbm_unmap_hdr(dbm *d)
  * accesses: a writer stores the generation first and the flag last, so a
  * reader that sees the flag clear also sees the generation that came with
  * it.  (Truncating the lock file of a live cache would make those accesses
- * fault; nothing in cachet does.) */
+ * fault; nothing in cachet does.)
+ *
+ * The flag and the generation are a seqlock's sequence (Boehm, "Can
+ * seqlocks get along with programming language memory models?", 2012):
+ * release stores, and a release fence after raising the flag so that it is
+ * ordered before the change's own stores; the reader's side is in
+ * dbm_read_unlocked.  On x86 these are plain stores: a set pays no locked
+ * instruction for them (seq_cst stores were four xchg a set).  TSan has no
+ * fences: its builds keep seq_cst stores. */
+#ifdef CACHET_TSAN
+#define HDR_STORE __ATOMIC_SEQ_CST
+#define HDR_FENCE() ((void)0)
+#else
+#define HDR_STORE __ATOMIC_RELEASE
+#define HDR_FENCE() __atomic_thread_fence(__ATOMIC_RELEASE)
+#endif
+
 void dbm_read_hdr(dbm *d)
 {
     d->hdr = (lock_hdr){LOCK_MAGIC, LOCK_VERSION, 0, 0};
@@ -53,8 +69,10 @@ cachet_status dbm_write_hdr(dbm *d)
     if (d->lock_rdonly)
         return cachet_backend_error(CACHET_EBACKEND, "backend " BACKEND ": cannot write %s: "
                                     "lock file is read-only to this process", d->rw_path);
-    __atomic_store_n(&d->map->h.gen, d->hdr.gen, __ATOMIC_SEQ_CST);
-    __atomic_store_n(&d->map->h.dirty, d->hdr.dirty, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&d->map->h.gen, d->hdr.gen, HDR_STORE);
+    __atomic_store_n(&d->map->h.dirty, d->hdr.dirty, HDR_STORE);
+    if (d->hdr.dirty)
+        HDR_FENCE();                /* the flag before the change it announces */
     if (d->sync && fdatasync(d->lockfd) != 0)
         return dbm_sys_error("cannot sync lock file", d->rw_path, errno);
     return CACHET_OK;

@@ -23,9 +23,15 @@ int64_t dbm_now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+/* Every call reads the clock once, for its deadline, even when it waits
+ * for nothing: CLOCK_MONOTONIC_COARSE is the same clock to a tick (a few
+ * ms behind at most, so a wait can end that much early), read without
+ * the TSC: 3.5 ns here against 27 ns, 3% of a set. */
 void dbm_wait_begin(dbm_wait *w, const dbm *d)
 {
-    w->deadline = dbm_now_ns() + d->lock_wait_ns;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    w->deadline = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec + d->lock_wait_ns;
     w->step = BACKOFF_FIRST_NS;
 }
 
