@@ -1691,6 +1691,82 @@ static void processes_create_the_lock_file_at_once(void **state)
     alarm(0);
 }
 
+
+/* A process that can only read the lock file cannot take its mutex: its
+ * reads are checked against the generation and the dirty flag instead (and
+ * see what other processes wrote), its writes fail naming the lock file,
+ * and a writer inside a change makes its reads wait, bounded by lock_wait.
+ * Needs root, to be another user. */
+static void read_only_lock_file(void **state)
+{
+    char dir[128], path[160], lockpath[192], b;
+    int p2c[2], c2p[2];
+    cachet_region *r;
+    pid_t pid;
+
+    if (geteuid() != 0)
+        skip();
+    alarm(120);
+    snprintf(path, sizeof path, "%s/ro.db", newdir(dir, sizeof dir));
+    snprintf(lockpath, sizeof lockpath, "%s.rw.lock", path);
+    r = open_db(path);
+    assert_int_equal(cachet_set(r, "k", "one", 3), CACHET_OK);
+    assert_int_equal(chmod(topdir, 0711), 0);
+    assert_int_equal(chmod(dir, 0755), 0);
+    assert_int_equal(chmod(path, 0644), 0);
+    assert_int_equal(chmod(lockpath, 0644), 0);
+    assert_int_equal(pipe(p2c), 0);
+    assert_int_equal(pipe(c2p), 0);
+    if ((pid = fork()) == 0) {
+        cachet_region *ro;
+        void *v;
+        size_t n;
+        cachet_status st;
+        close(p2c[1]);
+        close(c2p[0]);
+        if (setgid(65534) != 0 || setuid(65534) != 0)
+            CHILD_FAIL("reader: cannot become nobody: %s", strerror(errno));
+        if (try_open(&ro, path, NULL, "lock_wait:" LOCK_WAIT, NULL) != CACHET_OK)
+            CHILD_FAIL("reader: open: %s", cachet_errmsg());
+        if (cachet_get(ro, "k", &v, &n) != CACHET_OK || n != 3 || memcmp(v, "one", 3) != 0)
+            CHILD_FAIL("reader: first get: %s", cachet_errmsg());
+        cachet_free(v);
+        if ((st = cachet_set(ro, "k", "mine", 4)) == CACHET_OK || !strstr(cachet_errmsg(), lockpath) ||
+            !strstr(cachet_errmsg(), "read-only"))
+            CHILD_FAIL("reader: set: %s (%s)", cachet_strerror(st), cachet_errmsg());
+        if (write(c2p[1], "1", 1) != 1 || read(p2c[0], &b, 1) != 1)   /* the parent writes */
+            _exit(1);
+        if (cachet_get(ro, "k", &v, &n) != CACHET_OK || n != 3 || memcmp(v, "two", 3) != 0)
+            CHILD_FAIL("reader: get after the parent's set: %s", cachet_errmsg());
+        cachet_free(v);
+        if (write(c2p[1], "2", 1) != 1 || read(p2c[0], &b, 1) != 1)   /* a change under way */
+            _exit(1);
+        if ((st = cachet_get(ro, "k", &v, &n)) != CACHET_ETIMEDOUT ||
+            !strstr(cachet_errmsg(), lockpath))
+            CHILD_FAIL("reader: get during a change: %s (%s)", cachet_strerror(st),
+                       cachet_errmsg());
+        cachet_region_close(ro);
+        _exit(0);
+    }
+    assert_true(pid > 0);
+    close(p2c[0]);
+    close(c2p[1]);
+    assert_int_equal(read(c2p[0], &b, 1), 1);
+    assert_int_equal(cachet_set(r, "k", "two", 3), CACHET_OK);
+    assert_int_equal(write(p2c[1], "g", 1), 1);
+    assert_int_equal(read(c2p[0], &b, 1), 1);
+    set_dirty_flag(lockpath, 1);
+    assert_int_equal(write(p2c[1], "g", 1), 1);
+    assert_int_equal(wait_child(pid), 0);
+    set_dirty_flag(lockpath, 0);
+    close(p2c[1]);
+    close(c2p[0]);
+    assert_int_equal(chmod(topdir, 0700), 0);
+    assert_value(r, "k", "two");
+    cachet_region_close(r);
+    alarm(0);
+}
+
 /* get_or_create's per-key lock held by a creator that is stopped: the other
  * process polls it at most lock_wait, then creates the value itself. */
 static cachet_status hanging_creator(void *arg, const char *key, void **value, size_t *len)
@@ -1981,6 +2057,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(lock_file_layouts),
         cmocka_unit_test(old_writers_are_fenced_off),
         cmocka_unit_test(processes_create_the_lock_file_at_once),
+        cmocka_unit_test(read_only_lock_file),
         cmocka_unit_test(get_or_create_lock_held_by_a_stopped_creator),
         cmocka_unit_test(threads_share_a_region),
         cmocka_unit_test(region_survives_fork),
