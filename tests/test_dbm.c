@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -146,7 +147,7 @@ static int wait_child(pid_t pid)
 }
 
 typedef struct {
-    long recoveries, keys_lost, buckets_lost, recreated, entries;
+    long recoveries, keys_lost, buckets_lost, recreated, entries, holders_died;
 } dbm_report;
 
 static void on_report(void *arg, const char *name, const char *value)
@@ -162,11 +163,13 @@ static void on_report(void *arg, const char *name, const char *value)
         r->recreated = atol(value);
     else if (strcmp(name, "entries") == 0)
         r->entries = atol(value);
+    else if (strcmp(name, "lock_holders_died") == 0)
+        r->holders_died = atol(value);
 }
 
 static dbm_report get_report(cachet_region *r)
 {
-    dbm_report rep = {-1, -1, -1, -1, -1};
+    dbm_report rep = {-1, -1, -1, -1, -1, -1};
     assert_int_equal(cachet_backend_report(r, on_report, &rep), CACHET_OK);
     return rep;
 }
@@ -1004,6 +1007,68 @@ static pid_t hold_flock(const char *lockpath)
     return pid;
 }
 
+/* The lock file's layout (version 2, backends/dbm/dbm_internal.h): the
+ * header's version at offset 8, the dirty flag at 12, the generation at 16,
+ * the ready word at 24, and the file lock, a process-shared robust mutex,
+ * at 32. */
+#define LOCK_VERSION_OFFSET 8
+#define LOCK_MUTEX_OFFSET 32
+#define LOCK_PAGE_SIZE (LOCK_MUTEX_OFFSET + sizeof(pthread_mutex_t))
+
+/* The file lock of lockpath, mapped shared, as the backend maps it. */
+static pthread_mutex_t *map_file_lock(const char *lockpath)
+{
+    int fd = open(lockpath, O_RDWR | O_CLOEXEC);
+    void *p;
+    if (fd < 0)
+        return NULL;
+    p = mmap(NULL, LOCK_PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    return p == MAP_FAILED ? NULL : (pthread_mutex_t *)((char *)p + LOCK_MUTEX_OFFSET);
+}
+
+static void unmap_file_lock(pthread_mutex_t *mu)
+{
+    munmap((char *)mu - LOCK_MUTEX_OFFSET, LOCK_PAGE_SIZE);
+}
+
+/* A child that takes the file lock of lockpath (the mutex, as a writer
+ * does), sets the dirty flag to dirty (a writer inside a change) or leaves
+ * it, and then either waits to be killed (die 0) or exits holding both
+ * (die 1: a holder that dies).  Returns once it holds the lock. */
+static pid_t hold_lock(const char *lockpath, uint32_t dirty, int die)
+{
+    int ready[2];
+    char b;
+    pid_t pid;
+
+    assert_int_equal(pipe(ready), 0);
+    if ((pid = fork()) == 0) {
+        pthread_mutex_t *mu = map_file_lock(lockpath);
+        int rc;
+        close(ready[0]);
+        if (!mu)
+            CHILD_FAIL("holder: map %s: %s", lockpath, strerror(errno));
+        if ((rc = pthread_mutex_lock(mu)) == EOWNERDEAD)
+            rc = pthread_mutex_consistent(mu);
+        if (rc != 0)
+            CHILD_FAIL("holder: lock %s: %s", lockpath, strerror(rc));
+        if (dirty)
+            ((uint32_t *)((char *)mu - LOCK_MUTEX_OFFSET))[3] = dirty;   /* offset 12 */
+        if (write(ready[1], "h", 1) != 1)
+            _exit(1);
+        if (die)
+            _exit(0);                   /* without unlocking: the kernel marks it dead */
+        for (;;)
+            pause();
+    }
+    assert_true(pid > 0);
+    close(ready[1]);
+    assert_int_equal(read(ready[0], &b, 1), 1);
+    close(ready[0]);
+    return pid;
+}
+
 /* The lock file header's dirty flag (offset 12): what a writer stopped in
  * the middle of a change leaves there. */
 static void set_dirty_flag(const char *lockpath, uint32_t dirty)
@@ -1059,7 +1124,7 @@ static void lock_wait_bounds_a_held_lock(void **state)
     snprintf(lockpath, sizeof lockpath, "%s.rw.lock", path);
     assert_int_equal(try_open(&r, path, NULL, "lock_wait:" LOCK_WAIT, NULL), CACHET_OK);
     assert_int_equal(cachet_set(r, "k", "before", 6), CACHET_OK);
-    holder = hold_flock(lockpath);
+    holder = hold_lock(lockpath, 0, 0);
 
     /* a holder that has not begun a change does not stop a get: nothing
      * was written since this handle read the file (the generation says so) */
@@ -1136,7 +1201,7 @@ static void lock_wait_is_per_call_across_threads(void **state)
     snprintf(lockpath, sizeof lockpath, "%s.rw.lock", path);
     assert_int_equal(try_open(&r, path, NULL, "lock_wait:3", NULL), CACHET_OK);
     assert_int_equal(cachet_set(r, "k", "v", 1), CACHET_OK);
-    holder = hold_flock(lockpath);
+    holder = hold_lock(lockpath, 0, 0);
     set_dirty_flag(lockpath, 1);        /* a writer in the middle of a change: gets wait */
     for (int i = 0; i < 2; i++) {
         t[i] = (timed_get){.r = r};
@@ -1177,7 +1242,7 @@ static void lock_wait_zero_and_gdbm_locks(void **state)
     snprintf(lockpath, sizeof lockpath, "%s.rw.lock", path);
     assert_int_equal(try_open(&r, path, NULL, "lock_wait:0", NULL), CACHET_OK);
     assert_int_equal(cachet_set(r, "k", "v", 1), CACHET_OK);
-    holder = hold_flock(lockpath);
+    holder = hold_lock(lockpath, 0, 0);
     set_dirty_flag(lockpath, 1);        /* in the middle of a change: a get must lock */
     t0 = now();
     assert_int_equal(cachet_get(r, "k", &v, &n), CACHET_ETIMEDOUT);
@@ -1242,14 +1307,18 @@ static void lock_file_not_regular(void **state)
     assert_contains(cachet_errmsg(), "not a regular file");
 }
 
-/* Can this process take the flock of lockpath now?  (It lets go at once.) */
-static int flock_free(const char *lockpath)
+/* Is the file lock of lockpath free now?  (Takes it and lets go at once.) */
+static int lock_free(const char *lockpath)
 {
-    int fd = open(lockpath, O_RDWR | O_CLOEXEC), ok;
-    assert_true(fd >= 0);
-    ok = flock(fd, LOCK_EX | LOCK_NB) == 0;
-    close(fd);
-    return ok;
+    pthread_mutex_t *mu = map_file_lock(lockpath);
+    int rc;
+    assert_non_null(mu);
+    if ((rc = pthread_mutex_trylock(mu)) == EOWNERDEAD)
+        rc = pthread_mutex_consistent(mu);
+    if (rc == 0)
+        pthread_mutex_unlock(mu);
+    unmap_file_lock(mu);
+    return rc == 0;
 }
 
 /* The case itself: a writer looping sets is stopped (SIGSTOP) while it holds
@@ -1295,12 +1364,12 @@ static void writer_stopped_mid_set(void **state)
     /* stop it, and keep it stopped only if it holds the lock then */
     give_up = now() + 60;
     while (!caught && now() < give_up) {
-        if (flock_free(lockpath))
+        if (lock_free(lockpath))
             continue;                       /* not inside a set right now */
         assert_int_equal(kill(writer, SIGSTOP), 0);
         assert_int_equal(waitpid(writer, &ws, WUNTRACED), writer);
         assert_true(WIFSTOPPED(ws));
-        if (!(caught = !flock_free(lockpath))) {
+        if (!(caught = !lock_free(lockpath))) {
             assert_int_equal(kill(writer, SIGCONT), 0);
             assert_int_equal(waitpid(writer, &ws, WCONTINUED), writer);
         }
@@ -1335,6 +1404,365 @@ static void writer_stopped_mid_set(void **state)
     assert_value(r, "kept", "from before");
     assert_int_equal(cachet_set(r, "mine", "x", 1), CACHET_OK);
     assert_value(r, "mine", "x");
+    cachet_region_close(r);
+    alarm(0);
+}
+
+
+/* ---- the file lock: a robust mutex in the lock file (layout version 2) ---- */
+
+/* A holder of the file lock that dies: the next taker gets the lock
+ * (EOWNERDEAD, made consistent) within its deadline, recovers the file if
+ * the holder had begun a change, and the lock works for every process
+ * after. */
+static void lock_holder_dies(void **state)
+{
+    char dir[128], path[160], lockpath[192];
+    cachet_region *r;
+    dbm_report rep;
+    pid_t pid;
+
+    alarm(120);
+    snprintf(path, sizeof path, "%s/died.db", newdir(dir, sizeof dir));
+    snprintf(lockpath, sizeof lockpath, "%s.rw.lock", path);
+    assert_int_equal(try_open(&r, path, NULL, "lock_wait:10", NULL), CACHET_OK);
+    assert_int_equal(cachet_set(r, "k", "before", 6), CACHET_OK);
+
+    /* dies inside a change: the dirty flag set, the mutex held */
+    pid = hold_lock(lockpath, 1, 1);
+    assert_int_equal(wait_child(pid), 0);
+    assert_value(r, "k", "before");
+    rep = get_report(r);
+    assert_int_equal(rep.holders_died, 1);
+    assert_int_equal(rep.recoveries, 1);
+    assert_int_equal(rep.keys_lost, 0);
+    assert_int_equal(rep.buckets_lost, 0);
+    assert_int_equal(dirty_flag(lockpath), 0);
+
+    /* dies holding the lock before any change: nothing to recover */
+    pid = hold_lock(lockpath, 0, 1);
+    assert_int_equal(wait_child(pid), 0);
+    assert_int_equal(cachet_set(r, "k", "after", 5), CACHET_OK);
+    assert_value(r, "k", "after");
+    rep = get_report(r);
+    assert_int_equal(rep.holders_died, 2);
+    assert_int_equal(rep.recoveries, 1);
+
+    /* the lock is whole for another process too */
+    if ((pid = fork()) == 0) {
+        cachet_region *w;
+        if (try_open(&w, path, NULL, "lock_wait:10", NULL) != CACHET_OK ||
+            cachet_set(w, "c", "child", 5) != CACHET_OK)
+            CHILD_FAIL("child: %s", cachet_errmsg());
+        cachet_region_close(w);
+        _exit(0);
+    }
+    assert_int_equal(wait_child(pid), 0);
+    assert_value(r, "c", "child");
+    assert_true(lock_free(lockpath));
+    cachet_region_close(r);
+    alarm(0);
+}
+
+/* A real writer killed (SIGKILL) while it holds the file lock, wherever in
+ * its set that is: the next get takes the lock over within lock_wait,
+ * recovers when the writer was inside a change, and reads a whole file:
+ * the value from before, and every value the writer wrote well formed. */
+static void writer_killed_holding_the_lock(void **state)
+{
+    char dir[128], path[160], lockpath[192], key[32];
+    cachet_region *r;
+    dbm_report rep;
+    double give_up;
+    pid_t writer;
+    int ws, caught = 0, opened[2];
+    uint32_t dirty;
+    char b;
+
+    alarm(120);
+    snprintf(path, sizeof path, "%s/killed.db", newdir(dir, sizeof dir));
+    snprintf(lockpath, sizeof lockpath, "%s.rw.lock", path);
+    assert_int_equal(try_open(&r, path, NULL, "lock_wait:10", NULL), CACHET_OK);
+    assert_int_equal(cachet_set(r, "kept", "from before", 11), CACHET_OK);
+    assert_int_equal(pipe(opened), 0);
+    if ((writer = fork()) == 0) {
+        cachet_region *w;
+        char val[600];
+        close(opened[0]);
+        if (try_open(&w, path, NULL, NULL) != CACHET_OK)
+            CHILD_FAIL("writer: open: %s", cachet_errmsg());
+        if (write(opened[1], "o", 1) != 1)
+            _exit(1);
+        for (unsigned i = 0;; i++) {
+            int n = snprintf(val, sizeof val, "value %u:", i);
+            memset(val + n, 'a' + (char)(i % 26), i % 500);   /* splits buckets */
+            snprintf(key, sizeof key, "w%u", i % 300);
+            if (cachet_set(w, key, val, (size_t)n + i % 500) != CACHET_OK)
+                CHILD_FAIL("writer: set: %s", cachet_errmsg());
+        }
+    }
+    assert_true(writer > 0);
+    close(opened[1]);
+    assert_int_equal(read(opened[0], &b, 1), 1);
+    close(opened[0]);
+    give_up = now() + 60;
+    while (!caught && now() < give_up) {
+        if (lock_free(lockpath))
+            continue;                       /* not inside a set right now */
+        assert_int_equal(kill(writer, SIGSTOP), 0);
+        assert_int_equal(waitpid(writer, &ws, WUNTRACED), writer);
+        if (!(caught = !lock_free(lockpath))) {
+            assert_int_equal(kill(writer, SIGCONT), 0);
+            assert_int_equal(waitpid(writer, &ws, WCONTINUED), writer);
+        }
+    }
+    kill(writer, SIGKILL);
+    assert_int_equal(waitpid(writer, &ws, 0), writer);
+    if (!caught)
+        fail_msg("never caught the writer holding the lock");
+    dirty = dirty_flag(lockpath);
+    print_message("      killed holding the lock, %s a change\n", dirty ? "inside" : "outside");
+
+    assert_value(r, "kept", "from before");     /* not CACHET_ETIMEDOUT: taken over */
+    rep = get_report(r);
+    assert_int_equal(rep.holders_died, 1);
+    assert_int_equal(rep.recoveries, dirty ? 1 : 0);
+    assert_int_equal(rep.buckets_lost, 0);
+    for (int k = 0; k < 300; k++) {
+        void *v;
+        size_t n;
+        unsigned i;
+        cachet_status st;
+        snprintf(key, sizeof key, "w%d", k);
+        if ((st = cachet_get(r, key, &v, &n)) == CACHET_MISS)
+            continue;
+        assert_int_equal(st, CACHET_OK);
+        char *colon = memchr(v, ':', n);
+        if (!colon || sscanf(v, "value %u:", &i) != 1 || i % 300 != (unsigned)k ||
+            n - (size_t)(colon + 1 - (char *)v) != i % 500)
+            fail_msg("%s: not a value the writer wrote whole: %.*s", key, (int)(n < 40 ? n : 40),
+                     (char *)v);
+        cachet_free(v);
+    }
+    assert_int_equal(cachet_set(r, "mine", "x", 1), CACHET_OK);
+    assert_value(r, "mine", "x");
+    cachet_region_close(r);
+    alarm(0);
+}
+
+/* The header of lock file version 1 (cachet before the mutex): 24 bytes. */
+static void write_v1_header(const char *lockpath, uint32_t version, uint32_t dirty, uint64_t gen)
+{
+    unsigned char h[24];
+    int fd = open(lockpath, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    memcpy(h, "cachetdb", 8);
+    memcpy(h + 8, &version, 4);
+    memcpy(h + 12, &dirty, 4);
+    memcpy(h + 16, &gen, 8);
+    assert_int_equal(pwrite(fd, h, sizeof h, 0), (ssize_t)sizeof h);
+    close(fd);
+}
+
+static uint32_t lock_version(const char *lockpath)
+{
+    uint32_t v = 0;
+    int fd = open(lockpath, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, &v, sizeof v, LOCK_VERSION_OFFSET), sizeof v);
+    close(fd);
+    return v;
+}
+
+/* A lock file of version 1 is upgraded in place, keeping what it owed (a
+ * writer of version 1 died in a change: the file is recovered); one of a
+ * later version is refused, naming it. */
+static void lock_file_layouts(void **state)
+{
+    char dir[128], path[160], lockpath[192];
+    cachet_region *r;
+    dbm_report rep;
+
+    snprintf(path, sizeof path, "%s/layout.db", newdir(dir, sizeof dir));
+    snprintf(lockpath, sizeof lockpath, "%s.rw.lock", path);
+    r = open_db(path);
+    assert_int_equal(cachet_set(r, "k", "v1 era", 6), CACHET_OK);
+    cachet_region_close(r);
+
+    write_v1_header(lockpath, 1, 1, 7);
+    r = open_db(path);
+    assert_value(r, "k", "v1 era");
+    rep = get_report(r);
+    assert_int_equal(rep.recoveries, 1);
+    assert_int_equal(rep.keys_lost, 0);
+    assert_int_equal(lock_version(lockpath), 2);
+    assert_true(file_size(lockpath) >= (off_t)LOCK_PAGE_SIZE);
+    assert_int_equal(dirty_flag(lockpath), 0);
+    assert_int_equal(cachet_set(r, "k", "v2 era", 6), CACHET_OK);
+    cachet_region_close(r);
+
+    write_v1_header(lockpath, 3, 0, 1);
+    assert_int_equal(try_open(&r, path, NULL, NULL), CACHET_EBACKEND);
+    assert_contains(cachet_errmsg(), lockpath);
+    assert_contains(cachet_errmsg(), "newer cachet");
+}
+
+/* Processes of version 1 take the lock file's flock exclusively for every
+ * write.  While a version-2 process has the file open, its shared flock
+ * keeps them out (their write would time out, changing nothing); while
+ * one holds it (in the middle of its write), a version-2 open waits for
+ * it, bounded by lock_wait, and names the file. */
+static void old_writers_are_fenced_off(void **state)
+{
+    char dir[128], path[160], lockpath[192];
+    cachet_region *r, *r2;
+    double t0;
+    pid_t holder;
+    int fd;
+
+    alarm(120);
+    snprintf(path, sizeof path, "%s/fence.db", newdir(dir, sizeof dir));
+    snprintf(lockpath, sizeof lockpath, "%s.rw.lock", path);
+    r = open_db(path);
+    assert_int_equal(cachet_set(r, "k", "v", 1), CACHET_OK);
+    assert_true((fd = open(lockpath, O_RDWR | O_CLOEXEC)) >= 0);
+    assert_int_equal(flock(fd, LOCK_EX | LOCK_NB), -1);
+    assert_int_equal(errno, EWOULDBLOCK);
+    cachet_region_close(r);
+    assert_int_equal(flock(fd, LOCK_EX | LOCK_NB), 0);   /* nobody has it open now */
+    close(fd);
+
+    holder = hold_flock(lockpath);                       /* a version-1 writer, mid-write */
+    t0 = now();
+    assert_timed_out("open beside a version-1 writer",
+                     try_open(&r2, path, NULL, "lock_wait:" LOCK_WAIT, NULL), t0, lockpath);
+    kill_and_reap(holder);
+    r = open_db(path);
+    assert_value(r, "k", "v");
+    cachet_region_close(r);
+    alarm(0);
+}
+
+/* Processes that create the lock file at the same moment set its mutex up
+ * once: every one of them opens, writes, and every write is there. */
+static void processes_create_the_lock_file_at_once(void **state)
+{
+    enum { ROUNDS = 10, NCREATORS = 4 };
+    char dir[128], path[160], lockpath[192], key[32];
+    cachet_region *r;
+
+    alarm(120);
+    newdir(dir, sizeof dir);
+    for (int round = 0; round < ROUNDS; round++) {
+        int go[2];
+        pid_t pid[NCREATORS];
+        char b;
+        snprintf(path, sizeof path, "%s/at-once-%d.db", dir, round);
+        assert_int_equal(pipe(go), 0);
+        for (int p = 0; p < NCREATORS; p++) {
+            if ((pid[p] = fork()) == 0) {
+                cachet_region *w;
+                close(go[1]);
+                if (read(go[0], &b, 1) != 0)
+                    _exit(1);
+                snprintf(key, sizeof key, "p%d", p);
+                if (try_open(&w, path, NULL, "lock_wait:10", NULL) != CACHET_OK ||
+                    cachet_set(w, key, "here", 4) != CACHET_OK)
+                    CHILD_FAIL("child %d: %s", p, cachet_errmsg());
+                cachet_region_close(w);
+                _exit(0);
+            }
+            assert_true(pid[p] > 0);
+        }
+        close(go[0]);
+        close(go[1]);                           /* all of them at once */
+        for (int p = 0; p < NCREATORS; p++)
+            assert_int_equal(wait_child(pid[p]), 0);
+        r = open_db(path);
+        for (int p = 0; p < NCREATORS; p++) {
+            snprintf(key, sizeof key, "p%d", p);
+            assert_value(r, key, "here");
+        }
+        snprintf(lockpath, sizeof lockpath, "%s.rw.lock", path);
+        assert_int_equal(lock_version(lockpath), 2);
+        assert_int_equal(get_report(r).holders_died, 0);
+        cachet_region_close(r);
+    }
+    alarm(0);
+}
+
+
+/* A process that can only read the lock file cannot take its mutex: its
+ * reads are checked against the generation and the dirty flag instead (and
+ * see what other processes wrote), its writes fail naming the lock file,
+ * and a writer inside a change makes its reads wait, bounded by lock_wait.
+ * Needs root, to be another user. */
+static void read_only_lock_file(void **state)
+{
+    char dir[128], path[160], lockpath[192], b;
+    int p2c[2], c2p[2];
+    cachet_region *r;
+    pid_t pid;
+
+    if (geteuid() != 0)
+        skip();
+    alarm(120);
+    snprintf(path, sizeof path, "%s/ro.db", newdir(dir, sizeof dir));
+    snprintf(lockpath, sizeof lockpath, "%s.rw.lock", path);
+    r = open_db(path);
+    assert_int_equal(cachet_set(r, "k", "one", 3), CACHET_OK);
+    assert_int_equal(chmod(topdir, 0711), 0);
+    assert_int_equal(chmod(dir, 0755), 0);
+    assert_int_equal(chmod(path, 0644), 0);
+    assert_int_equal(chmod(lockpath, 0644), 0);
+    assert_int_equal(pipe(p2c), 0);
+    assert_int_equal(pipe(c2p), 0);
+    if ((pid = fork()) == 0) {
+        cachet_region *ro;
+        void *v;
+        size_t n;
+        cachet_status st;
+        close(p2c[1]);
+        close(c2p[0]);
+        if (setgid(65534) != 0 || setuid(65534) != 0)
+            CHILD_FAIL("reader: cannot become nobody: %s", strerror(errno));
+        if (try_open(&ro, path, NULL, "lock_wait:" LOCK_WAIT, NULL) != CACHET_OK)
+            CHILD_FAIL("reader: open: %s", cachet_errmsg());
+        if (cachet_get(ro, "k", &v, &n) != CACHET_OK || n != 3 || memcmp(v, "one", 3) != 0)
+            CHILD_FAIL("reader: first get: %s", cachet_errmsg());
+        cachet_free(v);
+        if ((st = cachet_set(ro, "k", "mine", 4)) == CACHET_OK || !strstr(cachet_errmsg(), lockpath) ||
+            !strstr(cachet_errmsg(), "read-only"))
+            CHILD_FAIL("reader: set: %s (%s)", cachet_strerror(st), cachet_errmsg());
+        if (write(c2p[1], "1", 1) != 1 || read(p2c[0], &b, 1) != 1)   /* the parent writes */
+            _exit(1);
+        if (cachet_get(ro, "k", &v, &n) != CACHET_OK || n != 3 || memcmp(v, "two", 3) != 0)
+            CHILD_FAIL("reader: get after the parent's set: %s", cachet_errmsg());
+        cachet_free(v);
+        if (write(c2p[1], "2", 1) != 1 || read(p2c[0], &b, 1) != 1)   /* a change under way */
+            _exit(1);
+        if ((st = cachet_get(ro, "k", &v, &n)) != CACHET_ETIMEDOUT ||
+            !strstr(cachet_errmsg(), lockpath))
+            CHILD_FAIL("reader: get during a change: %s (%s)", cachet_strerror(st),
+                       cachet_errmsg());
+        cachet_region_close(ro);
+        _exit(0);
+    }
+    assert_true(pid > 0);
+    close(p2c[0]);
+    close(c2p[1]);
+    assert_int_equal(read(c2p[0], &b, 1), 1);
+    assert_int_equal(cachet_set(r, "k", "two", 3), CACHET_OK);
+    assert_int_equal(write(p2c[1], "g", 1), 1);
+    assert_int_equal(read(c2p[0], &b, 1), 1);
+    set_dirty_flag(lockpath, 1);
+    assert_int_equal(write(p2c[1], "g", 1), 1);
+    assert_int_equal(wait_child(pid), 0);
+    set_dirty_flag(lockpath, 0);
+    close(p2c[1]);
+    close(c2p[0]);
+    assert_int_equal(chmod(topdir, 0700), 0);
+    assert_value(r, "k", "two");
     cachet_region_close(r);
     alarm(0);
 }
@@ -1624,6 +2052,12 @@ int main(int argc, char **argv)
         cmocka_unit_test(lock_wait_argument),
         cmocka_unit_test(lock_file_not_regular),
         cmocka_unit_test(writer_stopped_mid_set),
+        cmocka_unit_test(lock_holder_dies),
+        cmocka_unit_test(writer_killed_holding_the_lock),
+        cmocka_unit_test(lock_file_layouts),
+        cmocka_unit_test(old_writers_are_fenced_off),
+        cmocka_unit_test(processes_create_the_lock_file_at_once),
+        cmocka_unit_test(read_only_lock_file),
         cmocka_unit_test(get_or_create_lock_held_by_a_stopped_creator),
         cmocka_unit_test(threads_share_a_region),
         cmocka_unit_test(region_survives_fork),

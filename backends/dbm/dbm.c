@@ -9,11 +9,17 @@
  * for a lock another process (or thread) holds, before CACHET_ETIMEDOUT.
  *
  * Locking.  gdbm's own locks never wait, so with rw_lockfile (the default)
- * cachet queues on a flock of the lock file instead and opens the database
- * with GDBM_NOLOCK: readers share it, writers hold it exclusively.  flock
- * belongs to an open file description, so threads of one instance are
- * serialized by the instance mutex too (a GDBM_FILE is not thread-safe
- * anyway), and a forked child opens its own description.
+ * cachet queues on a lock of its own and opens the database with
+ * GDBM_NOLOCK: a process-shared robust pthread mutex in the lock file,
+ * which every process maps shared (dbm_shmutex.c).  Uncontended, taking
+ * and releasing it are atomics in user space; a holder that dies hands it
+ * to the next taker (EOWNERDEAD), and the dirty flag below says whether the
+ * file needs recovering.  Every process also holds a shared flock of the
+ * lock file while it has it open: the fence against lock file version 1
+ * (cachet before the mutex), and the guard under which the layout is made
+ * or upgraded (dbm_layout.c).  Threads of one instance are serialized by
+ * the instance mutex too (a GDBM_FILE is not thread-safe anyway), and a
+ * forked child opens its own lock-file description.
  *
  * The lock file also carries a small header: a generation, bumped by every
  * write, and a dirty flag, set before a writer's first change and cleared
@@ -21,7 +27,7 @@
  * GDBM_FILE open between operations and reuse it for as long as no other
  * writer has touched the file (gdbm's bucket cache is then still right);
  * otherwise it reopens.  The header is mapped shared, so a get whose
- * handle is current and finds the flag clear reads without the flock at
+ * handle is current and finds the flag clear reads without the lock at
  * all, keeping the result only if neither changed meanwhile
  * (dbm_read_unlocked in dbm_run.c).  The dirty flag is the crash discipline: gdbm's
  * failure_atomic mode needs reflinks (not ext4), so a writer that dies with
@@ -32,7 +38,7 @@
  * never seen either.
  *
  * Every wait for a lock is bounded by lock_wait (dbm_wait.c): a holder
- * stopped with SIGSTOP in the middle of a set keeps its flock, and without
+ * stopped with SIGSTOP in the middle of a set keeps the lock, and without
  * a bound every reader and writer of the file would wait for it for ever.
  *
  * With rw_lockfile = false there is no lock file: gdbm's own locks are
@@ -209,7 +215,9 @@ static void dbm_fork_parent(void *state)
 
 /* The child shares the parent's open file descriptions: its flocks would be
  * the parent's, its handle's file offset too, and the dogpile locks it
- * inherited would stay held for as long as it lives.  It gets its own. */
+ * inherited would stay held for as long as it lives.  It gets its own.  It
+ * keeps the shared mapping of the lock file (and so the same mutex), which
+ * the parent did not hold: fork_prepare waited for its operation to end. */
 static void dbm_fork_child(void *state)
 {
     dbm *d = state;
@@ -221,7 +229,8 @@ static void dbm_fork_child(void *state)
         free(t);
     }
     d->tokens = NULL;
-    d->held = 0;
+    d->held = 0;                    /* the parent held no lock: mu was ours (prepare) */
+    d->joined = 0;                  /* the next operation takes the child's own flock */
     if (d->lockfd >= 0) {
         close(d->lockfd);
         d->lockfd = open(d->rw_path, (d->lock_rdonly ? O_RDONLY : O_RDWR | O_CREAT) | O_CLOEXEC |

@@ -4,7 +4,10 @@
  *
  *   dbm.c           arguments, open/close, fork hooks, the vtable
  *   dbm_error.c     error messages: system errors and gdbm's
- *   dbm_lockfile.c  the rw lock file: flock, the header (generation, dirty flag)
+ *   dbm_lockfile.c  the rw lock file: opening it, the header (generation, dirty flag)
+ *   dbm_layout.c    the lock file's layout: joining it under a shared flock, making
+ *                   or upgrading it (the mutex's initialisation) under an exclusive one
+ *   dbm_shmutex.c   the file lock: a process-shared robust mutex in the header
  *   dbm_handle.c    the gdbm handle: opening, building files aside, reuse
  *   dbm_repair.c    before recovery: raise gdbm's stale next_block
  *   dbm_recover.c   crash recovery (repair, gdbm_recover) and
@@ -25,18 +28,42 @@
 #include <gdbm.h>
 #include <cachet/backend.h>
 
+/* GCC 12's ThreadSanitizer does not intercept pthread_mutex_clocklock (nor
+ * an EOWNERDEAD from pthread_mutex_timedlock): see dbm_wait.c, dbm_shmutex.c */
+#if defined(__SANITIZE_THREAD__)
+#define CACHET_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CACHET_TSAN 1
+#endif
+#endif
+
 #define BACKEND        "dbm"
 #define FILE_MODE      0600
 #define LOCK_MAGIC     "cachetdb"
-#define LOCK_VERSION   1u
+#define LOCK_VERSION   2u           /* 1: the flock per operation (cachet before the mutex) */
+#define LOCK_READY     0x6d757478u  /* lock_page.ready once its mutex is initialised */
 
-/* The lock file's header (native byte order: the file never leaves the host). */
+/* The lock file's header (native byte order: the file never leaves the host).
+ * Its 24 bytes are laid out as in version 1, so that the dirty flag and the
+ * generation keep their places (tests and tools poke the flag at offset 12). */
 typedef struct {
     char     magic[8];
     uint32_t version;
     uint32_t dirty;       /* a writer began a change and did not finish it */
     uint64_t gen;         /* bumped by every completed write */
 } lock_hdr;
+
+/* The lock file as mapped: the header, then (version 2) the file lock
+ * itself, a PTHREAD_PROCESS_SHARED, PTHREAD_MUTEX_ROBUST mutex at offset 32.
+ * ready and mu_size are written once, under the exclusive flock, after the
+ * mutex is initialised (dbm_layout.c). */
+typedef struct {
+    lock_hdr        h;
+    uint32_t        ready;        /* LOCK_READY: mu is initialised */
+    uint32_t        mu_size;      /* sizeof(pthread_mutex_t) of whoever initialised it */
+    pthread_mutex_t mu;
+} lock_page;
 
 /* One call's wait: its deadline and the backoff of its polls. */
 typedef struct {
@@ -61,12 +88,13 @@ typedef struct {
     int       sync;               /* fsync around every write */
     int       lockfd;             /* the rw lock file, -1 without one */
     int       lock_rdonly;        /* opened read-only: cannot write the header */
-    int       held;               /* 0, LOCK_SH or LOCK_EX */
+    int       held;               /* holds the file lock (the shared mutex) */
+    int       joined;             /* holds the shared flock that fences version-1 processes */
     int       lock_lost;          /* errno of a failed reopen in a forked child */
     int       marked;             /* this operation set the dirty flag */
     lock_hdr  hdr;                /* as read under the lock */
-    lock_hdr *map;                /* the lock file's header, mapped shared; NULL until it
-                                     exists (see dbm_read_unlocked) */
+    lock_page *map;               /* the lock file's header and mutex, mapped shared;
+                                     NULL until joined (see dbm_layout.c) */
     GDBM_FILE db;                 /* open handle, kept between operations */
     int       db_writer;
     uint64_t  db_gen;             /* hdr.gen the handle is current for */
@@ -74,6 +102,7 @@ typedef struct {
     ino_t     db_ino;
     token    *tokens;             /* dogpile locks held */
     uint64_t  recoveries, recreated, keys_lost, buckets_lost;
+    uint64_t  holders_died;       /* the file lock taken over from a dead holder */
 } dbm;
 
 typedef cachet_status (*op_fn)(dbm *d, void *arg);
@@ -93,13 +122,23 @@ cachet_status dbm_gdbm_error_status(const dbm *d, const char *what, int ec, int 
 cachet_status dbm_db_error(const dbm *d, const char *what);
 
 /* dbm_lockfile.c */
+void dbm_read_hdr(dbm *d);
 cachet_status dbm_write_hdr(dbm *d);
-cachet_status dbm_lock_rw(dbm *d, int op);
-void dbm_unlock_rw(dbm *d);
-cachet_status dbm_escalate(dbm *d);
 cachet_status dbm_mark_dirty(dbm *d);
 cachet_status dbm_open_lockfile(dbm *d);
+int dbm_flock(int fd, int op);
 void dbm_unmap_hdr(dbm *d);
+int dbm_layout_ok(const lock_page *p);
+
+/* dbm_layout.c: takes the shared flock that every version-2 process holds
+ * while it has the file open, making or upgrading the layout first when
+ * need be; until d->wait's deadline. */
+cachet_status dbm_join_lockfile(dbm *d);
+
+/* dbm_shmutex.c: the file lock, until d->wait's deadline.  A holder that
+ * died is handled as the dirty flag says (dbm_run.c recovers). */
+cachet_status dbm_lock_rw(dbm *d);
+void dbm_unlock_rw(dbm *d);
 
 /* dbm_handle.c */
 void dbm_close_db(dbm *d);
@@ -117,6 +156,11 @@ cachet_status dbm_recreate(dbm *d);
 
 /* dbm_run.c */
 cachet_status dbm_run(dbm *d, int excl, op_fn fn, void *arg);
+/* A read (excl 0): dbm_run, or, with a lock file this process can only
+ * read (it cannot take the mutex), a read checked against the generation
+ * and the dirty flag, undone (undo may be NULL) and done again if a writer
+ * overlapped it. */
+cachet_status dbm_run_read(dbm *d, op_fn fn, void (*undo)(void *arg), void *arg);
 /* A read without the file lock, kept only if no writer ran meanwhile: 1
  * with *st set when it stands, 0 when the caller must dbm_run it (undo
  * has then freed what fn handed out). */

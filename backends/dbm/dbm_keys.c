@@ -143,7 +143,7 @@ cachet_status dbm_get(void *state, const char *key, size_t klen, void **value,
     *len = 0;
     if (dbm_read_unlocked(state, op_get, undo_get, &a, &st))
         return st;
-    return dbm_run(state, 0, op_get, &a);
+    return dbm_run_read(state, op_get, undo_get, &a);
 }
 
 /* ttl: dbm has no server-side expiry; the region's value header carries
@@ -234,9 +234,9 @@ cachet_status dbm_get_multi(void *state, cachet_backend_item *items, size_t n)
         items[i].len = 0;
         items[i].status = CACHET_ENOTSUP;
     }
-    /* like a get: without the flock while no other process writes */
+    /* like a get: without the lock while no other process writes */
     if (!dbm_read_unlocked(state, op_fill, undo_fill, &m, &st))
-        st = dbm_run(state, 0, op_fill, &m);
+        st = dbm_run_read(state, op_fill, undo_fill, &m);
     if (st == CACHET_MISS)
         st = CACHET_OK;
     for (size_t i = 0; i < n; i++)

@@ -1,5 +1,6 @@
-/* The rw lock file: the flock that readers share and writers hold alone,
- * and its header, with the generation and the dirty flag. */
+/* The rw lock file: opening it, and its header (the generation and the
+ * dirty flag), read and written through the shared mapping that joining
+ * it (dbm_layout.c) makes. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -10,7 +11,7 @@
 #include <unistd.h>
 #include "dbm_internal.h"
 
-static int flock_retry(int fd, int op)
+int dbm_flock(int fd, int op)
 {
     int rc;
     while ((rc = flock(fd, op)) == -1 && errno == EINTR)
@@ -18,55 +19,49 @@ static int flock_retry(int fd, int op)
     return rc;
 }
 
-/* The header is mapped shared once the file holds one, so that a reader
- * can see the generation and the dirty flag without a system call
- * (dbm_read_unlocked), and a writer changes them with ordered stores: the
- * generation first, the flag last, so a reader that sees the flag clear
- * also sees the generation that came with it.  (Truncating the lock file
- * of a live cache would make those loads fault; nothing in cachet does.) */
-static int map_ours(const dbm *d)
+/* A version-2 layout whose mutex was initialised by a process of this ABI. */
+int dbm_layout_ok(const lock_page *p)
 {
-    return d->map && memcmp(d->map->magic, LOCK_MAGIC, 8) == 0 &&
-           d->map->version == LOCK_VERSION;
-}
-
-static void map_hdr(dbm *d)
-{
-    struct stat sb;
-    void *p;
-
-    if (d->map || fstat(d->lockfd, &sb) != 0 || sb.st_size < (off_t)sizeof(lock_hdr))
-        return;
-    p = mmap(NULL, sizeof(lock_hdr), PROT_READ | (d->lock_rdonly ? 0 : PROT_WRITE), MAP_SHARED,
-             d->lockfd, 0);
-    if (p != MAP_FAILED)
-        d->map = p;                 /* else every call reads it with pread, as before */
+    return memcmp(p->h.magic, LOCK_MAGIC, 8) == 0 &&
+           __atomic_load_n(&p->h.version, __ATOMIC_ACQUIRE) == LOCK_VERSION &&
+           __atomic_load_n(&p->ready, __ATOMIC_ACQUIRE) == LOCK_READY &&
+           p->mu_size == sizeof(pthread_mutex_t);
 }
 
 void dbm_unmap_hdr(dbm *d)
 {
     if (d->map) {
-        munmap(d->map, sizeof(lock_hdr));
+        munmap(d->map, sizeof(lock_page));
         d->map = NULL;
     }
 }
 
-static void read_hdr(dbm *d)
-{
-    lock_hdr h;
-    ssize_t n;
+/* The header is read and written through the mapping with ordered
+ * accesses: a writer stores the generation first and the flag last, so a
+ * reader that sees the flag clear also sees the generation that came with
+ * it.  (Truncating the lock file of a live cache would make those accesses
+ * fault; nothing in cachet does.)
+ *
+ * The flag and the generation are a seqlock's sequence (Boehm, "Can
+ * seqlocks get along with programming language memory models?", 2012):
+ * release stores, and a release fence after raising the flag so that it is
+ * ordered before the change's own stores; the reader's side is in
+ * dbm_read_unlocked.  On x86 these are plain stores: a set pays no locked
+ * instruction for them (seq_cst stores were four xchg a set).  TSan has no
+ * fences: its builds keep seq_cst stores. */
+#ifdef CACHET_TSAN
+#define HDR_STORE __ATOMIC_SEQ_CST
+#define HDR_FENCE() ((void)0)
+#else
+#define HDR_STORE __ATOMIC_RELEASE
+#define HDR_FENCE() __atomic_thread_fence(__ATOMIC_RELEASE)
+#endif
 
-    if (map_ours(d)) {
-        d->hdr = (lock_hdr){LOCK_MAGIC, LOCK_VERSION, 0, 0};
-        d->hdr.dirty = __atomic_load_n(&d->map->dirty, __ATOMIC_ACQUIRE);
-        d->hdr.gen = __atomic_load_n(&d->map->gen, __ATOMIC_ACQUIRE);
-        return;
-    }
-    n = pread(d->lockfd, &h, sizeof h, 0);
-    if (n == (ssize_t)sizeof h && memcmp(h.magic, LOCK_MAGIC, 8) == 0 && h.version == LOCK_VERSION)
-        d->hdr = h;
-    else                            /* new, empty or foreign: clean, generation 0 */
-        d->hdr = (lock_hdr){LOCK_MAGIC, LOCK_VERSION, 0, 0};
+void dbm_read_hdr(dbm *d)
+{
+    d->hdr = (lock_hdr){LOCK_MAGIC, LOCK_VERSION, 0, 0};
+    d->hdr.dirty = __atomic_load_n(&d->map->h.dirty, __ATOMIC_ACQUIRE);
+    d->hdr.gen = __atomic_load_n(&d->map->h.gen, __ATOMIC_ACQUIRE);
 }
 
 cachet_status dbm_write_hdr(dbm *d)
@@ -74,51 +69,13 @@ cachet_status dbm_write_hdr(dbm *d)
     if (d->lock_rdonly)
         return cachet_backend_error(CACHET_EBACKEND, "backend " BACKEND ": cannot write %s: "
                                     "lock file is read-only to this process", d->rw_path);
-    if (map_ours(d)) {
-        __atomic_store_n(&d->map->gen, d->hdr.gen, __ATOMIC_SEQ_CST);
-        __atomic_store_n(&d->map->dirty, d->hdr.dirty, __ATOMIC_SEQ_CST);
-    } else {
-        if (pwrite(d->lockfd, &d->hdr, sizeof d->hdr, 0) != (ssize_t)sizeof d->hdr)
-            return dbm_sys_error("cannot write lock file", d->rw_path, errno ? errno : EIO);
-        map_hdr(d);
-    }
+    __atomic_store_n(&d->map->h.gen, d->hdr.gen, HDR_STORE);
+    __atomic_store_n(&d->map->h.dirty, d->hdr.dirty, HDR_STORE);
+    if (d->hdr.dirty)
+        HDR_FENCE();                /* the flag before the change it announces */
     if (d->sync && fdatasync(d->lockfd) != 0)
         return dbm_sys_error("cannot sync lock file", d->rw_path, errno);
     return CACHET_OK;
-}
-
-/* flock(op), polled with LOCK_NB until the operation's deadline. */
-cachet_status dbm_lock_rw(dbm *d, int op)
-{
-    for (;;) {
-        if (flock_retry(d->lockfd, op | LOCK_NB) == 0)
-            break;
-        if (errno != EWOULDBLOCK)
-            return dbm_sys_error("cannot lock", d->rw_path, errno);
-        if (!dbm_wait_more(&d->wait))
-            return dbm_lock_wait_error(d, d->rw_path, "another process");
-    }
-    d->held = op;
-    map_hdr(d);
-    read_hdr(d);
-    return CACHET_OK;
-}
-
-void dbm_unlock_rw(dbm *d)
-{
-    if (d->held) {
-        flock_retry(d->lockfd, LOCK_UN);
-        d->held = 0;
-    }
-}
-
-/* From a shared lock to an exclusive one (not atomic: reread the header). */
-cachet_status dbm_escalate(dbm *d)
-{
-    if (d->lockfd < 0 || d->held == LOCK_EX)
-        return CACHET_OK;
-    dbm_unlock_rw(d);
-    return dbm_lock_rw(d, LOCK_EX);
 }
 
 /* Before the first change of an operation. */

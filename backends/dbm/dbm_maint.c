@@ -120,7 +120,7 @@ cachet_status dbm_report(void *state, cachet_backend_report_fn fn, void *arg)
 {
     dbm *d = state;
     stat_arg s = {0, 0, 0};
-    uint64_t rec = 0, recr = 0, lost = 0, blost = 0;
+    uint64_t rec = 0, recr = 0, lost = 0, blost = 0, died = 0;
     char buf[32];
     cachet_status st = dbm_run(d, 0, op_stat, &s);
     dbm_wait w;
@@ -132,6 +132,7 @@ cachet_status dbm_report(void *state, cachet_backend_report_fn fn, void *arg)
         recr = d->recreated;
         lost = d->keys_lost;
         blost = d->buckets_lost;
+        died = d->holders_died;
         pthread_mutex_unlock(&d->mu);
     }
     fn(arg, "filename", d->path);
@@ -152,6 +153,8 @@ cachet_status dbm_report(void *state, cachet_backend_report_fn fn, void *arg)
         fn(arg, "buckets_lost", buf);
         snprintf(buf, sizeof buf, "%llu", (unsigned long long)recr);
         fn(arg, "recreated", buf);
+        snprintf(buf, sizeof buf, "%llu", (unsigned long long)died);
+        fn(arg, "lock_holders_died", buf);
     }
     snprintf(buf, sizeof buf, "%g", (double)d->lock_wait_ns / 1e9);
     fn(arg, "lock_wait", buf);

@@ -68,11 +68,9 @@ cachet_status dbm_recover(dbm *d)
 /* recreate_on_corrupt: start over with an empty file. */
 cachet_status dbm_recreate(dbm *d)
 {
-    cachet_status st;
+    cachet_status st = CACHET_OK;
 
-    if ((st = dbm_escalate(d)) != CACHET_OK)
-        return st;
-    dbm_close_db(d);
+    dbm_close_db(d);                /* under the file lock, which is exclusive */
     if (d->lockfd >= 0) {
         st = dbm_create_db(d);
     } else {

@@ -1,14 +1,15 @@
-/* Running an operation: the mutex, the file lock, recovery first when a
- * writer died, a handle, and the generation bumped after a write. */
+/* Running an operation: the instance mutex, the file lock (the lock
+ * file's shared mutex), recovery first when a writer died, a handle, and
+ * the generation bumped after a write. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
-#include <sys/file.h>
 #include "dbm_internal.h"
 
-/* The lock for this operation; recovers the file first if a writer died. */
-static cachet_status begin(dbm *d, int excl)
+/* The lock for this operation (readers' and writers' alike: the mutex is
+ * exclusive); recovers the file first if a writer died in a change. */
+static cachet_status begin(dbm *d)
 {
     cachet_status st;
 
@@ -17,9 +18,7 @@ static cachet_status begin(dbm *d, int excl)
         return dbm_sys_error("cannot reopen the lock file after fork()", d->rw_path, d->lock_lost);
     if (d->lockfd < 0)
         return CACHET_OK;
-    if ((st = dbm_lock_rw(d, excl ? LOCK_EX : LOCK_SH)) != CACHET_OK)
-        return st;
-    if (d->hdr.dirty && (st = dbm_escalate(d)) != CACHET_OK)
+    if ((st = dbm_lock_rw(d)) != CACHET_OK)
         return st;
     if (d->hdr.dirty && (st = dbm_recover(d)) != CACHET_OK)
         return st;
@@ -56,26 +55,65 @@ static cachet_status end(dbm *d, cachet_status st)
     return st;
 }
 
-/* Runs fn under the mutex and the file lock, with a handle that can write
- * (excl) or read.  A damaged file is started over once when
- * recreate_on_corrupt allows. */
-cachet_status dbm_run(dbm *d, int excl, op_fn fn, void *arg)
+/* Orders the read's loads before the second look at the header.  TSan has
+ * no fences (and cannot see the other process anyway): a seq_cst load
+ * keeps its build warning-free. */
+#ifdef __SANITIZE_THREAD__
+#define READ_FENCE(d) ((void)__atomic_load_n(&(d)->map->h.gen, __ATOMIC_SEQ_CST))
+#else
+#define READ_FENCE(d) __atomic_thread_fence(__ATOMIC_ACQUIRE)
+#endif
+
+/* A process that can only read the lock file cannot take its mutex (that
+ * writes it).  Its reads run without the lock and are kept only when the
+ * dirty flag was clear and the generation unchanged from before to after
+ * (as dbm_read_unlocked's); one that overlapped a change is undone and
+ * done again.  A writer stopped or dead in the middle of a change (the
+ * flag set) cannot be recovered by this process: it waits, bounded by
+ * lock_wait.  Under d->mu. */
+static cachet_status run_checked(dbm *d, op_fn fn, void (*undo)(void *arg), void *arg)
 {
     cachet_status st;
-    dbm_wait w;
-    int rc;
 
-    /* one deadline for the whole call: the mutex, then the file lock */
-    dbm_wait_begin(&w, d);
-    if ((rc = dbm_mutex_lock_until(&d->mu, &w)) != 0) {
-        if (rc == ETIMEDOUT)
-            return dbm_lock_wait_error(d, d->rw_path ? d->rw_path : d->path,
-                                       "another thread of this process");
-        return dbm_sys_error("cannot take the instance lock for", d->path, rc);
+    for (int tries = 0;; tries++) {
+        if (d->lock_lost)
+            return dbm_sys_error("cannot reopen the lock file after fork()", d->rw_path,
+                                 d->lock_lost);
+        if (!d->joined && (st = dbm_join_lockfile(d)) != CACHET_OK)
+            return st;
+        dbm_read_hdr(d);
+        if (!d->hdr.dirty) {
+            st = dbm_get_db(d, 0);
+            if (st == CACHET_OK || st == CACHET_MISS)
+                st = fn(d, st == CACHET_OK ? arg : NULL);
+            READ_FENCE(d);
+            if (!__atomic_load_n(&d->map->h.dirty, __ATOMIC_ACQUIRE) &&
+                __atomic_load_n(&d->map->h.gen, __ATOMIC_ACQUIRE) == d->hdr.gen)
+                return st;
+            if (undo)
+                undo(arg);
+            dbm_close_db(d);
+        }
+        if (tries > 0 && !dbm_wait_more(&d->wait))
+            return dbm_lock_wait_error(d, d->rw_path, "another process (a writer in the middle "
+                                       "of a change, which this process cannot recover: the "
+                                       "lock file is read-only to it)");
     }
-    d->wait = w;
+}
+
+static cachet_status run_locked(dbm *d, int excl, op_fn fn, void (*undo)(void *arg), void *arg)
+{
+    cachet_status st;
+
+    if (d->lockfd >= 0 && d->lock_rdonly) {
+        if (!excl)
+            return run_checked(d, fn, undo, arg);
+        return cachet_backend_error(CACHET_EBACKEND, "backend " BACKEND ": cannot write %s: "
+                                    "lock file %s is read-only to this process", d->path,
+                                    d->rw_path);
+    }
     for (int attempt = 0;; attempt++) {
-        st = begin(d, excl);
+        st = begin(d);
         if (st == CACHET_OK)
             st = dbm_get_db(d, excl);
         if (st == CACHET_OK || st == CACHET_MISS)
@@ -87,14 +125,44 @@ cachet_status dbm_run(dbm *d, int excl, op_fn fn, void *arg)
                 continue;
             }
         }
-        st = end(d, st);
-        break;
+        return end(d, st);
     }
+}
+
+/* Runs fn under the instance mutex and the file lock, with a handle that
+ * can write (excl) or read.  A damaged file is started over once when
+ * recreate_on_corrupt allows. */
+static cachet_status run(dbm *d, int excl, op_fn fn, void (*undo)(void *arg), void *arg)
+{
+    cachet_status st;
+    dbm_wait w;
+    int rc;
+
+    /* one deadline for the whole call: the instance mutex, then the file lock */
+    dbm_wait_begin(&w, d);
+    if ((rc = dbm_mutex_lock_until(&d->mu, &w)) != 0) {
+        if (rc == ETIMEDOUT)
+            return dbm_lock_wait_error(d, d->rw_path ? d->rw_path : d->path,
+                                       "another thread of this process");
+        return dbm_sys_error("cannot take the instance lock for", d->path, rc);
+    }
+    d->wait = w;
+    st = run_locked(d, excl, fn, undo, arg);
     pthread_mutex_unlock(&d->mu);
     return st;
 }
 
-/* A read without the flock.  It is kept only when the shared header says
+cachet_status dbm_run(dbm *d, int excl, op_fn fn, void *arg)
+{
+    return run(d, excl, fn, NULL, arg);
+}
+
+cachet_status dbm_run_read(dbm *d, op_fn fn, void (*undo)(void *arg), void *arg)
+{
+    return run(d, 0, fn, undo, arg);
+}
+
+/* A read without the file lock.  It is kept only when the shared header says
  * that no writer of any process was inside the file while it ran: the
  * dirty flag clear and the generation, the one our handle is current for,
  * unchanged from before the read to after it.  A writer sets the flag
@@ -105,15 +173,6 @@ cachet_status dbm_run(dbm *d, int excl, op_fn fn, void *arg)
  * the ordinary (no handle yet, another thread in the instance, a dirty
  * file, an error) also goes the locked way, which knows how to wait,
  * recover and report. */
-/* Orders the read's loads before the second look at the header.  TSan has
- * no fences (and cannot see the other process anyway): a seq_cst load
- * keeps its build warning-free. */
-#ifdef __SANITIZE_THREAD__
-#define READ_FENCE(d) ((void)__atomic_load_n(&(d)->map->gen, __ATOMIC_SEQ_CST))
-#else
-#define READ_FENCE(d) __atomic_thread_fence(__ATOMIC_ACQUIRE)
-#endif
-
 int dbm_read_unlocked(dbm *d, op_fn fn, void (*undo)(void *arg), void *arg, cachet_status *out)
 {
     cachet_status st;
@@ -122,13 +181,13 @@ int dbm_read_unlocked(dbm *d, op_fn fn, void (*undo)(void *arg), void *arg, cach
 
     if (!d->map || pthread_mutex_trylock(&d->mu) != 0)
         return 0;
-    if (d->db && d->lockfd >= 0 && !d->lock_lost && memcmp(d->map->magic, LOCK_MAGIC, 8) == 0 &&
-        !__atomic_load_n(&d->map->dirty, __ATOMIC_ACQUIRE) &&
-        (gen = __atomic_load_n(&d->map->gen, __ATOMIC_ACQUIRE)) == d->db_gen) {
+    if (d->db && d->lockfd >= 0 && !d->lock_lost && d->joined &&
+        !__atomic_load_n(&d->map->h.dirty, __ATOMIC_ACQUIRE) &&
+        (gen = __atomic_load_n(&d->map->h.gen, __ATOMIC_ACQUIRE)) == d->db_gen) {
         st = fn(d, arg);
         READ_FENCE(d);
-        kept = !__atomic_load_n(&d->map->dirty, __ATOMIC_ACQUIRE) &&
-               __atomic_load_n(&d->map->gen, __ATOMIC_ACQUIRE) == gen;
+        kept = !__atomic_load_n(&d->map->h.dirty, __ATOMIC_ACQUIRE) &&
+               __atomic_load_n(&d->map->h.gen, __ATOMIC_ACQUIRE) == gen;
         if (!kept || (st != CACHET_OK && st != CACHET_MISS)) {
             undo(arg);
             dbm_close_db(d);

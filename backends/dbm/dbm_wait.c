@@ -1,9 +1,10 @@
 /* Bounded waits: every lock a dbm operation can block on (the instance
- * mutex, the rw lock file's flock, gdbm's own locks without a lock file) is
- * waited for until one deadline per call, lock_wait seconds after it began,
+ * mutex, the lock file's shared mutex and its flock, gdbm's own locks
+ * without a lock file) is waited for until one deadline per call, lock_wait seconds after it began,
  * so that a holder stopped with SIGSTOP (or hung in a debugger, or on a
  * stalled NFS server) makes callers fail with CACHET_ETIMEDOUT instead of
- * blocking them for ever.  flock has no timeout: it is polled with LOCK_NB
+ * blocking them for ever.  flock has no timeout (the lock file's flock is
+ * only waited for when joining it, dbm_layout.c): it is polled with LOCK_NB
  * and a backoff that starts at 0.5 ms and doubles to 20 ms, never sleeping
  * past the deadline. */
 #define _GNU_SOURCE
@@ -22,9 +23,15 @@ int64_t dbm_now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+/* Every call reads the clock once, for its deadline, even when it waits
+ * for nothing: CLOCK_MONOTONIC_COARSE is the same clock to a tick (a few
+ * ms behind at most, so a wait can end that much early), read without
+ * the TSC: 3.5 ns here against 27 ns, 3% of a set. */
 void dbm_wait_begin(dbm_wait *w, const dbm *d)
 {
-    w->deadline = dbm_now_ns() + d->lock_wait_ns;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    w->deadline = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec + d->lock_wait_ns;
     w->step = BACKOFF_FIRST_NS;
 }
 
@@ -48,13 +55,6 @@ int dbm_wait_more(dbm_wait *w)
  * mutex taken with it would be invisible to it (false reports of races and
  * of unlocking an unlocked mutex).  Its builds use pthread_mutex_timedlock,
  * on CLOCK_REALTIME, which it does intercept. */
-#if defined(__SANITIZE_THREAD__)
-#define CACHET_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define CACHET_TSAN 1
-#endif
-#endif
 
 static struct timespec ns_to_ts(int64_t ns)
 {
@@ -65,7 +65,7 @@ static struct timespec ns_to_ts(int64_t ns)
 }
 
 /* The instance mutex, until the deadline: a thread of this process that
- * holds it may itself be waiting for a stopped process's flock. */
+ * holds it may itself be waiting for a stopped process's file lock. */
 int dbm_mutex_lock_until(pthread_mutex_t *mu, const dbm_wait *w)
 {
     struct timespec ts;
