@@ -21,6 +21,13 @@ cachet_region *th_open(const char *backend, const char *const *opts);
  * is refused when set returns that status. */
 cachet_status th_open_status(const char *backend, const char *const *opts);
 
+/* One body over a table of targets, each its own named test: TH_ON(ops,
+ * redis) is the cmocka test "ops_redis", which runs ops with *state ==
+ * &redis (a static object of the suite's own target type), so that a
+ * failure says which target.  For suites without a group setup that sets a
+ * state (cmocka hands a test the group's state over its own). */
+#define TH_ON(body, target) { #body "_" #target, (body), NULL, NULL, (void *)&(target) }
+
 /* A hit with exactly these bytes / a miss.  Report the caller's line. */
 #define th_assert_hit(r, key, want, wlen) th_assert_hit_at((r), (key), (want), (wlen), __FILE__, __LINE__)
 #define th_assert_miss(r, key) th_assert_miss_at((r), (key), __FILE__, __LINE__)
