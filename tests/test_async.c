@@ -579,6 +579,24 @@ static void redis_then_hang(int fd, int conn_no, void *arg)
     }
 }
 
+/* A region on a redis_then_hang server, opened and written to while it
+ * answers, with redis_socket_timeout seconds; the server hangs from now on.
+ * *hp: the server, for hostile_stop. */
+static cachet_region *open_hung_redis(hostile_server **hp, const char *socket_timeout)
+{
+    char url[96];
+    cachet_region *r;
+    *hp = next_hostile();
+    __atomic_store_n(&redis_hang, 0, __ATOMIC_SEQ_CST);
+    assert_int_equal(hostile_start(*hp, redis_then_hang, NULL), 0);
+    snprintf(url, sizeof url, "url:redis://127.0.0.1:%d/0", (*hp)->port);
+    const char *opts[] = {"backend_argument", url, "redis_socket_timeout", socket_timeout, NULL};
+    r = th_open("redis", opts);
+    assert_int_equal(cachet_set(r, "warm", "v", 1), CACHET_OK);   /* it answers, for now */
+    __atomic_store_n(&redis_hang, 1, __ATOMIC_SEQ_CST);
+    return r;
+}
+
 /* A memcached (text protocol) that stores nothing but answers until
  * mc_hang is set, and then reads every request and answers none. */
 static int mc_hang;
@@ -677,15 +695,8 @@ static void hung_redis_never_blocks_the_loop(void **state)
 #ifndef HAVE_HIREDIS
     skip();
 #endif
-    hostile_server *hp = next_hostile();
-    __atomic_store_n(&redis_hang, 0, __ATOMIC_SEQ_CST);
-    assert_int_equal(hostile_start(hp, redis_then_hang, NULL), 0);
-    char url[96];
-    snprintf(url, sizeof url, "url:redis://127.0.0.1:%d/0", hp->port);
-    const char *opts[] = {"backend_argument", url, "redis_socket_timeout", "2", NULL};
-    cachet_region *r = th_open("redis", opts);
-    assert_int_equal(cachet_set(r, "warm", "v", 1), CACHET_OK);   /* it answers, for now */
-    __atomic_store_n(&redis_hang, 1, __ATOMIC_SEQ_CST);
+    hostile_server *hp;
+    cachet_region *r = open_hung_redis(&hp, "2");
     loop L;
     loop_init(&L, r, 4);
     double t0 = th_now_s();
@@ -774,15 +785,8 @@ static void close_on_a_hung_server_is_bounded(void **state)
 #ifndef HAVE_HIREDIS
     skip();
 #endif
-    hostile_server *hp = next_hostile();
-    __atomic_store_n(&redis_hang, 0, __ATOMIC_SEQ_CST);
-    assert_int_equal(hostile_start(hp, redis_then_hang, NULL), 0);
-    char url[96];
-    snprintf(url, sizeof url, "url:redis://127.0.0.1:%d/0", hp->port);
-    const char *opts[] = {"backend_argument", url, "redis_socket_timeout", "1", NULL};
-    cachet_region *r = th_open("redis", opts);
-    assert_int_equal(cachet_set(r, "warm", "v", 1), CACHET_OK);
-    __atomic_store_n(&redis_hang, 1, __ATOMIC_SEQ_CST);
+    hostile_server *hp;
+    cachet_region *r = open_hung_redis(&hp, "1");
     cachet_async *q;
     assert_int_equal(cachet_async_open(r, 2, &q), CACHET_OK);
     tally t = {0};
