@@ -208,33 +208,38 @@ static cachet_status ks_add(void *state, const char *key, size_t klen, const voi
     return ks_write(state, cachet_layer_add, 0, key, klen, value, len, ttl);
 }
 
-static cachet_status ks_del(void *state, const char *key, size_t klen)
+/* The memcache key alone, for the calls that carry no value: the token's
+ * MAC and cipher keys are wiped at once. */
+static cachet_status mkey_only(const ks_proxy *k, const char *token, size_t tlen,
+                               char out[KS_KEY_MAX], size_t *olen)
 {
     ks_keys keys;
+    cachet_status st = mkey(k, token, tlen, &keys, out, olen);
+    OPENSSL_cleanse(&keys, sizeof keys);
+    return st;
+}
+
+static cachet_status ks_del(void *state, const char *key, size_t klen)
+{
     char mk[KS_KEY_MAX];
     size_t mlen;
-    cachet_status st = mkey(state, key, klen, &keys, mk, &mlen);
-    OPENSSL_cleanse(&keys, sizeof keys);
+    cachet_status st = mkey_only(state, key, klen, mk, &mlen);
     return st != CACHET_OK ? st : cachet_layer_del(((ks_proxy *)state)->below, mk, mlen);
 }
 
 static cachet_status ks_lock(void *state, const char *key, size_t klen, void **token)
 {
-    ks_keys keys;
     char mk[KS_KEY_MAX];
     size_t mlen;
-    cachet_status st = mkey(state, key, klen, &keys, mk, &mlen);
-    OPENSSL_cleanse(&keys, sizeof keys);
+    cachet_status st = mkey_only(state, key, klen, mk, &mlen);
     return st != CACHET_OK ? st : cachet_layer_lock(((ks_proxy *)state)->below, mk, mlen, token);
 }
 
 static cachet_status ks_unlock(void *state, const char *key, size_t klen, void *token)
 {
-    ks_keys keys;
     char mk[KS_KEY_MAX];
     size_t mlen;
-    cachet_status st = mkey(state, key, klen, &keys, mk, &mlen);
-    OPENSSL_cleanse(&keys, sizeof keys);
+    cachet_status st = mkey_only(state, key, klen, mk, &mlen);
     return st != CACHET_OK ? st : cachet_layer_unlock(((ks_proxy *)state)->below, mk, mlen, token);
 }
 
