@@ -1604,24 +1604,42 @@ static void fo_after(fo_cluster *c, const char *label)
     c->r = c->r2 = NULL;
 }
 
-static void cluster_master_killed_replica_takes_over(void **state)
+/* Both failovers: the victim master killed (hung 0) or SIGSTOPped (hung 1);
+ * then as the tests' comments say.  label names it in the lines printed. */
+static void master_fails_replica_takes_over(int hung, const char *label)
 {
     fo_cluster *c = calloc(1, sizeof *c);
     fo_result res = {0};
-    double t_kill;
+    double t_fail;
 
     assert_non_null(c);
     fo_setup(c);
-    test_server_kill(&fnodes[c->victim]);
-    t_kill = now_s();
-    /* at once: the victim's keys fail fast, get_or_create answers from the creator */
+    if (hung)
+        assert_int_equal(test_server_freeze(&fnodes[c->victim]), 0);
+    else
+        test_server_kill(&fnodes[c->victim]);
+    t_fail = now_s();
+    /* at once: the victim's keys fail fast (hung: the first call waits
+     * socket_timeout, then it is marked down and fails fast), get_or_create
+     * answers from the creator */
     fo_first_calls(c, &res);
-    fo_recover(c, t_kill, &res, "cluster failover");
-    fo_after(c, "cluster failover");
+    fo_recover(c, t_fail, &res, label);
+    if (hung) {
+        assert_true(res.stalls_single <= 2);
+        assert_true(res.stalls_multi <= 2);
+    }
+    fo_after(c, label);
+    if (hung)
+        test_server_thaw(&fnodes[c->victim]);
     for (int i = 0; i < 6; i++)
-        if (i != c->victim)
+        if (hung || i != c->victim)
             test_server_stop(&fnodes[i]);
     free(c);
+}
+
+static void cluster_master_killed_replica_takes_over(void **state)
+{
+    master_fails_replica_takes_over(0, "cluster failover");
 }
 
 /* The same cluster, its master hung (SIGSTOP) instead of killed: it
@@ -1632,25 +1650,7 @@ static void cluster_master_killed_replica_takes_over(void **state)
  * thawed at the end. */
 static void cluster_master_hung_replica_takes_over(void **state)
 {
-    fo_cluster *c = calloc(1, sizeof *c);
-    fo_result res = {0};
-    double t_freeze;
-
-    assert_non_null(c);
-    fo_setup(c);
-    assert_int_equal(test_server_freeze(&fnodes[c->victim]), 0);
-    t_freeze = now_s();
-    /* at once: the first call waits socket_timeout, get_or_create answers
-     * from the creator; then the victim is marked down and fails fast */
-    fo_first_calls(c, &res);
-    fo_recover(c, t_freeze, &res, "cluster hung master");
-    assert_true(res.stalls_single <= 2);
-    assert_true(res.stalls_multi <= 2);
-    fo_after(c, "cluster hung master");
-    test_server_thaw(&fnodes[c->victim]);
-    for (int i = 0; i < 6; i++)
-        test_server_stop(&fnodes[i]);
-    free(c);
+    master_fails_replica_takes_over(1, "cluster hung master");
 }
 
 int main(void)
