@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include <dlfcn.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +51,19 @@ cachet_status th_open_status(const char *backend, const char *const *opts)
     cachet_region_close(r);
     cachet_config_free(c);
     return st;
+}
+
+const cachet_backend_ops *th_backend_plugin(const char *name)
+{
+    char path[4096];
+    void *h;
+    cachet_backend_entry_fn entry;
+    snprintf(path, sizeof path, TEST_BUILDDIR "/backends/.libs/%s.so", name);
+    if (!(h = dlopen(path, RTLD_NOW | RTLD_LOCAL)))
+        fail_msg("dlopen %s: %s", path, dlerror());
+    *(void **)&entry = dlsym(h, CACHET_BACKEND_ENTRY_SYMBOL);
+    assert_non_null(entry);
+    return entry();
 }
 
 void th_assert_hit_at(cachet_region *r, const char *key, const void *want, size_t wlen,

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cachet/cachet.h>
+#include <cachet/backend.h>
 
 /* Plugins that only the tests load, by absolute path in the build tree. */
 #define TEST_PLUGIN_PATH(name) TEST_BUILDDIR "/tests/plugins/.libs/" name ".so"
@@ -20,6 +21,11 @@ cachet_region *th_open(const char *backend, const char *const *opts);
  * that opened after all is closed and CACHET_OK returned).  An option that
  * is refused when set returns that status. */
 cachet_status th_open_status(const char *backend, const char *const *opts);
+
+/* The backend plugin name (backends/.libs/<name>.so in the build tree),
+ * dlopen()ed as the loader does and left loaded: its vtable, for suites
+ * that drive a plugin directly.  Fails the test if it does not load. */
+const cachet_backend_ops *th_backend_plugin(const char *name);
 
 /* One body over a table of targets, each its own named test: TH_ON(ops,
  * redis) is the cmocka test "ops_redis", which runs ops with *state ==

@@ -9,7 +9,6 @@
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
-#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,18 +70,6 @@ static int log_count(int *which)
     return n;
 }
 
-static const cachet_backend_ops *plugin(const char *name)
-{
-    char path[4096];
-    void *h;
-    cachet_backend_entry_fn entry;
-    snprintf(path, sizeof path, TEST_BUILDDIR "/backends/.libs/%s.so", name);
-    if (!(h = dlopen(path, RTLD_NOW | RTLD_LOCAL)))
-        fail_msg("dlopen %s: %s", path, dlerror());
-    *(void **)&entry = dlsym(h, CACHET_BACKEND_ENTRY_SYMBOL);
-    assert_non_null(entry);
-    return entry();
-}
 
 static void *open_backend(const cachet_backend_ops *ops, const cachet_backend_arg *args, size_t n)
 {
@@ -137,7 +124,7 @@ static void start_server(const target *t, test_server *srv, char *url, size_t si
 static void servers_report(void **state)
 {
     const target *t = *state;
-    const cachet_backend_ops *ops = plugin(t->backend);
+    const cachet_backend_ops *ops = th_backend_plugin(t->backend);
     test_server live;
     char url[128], live_name[64], dead_name[64], key[32];
     int dead_port = test_free_port();
@@ -184,7 +171,7 @@ static void servers_report(void **state)
 /* redis: up while it answers; stopped, down with a reason and a failure. */
 static void redis_servers_report(void **state)
 {
-    const cachet_backend_ops *ops = plugin("redis");
+    const cachet_backend_ops *ops = th_backend_plugin("redis");
     test_server srv;
     char url[128], name[64];
     cachet_server_state out[2];
@@ -306,7 +293,7 @@ static int answers_within(const cachet_backend_ops *ops, void *st, double second
 static void restart_is_seen(void **state)
 {
     const target *t = *state;
-    const cachet_backend_ops *ops = plugin(t->backend);
+    const cachet_backend_ops *ops = th_backend_plugin(t->backend);
     test_server srv;
     char url[64], filter[64];
     cachet_backend_arg args[] = {{"url", url}, {"dead_retry", "300"}, {"socket_timeout", "1"},
@@ -357,7 +344,7 @@ static void restart_is_seen(void **state)
 static void quick_restart_costs_nothing(void **state)
 {
     const target *t = *state;
-    const cachet_backend_ops *ops = plugin(t->backend);
+    const cachet_backend_ops *ops = th_backend_plugin(t->backend);
     test_server srv;
     char url[64];
     cachet_backend_arg args[] = {{"url", url}, {"shared_host_state", "false"}};
@@ -382,7 +369,7 @@ static void quick_restart_costs_nothing(void **state)
 static void hung_host_costs_one_stall(void **state)
 {
     const target *t = *state;
-    const cachet_backend_ops *ops = plugin(t->backend);
+    const cachet_backend_ops *ops = th_backend_plugin(t->backend);
     test_server live;
     test_blackhole hole;
     char url[96], filter[32];
@@ -417,7 +404,7 @@ static void hung_host_costs_one_stall(void **state)
  * certain, and trying again costs nothing. */
 static void memcached_fails_open(void **state)
 {
-    const cachet_backend_ops *ops = plugin("memcached");
+    const cachet_backend_ops *ops = th_backend_plugin("memcached");
     test_server live;
     test_blackhole h1, h2;
     char url[128], n1[32], n2[32], key[16];
@@ -540,7 +527,7 @@ static int slow_calls(const cachet_backend_ops *ops, void *st, int id, int n)
  * all 16 processes (without shared state: one per process). */
 static void shared_state_one_stall_per_machine(void **state)
 {
-    const cachet_backend_ops *ops = plugin("memcached");
+    const cachet_backend_ops *ops = th_backend_plugin("memcached");
     test_server a, b;
     test_blackhole hole;
     char url[128];
@@ -609,7 +596,7 @@ static void shared_state_one_stall_per_machine(void **state)
  * within a few seconds.  A file others may write is not used at all. */
 static void shared_state_survives_garbage(void **state)
 {
-    const cachet_backend_ops *ops = plugin("memcached");
+    const cachet_backend_ops *ops = th_backend_plugin("memcached");
     test_server srv;
     char url[64], path[256];
     unsigned char junk[4096];
@@ -759,7 +746,7 @@ static void gutter_stands_in_for_a_dead_server(void **state)
  * parent's thread does not exist there): it sees the server come back. */
 static void memcached_prober_restarts_in_child(void **state)
 {
-    const cachet_backend_ops *ops = plugin("memcached");
+    const cachet_backend_ops *ops = th_backend_plugin("memcached");
     test_server srv;
     char url[64];
     void *st;
@@ -801,7 +788,7 @@ static void memcached_prober_restarts_in_child(void **state)
  * warning, the servers op says "timeout". */
 static void redis_hung_host_costs_one_stall(void **state)
 {
-    const cachet_backend_ops *ops = plugin("redis");
+    const cachet_backend_ops *ops = th_backend_plugin("redis");
     test_blackhole hole;
     char url[64], filter[32];
     cachet_server_state out[1];
@@ -848,7 +835,7 @@ static int cluster_ok(int port)
 
 static void cluster_servers_report(void **state)
 {
-    const cachet_backend_ops *ops = plugin("redis_cluster");
+    const cachet_backend_ops *ops = th_backend_plugin("redis_cluster");
     test_server node;
     char cmd[128], nodes[64];
     cachet_server_state out[4];
@@ -883,7 +870,7 @@ static void cluster_servers_report(void **state)
 /* redis_sentinel: the servers op names the master the sentinel gave. */
 static void sentinel_servers_report(void **state)
 {
-    const cachet_backend_ops *ops = plugin("redis_sentinel");
+    const cachet_backend_ops *ops = th_backend_plugin("redis_sentinel");
     test_server master, sentinel;
     char extra[256], sentinels[64], name[64];
     cachet_server_state out[2];
