@@ -16,6 +16,7 @@
 #include <cachet/cachet.h>
 #include "evict_trace.h"
 #include "memtable.h"
+#include "bench_clock.h"
 
 #define TRACE_LEN (1 << 20)
 
@@ -32,18 +33,9 @@ typedef struct {
     pthread_barrier_t *go;
 } worker;
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static double cpu_now(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    return bench_clock_s(CLOCK_THREAD_CPUTIME_ID);
 }
 
 static void *work(void *arg)
@@ -54,7 +46,7 @@ static void *work(void *arg)
 
     pthread_barrier_wait(w->go);
     cpu0 = cpu_now();
-    start = now();
+    start = bench_now();
     end = start + seconds;
     do {
         for (size_t i = 0; i < 1000; i++, n++) {
@@ -71,7 +63,7 @@ static void *work(void *arg)
             else
                 cachet_free(v);
         }
-    } while ((t = now()) < end);
+    } while ((t = bench_now()) < end);
     w->rate = (double)n / (t - start);
     w->cpu_rate = (double)n / (cpu_now() - cpu0);
     return NULL;

@@ -13,13 +13,7 @@
 #include <string.h>
 #include <time.h>
 #include <cachet/cachet.h>
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
+#include "bench_clock.h"
 
 static _Thread_local int is_caller;
 static atomic_long in_callers;
@@ -49,13 +43,13 @@ static void *run(void *p)
 {
     worker *w = p;
     is_caller = 1;
-    while (now_s() < w->end) {
+    while (bench_now() < w->end) {
         void *v;
         size_t len;
-        double t0 = now_s();
+        double t0 = bench_now();
         if (cachet_get_or_create(w->r, "hot", create, NULL, &v, &len) == CACHET_OK)
             cachet_free(v);
-        double dt = now_s() - t0;
+        double dt = bench_now() - t0;
         if (w->n == w->cap) {
             w->cap = w->cap ? w->cap * 2 : 1 << 16;
             w->lat = realloc(w->lat, w->cap * sizeof *w->lat);
@@ -95,7 +89,7 @@ static void mode(const char *name, const char *beta, const char *threads, int nt
             cachet_free(v);
     }
     atomic_store(&in_callers, 0);
-    double end = now_s() + secs;
+    double end = bench_now() + secs;
     for (int i = 0; i < nthreads; i++) {
         w[i] = (worker){.r = r, .end = end};
         pthread_create(&th[i], NULL, run, &w[i]);
