@@ -17,7 +17,7 @@
 #include <unistd.h>
 #include <cachet/cachet.h>
 #include "servers.h"
-#include "bench_clock.h"
+#include "bench_util.h"
 
 #define NKEYS 1000
 #define VSIZE 100
@@ -33,12 +33,6 @@ static void die(const char *what, const char *detail)
     exit(2);
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 typedef struct {
     double ops, p50, p99, mean;
 } result;
@@ -48,7 +42,7 @@ static result summarise(double secs)
     result r = {0};
     if (!nlat)
         return r;
-    qsort(lat, nlat, sizeof *lat, cmp_double);
+    qsort(lat, nlat, sizeof *lat, bench_cmp_double);
     double sum = 0;
     for (size_t i = 0; i < nlat; i++)
         sum += lat[i];
@@ -141,7 +135,7 @@ static result run_async(cachet_region *r, int window, int batch, double secs)
 
 static int cmp_result_ops(const void *a, const void *b)
 {
-    return cmp_double(&((const result *)a)->ops, &((const result *)b)->ops);
+    return bench_cmp_double(&((const result *)a)->ops, &((const result *)b)->ops);
 }
 
 /* the median run (by ops/s) of runs */

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <time.h>
 #include <cachet/cachet.h>
-#include "bench_clock.h"
+#include "bench_util.h"
 
 enum { GET, SET };
 

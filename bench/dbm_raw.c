@@ -13,7 +13,7 @@
 #include <time.h>
 #include <gdbm.h>
 #include <cachet/cachet.h>
-#include "bench_clock.h"
+#include "bench_util.h"
 
 #define VALUE_LEN 100
 
@@ -95,18 +95,6 @@ static double run_raw(const char *path, int op, int flags, const void *stored, s
     return (double)n / (t - start);
 }
 
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -171,7 +159,7 @@ int main(int argc, char **argv)
             g[i] = run_raw(path, op, 0, stored, stored_len);
             gn[i] = run_raw(path, op, GDBM_NOMMAP, stored, stored_len);
         }
-        double a = median(c, rounds), b = median(g, rounds), d = median(gn, rounds);
+        double a = bench_median(c, rounds), b = bench_median(g, rounds), d = bench_median(gn, rounds);
         printf("%-5s %12.0f %12.0f %14.0f %8.2f %14.2f\n", op == GET ? "get" : "set", a, b, d,
                a / b, a / d);
     }

@@ -18,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <cachet/cachet.h>
-#include "bench_clock.h"
+#include "bench_util.h"
 
 static void die(const char *why)
 {

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <time.h>
 #include <cachet/cachet.h>
-#include "bench_clock.h"
+#include "bench_util.h"
 
 /* a validated token's data, about the size of a fernet token's without a catalog */
 static const char data[] = "{\"token\": {\"methods\": [\"password\"], \"user\": {\"domain\": "

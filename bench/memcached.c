@@ -19,7 +19,7 @@
 #include <libmemcached/memcached.h>
 #include <cachet/cachet.h>
 #include "servers.h"
-#include "bench_clock.h"
+#include "bench_util.h"
 
 #define VALUE_LEN 100
 #define MULTI     100

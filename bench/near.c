@@ -12,7 +12,7 @@
 #include <time.h>
 #include <cachet/cachet.h>
 #include "servers.h"
-#include "bench_clock.h"
+#include "bench_util.h"
 
 #define NKEYS 1000
 #define VSIZE 100
@@ -60,18 +60,6 @@ static double get_rate(cachet_region *r, double secs)
     return (double)n / t;
 }
 
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 /* ms from a set in writer to reader seeing it, median of n trials. */
 static double staleness_ms(cachet_region *writer, cachet_region *reader, int n)
 {
@@ -100,7 +88,7 @@ static double staleness_ms(cachet_region *writer, cachet_region *reader, int n)
         }
         ms[i] = (bench_now() - t0) * 1e3;
     }
-    m = median(ms, n);
+    m = bench_median(ms, n);
     free(ms);
     return m;
 }
@@ -150,7 +138,7 @@ int main(int argc, char **argv)
     {
         double med[8];
         for (size_t k = 0; k < nc; k++) {
-            med[k] = median(c[k].rate, runs);
+            med[k] = bench_median(c[k].rate, runs);
             printf("  %-16s %12.0f gets/s\n", c[k].name, med[k]);
         }
         printf("  near+memcached / memcached: %.1fx   near+memcached / memory: %.2f\n",

@@ -10,7 +10,7 @@
 #include <time.h>
 #include <hiredis/hiredis.h>
 #include <cachet/cachet.h>
-#include "bench_clock.h"
+#include "bench_util.h"
 
 #define NKEYS 1000
 #define VSIZE 100

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <time.h>
 #include <cachet/cachet.h>
-#include "bench_clock.h"
+#include "bench_util.h"
 
 static _Thread_local int is_caller;
 static atomic_long in_callers;
@@ -61,12 +61,6 @@ static void *run(void *p)
     return NULL;
 }
 
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 static void mode(const char *name, const char *beta, const char *threads, int nthreads, double secs)
 {
     cachet_config *c = cachet_config_new();
@@ -104,7 +98,7 @@ static void mode(const char *name, const char *beta, const char *threads, int nt
         k += w[i].n;
         free(w[i].lat);
     }
-    qsort(all, total, sizeof *all, cmp);
+    qsort(all, total, sizeof *all, bench_cmp_double);
     printf("%s %.1f %.1f %.1f %zu %ld\n", name, all[total / 2] * 1e6,
            all[(size_t)((double)total * 0.99)] * 1e6, all[total - 1] * 1e6, total,
            atomic_load(&in_callers));

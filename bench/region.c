@@ -7,7 +7,7 @@
 #include <string.h>
 #include <time.h>
 #include <cachet/cachet.h>
-#include "bench_clock.h"
+#include "bench_util.h"
 
 /* This process's CPU time: a loaded machine moves wall-time rates a lot
  * (the peer's as much as ours), CPU-time ones much less. */
