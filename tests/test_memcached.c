@@ -102,6 +102,15 @@ static void key_on(memcached_st *ring, int port, const char *prefix, char *out, 
     }
 }
 
+/* Two memcached servers started; their ports in ports. */
+static void start_two(test_server *s1, test_server *s2, int ports[2])
+{
+    assert_int_equal(test_memcached_start(s1, 0, NULL), 0);
+    assert_int_equal(test_memcached_start(s2, 0, NULL), 0);
+    ports[0] = s1->port;
+    ports[1] = s2->port;
+}
+
 static memcached_st *raw_one(int port)
 {
     memcached_st *mc = memcached_create(NULL);
@@ -136,10 +145,7 @@ static void keys_spread_over_two_servers(void **state)
     cachet_item items[60];
     const char *dkeys[30];
 
-    assert_int_equal(test_memcached_start(&s1, 0, NULL), 0);
-    assert_int_equal(test_memcached_start(&s2, 0, NULL), 0);
-    ports[0] = s1.port;
-    ports[1] = s2.port;
+    start_two(&s1, &s2, ports);
     cachet_region *r = open_mc(backend, url_of(url, sizeof url, ports, 2), NULL);
 
     for (int i = 0; i < 60; i++) {
@@ -314,10 +320,7 @@ static void killed_server(void **state)
     void *v;
     size_t n;
 
-    assert_int_equal(test_memcached_start(&s1, 0, NULL), 0);
-    assert_int_equal(test_memcached_start(&s2, 0, NULL), 0);
-    ports[0] = s1.port;
-    ports[1] = s2.port;
+    start_two(&s1, &s2, ports);
     memcached_st *ring = raw_ring(ports, 2);
     key_on(ring, s1.port, "live-", k1, sizeof k1);
     key_on(ring, s2.port, "doomed-", k2, sizeof k2);
@@ -371,10 +374,7 @@ static void flush_on_reconnect(void **state)
         void *v;
         size_t n;
 
-        assert_int_equal(test_memcached_start(&s1, 0, NULL), 0);
-        assert_int_equal(test_memcached_start(&s2, 0, NULL), 0);
-        ports[0] = s1.port;
-        ports[1] = s2.port;
+        start_two(&s1, &s2, ports);
         memcached_st *ring = raw_ring(ports, 2);
         key_on(ring, s2.port, "hung-", k2, sizeof k2);
         memcached_free(ring);
