@@ -1338,6 +1338,18 @@ typedef struct {
     char first_error[1024], last_error[1024];
 } fo_result;
 
+/* A call of el seconds in the tallies: the slowest, those over 3 s, and
+ * the stalls (>= FO_STALL) of its region in *stalls. */
+static void fo_timed(fo_result *res, double el, long *stalls)
+{
+    if (el > res->max_op)
+        res->max_op = el;
+    if (el > 3.0)
+        res->slow_ops++;
+    if (el >= FO_STALL)
+        ++*stalls;
+}
+
 static void fo_setup(fo_cluster *c)
 {
     const char *extra = "cluster-enabled yes\ncluster-config-file nodes.conf\n"
@@ -1468,12 +1480,7 @@ static void fo_recover(fo_cluster *c, double t_fail, fo_result *res, const char 
                 t1 = th_now_s();
                 st = cachet_get(r, c->keys[i], &v, &n);
                 el = th_now_s() - t1;
-                if (el > res->max_op)
-                    res->max_op = el;
-                if (el > 3.0)
-                    res->slow_ops++;
-                if (el >= FO_STALL)
-                    res->stalls_single++;
+                fo_timed(res, el, &res->stalls_single);
                 if (st == CACHET_OK) {
                     if (n != strlen(c->vals[i]) || memcmp(v, c->vals[i], n) != 0)
                         fail_msg("get %s: a wrong value", c->keys[i]);
@@ -1502,12 +1509,7 @@ static void fo_recover(fo_cluster *c, double t_fail, fo_result *res, const char 
             t1 = th_now_s();
             st = cachet_get_multi(r2, items, FO_KEYS);
             el = th_now_s() - t1;
-            if (el > res->max_op)
-                res->max_op = el;
-            if (el > 3.0)
-                res->slow_ops++;
-            if (el >= FO_STALL)
-                res->stalls_multi++;
+            fo_timed(res, el, &res->stalls_multi);
             (void)st;
             for (int i = 0; i < FO_KEYS; i++) {
                 if (items[i].status == CACHET_OK) {
