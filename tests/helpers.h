@@ -27,6 +27,14 @@ cachet_status th_open_status(const char *backend, const char *const *opts);
  * that drive a plugin directly.  Fails the test if it does not load. */
 const cachet_backend_ops *th_backend_plugin(const char *name);
 
+/* A raw client for a server's own protocol, under the region's back: a TCP
+ * connection to 127.0.0.1:port with 10 s send and receive timeouts; all of
+ * n bytes sent; bytes read into buf until they end with term (at most
+ * size - 1, NUL-ended), their count.  Each fails the test otherwise. */
+int    th_connect(int port);
+void   th_send_all(int fd, const void *p, size_t n);
+size_t th_recv_until(int fd, char *buf, size_t size, const char *term);
+
 /* One body over a table of targets, each its own named test: TH_ON(ops,
  * redis) is the cmocka test "ops_redis", which runs ops with *state ==
  * &redis (a static object of the suite's own target type), so that a
