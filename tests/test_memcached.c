@@ -111,6 +111,15 @@ static void start_two(test_server *s1, test_server *s2, int ports[2])
     ports[1] = s2->port;
 }
 
+/* A memcached and a host that accepts and never answers; their ports in ports. */
+static void start_live_and_hole(test_server *live, test_blackhole *hole, int ports[2])
+{
+    assert_int_equal(test_memcached_start(live, 0, NULL), 0);
+    assert_int_equal(test_blackhole_start(hole), 0);
+    ports[0] = live->port;
+    ports[1] = hole->port;
+}
+
 static memcached_st *raw_one(int port)
 {
     memcached_st *mc = memcached_create(NULL);
@@ -529,10 +538,7 @@ static void get_multi_with_dead_host(void **state)
     int ports[2];
     (void)state;
 
-    assert_int_equal(test_memcached_start(&s1, 0, NULL), 0);
-    assert_int_equal(test_blackhole_start(&bh), 0);
-    ports[0] = s1.port;
-    ports[1] = bh.port;
+    start_live_and_hole(&s1, &bh, ports);
     memcached_st *ring = raw_ring(ports, 2);
     cachet_region *r = open_mc("oslo_cache.memcache_pool", url_of(url, sizeof url, ports, 2),
                                "memcache_socket_timeout", "0.5", "memcache_dead_retry", "30",
@@ -591,10 +597,7 @@ static void pool_exhaustion(void **state)
     pthread_t t;
     (void)state;
 
-    assert_int_equal(test_memcached_start(&s1, 0, NULL), 0);
-    assert_int_equal(test_blackhole_start(&bh), 0);
-    ports[0] = s1.port;
-    ports[1] = bh.port;
+    start_live_and_hole(&s1, &bh, ports);
     memcached_st *ring = raw_ring(ports, 2);
     key_on(ring, s1.port, "pl-", kl, sizeof kl);
     key_on(ring, bh.port, "pb-", kb, sizeof kb);
