@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <cachet/cachet.h>
 #include "servers.h"
+#include "bench_util.h"
 
 #define NKEYS 1000
 #define VSIZE 100
@@ -26,23 +27,10 @@ static char keys[NKEYS][32];
 static double *lat;           /* seconds, per completed op */
 static size_t nlat;
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void die(const char *what, const char *detail)
 {
     fprintf(stderr, "bench/async: %s: %s\n", what, detail);
     exit(2);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
 }
 
 typedef struct {
@@ -54,7 +42,7 @@ static result summarise(double secs)
     result r = {0};
     if (!nlat)
         return r;
-    qsort(lat, nlat, sizeof *lat, cmp_double);
+    qsort(lat, nlat, sizeof *lat, bench_cmp_double);
     double sum = 0;
     for (size_t i = 0; i < nlat; i++)
         sum += lat[i];
@@ -74,18 +62,18 @@ static void record(double t)
 static result run_sync(cachet_region *r, double secs)
 {
     nlat = 0;
-    double t0 = now(), end = t0 + secs, t;
+    double t0 = bench_now(), end = t0 + secs, t;
     size_t i = 0;
-    while ((t = now()) < end) {
+    while ((t = bench_now()) < end) {
         void *v;
         size_t n;
         cachet_status st = cachet_get(r, keys[i++ % NKEYS], &v, &n);
         if (st != CACHET_OK)
             die("sync get", cachet_errmsg());
         cachet_free(v);
-        record(now() - t);
+        record(bench_now() - t);
     }
-    return summarise(now() - t0);
+    return summarise(bench_now() - t0);
 }
 
 typedef struct {
@@ -100,7 +88,7 @@ static int free_tickets[128], nfree;
 static void got(void *arg, cachet_status st, void *v, size_t len)
 {
     ticket *tk = arg;
-    record(now() - tk->submitted);
+    record(bench_now() - tk->submitted);
     if (st != CACHET_OK)
         (*tk->failed)++;
     (*tk->inflight)--;
@@ -122,12 +110,12 @@ static result run_async(cachet_region *r, int window, int batch, double secs)
     for (int k = 0; k < window; k++)
         free_tickets[nfree++] = k;
     nlat = 0;
-    double t0 = now(), end = t0 + secs;
+    double t0 = bench_now(), end = t0 + secs;
     size_t i = 0;
-    while (now() < end) {
+    while (bench_now() < end) {
         while (inflight < window) {
             ticket *tk = &tickets[free_tickets[--nfree]];
-            *tk = (ticket){now(), &inflight, &failed};
+            *tk = (ticket){bench_now(), &inflight, &failed};
             if (cachet_async_get(q, keys[i++ % NKEYS], got, tk) != CACHET_OK)
                 die("async get", cachet_errmsg());
             inflight++;
@@ -135,7 +123,7 @@ static result run_async(cachet_region *r, int window, int batch, double secs)
         if (epoll_wait(ep, out, 1, 100) > 0)
             cachet_async_dispatch(q);
     }
-    double took = now() - t0;
+    double took = bench_now() - t0;
     size_t done_in_time = nlat;
     cachet_async_close(q);       /* the rest complete, not counted */
     nlat = done_in_time;
@@ -147,7 +135,7 @@ static result run_async(cachet_region *r, int window, int batch, double secs)
 
 static int cmp_result_ops(const void *a, const void *b)
 {
-    return cmp_double(&((const result *)a)->ops, &((const result *)b)->ops);
+    return bench_cmp_double(&((const result *)a)->ops, &((const result *)b)->ops);
 }
 
 /* the median run (by ops/s) of runs */

@@ -7,13 +7,7 @@
 #include <string.h>
 #include <time.h>
 #include <cachet/cachet.h>
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+#include "bench_util.h"
 
 enum { GET, SET };
 
@@ -21,7 +15,7 @@ static double run(cachet_region *r, char **keys, size_t nkeys, const char *value
                   size_t value_len, double seconds, int op)
 {
     size_t n = 0;
-    double start = now(), end = start + seconds, t;
+    double start = bench_now(), end = start + seconds, t;
     void *v;
     size_t len;
     do {
@@ -42,7 +36,7 @@ static double run(cachet_region *r, char **keys, size_t nkeys, const char *value
                 exit(2);
             }
         }
-    } while ((t = now()) < end);
+    } while ((t = bench_now()) < end);
     return (double)n / (t - start);
 }
 

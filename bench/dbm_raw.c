@@ -13,19 +13,13 @@
 #include <time.h>
 #include <gdbm.h>
 #include <cachet/cachet.h>
+#include "bench_util.h"
 
 #define VALUE_LEN 100
 
 static size_t nkeys, *order;
 static char **keys;
 static double seconds;
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void die(const char *what, const char *why)
 {
@@ -54,7 +48,7 @@ static double run_cachet(const char *path, int op, const char *value)
 {
     cachet_region *r = open_region(path);
     size_t n = 0;
-    double start = now(), end = start + seconds, t;
+    double start = bench_now(), end = start + seconds, t;
     do {
         for (size_t i = 0; i < 200; i++, n++) {
             const char *k = keys[order[n % nkeys]];
@@ -68,7 +62,7 @@ static double run_cachet(const char *path, int op, const char *value)
                 die("cachet set", cachet_errmsg());
             }
         }
-    } while ((t = now()) < end);
+    } while ((t = bench_now()) < end);
     cachet_region_close(r);
     return (double)n / (t - start);
 }
@@ -77,7 +71,7 @@ static double run_raw(const char *path, int op, int flags, const void *stored, s
 {
     GDBM_FILE db = gdbm_open(path, 0, GDBM_WRITER | flags, 0600, NULL);
     size_t n = 0;
-    double start = now(), end = start + seconds, t;
+    double start = bench_now(), end = start + seconds, t;
 
     if (!db)
         die("gdbm_open", gdbm_strerror(gdbm_errno));
@@ -96,21 +90,9 @@ static double run_raw(const char *path, int op, int flags, const void *stored, s
                     die("gdbm_store", gdbm_strerror(gdbm_errno));
             }
         }
-    } while ((t = now()) < end);
+    } while ((t = bench_now()) < end);
     gdbm_close(db);
     return (double)n / (t - start);
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 int main(int argc, char **argv)
@@ -177,7 +159,7 @@ int main(int argc, char **argv)
             g[i] = run_raw(path, op, 0, stored, stored_len);
             gn[i] = run_raw(path, op, GDBM_NOMMAP, stored, stored_len);
         }
-        double a = median(c, rounds), b = median(g, rounds), d = median(gn, rounds);
+        double a = bench_median(c, rounds), b = bench_median(g, rounds), d = bench_median(gn, rounds);
         printf("%-5s %12.0f %12.0f %14.0f %8.2f %14.2f\n", op == GET ? "get" : "set", a, b, d,
                a / b, a / d);
     }

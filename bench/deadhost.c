@@ -18,13 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <cachet/cachet.h>
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+#include "bench_util.h"
 
 static void die(const char *why)
 {
@@ -84,11 +78,11 @@ int main(int argc, char **argv)
             for (int i = 0; i < gets; i++) {
                 void *v;
                 size_t n;
-                double t = now_s();
+                double t = bench_now();
                 snprintf(key, sizeof key, "dh-%d-%d-%d", (int)getppid(), w, i);
                 if (cachet_get(r, key, &v, &n) == CACHET_OK)
                     cachet_free(v);
-                slow += now_s() - t >= 0.5;
+                slow += bench_now() - t >= 0.5;
                 usleep(5000);
             }
             if (write(res[1], &slow, sizeof slow) != (ssize_t)sizeof slow)
@@ -96,7 +90,7 @@ int main(int argc, char **argv)
             _exit(0);
         }
     }
-    t0 = now_s();
+    t0 = bench_now();
     close(go[0]);
     close(go[1]);
     close(res[1]);
@@ -110,7 +104,7 @@ int main(int argc, char **argv)
         ;
     snprintf(impl, sizeof impl, "cachet-%s%s", backend,
              strcmp(shared, "false") == 0 ? "(shared_host_state=false)" : "");
-    printf("STALLS %s %d %d %.2f\n", impl, total, workers * gets, now_s() - t0);
+    printf("STALLS %s %d %d %.2f\n", impl, total, workers * gets, bench_now() - t0);
     cachet_region_close(r);
     return 0;
 }

@@ -7,13 +7,7 @@
 #include <string.h>
 #include <time.h>
 #include <cachet/cachet.h>
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
+#include "bench_util.h"
 
 /* a validated token's data, about the size of a fernet token's without a catalog */
 static const char data[] = "{\"token\": {\"methods\": [\"password\"], \"user\": {\"domain\": "
@@ -45,14 +39,14 @@ int main(int argc, char **argv)
         return 2;
     }
     cachet_config_free(c);
-    t0 = now_s();
+    t0 = bench_now();
     for (long i = 0; i < n; i++) {
         snprintf(tok, sizeof tok, "gAAAAABbench-token-%ld", i % 1000);
         if (cachet_set(r, tok, data, sizeof data - 1) != CACHET_OK)
             return fprintf(stderr, "set: %s\n", cachet_errmsg()), 1;
     }
-    printf("set %.0f\n", (double)n / (now_s() - t0));
-    t0 = now_s();
+    printf("set %.0f\n", (double)n / (bench_now() - t0));
+    t0 = bench_now();
     for (long i = 0; i < n; i++) {
         void *v;
         size_t len;
@@ -61,7 +55,7 @@ int main(int argc, char **argv)
             return fprintf(stderr, "get: not a hit: %s\n", cachet_errmsg()), 1;
         cachet_free(v);
     }
-    printf("get_hit %.0f\n", (double)n / (now_s() - t0));
+    printf("get_hit %.0f\n", (double)n / (bench_now() - t0));
     cachet_region_close(r);
     return 0;
 }

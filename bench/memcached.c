@@ -19,17 +19,11 @@
 #include <libmemcached/memcached.h>
 #include <cachet/cachet.h>
 #include "servers.h"
+#include "bench_util.h"
 
 #define VALUE_LEN 100
 #define MULTI     100
 #define NKEYS     1000
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static double user_s(void)
 {
@@ -151,12 +145,12 @@ static void run_raw(client *c, int op, long from, long count)
 
 static void run_block(client *c, int op, long from, long count)
 {
-    double t = now_s(), u = user_s(), sy = sys_s();
+    double t = bench_now(), u = user_s(), sy = sys_s();
     if (c->r)
         run_cachet(c, op, from, count);
     else
         run_raw(c, op, from, count);
-    c->wall[op] += now_s() - t;
+    c->wall[op] += bench_now() - t;
     c->user[op] += user_s() - u;
     c->sys[op] += sys_s() - sy;
     c->calls[op] += count;
@@ -216,10 +210,10 @@ static void *one_request(void *arg)
     void *v;
     size_t n;
     snprintf(key, sizeof key, "dh-%d-%d", q->lane, q->i);
-    double t0 = now_s();
+    double t0 = bench_now();
     if (cachet_get(q->r, key, &v, &n) == CACHET_OK)
         cachet_free(v);
-    q->slow = now_s() - t0 >= 0.5;
+    q->slow = bench_now() - t0 >= 0.5;
     return NULL;
 }
 

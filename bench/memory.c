@@ -16,6 +16,7 @@
 #include <cachet/cachet.h>
 #include "evict_trace.h"
 #include "memtable.h"
+#include "bench_util.h"
 
 #define TRACE_LEN (1 << 20)
 
@@ -32,18 +33,9 @@ typedef struct {
     pthread_barrier_t *go;
 } worker;
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static double cpu_now(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    return bench_clock_s(CLOCK_THREAD_CPUTIME_ID);
 }
 
 static void *work(void *arg)
@@ -54,7 +46,7 @@ static void *work(void *arg)
 
     pthread_barrier_wait(w->go);
     cpu0 = cpu_now();
-    start = now();
+    start = bench_now();
     end = start + seconds;
     do {
         for (size_t i = 0; i < 1000; i++, n++) {
@@ -71,7 +63,7 @@ static void *work(void *arg)
             else
                 cachet_free(v);
         }
-    } while ((t = now()) < end);
+    } while ((t = bench_now()) < end);
     w->rate = (double)n / (t - start);
     w->cpu_rate = (double)n / (cpu_now() - cpu0);
     return NULL;
@@ -140,18 +132,6 @@ static memtable *open_table(void)
     return t;
 }
 
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 int main(int argc, char **argv)
 {
     nkeys = argc > 1 ? strtoul(argv[1], NULL, 10) : 20000;
@@ -211,10 +191,10 @@ int main(int argc, char **argv)
                     sep[i] = block(NULL, tpriv, 2, ids[d], &csep[i]);
                 }
             }
-            double a = median(one, rounds), b = median(two, rounds), c = median(sep, rounds);
+            double a = bench_median(one, rounds), b = bench_median(two, rounds), c = bench_median(sep, rounds);
             printf("%-6s %-9s wall %12.0f %12.0f %12.0f %8.2f %8.2f\n", name, dist[d], a, b, c,
                    b / a, b / c);
-            a = median(cone, rounds), b = median(ctwo, rounds), c = median(csep, rounds);
+            a = bench_median(cone, rounds), b = bench_median(ctwo, rounds), c = bench_median(csep, rounds);
             printf("%-6s %-9s cpu  %12.0f %12.0f %12.0f %8.2f %8.2f\n", name, dist[d], a, b, c,
                    b / a, b / c);
         }

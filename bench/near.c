@@ -12,17 +12,11 @@
 #include <time.h>
 #include <cachet/cachet.h>
 #include "servers.h"
+#include "bench_util.h"
 
 #define NKEYS 1000
 #define VSIZE 100
 #define MAXRUNS 15
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static char keys[NKEYS][32];
 
@@ -49,7 +43,7 @@ static cachet_region *open_region(const char *backend, const char *argname, cons
 
 static double get_rate(cachet_region *r, double secs)
 {
-    double t0 = now_s(), t;
+    double t0 = bench_now(), t;
     size_t n = 0;
     do {
         for (int k = 0; k < 1000; k++, n++) {
@@ -61,21 +55,9 @@ static double get_rate(cachet_region *r, double secs)
             }
             cachet_free(v);
         }
-        t = now_s() - t0;
+        t = bench_now() - t0;
     } while (t < secs);
     return (double)n / t;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 /* ms from a set in writer to reader seeing it, median of n trials. */
@@ -90,7 +72,7 @@ static double staleness_ms(cachet_region *writer, cachet_region *reader, int n)
         snprintf(v, sizeof v, "v%d-%d", i, rand());
         /* the reader's L1 holds the old value first */
         cachet_get(reader, "stale-key", &got, &len) == CACHET_OK ? cachet_free(got) : (void)0;
-        t0 = now_s();
+        t0 = bench_now();
         cachet_set(writer, "stale-key", v, strlen(v));
         for (;;) {
             if (cachet_get(reader, "stale-key", &got, &len) == CACHET_OK) {
@@ -99,14 +81,14 @@ static double staleness_ms(cachet_region *writer, cachet_region *reader, int n)
                 if (same)
                     break;
             }
-            if (now_s() - t0 > 30) {
+            if (bench_now() - t0 > 30) {
                 fprintf(stderr, "bench/near: the write was never seen\n");
                 exit(2);
             }
         }
-        ms[i] = (now_s() - t0) * 1e3;
+        ms[i] = (bench_now() - t0) * 1e3;
     }
-    m = median(ms, n);
+    m = bench_median(ms, n);
     free(ms);
     return m;
 }
@@ -156,7 +138,7 @@ int main(int argc, char **argv)
     {
         double med[8];
         for (size_t k = 0; k < nc; k++) {
-            med[k] = median(c[k].rate, runs);
+            med[k] = bench_median(c[k].rate, runs);
             printf("  %-16s %12.0f gets/s\n", c[k].name, med[k]);
         }
         printf("  near+memcached / memcached: %.1fx   near+memcached / memory: %.2f\n",

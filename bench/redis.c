@@ -10,19 +10,13 @@
 #include <time.h>
 #include <hiredis/hiredis.h>
 #include <cachet/cachet.h>
+#include "bench_util.h"
 
 #define NKEYS 1000
 #define VSIZE 100
 #define MULTI 100
 
 enum { GET, SET, MGET };
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static double cpu(void)
 {
@@ -109,13 +103,13 @@ static void report(const char *op, double secs, int which, cachet_region *r, red
     for (int slice = -1; slice < 10; slice++) {
         for (int impl = 0; impl < 2; impl++) {
             size_t n = 0;
-            double t0 = now(), c0 = cpu(), end = t0 + secs / 10;
+            double t0 = bench_now(), c0 = cpu(), end = t0 + secs / 10;
             do {
                 for (int k = 0; k < 50; k++, n++)
                     impl == 0 ? cachet_op(r, which, n) : raw_op(c, which, n);
-            } while (now() < end);
+            } while (bench_now() < end);
             if (slice >= 0) {
-                el[impl] += now() - t0;
+                el[impl] += bench_now() - t0;
                 cp[impl] += cpu() - c0;
                 ops[impl] += n;
             }

@@ -13,13 +13,7 @@
 #include <string.h>
 #include <time.h>
 #include <cachet/cachet.h>
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
+#include "bench_util.h"
 
 static _Thread_local int is_caller;
 static atomic_long in_callers;
@@ -49,13 +43,13 @@ static void *run(void *p)
 {
     worker *w = p;
     is_caller = 1;
-    while (now_s() < w->end) {
+    while (bench_now() < w->end) {
         void *v;
         size_t len;
-        double t0 = now_s();
+        double t0 = bench_now();
         if (cachet_get_or_create(w->r, "hot", create, NULL, &v, &len) == CACHET_OK)
             cachet_free(v);
-        double dt = now_s() - t0;
+        double dt = bench_now() - t0;
         if (w->n == w->cap) {
             w->cap = w->cap ? w->cap * 2 : 1 << 16;
             w->lat = realloc(w->lat, w->cap * sizeof *w->lat);
@@ -65,12 +59,6 @@ static void *run(void *p)
         w->lat[w->n++] = dt;
     }
     return NULL;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
 }
 
 static void mode(const char *name, const char *beta, const char *threads, int nthreads, double secs)
@@ -95,7 +83,7 @@ static void mode(const char *name, const char *beta, const char *threads, int nt
             cachet_free(v);
     }
     atomic_store(&in_callers, 0);
-    double end = now_s() + secs;
+    double end = bench_now() + secs;
     for (int i = 0; i < nthreads; i++) {
         w[i] = (worker){.r = r, .end = end};
         pthread_create(&th[i], NULL, run, &w[i]);
@@ -110,7 +98,7 @@ static void mode(const char *name, const char *beta, const char *threads, int nt
         k += w[i].n;
         free(w[i].lat);
     }
-    qsort(all, total, sizeof *all, cmp);
+    qsort(all, total, sizeof *all, bench_cmp_double);
     printf("%s %.1f %.1f %.1f %zu %ld\n", name, all[total / 2] * 1e6,
            all[(size_t)((double)total * 0.99)] * 1e6, all[total - 1] * 1e6, total,
            atomic_load(&in_callers));

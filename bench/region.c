@@ -7,21 +7,13 @@
 #include <string.h>
 #include <time.h>
 #include <cachet/cachet.h>
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+#include "bench_util.h"
 
 /* This process's CPU time: a loaded machine moves wall-time rates a lot
  * (the peer's as much as ours), CPU-time ones much less. */
 static double cpu_now(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    return bench_clock_s(CLOCK_PROCESS_CPUTIME_ID);
 }
 
 static double last_cpu_rate;
@@ -42,7 +34,7 @@ enum { GET, SET, GOC };
 static double run(cachet_region *r, char **keys, size_t nkeys, double seconds, int op)
 {
     size_t n = 0;
-    double start = now(), end = start + seconds, t, cpu0 = cpu_now();
+    double start = bench_now(), end = start + seconds, t, cpu0 = cpu_now();
     void *v;
     size_t len;
     do {
@@ -71,7 +63,7 @@ static double run(cachet_region *r, char **keys, size_t nkeys, double seconds, i
                 exit(2);
             }
         }
-    } while ((t = now()) < end);
+    } while ((t = bench_now()) < end);
     last_cpu_rate = (double)n / (cpu_now() - cpu0);
     return (double)n / (t - start);
 }

@@ -228,30 +228,34 @@ static cachet_status c_get(void *state, const char *key, size_t klen, void **val
     return st;
 }
 
-static cachet_status c_set(void *state, const char *key, size_t klen, const void *value,
-                           size_t len, double ttl)
+/* The layer call a write goes down by: cachet_layer_set or cachet_layer_add. */
+typedef cachet_status (*c_write_fn)(cachet_layer *below, const char *key, size_t klen,
+                                    const void *value, size_t len, double ttl);
+
+/* set and add: pack (compress when it pays), write down, free what pack made. */
+static cachet_status c_write(compress_proxy *cp, c_write_fn down, const char *key, size_t klen,
+                             const void *value, size_t len, double ttl)
 {
     const void *out;
     size_t olen;
     cachet_status st;
-    pack(state, value, len, &out, &olen);
-    st = cachet_layer_set(((compress_proxy *)state)->below, key, klen, out, olen, ttl);
+    pack(cp, value, len, &out, &olen);
+    st = down(cp->below, key, klen, out, olen, ttl);
     if (out != value)
         free((void *)out);
     return st;
 }
 
+static cachet_status c_set(void *state, const char *key, size_t klen, const void *value,
+                           size_t len, double ttl)
+{
+    return c_write(state, cachet_layer_set, key, klen, value, len, ttl);
+}
+
 static cachet_status c_add(void *state, const char *key, size_t klen, const void *value,
                            size_t len, double ttl)
 {
-    const void *out;
-    size_t olen;
-    cachet_status st;
-    pack(state, value, len, &out, &olen);
-    st = cachet_layer_add(((compress_proxy *)state)->below, key, klen, out, olen, ttl);
-    if (out != value)
-        free((void *)out);
-    return st;
+    return c_write(state, cachet_layer_add, key, klen, value, len, ttl);
 }
 
 static cachet_status c_get_multi(void *state, cachet_backend_item *items, size_t n)

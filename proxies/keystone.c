@@ -170,69 +170,76 @@ static cachet_status encode(const ks_proxy *k, const char *key, size_t klen, con
     return CACHET_OK;
 }
 
-static cachet_status ks_set(void *state, const char *key, size_t klen, const void *value,
-                            size_t len, double ttl)
+/* The layer call a write goes down by: cachet_layer_set or cachet_layer_add. */
+typedef cachet_status (*ks_write_fn)(cachet_layer *below, const char *key, size_t klen,
+                                     const void *value, size_t len, double ttl);
+
+/* set and add: encode, then write down. A skipped write (token_cache_time < 0)
+ * stores nothing; set also deletes the old value, as memcached does with a
+ * negative exptime, while add leaves it (add never replaces). */
+static cachet_status ks_write(ks_proxy *k, ks_write_fn down, int skip_deletes, const char *key,
+                              size_t klen, const void *value, size_t len, double ttl)
 {
     char mk[KS_KEY_MAX];
     size_t mlen, olen = 0;
     void *out = NULL;
     double sttl;
     int skip;
-    cachet_status st = encode(state, key, klen, value, len, ttl, mk, &mlen, &out, &olen, &sttl,
+    cachet_status st = encode(k, key, klen, value, len, ttl, mk, &mlen, &out, &olen, &sttl,
                               &skip);
     if (st != CACHET_OK)
         return st;
-    if (skip)      /* as memcached does with a negative exptime: the old value goes */
-        return cachet_layer_del(((ks_proxy *)state)->below, mk, mlen);
-    st = cachet_layer_set(((ks_proxy *)state)->below, mk, mlen, out, olen, sttl);
+    if (skip)
+        return skip_deletes ? cachet_layer_del(k->below, mk, mlen) : CACHET_OK;
+    st = down(k->below, mk, mlen, out, olen, sttl);
     free(out);
     return st;
+}
+
+static cachet_status ks_set(void *state, const char *key, size_t klen, const void *value,
+                            size_t len, double ttl)
+{
+    return ks_write(state, cachet_layer_set, 1, key, klen, value, len, ttl);
 }
 
 static cachet_status ks_add(void *state, const char *key, size_t klen, const void *value,
                             size_t len, double ttl)
 {
-    char mk[KS_KEY_MAX];
-    size_t mlen, olen = 0;
-    void *out = NULL;
-    double sttl;
-    int skip;
-    cachet_status st = encode(state, key, klen, value, len, ttl, mk, &mlen, &out, &olen, &sttl,
-                              &skip);
-    if (st != CACHET_OK || skip)
-        return st;
-    st = cachet_layer_add(((ks_proxy *)state)->below, mk, mlen, out, olen, sttl);
-    free(out);
+    return ks_write(state, cachet_layer_add, 0, key, klen, value, len, ttl);
+}
+
+/* The memcache key alone, for the calls that carry no value: the token's
+ * MAC and cipher keys are wiped at once. */
+static cachet_status mkey_only(const ks_proxy *k, const char *token, size_t tlen,
+                               char out[KS_KEY_MAX], size_t *olen)
+{
+    ks_keys keys;
+    cachet_status st = mkey(k, token, tlen, &keys, out, olen);
+    OPENSSL_cleanse(&keys, sizeof keys);
     return st;
 }
 
 static cachet_status ks_del(void *state, const char *key, size_t klen)
 {
-    ks_keys keys;
     char mk[KS_KEY_MAX];
     size_t mlen;
-    cachet_status st = mkey(state, key, klen, &keys, mk, &mlen);
-    OPENSSL_cleanse(&keys, sizeof keys);
+    cachet_status st = mkey_only(state, key, klen, mk, &mlen);
     return st != CACHET_OK ? st : cachet_layer_del(((ks_proxy *)state)->below, mk, mlen);
 }
 
 static cachet_status ks_lock(void *state, const char *key, size_t klen, void **token)
 {
-    ks_keys keys;
     char mk[KS_KEY_MAX];
     size_t mlen;
-    cachet_status st = mkey(state, key, klen, &keys, mk, &mlen);
-    OPENSSL_cleanse(&keys, sizeof keys);
+    cachet_status st = mkey_only(state, key, klen, mk, &mlen);
     return st != CACHET_OK ? st : cachet_layer_lock(((ks_proxy *)state)->below, mk, mlen, token);
 }
 
 static cachet_status ks_unlock(void *state, const char *key, size_t klen, void *token)
 {
-    ks_keys keys;
     char mk[KS_KEY_MAX];
     size_t mlen;
-    cachet_status st = mkey(state, key, klen, &keys, mk, &mlen);
-    OPENSSL_cleanse(&keys, sizeof keys);
+    cachet_status st = mkey_only(state, key, klen, mk, &mlen);
     return st != CACHET_OK ? st : cachet_layer_unlock(((ks_proxy *)state)->below, mk, mlen, token);
 }
 

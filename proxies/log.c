@@ -131,28 +131,31 @@ static cachet_status log_del(void *state, const char *key, size_t klen)
     return st;
 }
 
-static cachet_status log_get_multi(void *state, cachet_backend_item *items, size_t n)
+/* The multi-operations: the call below, then one line for the batch. */
+typedef cachet_status (*log_multi_fn)(cachet_layer *below, cachet_backend_item *items, size_t n);
+
+static cachet_status log_multi(log_proxy *lp, const char *op, log_multi_fn down,
+                               cachet_backend_item *items, size_t n)
 {
     double t0 = now_us();
-    cachet_status st = cachet_layer_get_multi(((log_proxy *)state)->below, items, n);
-    multi_line(state, "get_multi", items, n, st, t0);
+    cachet_status st = down(lp->below, items, n);
+    multi_line(lp, op, items, n, st, t0);
     return st;
+}
+
+static cachet_status log_get_multi(void *state, cachet_backend_item *items, size_t n)
+{
+    return log_multi(state, "get_multi", cachet_layer_get_multi, items, n);
 }
 
 static cachet_status log_set_multi(void *state, cachet_backend_item *items, size_t n)
 {
-    double t0 = now_us();
-    cachet_status st = cachet_layer_set_multi(((log_proxy *)state)->below, items, n);
-    multi_line(state, "set_multi", items, n, st, t0);
-    return st;
+    return log_multi(state, "set_multi", cachet_layer_set_multi, items, n);
 }
 
 static cachet_status log_delete_multi(void *state, cachet_backend_item *items, size_t n)
 {
-    double t0 = now_us();
-    cachet_status st = cachet_layer_delete_multi(((log_proxy *)state)->below, items, n);
-    multi_line(state, "delete_multi", items, n, st, t0);
-    return st;
+    return log_multi(state, "delete_multi", cachet_layer_delete_multi, items, n);
 }
 
 static cachet_status log_lock(void *state, const char *key, size_t klen, void **token)

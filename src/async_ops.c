@@ -9,6 +9,9 @@ static cachet_status submit_keyed(cachet_async *q, const char *what, async_kind 
                                   const cachet_set_options *o, cachet_async_done done, void *arg,
                                   async_op **made)
 {
+    /* a write without a value is refused first (the queue's own checks follow) */
+    if ((kind == ASYNC_SET || kind == ASYNC_ADD) && !value && q && key)
+        return cachet__error(CACHET_EINVAL, "%s: NULL value", what);
     if (!cachet__async_usable(q, what))
         return CACHET_EINVAL;
     if (!key)
@@ -40,8 +43,6 @@ CACHET_EXPORT cachet_status cachet_async_get(cachet_async *q, const char *key,
 CACHET_EXPORT cachet_status cachet_async_set(cachet_async *q, const char *key, const void *value,
                                              size_t len, cachet_async_done done, void *arg)
 {
-    if (!value && q && key)
-        return cachet__error(CACHET_EINVAL, "cachet_async_set: NULL value");
     return submit_keyed(q, "cachet_async_set", ASYNC_SET, key, value, len, NULL, done, arg, NULL);
 }
 
@@ -49,8 +50,6 @@ CACHET_EXPORT cachet_status cachet_async_set_ex(cachet_async *q, const char *key
                                                 size_t len, const cachet_set_options *o,
                                                 cachet_async_done done, void *arg)
 {
-    if (!value && q && key)
-        return cachet__error(CACHET_EINVAL, "cachet_async_set_ex: NULL value");
     return submit_keyed(q, "cachet_async_set_ex", ASYNC_SET, key, value, len, o, done, arg, NULL);
 }
 
@@ -58,8 +57,6 @@ CACHET_EXPORT cachet_status cachet_async_add(cachet_async *q, const char *key, c
                                              size_t len, const cachet_set_options *o,
                                              cachet_async_done done, void *arg)
 {
-    if (!value && q && key)
-        return cachet__error(CACHET_EINVAL, "cachet_async_add: NULL value");
     return submit_keyed(q, "cachet_async_add", ASYNC_ADD, key, value, len, o, done, arg, NULL);
 }
 

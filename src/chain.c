@@ -36,6 +36,23 @@ static int add_name(cachet_chain *ch, const char *name, size_t len)
     return 0;
 }
 
+/* The next name of the comma-separated list at *p: its start in *name, its
+ * length (blanks around it trimmed, 0 for an empty item) returned; *p moves
+ * past it and its comma. */
+static size_t next_name(const char **p, const char **name)
+{
+    size_t n = strcspn(*p, ",");
+    const char *s = *p;
+    size_t m = n;
+    while (m && (*s == ' ' || *s == '\t'))
+        s++, m--;
+    while (m && (s[m - 1] == ' ' || s[m - 1] == '\t'))
+        m--;
+    *p += n + ((*p)[n] == ',');
+    *name = s;
+    return m;
+}
+
 /* "file:line: " of proxy argument a, for messages. */
 static void arg_where(const cachet_proxy_arg *a, char *buf, size_t size)
 {
@@ -62,28 +79,16 @@ cachet_status cachet__chain_make(const cachet_config *c, cachet_chain *ch)
         goto oom;
     /* debug_cache_backend: the log proxy outermost, unless listed */
     for (const char *p = list; with_log && p && *p; ) {
-        size_t n = strcspn(p, ",");
-        const char *s = p;
-        size_t m = n;
-        while (m && (*s == ' ' || *s == '\t'))
-            s++, m--;
-        while (m && (s[m - 1] == ' ' || s[m - 1] == '\t'))
-            m--;
+        const char *s;
+        size_t m = next_name(&p, &s);
         if (m == 3 && memcmp(s, "log", 3) == 0)
             with_log = 0;
-        p += n + (p[n] == ',');
     }
     if (with_log && add_name(ch, "log", 3) != 0)
         goto oom;
     for (const char *p = list; p && *p; ) {
-        size_t n = strcspn(p, ",");
-        const char *s = p;
-        size_t m = n;
-        while (m && (*s == ' ' || *s == '\t'))
-            s++, m--;
-        while (m && (s[m - 1] == ' ' || s[m - 1] == '\t'))
-            m--;
-        p += n + (p[n] == ',');
+        const char *s;
+        size_t m = next_name(&p, &s);
         if (!m)
             continue;
         for (size_t i = 0; i < ch->n; i++)

@@ -134,6 +134,18 @@ static int take_backend_lock(cachet_region *r, const cachet_key *k, int have_sta
     }
 }
 
+/* A fresh value found while taking the lock (one that landed meanwhile,
+ * or another process's): handed to the waiters and to the caller, a hit. */
+static cachet_status serve_found(cachet_region *r, keylock_entry *e, void *buf, size_t blen,
+                                 void *stale, void **value, size_t *len)
+{
+    keylock_publish(&r->locks, e, buf, blen);
+    cachet_free(stale);
+    COUNT(r, hits);
+    give(buf, blen, value, len);
+    return CACHET_OK;
+}
+
 static void release_backend_lock(cachet_region *r, const cachet_key *k, void *token)
 {
     (void)cachet__below_unlock(&r->below, k->key, k->klen, token);   /* it expires anyway */
@@ -158,14 +170,9 @@ static cachet_status create_locked(cachet_region *r, const cachet_key *k, const 
      * early refresh: a value newer than the one that was due). */
     if (!cache_failed &&
         cachet__region_lookup_ex(r, k, key, rule, &v, &n, &f, 0) == CACHET_OK) {
-        if (f == FRESH && payload_created(v) > newer_than) {
-            buf = (uint8_t *)v - CACHET_VALUE_HDR;
-            keylock_publish(&r->locks, e, buf, n + CACHET_VALUE_HDR);
-            cachet_free(stale);
-            COUNT(r, hits);
-            give(buf, n + CACHET_VALUE_HDR, value, len);
-            return CACHET_OK;
-        }
+        if (f == FRESH && payload_created(v) > newer_than)
+            return serve_found(r, e, (uint8_t *)v - CACHET_VALUE_HDR, n + CACHET_VALUE_HDR,
+                               stale, value, len);
         cachet_free(v);
     }
     if (!cache_failed) {
@@ -173,25 +180,16 @@ static cachet_status create_locked(cachet_region *r, const cachet_key *k, const 
          * have a value meanwhile) */
         locked = take_backend_lock(r, k, stale != NULL || background, key, rule, &buf, &blen,
                                    &token);
-        if (locked == 2) {            /* another process's value arrived */
-            keylock_publish(&r->locks, e, buf, blen);
-            cachet_free(stale);
-            COUNT(r, hits);
-            give(buf, blen, value, len);
-            return CACHET_OK;
-        }
+        if (locked == 2)              /* another process's value arrived */
+            return serve_found(r, e, buf, blen, stale, value, len);
         /* Taken: look once more, as dogpile does after acquiring its
          * mutex.  Another process may have stored its value and released
          * the lock between our last look and our taking it. */
         if (locked == 1 && cachet__region_lookup_ex(r, k, key, rule, &v, &n, &f, 0) == CACHET_OK) {
             if (f == FRESH && payload_created(v) > newer_than) {
                 release_backend_lock(r, k, token);
-                buf = (uint8_t *)v - CACHET_VALUE_HDR;
-                keylock_publish(&r->locks, e, buf, n + CACHET_VALUE_HDR);
-                cachet_free(stale);
-                COUNT(r, hits);
-                give(buf, n + CACHET_VALUE_HDR, value, len);
-                return CACHET_OK;
+                return serve_found(r, e, (uint8_t *)v - CACHET_VALUE_HDR, n + CACHET_VALUE_HDR,
+                                   stale, value, len);
             }
             cachet_free(v);
         }

@@ -79,6 +79,18 @@ static void write_counters(cachet_region *r, cachet_prom *w)
 
 /* ---- servers ---- */
 
+/* "metric{backend=...,server=\"...\"}" of one server's line, its value to follow. */
+static void server_labels(cachet_prom *w, const char *metric, const cachet_region *r,
+                          const cachet_server_state *s)
+{
+    cachet__prom_str(w, metric);
+    cachet__prom_str(w, "{");
+    backend_label(w, r->backend);
+    cachet__prom_str(w, ",server=\"");
+    cachet__prom_label(w, s->name ? s->name : "");
+    cachet__prom_str(w, "\"}");
+}
+
 static void write_servers(cachet_region *r, cachet_prom *w)
 {
     cachet_server_state *s = calloc(MAX_SERVERS, sizeof *s);
@@ -92,20 +104,14 @@ static void write_servers(cachet_region *r, cachet_prom *w)
         cachet__prom_family(w, "cachet_server_up", "gauge",
                             "1 while the backend uses the server, 0 while it has marked it down.");
         for (size_t i = 0; i < n; i++) {
-            cachet__prom_str(w, "cachet_server_up{");
-            backend_label(w, r->backend);
-            cachet__prom_str(w, ",server=\"");
-            cachet__prom_label(w, s[i].name ? s[i].name : "");
-            cachet__prom_printf(w, "\"} %d\n", s[i].up ? 1 : 0);
+            server_labels(w, "cachet_server_up", r, &s[i]);
+            cachet__prom_printf(w, " %d\n", s[i].up ? 1 : 0);
         }
         cachet__prom_family(w, "cachet_server_failures_total", "counter",
                             "Failed calls to the server since the region opened.");
         for (size_t i = 0; i < n; i++) {
-            cachet__prom_str(w, "cachet_server_failures_total{");
-            backend_label(w, r->backend);
-            cachet__prom_str(w, ",server=\"");
-            cachet__prom_label(w, s[i].name ? s[i].name : "");
-            cachet__prom_printf(w, "\"} %llu\n", (unsigned long long)s[i].failures);
+            server_labels(w, "cachet_server_failures_total", r, &s[i]);
+            cachet__prom_printf(w, " %llu\n", (unsigned long long)s[i].failures);
         }
     }
     free(s);

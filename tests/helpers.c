@@ -4,11 +4,16 @@
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include <arpa/inet.h>
+#include <dlfcn.h>
+#include <netinet/in.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include "helpers.h"
 #include "testhooks.h"
@@ -50,6 +55,59 @@ cachet_status th_open_status(const char *backend, const char *const *opts)
     cachet_region_close(r);
     cachet_config_free(c);
     return st;
+}
+
+const cachet_backend_ops *th_backend_plugin(const char *name)
+{
+    char path[4096];
+    void *h;
+    cachet_backend_entry_fn entry;
+    snprintf(path, sizeof path, TEST_BUILDDIR "/backends/.libs/%s.so", name);
+    if (!(h = dlopen(path, RTLD_NOW | RTLD_LOCAL)))
+        fail_msg("dlopen %s: %s", path, dlerror());
+    *(void **)&entry = dlsym(h, CACHET_BACKEND_ENTRY_SYMBOL);
+    assert_non_null(entry);
+    return entry();
+}
+
+int th_connect(int port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    struct timeval tv = {10, 0};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
+        fail_msg("raw client: connect to 127.0.0.1:%d failed", port);
+    return fd;
+}
+
+void th_send_all(int fd, const void *p, size_t n)
+{
+    const char *c = p;
+    while (n) {
+        ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
+        assert_true(w > 0);
+        c += w;
+        n -= (size_t)w;
+    }
+}
+
+size_t th_recv_until(int fd, char *buf, size_t size, const char *term)
+{
+    size_t n = 0, tl = strlen(term);
+    while (n < tl || memcmp(buf + n - tl, term, tl) != 0) {
+        ssize_t got;
+        assert_true(n + 1 < size);
+        got = recv(fd, buf + n, size - 1 - n, 0);
+        if (got <= 0)
+            fail_msg("raw client: connection closed or timed out before \"%s\"", term);
+        n += (size_t)got;
+    }
+    buf[n] = '\0';
+    return n;
 }
 
 void th_assert_hit_at(cachet_region *r, const char *key, const void *want, size_t wlen,

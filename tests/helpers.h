@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cachet/cachet.h>
+#include <cachet/backend.h>
 
 /* Plugins that only the tests load, by absolute path in the build tree. */
 #define TEST_PLUGIN_PATH(name) TEST_BUILDDIR "/tests/plugins/.libs/" name ".so"
@@ -20,6 +21,26 @@ cachet_region *th_open(const char *backend, const char *const *opts);
  * that opened after all is closed and CACHET_OK returned).  An option that
  * is refused when set returns that status. */
 cachet_status th_open_status(const char *backend, const char *const *opts);
+
+/* The backend plugin name (backends/.libs/<name>.so in the build tree),
+ * dlopen()ed as the loader does and left loaded: its vtable, for suites
+ * that drive a plugin directly.  Fails the test if it does not load. */
+const cachet_backend_ops *th_backend_plugin(const char *name);
+
+/* A raw client for a server's own protocol, under the region's back: a TCP
+ * connection to 127.0.0.1:port with 10 s send and receive timeouts; all of
+ * n bytes sent; bytes read into buf until they end with term (at most
+ * size - 1, NUL-ended), their count.  Each fails the test otherwise. */
+int    th_connect(int port);
+void   th_send_all(int fd, const void *p, size_t n);
+size_t th_recv_until(int fd, char *buf, size_t size, const char *term);
+
+/* One body over a table of targets, each its own named test: TH_ON(ops,
+ * redis) is the cmocka test "ops_redis", which runs ops with *state ==
+ * &redis (a static object of the suite's own target type), so that a
+ * failure says which target.  For suites without a group setup that sets a
+ * state (cmocka hands a test the group's state over its own). */
+#define TH_ON(body, target) { #body "_" #target, (body), NULL, NULL, (void *)&(target) }
 
 /* A hit with exactly these bytes / a miss.  Report the caller's line. */
 #define th_assert_hit(r, key, want, wlen) th_assert_hit_at((r), (key), (want), (wlen), __FILE__, __LINE__)

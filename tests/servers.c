@@ -344,6 +344,16 @@ int test_sentinel_start(test_server *s, int port, const char *extra)
     return start_kind(s, "sentinel", port, extra);
 }
 
+const char *test_server_option(const test_server *s, char *value, size_t size)
+{
+    if (strcmp(s->kind, "memcached") == 0) {
+        snprintf(value, size, "127.0.0.1:%d", s->port);
+        return "memcache_servers";
+    }
+    snprintf(value, size, "url:redis://127.0.0.1:%d/0", s->port);
+    return "backend_argument";
+}
+
 int test_server_restart(test_server *s)
 {
     if (s->pid > 0)

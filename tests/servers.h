@@ -35,6 +35,11 @@ void test_server_kill(test_server *s);     /* SIGKILL, wait */
  * 0 ok, -1 not stopped within 10 s.  test_server_thaw sends SIGCONT. */
 int  test_server_freeze(test_server *s);
 void test_server_thaw(test_server *s);
+/* How a region reaches server s (a memcached or a redis): the option's
+ * name returned, its value written into value (size bytes):
+ * memcache_servers 127.0.0.1:PORT, or backend_argument
+ * url:redis://127.0.0.1:PORT/0. */
+const char *test_server_option(const test_server *s, char *value, size_t size);
 /* Stops every server this process started (also run at exit). */
 void test_servers_stop_all(void);
 

@@ -43,7 +43,62 @@
 
 static test_server memcached_srv, redis_srv;
 static int have_memcached, have_redis;
-static char mc_servers[64], redis_url[96];
+static char mc_servers[64], redis_url[96], dbm_dir[64], dbm_arg[96];
+
+/* ------------------------------------------------------------- targets */
+
+#ifdef HAVE_LIBMEMCACHED
+#define BUILT_MEMCACHED 1
+#else
+#define BUILT_MEMCACHED 0
+#endif
+#ifdef HAVE_HIREDIS
+#define BUILT_REDIS 1
+#else
+#define BUILT_REDIS 0
+#endif
+#ifdef HAVE_GDBM
+#define BUILT_DBM 1
+#else
+#define BUILT_DBM 0
+#endif
+
+/* What a body runs on: a backend, its options, the server it needs (the
+ * harness starts them in group_setup) and the async workers of ops. */
+typedef struct {
+    const char *backend;
+    const char *opts[8];     /* option pairs, NULL-terminated */
+    int         built;       /* its plugin was built (configure found its library) */
+    const int  *up;          /* its server started (NULL: it needs none) */
+    const char *server;      /* that server, for the failure */
+    unsigned    threads;     /* for ops: cachet_async_open's threads (0: none) */
+} target;
+
+static target memory = {"memory", {NULL}, 1, NULL, NULL, 0};
+static target memcached = {"memcached", {"memcache_servers", mc_servers, NULL},
+                           BUILT_MEMCACHED, &have_memcached, "memcached", 0};
+static target memcache_pool = {"memcache_pool", {"memcache_servers", mc_servers, NULL},
+                               BUILT_MEMCACHED, &have_memcached, "memcached", 0};
+static target redis = {"redis", {"backend_argument", redis_url, NULL},
+                       BUILT_REDIS, &have_redis, "redis-server", 0};
+/* the same through a proxy chain, with workers */
+static target redis_through_proxies = {"redis", {"backend_argument", redis_url,
+                                                 "cachet_proxies", "log", NULL},
+                                       BUILT_REDIS, &have_redis, "redis-server", 2};
+/* a file in a directory of its own, made and removed by the group */
+static target dbm = {"dbm", {"backend_argument", dbm_arg, NULL}, BUILT_DBM, NULL, NULL, 0};
+
+/* The target of this test: skipped where its plugin was not built, failed
+ * where its server did not start. */
+static const target *target_of(void **state)
+{
+    const target *t = *state;
+    if (!t->built)
+        skip();
+    if (t->up && !*t->up)
+        fail_msg("%s did not start", t->server);
+    return t;
+}
 
 /* ---------------------------------------------------------------- loop */
 
@@ -428,13 +483,16 @@ static run *run_new(loop *L, const char *name)
     return R;
 }
 
-static void ops_on(const char *backend, const char *const *opts, unsigned threads)
+/* The 2000 operations on a target: each completes once, right, in the
+ * loop's thread; the creator never runs there; the loop is never blocked. */
+static void ops(void **state)
 {
-    cachet_region *r = th_open(backend, opts);
+    const target *t = target_of(state);
+    cachet_region *r = th_open(t->backend, t->opts);
     loop L;
     run *R;
-    loop_init(&L, r, threads);
-    R = run_new(&L, backend);
+    loop_init(&L, r, t->threads);
+    R = run_new(&L, t->backend);
     prefill(R, r);
     run_ops(R, 120);
     assert_each_once(R);
@@ -444,72 +502,6 @@ static void ops_on(const char *backend, const char *const *opts, unsigned thread
     loop_close(&L);
     free(R);
     cachet_region_close(r);
-}
-
-static void ops_memory(void **state)
-{
-    ops_on("memory", NULL, 0);
-}
-
-static void ops_memcached(void **state)
-{
-#ifndef HAVE_LIBMEMCACHED
-    skip();
-#endif
-    if (!have_memcached)
-        fail_msg("memcached did not start");
-    const char *opts[] = {"memcache_servers", mc_servers, NULL};
-    ops_on("memcached", opts, 0);
-}
-
-static void ops_redis(void **state)
-{
-#ifndef HAVE_HIREDIS
-    skip();
-#endif
-    if (!have_redis)
-        fail_msg("redis-server did not start");
-    const char *opts[] = {"backend_argument", redis_url, NULL};
-    ops_on("redis", opts, 0);
-}
-
-static void ops_memcache_pool(void **state)
-{
-#ifndef HAVE_LIBMEMCACHED
-    skip();
-#endif
-    if (!have_memcached)
-        fail_msg("memcached did not start");
-    const char *opts[] = {"memcache_servers", mc_servers, NULL};
-    ops_on("memcache_pool", opts, 0);
-}
-
-static void ops_dbm(void **state)
-{
-#ifndef HAVE_GDBM
-    skip();
-#endif
-    char dir[] = "/tmp/cachet-async-dbm.XXXXXX", arg[96], path[80];
-    assert_non_null(mkdtemp(dir));
-    snprintf(path, sizeof path, "%s/a.db", dir);
-    snprintf(arg, sizeof arg, "filename:%s", path);
-    const char *opts[] = {"backend_argument", arg, NULL};
-    ops_on("dbm", opts, 0);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
-}
-
-/* the same through a proxy chain */
-static void ops_redis_through_proxies(void **state)
-{
-#ifndef HAVE_HIREDIS
-    skip();
-#endif
-    if (!have_redis)
-        fail_msg("redis-server did not start");
-    const char *opts[] = {"backend_argument", redis_url, "cachet_proxies", "log", NULL};
-    ops_on("redis", opts, 2);
 }
 
 /* Many gets of the same few keys queued at once (one worker, so they
@@ -527,9 +519,10 @@ static void dupe_done(void *arg, cachet_status st, void *v, size_t len)
     cachet_free(v);
 }
 
-static void repeated_keys_in_one_batch(const char *backend, const char *const *opts)
+static void repeated_keys(void **state)
 {
-    cachet_region *r = th_open(backend, opts);
+    const target *t = target_of(state);
+    cachet_region *r = th_open(t->backend, t->opts);
     assert_int_equal(cachet_set(r, "dup-a", "value", 5), CACHET_OK);
     assert_int_equal(cachet_set(r, "dup-b", "value", 5), CACHET_OK);
     cachet_async *q;
@@ -541,24 +534,6 @@ static void repeated_keys_in_one_batch(const char *backend, const char *const *o
     assert_int_equal(d.n, 600);
     assert_int_equal(d.right, 600);
     cachet_region_close(r);
-}
-
-static void repeated_keys_memcached(void **state)
-{
-#ifndef HAVE_LIBMEMCACHED
-    skip();
-#endif
-    const char *opts[] = {"memcache_servers", mc_servers, NULL};
-    repeated_keys_in_one_batch("memcached", opts);
-}
-
-static void repeated_keys_redis(void **state)
-{
-#ifndef HAVE_HIREDIS
-    skip();
-#endif
-    const char *opts[] = {"backend_argument", redis_url, NULL};
-    repeated_keys_in_one_batch("redis", opts);
 }
 
 /* ------------------------------------------------ a server that hangs */
@@ -602,6 +577,24 @@ static void redis_then_hang(int fd, int conn_no, void *arg)
         }
         hostile_free_argv(ac, av, al);
     }
+}
+
+/* A region on a redis_then_hang server, opened and written to while it
+ * answers, with redis_socket_timeout seconds; the server hangs from now on.
+ * *hp: the server, for hostile_stop. */
+static cachet_region *open_hung_redis(hostile_server **hp, const char *socket_timeout)
+{
+    char url[96];
+    cachet_region *r;
+    *hp = next_hostile();
+    __atomic_store_n(&redis_hang, 0, __ATOMIC_SEQ_CST);
+    assert_int_equal(hostile_start(*hp, redis_then_hang, NULL), 0);
+    snprintf(url, sizeof url, "url:redis://127.0.0.1:%d/0", (*hp)->port);
+    const char *opts[] = {"backend_argument", url, "redis_socket_timeout", socket_timeout, NULL};
+    r = th_open("redis", opts);
+    assert_int_equal(cachet_set(r, "warm", "v", 1), CACHET_OK);   /* it answers, for now */
+    __atomic_store_n(&redis_hang, 1, __ATOMIC_SEQ_CST);
+    return r;
 }
 
 /* A memcached (text protocol) that stores nothing but answers until
@@ -702,15 +695,8 @@ static void hung_redis_never_blocks_the_loop(void **state)
 #ifndef HAVE_HIREDIS
     skip();
 #endif
-    hostile_server *hp = next_hostile();
-    __atomic_store_n(&redis_hang, 0, __ATOMIC_SEQ_CST);
-    assert_int_equal(hostile_start(hp, redis_then_hang, NULL), 0);
-    char url[96];
-    snprintf(url, sizeof url, "url:redis://127.0.0.1:%d/0", hp->port);
-    const char *opts[] = {"backend_argument", url, "redis_socket_timeout", "2", NULL};
-    cachet_region *r = th_open("redis", opts);
-    assert_int_equal(cachet_set(r, "warm", "v", 1), CACHET_OK);   /* it answers, for now */
-    __atomic_store_n(&redis_hang, 1, __ATOMIC_SEQ_CST);
+    hostile_server *hp;
+    cachet_region *r = open_hung_redis(&hp, "2");
     loop L;
     loop_init(&L, r, 4);
     double t0 = th_now_s();
@@ -765,9 +751,10 @@ static void close_done(void *arg, cachet_status st, void *v, size_t len)
     cachet_free(v);
 }
 
-static void close_runs_every_queued_operation(const char *backend, const char *const *opts)
+static void close_with_operations_queued(void **state)
 {
-    cachet_region *r = th_open(backend, opts);
+    const target *t = target_of(state);
+    cachet_region *r = th_open(t->backend, t->opts);
     cachet_async *q;
     assert_int_equal(cachet_async_open(r, 2, &q), CACHET_OK);
     closing *c = calloc(1, sizeof *c);
@@ -790,22 +777,6 @@ static void close_runs_every_queued_operation(const char *backend, const char *c
     cachet_region_close(r);
 }
 
-static void close_with_operations_queued_memory(void **state)
-{
-    close_runs_every_queued_operation("memory", NULL);
-}
-
-static void close_with_operations_queued_redis(void **state)
-{
-#ifndef HAVE_HIREDIS
-    skip();
-#endif
-    if (!have_redis)
-        fail_msg("redis-server did not start");
-    const char *opts[] = {"backend_argument", redis_url, NULL};
-    close_runs_every_queued_operation("redis", opts);
-}
-
 /* Close with 2000 ops queued on a server that never answers: the first to
  * time out makes the rest fail at once, so close does not take 2000
  * timeouts; every callback still runs, with the failure. */
@@ -814,15 +785,8 @@ static void close_on_a_hung_server_is_bounded(void **state)
 #ifndef HAVE_HIREDIS
     skip();
 #endif
-    hostile_server *hp = next_hostile();
-    __atomic_store_n(&redis_hang, 0, __ATOMIC_SEQ_CST);
-    assert_int_equal(hostile_start(hp, redis_then_hang, NULL), 0);
-    char url[96];
-    snprintf(url, sizeof url, "url:redis://127.0.0.1:%d/0", hp->port);
-    const char *opts[] = {"backend_argument", url, "redis_socket_timeout", "1", NULL};
-    cachet_region *r = th_open("redis", opts);
-    assert_int_equal(cachet_set(r, "warm", "v", 1), CACHET_OK);
-    __atomic_store_n(&redis_hang, 1, __ATOMIC_SEQ_CST);
+    hostile_server *hp;
+    cachet_region *r = open_hung_redis(&hp, "1");
     cachet_async *q;
     assert_int_equal(cachet_async_open(r, 2, &q), CACHET_OK);
     tally t = {0};
@@ -1146,30 +1110,36 @@ static int group_setup(void **state)
     snprintf(mc_servers, sizeof mc_servers, "127.0.0.1:%d", memcached_srv.port);
     have_redis = test_redis_start(&redis_srv, 0, NULL) == 0;
     snprintf(redis_url, sizeof redis_url, "url:redis://127.0.0.1:%d/0", redis_srv.port);
+    snprintf(dbm_dir, sizeof dbm_dir, "/tmp/cachet-async-dbm.XXXXXX");
+    if (!mkdtemp(dbm_dir))
+        return -1;
+    snprintf(dbm_arg, sizeof dbm_arg, "filename:%s/a.db", dbm_dir);
     return 0;
 }
 
 static int group_teardown(void **state)
 {
+    char cmd[128];
     test_servers_stop_all();
-    return 0;
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dbm_dir);
+    return system(cmd) == 0 ? 0 : -1;
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(ops_memory),
-        cmocka_unit_test(ops_memcached),
-        cmocka_unit_test(ops_redis),
-        cmocka_unit_test(ops_redis_through_proxies),
-        cmocka_unit_test(ops_memcache_pool),
-        cmocka_unit_test(ops_dbm),
-        cmocka_unit_test(repeated_keys_memcached),
-        cmocka_unit_test(repeated_keys_redis),
+        TH_ON(ops, memory),
+        TH_ON(ops, memcached),
+        TH_ON(ops, redis),
+        TH_ON(ops, redis_through_proxies),
+        TH_ON(ops, memcache_pool),
+        TH_ON(ops, dbm),
+        TH_ON(repeated_keys, memcached),
+        TH_ON(repeated_keys, redis),
         cmocka_unit_test(hung_server_in_the_list_never_blocks_the_loop),
         cmocka_unit_test(hung_redis_never_blocks_the_loop),
-        cmocka_unit_test(close_with_operations_queued_memory),
-        cmocka_unit_test(close_with_operations_queued_redis),
+        TH_ON(close_with_operations_queued, memory),
+        TH_ON(close_with_operations_queued, redis),
         cmocka_unit_test(close_on_a_hung_server_is_bounded),
         cmocka_unit_test(queue_full_is_an_error_not_a_hang),
         cmocka_unit_test(bad_submits_return_errors_and_never_call_done),

@@ -318,6 +318,14 @@ static int run(target *t)
     return _cmocka_run_group_tests(t->name, tests, sizeof tests / sizeof tests[0], NULL, NULL);
 }
 
+/* run on the target of backend on the harness's server s */
+static int run_on(const char *backend, test_server *s)
+{
+    target t = {backend, backend, "", NULL, 0};
+    t.argname = test_server_option(s, t.arg, sizeof t.arg);
+    return run(&t);
+}
+
 int main(void)
 {
     int failed = 0;
@@ -330,26 +338,18 @@ int main(void)
     };
     failed += run(&mem);
 #ifdef HAVE_LIBMEMCACHED
-    {
-        static target t = {"memcached", "memcached", "", "memcache_servers", 0};
-        if (test_memcached_start(&mc, 0, NULL) != 0) {
-            fprintf(stderr, "memcached did not start\n");
-            return 1;
-        }
-        snprintf(t.arg, sizeof t.arg, "127.0.0.1:%d", mc.port);
-        failed += run(&t);
+    if (test_memcached_start(&mc, 0, NULL) != 0) {
+        fprintf(stderr, "memcached did not start\n");
+        return 1;
     }
+    failed += run_on("memcached", &mc);
 #endif
 #ifdef HAVE_HIREDIS
-    {
-        static target t = {"redis", "redis", "", "backend_argument", 0};
-        if (test_redis_start(&rd, 0, NULL) != 0) {
-            fprintf(stderr, "redis did not start\n");
-            return 1;
-        }
-        snprintf(t.arg, sizeof t.arg, "url:redis://127.0.0.1:%d/0", rd.port);
-        failed += run(&t);
+    if (test_redis_start(&rd, 0, NULL) != 0) {
+        fprintf(stderr, "redis did not start\n");
+        return 1;
     }
+    failed += run_on("redis", &rd);
 #endif
     failed += cmocka_run_group_tests(common, NULL, NULL);
     test_servers_stop_all();

@@ -87,55 +87,15 @@ static int memcached_up = -1, redis_up = -1;     /* -1 not tried, 0 up, 1 failed
 
 /* ---- raw clients ---- */
 
-static int mc_connect(int port)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    struct timeval tv = {10, 0};
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
-        fail_msg("raw memcached client: connect to 127.0.0.1:%d failed", port);
-    return fd;
-}
-
-static void mc_send(int fd, const void *p, size_t n)
-{
-    const char *c = p;
-    while (n) {
-        ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
-        assert_true(w > 0);
-        c += w;
-        n -= (size_t)w;
-    }
-}
-
-/* Reads until the buffer ends with term (or fails the test). */
-static size_t mc_read_until(int fd, char *buf, size_t size, const char *term)
-{
-    size_t n = 0, tl = strlen(term);
-    while (n < tl || memcmp(buf + n - tl, term, tl) != 0) {
-        ssize_t got;
-        assert_true(n < size);
-        got = recv(fd, buf + n, size - n, 0);
-        if (got <= 0)
-            fail_msg("raw memcached client: connection closed or timed out");
-        n += (size_t)got;
-    }
-    return n;
-}
-
 static void mc_raw_put(int port, const char *key, uint32_t flags, const void *v, size_t len)
 {
     char line[512], reply[64];
-    int fd = mc_connect(port);
+    int fd = th_connect(port);
     int hl = snprintf(line, sizeof line, "set %s %u 0 %zu\r\n", key, flags, len);
-    mc_send(fd, line, (size_t)hl);
-    mc_send(fd, v, len);
-    mc_send(fd, "\r\n", 2);
-    mc_read_until(fd, reply, sizeof reply, "\r\n");
+    th_send_all(fd, line, (size_t)hl);
+    th_send_all(fd, v, len);
+    th_send_all(fd, "\r\n", 2);
+    th_recv_until(fd, reply, sizeof reply, "\r\n");
     close(fd);
     assert_memory_equal(reply, "STORED\r\n", 8);
 }
@@ -148,12 +108,11 @@ static void *mc_raw_get(int port, const char *key, uint32_t *flags, size_t *len)
     unsigned fl;
     size_t n, bytes;
     char *nl, *v;
-    int fd = mc_connect(port);
+    int fd = th_connect(port);
     int hl = snprintf(line, sizeof line, "get %s\r\n", key);
-    mc_send(fd, line, (size_t)hl);
-    n = mc_read_until(fd, buf, sizeof buf - 1, "END\r\n");
+    th_send_all(fd, line, (size_t)hl);
+    n = th_recv_until(fd, buf, sizeof buf, "END\r\n");
     close(fd);
-    buf[n] = 0;
     if (sscanf(buf, "VALUE %*s %u %zu", &fl, &bytes) != 2 || !(nl = strstr(buf, "\r\n")))
         fail_msg("raw memcached client: no value under %s", key);
     assert_true((size_t)(nl + 2 - buf) + bytes <= n);
@@ -167,9 +126,9 @@ static void *mc_raw_get(int port, const char *key, uint32_t *flags, size_t *len)
 static void mc_raw_flush(int port)
 {
     char reply[64];
-    int fd = mc_connect(port);
-    mc_send(fd, "flush_all\r\n", 11);
-    mc_read_until(fd, reply, sizeof reply, "\r\n");
+    int fd = th_connect(port);
+    th_send_all(fd, "flush_all\r\n", 11);
+    th_recv_until(fd, reply, sizeof reply, "\r\n");
     close(fd);
     assert_memory_equal(reply, "OK\r\n", 4);
 }

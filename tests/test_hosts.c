@@ -9,7 +9,6 @@
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
-#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,12 +61,6 @@ static void log_reset(const char *filter)
     cachet_set_logger(logger, NULL);
 }
 
-static void th_contains(const char *hay, const char *needle)
-{
-    if (!strstr(hay, needle))
-        fail_msg("no \"%s\" in \"%s\"", needle, hay);
-}
-
 static int log_count(int *which)
 {
     int n;
@@ -77,25 +70,6 @@ static int log_count(int *which)
     return n;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static const cachet_backend_ops *plugin(const char *name)
-{
-    char path[4096];
-    void *h;
-    cachet_backend_entry_fn entry;
-    snprintf(path, sizeof path, TEST_BUILDDIR "/backends/.libs/%s.so", name);
-    if (!(h = dlopen(path, RTLD_NOW | RTLD_LOCAL)))
-        fail_msg("dlopen %s: %s", path, dlerror());
-    *(void **)&entry = dlsym(h, CACHET_BACKEND_ENTRY_SYMBOL);
-    assert_non_null(entry);
-    return entry();
-}
 
 static void *open_backend(const cachet_backend_ops *ops, const cachet_backend_arg *args, size_t n)
 {
@@ -117,13 +91,40 @@ static const cachet_server_state *entry_named(const cachet_server_state *out, si
     return NULL;
 }
 
+/* ---- the targets: the bodies below run on each that applies ---- */
+
+typedef struct {
+    const char *backend;     /* the plugin */
+    int         redis;       /* its server is a redis-server (else a memcached) */
+} target;
+
+#ifdef HAVE_LIBMEMCACHED
+static target memcached = {"memcached", 0}, memcache_pool = {"memcache_pool", 0};
+#endif
+#ifdef HAVE_HIREDIS
+static target redis = {"redis", 1};
+#endif
+
+/* Starts the target's kind of server; its url for the plugin in url. */
+static void start_server(const target *t, test_server *srv, char *url, size_t size)
+{
+    if (t->redis) {
+        assert_int_equal(test_redis_start(srv, 0, NULL), 0);
+        snprintf(url, size, "redis://127.0.0.1:%d/0", srv->port);
+    } else {
+        assert_int_equal(test_memcached_start(srv, 0, NULL), 0);
+        snprintf(url, size, "127.0.0.1:%d", srv->port);
+    }
+}
+
 #ifdef HAVE_LIBMEMCACHED
 /* A live memcached and a port where nothing listens: the servers operation
  * names both, the dead one down ("refused") with its failures counted, the
  * live one up and never changed; and it asks for no more than max. */
-static void mc_servers_report(const char *backend)
+static void servers_report(void **state)
 {
-    const cachet_backend_ops *ops = plugin(backend);
+    const target *t = *state;
+    const cachet_backend_ops *ops = th_backend_plugin(t->backend);
     test_server live;
     char url[128], live_name[64], dead_name[64], key[32];
     int dead_port = test_free_port();
@@ -164,25 +165,13 @@ static void mc_servers_report(const char *backend)
     ops->close(st);
     test_server_stop(&live);
 }
-
-static void memcached_servers_report(void **state)
-{
-    (void)state;
-    mc_servers_report("memcached");
-}
-
-static void memcache_pool_servers_report(void **state)
-{
-    (void)state;
-    mc_servers_report("memcache_pool");
-}
 #endif
 
 #ifdef HAVE_HIREDIS
 /* redis: up while it answers; stopped, down with a reason and a failure. */
 static void redis_servers_report(void **state)
 {
-    const cachet_backend_ops *ops = plugin("redis");
+    const cachet_backend_ops *ops = th_backend_plugin("redis");
     test_server srv;
     char url[128], name[64];
     cachet_server_state out[2];
@@ -191,8 +180,7 @@ static void redis_servers_report(void **state)
     (void)state;
 
     assert_non_null(ops->servers);
-    assert_int_equal(test_redis_start(&srv, 0, NULL), 0);
-    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", srv.port);
+    start_server(&redis, &srv, url, sizeof url);
     snprintf(name, sizeof name, "127.0.0.1:%d", srv.port);
     cachet_backend_arg args[] = {{"url", url}, {"dead_retry", "300"}};
     st = open_backend(ops, args, 2);
@@ -235,11 +223,11 @@ static void *call_loop(void *arg)
     for (int i = 0; i < c->calls; i++) {
         void *v = NULL;
         size_t len;
-        double t0 = now_s(), dt;
+        double t0 = th_now_s(), dt;
         cachet_status st;
         snprintf(key, sizeof key, "t%d-k%d", c->id, i % 5);
         st = c->ops->get(c->st, key, strlen(key), &v, &len);
-        dt = now_s() - t0;
+        dt = th_now_s() - t0;
         free(v);
         if (st == CACHET_OK || st == CACHET_MISS)
             c->ok++;
@@ -284,50 +272,59 @@ static int up_in_servers_op(const cachet_backend_ops *ops, void *st)
     return ops->servers(st, out, 1) == 1 && out[0].up;
 }
 
+/* Asks every 20 ms until the instance answers (1) or seconds pass (0). */
+static int answers_within(const cachet_backend_ops *ops, void *st, double seconds)
+{
+    double t0 = th_now_s();
+    do {
+        if (answers(ops, st))
+            return 1;
+        nanosleep(&(struct timespec){0, 20000000}, NULL);
+    } while (th_now_s() - t0 < seconds);
+    return 0;
+}
+
 /* The server dies and comes back; dead_retry is 300 s.  While it is down,
  * 8 threads of callers fail fast (none waits socket_timeout) and one
  * warning is logged; once it listens again it is used within 2 s (the
  * prober finds it: the old client waited out dead_retry), one info line
  * says so, and 8 threads whose connections predate the restart all succeed
  * with no second warning (stale connections are replaced, not blamed). */
-static void restart_is_seen(const char *backend, test_server *srv, const char *url)
+static void restart_is_seen(void **state)
 {
-    const cachet_backend_ops *ops = plugin(backend);
+    const target *t = *state;
+    const cachet_backend_ops *ops = th_backend_plugin(t->backend);
+    test_server srv;
+    char url[64], filter[64];
     cachet_backend_arg args[] = {{"url", url}, {"dead_retry", "300"}, {"socket_timeout", "1"},
                                  {"shared_host_state", "false"}};
     void *st;
     int ok, slow;
-    double t_back, t_used = 0;
-    char filter[64];
+    double t_back, t_used;
 
-    snprintf(filter, sizeof filter, "127.0.0.1:%d ", srv->port);
+    start_server(t, &srv, url, sizeof url);
+    snprintf(filter, sizeof filter, "127.0.0.1:%d ", srv.port);
     log_reset(filter);
     st = open_backend(ops, args, 4);
     run_callers(ops, st, 8, 5, &ok, &slow);          /* every thread holds connections */
     assert_int_equal(ok, 40);
 
-    test_server_kill(srv);
+    test_server_kill(&srv);
     run_callers(ops, st, 8, 20, &ok, &slow);
     assert_int_equal(ok, 0);
     assert_int_equal(slow, 0);                        /* refused: nobody waits */
     assert_int_equal(log_count(&log_down), 1);
     assert_false(up_in_servers_op(ops, st));
 
-    assert_int_equal(test_server_restart(srv), 0);
-    t_back = now_s();
-    while (now_s() - t_back < 30) {
-        if (answers(ops, st)) {
-            t_used = now_s();
-            break;
-        }
-        nanosleep(&(struct timespec){0, 20000000}, NULL);
-    }
-    assert_true(t_used > 0);
-    print_message("%s: used again %.2f s after it listened (dead_retry 300)\n", backend,
+    assert_int_equal(test_server_restart(&srv), 0);
+    t_back = th_now_s();
+    assert_true(answers_within(ops, st, 30));
+    t_used = th_now_s();
+    print_message("%s: used again %.2f s after it listened (dead_retry 300)\n", t->backend,
                   t_used - t_back);
     if (t_used - t_back > 2.0)
         fail_msg("%s: the restarted server was used only %.2f s after it came back",
-                 backend, t_used - t_back);
+                 t->backend, t_used - t_back);
     assert_true(up_in_servers_op(ops, st));
     assert_int_equal(log_count(&log_back), 1);
 
@@ -337,87 +334,67 @@ static void restart_is_seen(const char *backend, test_server *srv, const char *u
     assert_int_equal(log_count(&log_down), 1);
     assert_true(up_in_servers_op(ops, st));
     ops->close(st);
+    test_server_stop(&srv);
 }
 
 #ifdef HAVE_LIBMEMCACHED
-static void memcached_restart_is_seen(void **state)
-{
-    const char *backends[] = {"memcached", "memcache_pool"};
-    (void)state;
-    for (int k = 0; k < 2; k++) {
-        test_server srv;
-        char url[64];
-        assert_int_equal(test_memcached_start(&srv, 0, NULL), 0);
-        snprintf(url, sizeof url, "127.0.0.1:%d", srv.port);
-        restart_is_seen(backends[k], &srv, url);
-        test_server_stop(&srv);
-    }
-}
 
 /* A server restarted between two calls (nobody saw it down): the threads'
  * connections are dead, each is replaced, no call fails, nothing logged. */
-static void memcached_quick_restart_costs_nothing(void **state)
+static void quick_restart_costs_nothing(void **state)
 {
-    const char *backends[] = {"memcached", "memcache_pool"};
-    (void)state;
-    for (int k = 0; k < 2; k++) {
-        const cachet_backend_ops *ops = plugin(backends[k]);
-        test_server srv;
-        char url[64];
-        int ok, slow;
-        void *st;
-        assert_int_equal(test_memcached_start(&srv, 0, NULL), 0);
-        snprintf(url, sizeof url, "127.0.0.1:%d", srv.port);
-        cachet_backend_arg args[] = {{"url", url}, {"shared_host_state", "false"}};
-        log_reset(url);
-        st = open_backend(ops, args, 2);
-        run_callers(ops, st, 8, 5, &ok, &slow);
-        assert_int_equal(ok, 40);
-        assert_int_equal(test_server_restart(&srv), 0);
-        run_callers(ops, st, 8, 5, &ok, &slow);
-        assert_int_equal(ok, 40);
-        assert_int_equal(log_count(&log_down), 0);
-        ops->close(st);
-        test_server_stop(&srv);
-    }
+    const target *t = *state;
+    const cachet_backend_ops *ops = th_backend_plugin(t->backend);
+    test_server srv;
+    char url[64];
+    cachet_backend_arg args[] = {{"url", url}, {"shared_host_state", "false"}};
+    int ok, slow;
+    void *st;
+    start_server(t, &srv, url, sizeof url);
+    log_reset(url);
+    st = open_backend(ops, args, 2);
+    run_callers(ops, st, 8, 5, &ok, &slow);
+    assert_int_equal(ok, 40);
+    assert_int_equal(test_server_restart(&srv), 0);
+    run_callers(ops, st, 8, 5, &ok, &slow);
+    assert_int_equal(ok, 40);
+    assert_int_equal(log_count(&log_down), 0);
+    ops->close(st);
+    test_server_stop(&srv);
 }
 
 /* A host that accepts and never answers, next to a live one: 8 threads of
  * calls on both cost one stalled call (first contact), then none, though
  * the prober keeps probing it (each of its probes waits socket_timeout). */
-static void memcached_hung_host_costs_one_stall(void **state)
+static void hung_host_costs_one_stall(void **state)
 {
-    const char *backends[] = {"memcached", "memcache_pool"};
-    (void)state;
-    for (int k = 0; k < 2; k++) {
-        const cachet_backend_ops *ops = plugin(backends[k]);
-        test_server live;
-        test_blackhole hole;
-        char url[96];
-        int ok, slow, slow_total = 0;
-        void *st;
-        assert_int_equal(test_memcached_start(&live, 0, NULL), 0);
-        assert_int_equal(test_blackhole_start(&hole), 0);
-        snprintf(url, sizeof url, "127.0.0.1:%d,127.0.0.1:%d", live.port, hole.port);
-        cachet_backend_arg args[] = {{"url", url}, {"socket_timeout", "1"},
-                                     {"dead_retry", "3"}, {"shared_host_state", "false"}};
-        char filter[32];
-        snprintf(filter, sizeof filter, "127.0.0.1:%d ", hole.port);
-        log_reset(filter);
-        st = open_backend(ops, args, 4);
-        for (int round = 0; round < 3; round++) {
-            run_callers(ops, st, 8, 20, &ok, &slow);
-            slow_total += slow;
-            assert_true(ok > 0);                      /* the live host's keys */
-        }
-        print_message("%s: %d calls stalled (>= 0.5 s, failed) over 480 (a hung host)\n", backends[k],
-                      slow_total);
-        assert_true(slow_total <= 1);
-        assert_int_equal(log_count(&log_down), 1);
-        ops->close(st);
-        test_blackhole_stop(&hole);
-        test_server_stop(&live);
+    const target *t = *state;
+    const cachet_backend_ops *ops = th_backend_plugin(t->backend);
+    test_server live;
+    test_blackhole hole;
+    char url[96], filter[32];
+    cachet_backend_arg args[] = {{"url", url}, {"socket_timeout", "1"},
+                                 {"dead_retry", "3"}, {"shared_host_state", "false"}};
+    int ok, slow, slow_total = 0;
+    void *st;
+    assert_int_equal(test_memcached_start(&live, 0, NULL), 0);
+    assert_int_equal(test_blackhole_start(&hole), 0);
+    snprintf(url, sizeof url, "127.0.0.1:%d,127.0.0.1:%d", live.port, hole.port);
+    snprintf(filter, sizeof filter, "127.0.0.1:%d ", hole.port);
+    log_reset(filter);
+    st = open_backend(ops, args, 4);
+    for (int round = 0; round < 3; round++) {
+        run_callers(ops, st, 8, 20, &ok, &slow);
+        slow_total += slow;
+        assert_true(ok > 0);                      /* the live host's keys */
     }
+    print_message("%s: %d calls stalled (>= 0.5 s, failed) over 480 (a hung host)\n", t->backend,
+                  slow_total);
+    assert_true(slow_total <= 1);
+    assert_int_equal(log_count(&log_down), 1);
+    ops->close(st);
+    test_blackhole_stop(&hole);
+    test_server_stop(&live);
 }
 
 /* Fail open: two of three hosts hang (a network blip looks like that).
@@ -427,7 +404,7 @@ static void memcached_hung_host_costs_one_stall(void **state)
  * certain, and trying again costs nothing. */
 static void memcached_fails_open(void **state)
 {
-    const cachet_backend_ops *ops = plugin("memcached");
+    const cachet_backend_ops *ops = th_backend_plugin("memcached");
     test_server live;
     test_blackhole h1, h2;
     char url[128], n1[32], n2[32], key[16];
@@ -532,11 +509,11 @@ static int slow_calls(const cachet_backend_ops *ops, void *st, int id, int n)
         void *v = NULL;
         size_t len;
         cachet_status rc;
-        double t0 = now_s();
+        double t0 = th_now_s();
         snprintf(key, sizeof key, "w%d-%d", id, i);
         rc = ops->get(st, key, strlen(key), &v, &len);
         free(v);
-        if (now_s() - t0 >= 0.5 && rc != CACHET_OK && rc != CACHET_MISS)
+        if (th_now_s() - t0 >= 0.5 && rc != CACHET_OK && rc != CACHET_MISS)
             slow++;
     }
     return slow;
@@ -550,7 +527,7 @@ static int slow_calls(const cachet_backend_ops *ops, void *st, int id, int n)
  * all 16 processes (without shared state: one per process). */
 static void shared_state_one_stall_per_machine(void **state)
 {
-    const cachet_backend_ops *ops = plugin("memcached");
+    const cachet_backend_ops *ops = th_backend_plugin("memcached");
     test_server a, b;
     test_blackhole hole;
     char url[128];
@@ -619,7 +596,7 @@ static void shared_state_one_stall_per_machine(void **state)
  * within a few seconds.  A file others may write is not used at all. */
 static void shared_state_survives_garbage(void **state)
 {
-    const cachet_backend_ops *ops = plugin("memcached");
+    const cachet_backend_ops *ops = th_backend_plugin("memcached");
     test_server srv;
     char url[64], path[256];
     unsigned char junk[4096];
@@ -629,8 +606,7 @@ static void shared_state_survives_garbage(void **state)
 
     use_private_runtime_dir();
     clear_runtime_dir();
-    assert_int_equal(test_memcached_start(&srv, 0, NULL), 0);
-    snprintf(url, sizeof url, "127.0.0.1:%d", srv.port);
+    start_server(&memcached, &srv, url, sizeof url);
     cachet_backend_arg args[] = {{"url", url}, {"dead_retry", "300"}};
     /* a process using the file all along (the file lives while one does) */
     hold = open_backend(ops, args, 2);
@@ -657,19 +633,13 @@ static void shared_state_survives_garbage(void **state)
                          round == 4 ? 7 : sizeof junk);
         fclose(f);
         st = open_backend(ops, args, 2);
-        double t0 = now_s();
-        while (!answers(ops, st) && now_s() - t0 < 10)
-            nanosleep(&(struct timespec){0, 20000000}, NULL);
-        if (now_s() - t0 >= 10)
+        if (!answers_within(ops, st, 10))
             fail_msg("round %d: the live server stayed unused after garbage in %s", round, path);
         ops->close(st);
     }
 
     /* the process that was there all along copes too */
-    double t1 = now_s();
-    while (!answers(ops, hold) && now_s() - t1 < 10)
-        nanosleep(&(struct timespec){0, 20000000}, NULL);
-    assert_true(answers(ops, hold));
+    assert_true(answers_within(ops, hold, 10));
 
     /* group-writable: not used (and not changed) */
     assert_int_equal(chmod(path, 0660), 0);
@@ -678,7 +648,7 @@ static void shared_state_survives_garbage(void **state)
     assert_true(answers(ops, st));
     ops->close(st);
     pthread_mutex_lock(&log_mu);
-    th_contains(log_last, "not using");
+    th_assert_contains(log_last, "not using");
     pthread_mutex_unlock(&log_mu);
     assert_int_equal(chmod(path, 0600), 0);
 
@@ -776,7 +746,7 @@ static void gutter_stands_in_for_a_dead_server(void **state)
  * parent's thread does not exist there): it sees the server come back. */
 static void memcached_prober_restarts_in_child(void **state)
 {
-    const cachet_backend_ops *ops = plugin("memcached");
+    const cachet_backend_ops *ops = th_backend_plugin("memcached");
     test_server srv;
     char url[64];
     void *st;
@@ -784,8 +754,7 @@ static void memcached_prober_restarts_in_child(void **state)
     int status;
     (void)state;
 
-    assert_int_equal(test_memcached_start(&srv, 0, NULL), 0);
-    snprintf(url, sizeof url, "127.0.0.1:%d", srv.port);
+    start_server(&memcached, &srv, url, sizeof url);
     cachet_backend_arg args[] = {{"url", url}, {"dead_retry", "300"},
                                  {"shared_host_state", "false"}};
     st = open_backend(ops, args, 3);
@@ -798,16 +767,10 @@ static void memcached_prober_restarts_in_child(void **state)
     assert_true(pid >= 0);
     if (pid == 0) {
         ops->fork_child(st);
-        double t0 = now_s();
         if (answers(ops, st))
             _exit(2);                                 /* still down here */
         /* the parent restarts the server; our own prober must find it */
-        while (now_s() - t0 < 30) {
-            if (answers(ops, st))
-                _exit(0);
-            nanosleep(&(struct timespec){0, 20000000}, NULL);
-        }
-        _exit(1);
+        _exit(answers_within(ops, st, 30) ? 0 : 1);
     }
     ops->fork_parent(st);
     assert_int_equal(test_server_restart(&srv), 0);
@@ -820,25 +783,12 @@ static void memcached_prober_restarts_in_child(void **state)
 #endif
 
 #ifdef HAVE_HIREDIS
-static void redis_restart_is_seen(void **state)
-{
-    test_server srv;
-    char url[64];
-    (void)state;
-    assert_int_equal(test_redis_start(&srv, 0, NULL), 0);
-    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", srv.port);
-    restart_is_seen("redis", &srv, url);
-    test_server_stop(&srv);
-}
-#endif
-
-#ifdef HAVE_HIREDIS
 /* redis on a host that accepts and never answers: the open's PING is the
  * one stall (first contact), then 8 threads of calls fail fast; one
  * warning, the servers op says "timeout". */
 static void redis_hung_host_costs_one_stall(void **state)
 {
-    const cachet_backend_ops *ops = plugin("redis");
+    const cachet_backend_ops *ops = th_backend_plugin("redis");
     test_blackhole hole;
     char url[64], filter[32];
     cachet_server_state out[1];
@@ -853,9 +803,9 @@ static void redis_hung_host_costs_one_stall(void **state)
     log_reset(filter);
     cachet_backend_arg args[] = {{"url", url}, {"socket_timeout", "1"},
                                  {"shared_host_state", "false"}};
-    t0 = now_s();
+    t0 = th_now_s();
     st = open_backend(ops, args, 3);
-    assert_true(now_s() - t0 < 10);                  /* the open's PING gave up */
+    assert_true(th_now_s() - t0 < 10);                  /* the open's PING gave up */
     run_callers(ops, st, 8, 20, &ok, &slow);
     assert_int_equal(ok, 0);
     assert_int_equal(slow, 0);
@@ -885,7 +835,7 @@ static int cluster_ok(int port)
 
 static void cluster_servers_report(void **state)
 {
-    const cachet_backend_ops *ops = plugin("redis_cluster");
+    const cachet_backend_ops *ops = th_backend_plugin("redis_cluster");
     test_server node;
     char cmd[128], nodes[64];
     cachet_server_state out[4];
@@ -899,7 +849,7 @@ static void cluster_servers_report(void **state)
     snprintf(cmd, sizeof cmd, "redis-cli -p %d cluster addslotsrange 0 16383 >/dev/null",
              node.port);
     assert_int_equal(system(cmd), 0);
-    for (t0 = now_s(); !cluster_ok(node.port) && now_s() - t0 < 30;)
+    for (t0 = th_now_s(); !cluster_ok(node.port) && th_now_s() - t0 < 30;)
         nanosleep(&(struct timespec){0, 50000000}, NULL);
     assert_true(cluster_ok(node.port));
     snprintf(nodes, sizeof nodes, "127.0.0.1:%d", node.port);
@@ -920,7 +870,7 @@ static void cluster_servers_report(void **state)
 /* redis_sentinel: the servers op names the master the sentinel gave. */
 static void sentinel_servers_report(void **state)
 {
-    const cachet_backend_ops *ops = plugin("redis_sentinel");
+    const cachet_backend_ops *ops = th_backend_plugin("redis_sentinel");
     test_server master, sentinel;
     char extra[256], sentinels[64], name[64];
     cachet_server_state out[2];
@@ -950,11 +900,14 @@ int main(int argc, char **argv)
     th_tsan_allow_threads_after_fork(argv);
     const struct CMUnitTest tests[] = {
 #ifdef HAVE_LIBMEMCACHED
-        cmocka_unit_test(memcached_servers_report),
-        cmocka_unit_test(memcache_pool_servers_report),
-        cmocka_unit_test(memcached_restart_is_seen),
-        cmocka_unit_test(memcached_quick_restart_costs_nothing),
-        cmocka_unit_test(memcached_hung_host_costs_one_stall),
+        TH_ON(servers_report, memcached),
+        TH_ON(servers_report, memcache_pool),
+        TH_ON(restart_is_seen, memcached),
+        TH_ON(restart_is_seen, memcache_pool),
+        TH_ON(quick_restart_costs_nothing, memcached),
+        TH_ON(quick_restart_costs_nothing, memcache_pool),
+        TH_ON(hung_host_costs_one_stall, memcached),
+        TH_ON(hung_host_costs_one_stall, memcache_pool),
         cmocka_unit_test(memcached_prober_restarts_in_child),
         cmocka_unit_test(memcached_fails_open),
         cmocka_unit_test(shared_state_one_stall_per_machine),
@@ -963,7 +916,7 @@ int main(int argc, char **argv)
 #endif
 #ifdef HAVE_HIREDIS
         cmocka_unit_test(redis_servers_report),
-        cmocka_unit_test(redis_restart_is_seen),
+        TH_ON(restart_is_seen, redis),
         cmocka_unit_test(redis_hung_host_costs_one_stall),
         cmocka_unit_test(sentinel_servers_report),
         cmocka_unit_test(cluster_servers_report),

@@ -27,9 +27,14 @@ typedef struct {
     const char *name;
     const char *backend;
     const char *opts[16];
+    /* networked targets: the option that names the server, its value for
+     * the harness's server (live) and for a port where nothing listens
+     * (dead), and the option of its socket timeout */
+    const char *server_opt, *timeout_opt;
+    char        live[96], dead[96];
 } target;
 
-static char dbm_path[128], mc_servers[64], redis_url[96], dead_mc[64], dead_redis[96];
+static char dbm_path[128];
 
 /* target's options + more pairs, NULL-terminated, in buf */
 static const char *const *with(const target *t, const char **buf, ...)
@@ -238,11 +243,8 @@ static void options_refused(void **state)
 static void invalidate_ex_reports_a_dead_backend(void **state)
 {
     const target *t = *state;
-    const char *const *dead = strcmp(t->backend, "memcached") == 0
-        ? (const char *const[]){"memcache_servers", dead_mc, "memcache_socket_timeout", "0.5",
-                                 "cachet_invalidation_interval", INTERVAL, NULL}
-        : (const char *const[]){"backend_argument", dead_redis, "redis_socket_timeout", "0.5",
-                                 "cachet_invalidation_interval", INTERVAL, NULL};
+    const char *const dead[] = {t->server_opt, t->dead, t->timeout_opt, "0.5",
+                                "cachet_invalidation_interval", INTERVAL, NULL};
     cachet_region *r = th_open(t->backend, dead);
     cachet_status st = cachet_invalidate_ex(r, 1);
     assert_int_not_equal(st, CACHET_OK);
@@ -261,12 +263,41 @@ static int setup_dbm(void **state)
     return 0;
 }
 
+/* t's options: where its data is, and the interval. */
+static target *set_opts(target *t, const char *where, const char *value)
+{
+    t->opts[0] = where;
+    t->opts[1] = value;
+    t->opts[2] = "cachet_invalidation_interval";
+    t->opts[3] = INTERVAL;
+    return t;
+}
+
+/* A networked target on srv, started by start; fmt makes the server
+ * option's value from a port.  NULL (and a line) if the server did not
+ * start. */
+static target *net_target(target *t, int (*start)(test_server *, int, const char *),
+                          test_server *srv, const char *server, const char *fmt)
+{
+    if (start(srv, 0, NULL) != 0) {
+        fprintf(stderr, "%s did not start\n", server);
+        return NULL;
+    }
+    snprintf(t->live, sizeof t->live, fmt, srv->port);
+    snprintf(t->dead, sizeof t->dead, fmt, test_free_port());
+    return set_opts(t, t->server_opt, t->live);
+}
+
 int main(void)
 {
     static char dbm_arg[160];
     static test_server mc, rs;
-    static target dbm = {"dbm", "dbm", {0}}, memc = {"memcached", "memcached", {0}},
-                  red = {"redis", "redis", {0}};
+    static target dbm = {.name = "dbm", .backend = "dbm"},
+                  memc = {.name = "memcached", .backend = "memcached",
+                          .server_opt = "memcache_servers",
+                          .timeout_opt = "memcache_socket_timeout"},
+                  red = {.name = "redis", .backend = "redis", .server_opt = "backend_argument",
+                         .timeout_opt = "redis_socket_timeout"};
     int failed = 0;
     const struct CMUnitTest common[] = {
         cmocka_unit_test(options_refused),
@@ -288,39 +319,20 @@ int main(void)
 #ifdef HAVE_GDBM
     snprintf(dbm_path, sizeof dbm_path, "/tmp/cachet-inval-%d.db", (int)getpid());
     snprintf(dbm_arg, sizeof dbm_arg, "filename:%s", dbm_path);
-    dbm.opts[0] = "backend_argument";
-    dbm.opts[1] = dbm_arg;
-    dbm.opts[2] = "cachet_invalidation_interval";
-    dbm.opts[3] = INTERVAL;
-    targets[nt++] = &dbm;
+    targets[nt++] = set_opts(&dbm, "backend_argument", dbm_arg);
 #endif
 #ifdef HAVE_LIBMEMCACHED
-    if (test_memcached_start(&mc, 0, NULL) != 0) {
-        fprintf(stderr, "memcached did not start\n");
+    if (!(targets[nt] = net_target(&memc, test_memcached_start, &mc, "memcached", "127.0.0.1:%d")))
         failed++;
-    } else {
-        snprintf(mc_servers, sizeof mc_servers, "127.0.0.1:%d", mc.port);
-        memc.opts[0] = "memcache_servers";
-        memc.opts[1] = mc_servers;
-        memc.opts[2] = "cachet_invalidation_interval";
-        memc.opts[3] = INTERVAL;
-        targets[nt++] = &memc;
-        snprintf(dead_mc, sizeof dead_mc, "127.0.0.1:%d", test_free_port());
-    }
+    else
+        nt++;
 #endif
 #ifdef HAVE_HIREDIS
-    if (test_redis_start(&rs, 0, NULL) != 0) {
-        fprintf(stderr, "redis-server did not start\n");
+    if (!(targets[nt] = net_target(&red, test_redis_start, &rs, "redis-server",
+                                   "url:redis://127.0.0.1:%d/0")))
         failed++;
-    } else {
-        snprintf(redis_url, sizeof redis_url, "url:redis://127.0.0.1:%d/0", rs.port);
-        red.opts[0] = "backend_argument";
-        red.opts[1] = redis_url;
-        red.opts[2] = "cachet_invalidation_interval";
-        red.opts[3] = INTERVAL;
-        targets[nt++] = &red;
-        snprintf(dead_redis, sizeof dead_redis, "url:redis://127.0.0.1:%d/0", test_free_port());
-    }
+    else
+        nt++;
 #endif
     for (size_t i = 0; i < nt; i++) {
         size_t n = sizeof across / sizeof *across;

@@ -234,19 +234,36 @@ static cachet_status load(const char *body, cachet_config **out)
     return st;
 }
 
-static cachet_region *open_ks_ttl(const char *strategy, const char *secret, int ttl)
+/* The section's cache options: the servers, the strategy, the secret as
+ * written, then more lines (static: the next call overwrites it). */
+static const char *section(const char *list, const char *strategy, const char *secret,
+                           const char *more)
 {
-    char body[1024];
+    static char body[1024];
+    snprintf(body, sizeof body, "memcached_servers = %s\nmemcache_security_strategy = %s\n"
+             "memcache_secret_key = %s\n%s", list, strategy, secret, more);
+    return body;
+}
+
+/* The region of a keystone.conf whose section is body; fails the test if
+ * it does not load or open. */
+static cachet_region *open_body(const char *body)
+{
     cachet_config *c;
     cachet_region *r = NULL;
-    snprintf(body, sizeof body, "memcached_servers = %s\nmemcache_security_strategy = %s\n"
-             "memcache_secret_key = %s\ntoken_cache_time = %d\n", servers, strategy, secret, ttl);
     if (load(body, &c) != CACHET_OK)
         fail_msg("load: %s", cachet_errmsg());
     if (cachet_region_open(c, &r) != CACHET_OK)
         fail_msg("open: %s", cachet_errmsg());
     cachet_config_free(c);
     return r;
+}
+
+static cachet_region *open_ks_ttl(const char *strategy, const char *secret, int ttl)
+{
+    char more[64];
+    snprintf(more, sizeof more, "token_cache_time = %d\n", ttl);
+    return open_body(section(servers, strategy, secret, more));
 }
 
 static cachet_region *open_ks(const char *strategy)
@@ -529,8 +546,7 @@ static void test_several_servers_place_keys_as_python_memcache(void **state)
 {
     test_server mc2, mc3;
     oracle_proc o3;
-    char list[128], body[512], tok[512], req[256], buf[4096];
-    cachet_config *c;
+    char list[128], tok[512], req[256], buf[4096];
     cachet_region *r;
     int on[3] = {0, 0, 0};
     (void)state;
@@ -539,11 +555,7 @@ static void test_several_servers_place_keys_as_python_memcache(void **state)
     snprintf(list, sizeof list, "127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d", mc.port, mc2.port,
              mc3.port);
     oracle_start(&o3, list);
-    snprintf(body, sizeof body, "memcached_servers = %s\nmemcache_security_strategy = MAC\n"
-             "memcache_secret_key = %s\n", list, SECRET);
-    assert_int_equal(load(body, &c), CACHET_OK);
-    assert_int_equal(cachet_region_open(c, &r), CACHET_OK);
-    cachet_config_free(c);
+    r = open_body(section(list, "MAC", SECRET, ""));
     for (int i = 0; i < 40; i++) {
         char data[64];
         int ports[3] = {mc.port, mc2.port, mc3.port};
@@ -646,18 +658,15 @@ static void test_section_maps_to_backends(void **state)
 /* Loading the section again replaces what the last load set. */
 static void test_reload_replaces(void **state)
 {
-    char tok[512], body[512];
+    char tok[512];
     cachet_config *c = cachet_config_new();
     cachet_region *r;
+    const char *path;
     (void)state;
-    snprintf(body, sizeof body, "memcached_servers = %s\nmemcache_security_strategy = MAC\n"
-             "memcache_secret_key = first\n", servers);
-    assert_int_equal(cachet_config_load(c, write_conf("r1.conf", body), "keystone_authtoken"),
-                     CACHET_OK);
-    snprintf(body, sizeof body, "memcached_servers = %s\nmemcache_security_strategy = ENCRYPT\n"
-             "memcache_secret_key = %s\ntoken_cache_time = 100\n", servers, SECRET);
-    assert_int_equal(cachet_config_load(c, write_conf("r2.conf", body), "keystone_authtoken"),
-                     CACHET_OK);
+    path = write_conf("r1.conf", section(servers, "MAC", "first", ""));
+    assert_int_equal(cachet_config_load(c, path, "keystone_authtoken"), CACHET_OK);
+    path = write_conf("r2.conf", section(servers, "ENCRYPT", SECRET, "token_cache_time = 100\n"));
+    assert_int_equal(cachet_config_load(c, path, "keystone_authtoken"), CACHET_OK);
     assert_int_equal(cachet_region_open(c, &r), CACHET_OK);
     cachet_config_free(c);
     token_for(tok, sizeof tok, "reload", "ENCRYPT");
@@ -668,14 +677,9 @@ static void test_reload_replaces(void **state)
 
 static void test_memory_backend_round_trip(void **state)
 {
-    cachet_config *c;
-    cachet_region *r;
+    cachet_region *r = open_body("memcache_security_strategy = ENCRYPT\nmemcache_secret_key = k\n");
     cachet_item it[2];
     (void)state;
-    assert_int_equal(load("memcache_security_strategy = ENCRYPT\nmemcache_secret_key = k\n", &c),
-                     CACHET_OK);
-    assert_int_equal(cachet_region_open(c, &r), CACHET_OK);
-    cachet_config_free(c);
     th_assert_miss(r, "tok");
     assert_int_equal(cachet_set(r, "tok", data_json, strlen(data_json)), CACHET_OK);
     th_assert_hit(r, "tok", data_json, strlen(data_json));
@@ -696,15 +700,9 @@ static void test_memory_backend_round_trip(void **state)
 /* A quoted value is unquoted as oslo.config does: the same secret. */
 static void test_quoted_secret(void **state)
 {
-    char tok[512], body[512];
-    cachet_config *c;
-    cachet_region *r;
+    char tok[512];
+    cachet_region *r = open_body(section(servers, "MAC", "\"" SECRET "\"", ""));
     (void)state;
-    snprintf(body, sizeof body, "memcached_servers = %s\nmemcache_security_strategy = MAC\n"
-             "memcache_secret_key = \"%s\"\n", servers, SECRET);
-    assert_int_equal(load(body, &c), CACHET_OK);
-    assert_int_equal(cachet_region_open(c, &r), CACHET_OK);
-    cachet_config_free(c);
     token_for(tok, sizeof tok, "quoted", "MAC");
     assert_int_equal(cachet_set(r, tok, "{}", 2), CACHET_OK);
     assert_string_equal(oracle("MAC", SECRET, 300, "get", tok, NULL), "{}");
@@ -785,10 +783,9 @@ static void report_line(void *arg, const char *name, const char *value)
 
 static void test_secret_never_in_messages_or_logs(void **state)
 {
-    char tok[512], key[256], val[70000], body[512], report[8192] = "";
+    char tok[512], key[256], val[70000], hole[32], report[8192] = "";
     size_t len;
     void *v = NULL;
-    cachet_config *c;
     cachet_region *r;
     test_blackhole bh;
     (void)state;
@@ -811,12 +808,8 @@ static void test_secret_never_in_messages_or_logs(void **state)
     cachet_region_close(r);
     /* a server that never answers: the failure's message */
     assert_int_equal(test_blackhole_start(&bh), 0);
-    snprintf(body, sizeof body, "memcached_servers = 127.0.0.1:%d\n"
-             "memcache_security_strategy = MAC\nmemcache_secret_key = %s\n"
-             "memcache_pool_socket_timeout = 1\n", bh.port, SECRET);
-    assert_int_equal(load(body, &c), CACHET_OK);
-    assert_int_equal(cachet_region_open(c, &r), CACHET_OK);
-    cachet_config_free(c);
+    snprintf(hole, sizeof hole, "127.0.0.1:%d", bh.port);
+    r = open_body(section(hole, "MAC", SECRET, "memcache_pool_socket_timeout = 1\n"));
     assert_true(cachet_get(r, tok, &v, &len) < 0);
     assert_null(strstr(cachet_errmsg(), SECRET));
     assert_null(strstr(cachet_errmsg(), tok));         /* nor the token id */
@@ -827,10 +820,11 @@ static void test_secret_never_in_messages_or_logs(void **state)
     assert_null(strstr(logged, tok));
 }
 
-/* ---- the command ---- */
+/* ---- the command and the docs' example ---- */
 
-static int run_cli(const char *conf, const char *cmd, const char *token, const char *data,
-                   char *out, size_t size)
+/* Runs the program at path with argv (NULL-ended); what it printed in out
+ * (NUL-ended, at most size - 1 bytes), its exit status (-1: it did not exit). */
+static int run_program(const char *path, char *const argv[], char *out, size_t size)
 {
     int p[2], status;
     size_t got = 0;
@@ -840,8 +834,7 @@ static int run_cli(const char *conf, const char *cmd, const char *token, const c
     if ((pid = fork()) == 0) {
         dup2(p[1], 1);
         close(p[0]);
-        execl(TEST_BUILDDIR "/src/cachet", "cachet", "-c", conf, "-s", "keystone_authtoken", cmd,
-              token, data, (char *)NULL);
+        execv(path, argv);
         _exit(127);
     }
     close(p[1]);
@@ -853,14 +846,36 @@ static int run_cli(const char *conf, const char *cmd, const char *token, const c
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+/* The cachet command on the section of conf: cmd token [data]. */
+static int run_cli(const char *conf, const char *cmd, const char *token, const char *data,
+                   char *out, size_t size)
+{
+    char *const argv[] = {"cachet", "-c", (char *)conf, "-s", "keystone_authtoken", (char *)cmd,
+                          (char *)token, (char *)data, NULL};
+    return run_program(TEST_BUILDDIR "/src/cachet", argv, out, size);
+}
+
+/* docs/keystone_auth_filter.c, the example: conf token. */
+static int run_example(const char *conf, const char *token, char *out, size_t size)
+{
+    char *const argv[] = {"keystone_auth_filter", (char *)conf, (char *)token, NULL};
+    return run_program(TEST_BUILDDIR "/docs/keystone_auth_filter", argv, out, size);
+}
+
+/* A keystone.conf named name on the one server, ENCRYPT with SECRET, in conf;
+ * a token for what in tok. */
+static void encrypt_conf_and_token(const char *name, const char *what, char *conf, size_t csize,
+                                   char *tok, size_t tsize)
+{
+    snprintf(conf, csize, "%s", write_conf(name, section(servers, "ENCRYPT", SECRET, "")));
+    token_for(tok, tsize, what, "ENCRYPT");
+}
+
 static void test_cli_get_set(void **state)
 {
-    char tok[512], body[512], out[4096], conf[256];
+    char tok[512], out[4096], conf[256];
     (void)state;
-    snprintf(body, sizeof body, "memcached_servers = %s\nmemcache_security_strategy = ENCRYPT\n"
-             "memcache_secret_key = %s\n", servers, SECRET);
-    snprintf(conf, sizeof conf, "%s", write_conf("cli.conf", body));
-    token_for(tok, sizeof tok, "cli", "ENCRYPT");
+    encrypt_conf_and_token("cli.conf", "cli", conf, sizeof conf, tok, sizeof tok);
     assert_int_equal(run_cli(conf, "get", tok, NULL, out, sizeof out), 1);     /* a miss */
     assert_int_equal(run_cli(conf, "set", tok, data_json, out, sizeof out), 0);
     assert_string_equal(oracle("ENCRYPT", SECRET, 300, "get", tok, NULL), data_json);
@@ -869,40 +884,13 @@ static void test_cli_get_set(void **state)
     assert_string_equal(out, "{\"py\": 1}");
 }
 
-/* docs/keystone_auth_filter.c, the example: validates on a miss, then
- * hits; keystonemiddleware reads what it cached; a token keystonemiddleware
- * cached is a hit for it. */
-static int run_example(const char *conf, const char *token, char *out, size_t size)
-{
-    int p[2], status;
-    size_t got = 0;
-    ssize_t r;
-    pid_t pid;
-    assert_int_equal(pipe(p), 0);
-    if ((pid = fork()) == 0) {
-        dup2(p[1], 1);
-        close(p[0]);
-        execl(TEST_BUILDDIR "/docs/keystone_auth_filter", "keystone_auth_filter", conf, token,
-              (char *)NULL);
-        _exit(127);
-    }
-    close(p[1]);
-    while (got + 1 < size && (r = read(p[0], out + got, size - 1 - got)) > 0)
-        got += (size_t)r;
-    out[got] = '\0';
-    close(p[0]);
-    waitpid(pid, &status, 0);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
+/* The example validates on a miss, then hits; keystonemiddleware reads
+ * what it cached; a token keystonemiddleware cached is a hit for it. */
 static void test_docs_example_auth_filter(void **state)
 {
-    char tok[512], body[512], out[4096], conf[256];
+    char tok[512], out[4096], conf[256];
     (void)state;
-    snprintf(body, sizeof body, "memcached_servers = %s\nmemcache_security_strategy = ENCRYPT\n"
-             "memcache_secret_key = %s\n", servers, SECRET);
-    snprintf(conf, sizeof conf, "%s", write_conf("example.conf", body));
-    token_for(tok, sizeof tok, "example", "ENCRYPT");
+    encrypt_conf_and_token("example.conf", "example", conf, sizeof conf, tok, sizeof tok);
     assert_int_equal(run_example(conf, tok, out, sizeof out), 0);
     th_assert_contains(out, "(validated by keystone)");
     assert_int_equal(run_example(conf, tok, out, sizeof out), 0);

@@ -221,25 +221,10 @@ static void need_memcached(void)
 /* One request line, one reply line (without its CRLF) into buf. */
 static void mc_request(const char *req, char *buf, size_t size)
 {
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)mc_server.port)};
-    struct timeval tv = {10, 0};
-    size_t n = 0;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
-        fail_msg("raw memcached client: connect to 127.0.0.1:%d failed", mc_server.port);
-    assert_int_equal(send(fd, req, strlen(req), MSG_NOSIGNAL), (ssize_t)strlen(req));
-    while (n < 2 || memcmp(buf + n - 2, "\r\n", 2) != 0) {
-        ssize_t got;
-        assert_true(n + 1 < size);
-        got = recv(fd, buf + n, size - 1 - n, 0);
-        if (got <= 0)
-            fail_msg("raw memcached client: no reply to %s", req);
-        n += (size_t)got;
-    }
+    int fd = th_connect(mc_server.port);
+    size_t n;
+    th_send_all(fd, req, strlen(req));
+    n = th_recv_until(fd, buf, size, "\r\n");
     close(fd);
     buf[n - 2] = 0;
 }

@@ -18,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <dlfcn.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -27,14 +26,8 @@
 #include <libmemcached/memcached.h>
 #include <cachet/backend.h>
 #include <cachet/cachet.h>
+#include "helpers.h"
 #include "servers.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static void sleep_s(double s)
 {
@@ -109,6 +102,24 @@ static void key_on(memcached_st *ring, int port, const char *prefix, char *out, 
     }
 }
 
+/* Two memcached servers started; their ports in ports. */
+static void start_two(test_server *s1, test_server *s2, int ports[2])
+{
+    assert_int_equal(test_memcached_start(s1, 0, NULL), 0);
+    assert_int_equal(test_memcached_start(s2, 0, NULL), 0);
+    ports[0] = s1->port;
+    ports[1] = s2->port;
+}
+
+/* A memcached and a host that accepts and never answers; their ports in ports. */
+static void start_live_and_hole(test_server *live, test_blackhole *hole, int ports[2])
+{
+    assert_int_equal(test_memcached_start(live, 0, NULL), 0);
+    assert_int_equal(test_blackhole_start(hole), 0);
+    ports[0] = live->port;
+    ports[1] = hole->port;
+}
+
 static memcached_st *raw_one(int port)
 {
     memcached_st *mc = memcached_create(NULL);
@@ -116,7 +127,17 @@ static memcached_st *raw_one(int port)
     return mc;
 }
 
-static const char *const backends[] = {"dogpile.cache.memcached", "oslo_cache.memcache_pool"};
+#define MEMCACHED "dogpile.cache.memcached"
+#define MEMCACHE_POOL "oslo_cache.memcache_pool"
+static const char *const backends[] = {MEMCACHED, MEMCACHE_POOL};
+/* The same two as targets of the bodies that run once per backend, each
+ * its own named test (TH_ON): *state points to the backend's name. */
+static const char *dogpile_memcached = MEMCACHED, *oslo_memcache_pool = MEMCACHE_POOL;
+
+static const char *backend_of(void **state)
+{
+    return *(const char **)*state;
+}
 
 /* ---- round trips ---- */
 
@@ -124,18 +145,16 @@ static const char *const backends[] = {"dogpile.cache.memcached", "oslo_cache.me
  * keys are spread over both, and multi-operations split and join the batch
  * correctly.  Round trips, empty and binary values, awkward keys and
  * foreign bytes are the conformance suite's bodies. */
-static void spread_backend(const char *backend)
+static void keys_spread_over_two_servers(void **state)
 {
+    const char *backend = backend_of(state);
     test_server s1, s2;
     int ports[2];
     char url[256], keys[60][32], vals[60][32];
     cachet_item items[60];
     const char *dkeys[30];
 
-    assert_int_equal(test_memcached_start(&s1, 0, NULL), 0);
-    assert_int_equal(test_memcached_start(&s2, 0, NULL), 0);
-    ports[0] = s1.port;
-    ports[1] = s2.port;
+    start_two(&s1, &s2, ports);
     cachet_region *r = open_mc(backend, url_of(url, sizeof url, ports, 2), NULL);
 
     for (int i = 0; i < 60; i++) {
@@ -184,13 +203,6 @@ static void spread_backend(const char *backend)
     cachet_region_close(r);
     test_server_stop(&s1);
     test_server_stop(&s2);
-}
-
-static void keys_spread_over_two_servers(void **state)
-{
-    (void)state;
-    for (int b = 0; b < 2; b++)
-        spread_backend(backends[b]);
 }
 
 static void bad_arguments(void **state)
@@ -308,18 +320,16 @@ static cachet_status make_value(void *arg, const char *key, void **value, size_t
     return CACHET_OK;
 }
 
-static void killed_server_backend(const char *backend)
+static void killed_server(void **state)
 {
+    const char *backend = backend_of(state);
     test_server s1, s2;
     int ports[2];
     char url[256], k1[32], k2[32];
     void *v;
     size_t n;
 
-    assert_int_equal(test_memcached_start(&s1, 0, NULL), 0);
-    assert_int_equal(test_memcached_start(&s2, 0, NULL), 0);
-    ports[0] = s1.port;
-    ports[1] = s2.port;
+    start_two(&s1, &s2, ports);
     memcached_st *ring = raw_ring(ports, 2);
     key_on(ring, s1.port, "live-", k1, sizeof k1);
     key_on(ring, s2.port, "doomed-", k2, sizeof k2);
@@ -330,13 +340,13 @@ static void killed_server_backend(const char *backend)
     assert_int_equal(cachet_set(r, k2, "two", 3), CACHET_OK);
 
     test_server_kill(&s2);
-    double t0 = now_s();
+    double t0 = th_now_s();
     assert_int_equal(cachet_get(r, k2, &v, &n), CACHET_EUNAVAILABLE);
-    assert_true(now_s() - t0 < 1.5);              /* within socket_timeout (and a margin) */
-    t0 = now_s();
+    assert_true(th_now_s() - t0 < 1.5);              /* within socket_timeout (and a margin) */
+    t0 = th_now_s();
     for (int i = 0; i < 20; i++)                  /* and then at once */
         assert_int_equal(cachet_get(r, k2, &v, &n), CACHET_EUNAVAILABLE);
-    assert_true(now_s() - t0 < 0.5);
+    assert_true(th_now_s() - t0 < 0.5);
     /* get_or_create falls back to the creator */
     creator_calls = 0;
     assert_int_equal(cachet_get_or_create(r, k2, make_value, NULL, &v, &n), CACHET_OK);
@@ -361,13 +371,6 @@ static void killed_server_backend(const char *backend)
     test_server_stop(&s2);
 }
 
-static void killed_server(void **state)
-{
-    (void)state;
-    for (int b = 0; b < 2; b++)
-        killed_server_backend(backends[b]);
-}
-
 /* A server that hangs (SIGSTOP) keeps its data; when it comes back,
  * pool_flush_on_reconnect empties it, and without it the value is there. */
 static void flush_on_reconnect(void **state)
@@ -380,10 +383,7 @@ static void flush_on_reconnect(void **state)
         void *v;
         size_t n;
 
-        assert_int_equal(test_memcached_start(&s1, 0, NULL), 0);
-        assert_int_equal(test_memcached_start(&s2, 0, NULL), 0);
-        ports[0] = s1.port;
-        ports[1] = s2.port;
+        start_two(&s1, &s2, ports);
         memcached_st *ring = raw_ring(ports, 2);
         key_on(ring, s2.port, "hung-", k2, sizeof k2);
         memcached_free(ring);
@@ -393,9 +393,9 @@ static void flush_on_reconnect(void **state)
                                    NULL);
         assert_int_equal(cachet_set(r, k2, "kept", 4), CACHET_OK);
         assert_int_equal(test_server_freeze(&s2), 0);
-        double t0 = now_s();
+        double t0 = th_now_s();
         assert_int_equal(cachet_get(r, k2, &v, &n), CACHET_EUNAVAILABLE);
-        assert_true(now_s() - t0 < 1.5);
+        assert_true(th_now_s() - t0 < 1.5);
         assert_int_equal(cachet_get(r, k2, &v, &n), CACHET_EUNAVAILABLE);
         test_server_thaw(&s2);
         sleep_s(1.3);
@@ -429,10 +429,10 @@ static void one_get(stall_job *j, int i)
     void *v;
     size_t n;
     snprintf(key, sizeof key, "dh-%d-%d", j->thread_no, i);
-    double t0 = now_s();
+    double t0 = th_now_s();
     if (cachet_get(j->r, key, &v, &n) == CACHET_OK)
         cachet_free(v);
-    double t1 = now_s(), d = t1 - t0;
+    double t1 = th_now_s(), d = t1 - t0;
     if (d > j->worst)
         j->worst = d;
     if (d >= 0.5) {
@@ -484,7 +484,7 @@ static int run_stall_round(cachet_region *r, int per_request, int *late)
 {
     pthread_t t[4];
     stall_job j[4];
-    double t_open = now_s();
+    double t_open = th_now_s();
     int slow = 0;
     *late = 0;
     for (int i = 0; i < 4; i++) {
@@ -538,10 +538,7 @@ static void get_multi_with_dead_host(void **state)
     int ports[2];
     (void)state;
 
-    assert_int_equal(test_memcached_start(&s1, 0, NULL), 0);
-    assert_int_equal(test_blackhole_start(&bh), 0);
-    ports[0] = s1.port;
-    ports[1] = bh.port;
+    start_live_and_hole(&s1, &bh, ports);
     memcached_st *ring = raw_ring(ports, 2);
     cachet_region *r = open_mc("oslo_cache.memcache_pool", url_of(url, sizeof url, ports, 2),
                                "memcache_socket_timeout", "0.5", "memcache_dead_retry", "30",
@@ -553,9 +550,9 @@ static void get_multi_with_dead_host(void **state)
         items[i] = (cachet_item){keys[i], NULL, 0, CACHET_EINVAL};
     }
     for (int round = 0; round < 2; round++) {
-        double t0 = now_s();
+        double t0 = th_now_s();
         assert_int_equal(cachet_get_multi(r, items, 40), CACHET_EUNAVAILABLE);
-        double d = now_s() - t0;
+        double d = th_now_s() - t0;
         assert_true(round == 0 ? d < 1.5 : d < 0.2);   /* one probe stall, then none */
         for (int i = 0; i < 40; i++) {
             if (port_of_key(ring, keys[i]) == s1.port) {
@@ -600,10 +597,7 @@ static void pool_exhaustion(void **state)
     pthread_t t;
     (void)state;
 
-    assert_int_equal(test_memcached_start(&s1, 0, NULL), 0);
-    assert_int_equal(test_blackhole_start(&bh), 0);
-    ports[0] = s1.port;
-    ports[1] = bh.port;
+    start_live_and_hole(&s1, &bh, ports);
     memcached_st *ring = raw_ring(ports, 2);
     key_on(ring, s1.port, "pl-", kl, sizeof kl);
     key_on(ring, bh.port, "pb-", kb, sizeof kb);
@@ -616,9 +610,9 @@ static void pool_exhaustion(void **state)
     holder_arg h = {r, kb};
     assert_int_equal(pthread_create(&t, NULL, hold_conn, &h), 0);
     sleep_s(0.3);
-    double t0 = now_s();
+    double t0 = th_now_s();
     assert_int_equal(cachet_get(r, kl, &v, &n), CACHET_ETIMEDOUT);
-    double d = now_s() - t0;
+    double d = th_now_s() - t0;
     assert_true(d > 0.8 && d < 2.0);
     pthread_join(t, NULL);
     /* the connection is back: the live server works again at once */
@@ -858,8 +852,9 @@ static void url_forms_round_trip(void **state)
 
 /* ---- fork ---- */
 
-static void fork_backend(const char *backend)
+static void fork_parent_and_child(void **state)
 {
+    const char *backend = backend_of(state);
     test_server s1;
     char url[64];
     void *v;
@@ -942,9 +937,9 @@ static void fork_during_probe(void **state)
         if (pid == 0)
             _exit(0);                       /* the handlers have run: done */
         assert_true(pid > 0);
-        double t0 = now_s();
+        double t0 = th_now_s();
         pid_t got = 0;
-        while ((got = waitpid(pid, &status, WNOHANG)) == 0 && now_s() - t0 < 5)
+        while ((got = waitpid(pid, &status, WNOHANG)) == 0 && th_now_s() - t0 < 5)
             sleep_s(0.01);
         if (got == 0) {
             kill(pid, SIGKILL);
@@ -957,13 +952,6 @@ static void fork_during_probe(void **state)
         cachet_region_close(r);
         test_blackhole_stop(&bh);
     }
-}
-
-static void fork_parent_and_child(void **state)
-{
-    (void)state;
-    for (int b = 0; b < 2; b++)
-        fork_backend(backends[b]);
 }
 
 /* ---- the distributed lock ---- */
@@ -1147,21 +1135,6 @@ static void replicas(void **state)
 
 /* ---- the lock never expires before lock_timeout ---- */
 
-/* The plugin itself, dlopen()ed from the build tree: the lock is driven
- * directly (the region only takes it inside get_or_create). */
-static const cachet_backend_ops *plugin(const char *name)
-{
-    char path[4096];
-    void *h;
-    cachet_backend_entry_fn entry;
-    snprintf(path, sizeof path, TEST_BUILDDIR "/backends/.libs/%s.so", name);
-    if (!(h = dlopen(path, RTLD_NOW | RTLD_LOCAL)))
-        fail_msg("dlopen %s: %s", path, dlerror());
-    *(void **)&entry = dlsym(h, CACHET_BACKEND_ENTRY_SYMBOL);
-    assert_non_null(entry);
-    return entry();
-}
-
 typedef struct {
     int inside;          /* holders right now */
     int overlaps;        /* a section entered while another was in it */
@@ -1171,10 +1144,12 @@ typedef struct {
 /* 25 critical sections of 20 ms under one 1 s lock, each a lock/unlock pair
  * of the plugin.  memcached's clock ticks in whole seconds: with exptime 1
  * a lock taken just before a tick vanished at the tick, milliseconds later,
- * and another process entered (2-5 overlaps of 125 with the old code). */
+ * and another process entered (2-5 overlaps of 125 with the old code).
+ * The plugin itself drives the lock (the region only takes it inside
+ * get_or_create). */
 static int lock_sections(const char *backend, const char *url, int binary, lock_shared *sh)
 {
-    const cachet_backend_ops *ops = plugin(backend);
+    const cachet_backend_ops *ops = th_backend_plugin(backend);
     cachet_backend_arg args[] = {{"url", url}, {"distributed_lock", "true"},
                                  {"lock_timeout", "1"}, {"binary", binary ? "true" : "false"}};
     cachet_backend_params p = {args, 4, 0};
@@ -1182,7 +1157,7 @@ static int lock_sections(const char *backend, const char *url, int binary, lock_
     int done = 0;
     if (ops->open(&p, &st) != CACHET_OK)
         return 1;
-    for (double t0 = now_s(); done < 25 && now_s() - t0 < 60;) {
+    for (double t0 = th_now_s(); done < 25 && th_now_s() - t0 < 60;) {
         cachet_status rc = ops->lock(st, "crit", 4, &tok);
         if (rc == CACHET_MISS) {
             sleep_s(0.001);
@@ -1286,10 +1261,12 @@ static void max_value_size_bound(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(keys_spread_over_two_servers),
+        TH_ON(keys_spread_over_two_servers, dogpile_memcached),
+        TH_ON(keys_spread_over_two_servers, oslo_memcache_pool),
         cmocka_unit_test(bad_arguments),
         cmocka_unit_test(consistent_hashing),
-        cmocka_unit_test(killed_server),
+        TH_ON(killed_server, dogpile_memcached),
+        TH_ON(killed_server, oslo_memcache_pool),
         cmocka_unit_test(flush_on_reconnect),
         cmocka_unit_test(dead_host_stalls),
         cmocka_unit_test(get_multi_with_dead_host),
@@ -1298,7 +1275,8 @@ int main(void)
         cmocka_unit_test(concurrent_first_contact),
         cmocka_unit_test(sasl_auth),
         cmocka_unit_test(url_forms_round_trip),
-        cmocka_unit_test(fork_parent_and_child),
+        TH_ON(fork_parent_and_child, dogpile_memcached),
+        TH_ON(fork_parent_and_child, oslo_memcache_pool),
         cmocka_unit_test(fork_during_probe),
         cmocka_unit_test(distributed_lock),
         cmocka_unit_test(oversize_value),

@@ -481,6 +481,14 @@ static int run(target *t)
     return _cmocka_run_group_tests(t->name, tests, sizeof tests / sizeof tests[0], NULL, NULL);
 }
 
+/* A target on a harness server: chain over backend, reaching s. */
+static void on_server(target *t, const char *name, const char *backend, const char *chain,
+                      test_server *s)
+{
+    *t = (target){name, backend, NULL, "", chain, s};
+    t->argname = test_server_option(s, t->arg, sizeof t->arg);
+}
+
 int main(void)
 {
     int failed = 0;
@@ -493,20 +501,14 @@ int main(void)
 #ifdef HAVE_LIBMEMCACHED
     if (test_memcached_start(&mc, 0, NULL) != 0)
         return 1;
-    targets[nt] = (target){"memcached|near", "memcached", "memcache_servers", "", "near", &mc};
-    snprintf(targets[nt++].arg, sizeof targets[0].arg, "127.0.0.1:%d", mc.port);
-    targets[nt] = (target){"memcached|near,compress", "memcached", "memcache_servers", "",
-                           "near,compress", &mc};
-    snprintf(targets[nt++].arg, sizeof targets[0].arg, "127.0.0.1:%d", mc.port);
+    on_server(&targets[nt++], "memcached|near", "memcached", "near", &mc);
+    on_server(&targets[nt++], "memcached|near,compress", "memcached", "near,compress", &mc);
 #endif
 #ifdef HAVE_HIREDIS
     if (test_redis_start(&rd, 0, NULL) != 0)
         return 1;
-    targets[nt] = (target){"redis|near", "redis", "backend_argument", "", "near", &rd};
-    snprintf(targets[nt++].arg, sizeof targets[0].arg, "url:redis://127.0.0.1:%d/0", rd.port);
-    targets[nt] = (target){"redis|compress,near", "redis", "backend_argument", "",
-                           "compress,near", &rd};
-    snprintf(targets[nt++].arg, sizeof targets[0].arg, "url:redis://127.0.0.1:%d/0", rd.port);
+    on_server(&targets[nt++], "redis|near", "redis", "near", &rd);
+    on_server(&targets[nt++], "redis|compress,near", "redis", "compress,near", &rd);
 #endif
     for (size_t i = 0; i < nt; i++)
         failed += run(&targets[i]);

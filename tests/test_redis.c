@@ -21,18 +21,12 @@
 #include <unistd.h>
 #include <hiredis/hiredis.h>
 #include <cachet/cachet.h>
+#include "helpers.h"
 #include "servers.h"
 
 #define HDR 40   /* cachet's value header (docs/value-format.md) */
 
 static test_server redis_main;   /* shared by the plain tests */
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void sleep_s(double s)
 {
@@ -87,9 +81,9 @@ static long long raw_int(int port, int db, const char *fmt, const char *arg)
  * (printf-style) when it still does not after `seconds`. */
 #define AWAIT(cond, seconds, ...)                                               \
     do {                                                                        \
-        double await_t0_ = now_s();                                             \
+        double await_t0_ = th_now_s();                                             \
         while (!(cond)) {                                                       \
-            if (now_s() - await_t0_ > (seconds)) {                              \
+            if (th_now_s() - await_t0_ > (seconds)) {                              \
                 print_error("timed out after %.0f s: ", (double)(seconds));     \
                 fail_msg(__VA_ARGS__);                                          \
             }                                                                   \
@@ -502,25 +496,25 @@ static void killed_server_fails_fast_then_restarted_is_used(void **state)
                    "backend_argument = dead_retry:1\n");
     assert_int_equal(cachet_set(r, "k", "before", 6), CACHET_OK);
     test_server_kill(&s);
-    t0 = now_s();
+    t0 = th_now_s();
     st = cachet_get(r, "k", &v, &n);
-    el = now_s() - t0;
+    el = th_now_s() - t0;
     assert_int_equal(st, CACHET_EUNAVAILABLE);
     assert_true(el < 0.5);   /* within socket_timeout */
     assert_non_null(strstr(cachet_errmsg(), "redis"));
     /* next calls fail at once (marked down), get_or_create falls back */
-    t0 = now_s();
+    t0 = th_now_s();
     assert_int_equal(cachet_set(r, "k", "x", 1), CACHET_EUNAVAILABLE);
     creator_calls = 0;
     assert_int_equal(cachet_get_or_create(r, "k", make_fallback, NULL, &v, &n), CACHET_OK);
     assert_int_equal(creator_calls, 1);
     assert_memory_equal(v, "from-creator", n);
     cachet_free(v);
-    assert_true(now_s() - t0 < 0.5);
+    assert_true(th_now_s() - t0 < 0.5);
     /* restarted (empty: no persistence): used again without reopening */
     assert_int_equal(test_server_restart(&s), 0);
-    t0 = now_s();
-    while ((st = cachet_set(r, "k", "after", 5)) != CACHET_OK && now_s() - t0 < FOLLOW_WAIT)
+    t0 = th_now_s();
+    while ((st = cachet_set(r, "k", "after", 5)) != CACHET_OK && th_now_s() - t0 < FOLLOW_WAIT)
         sleep_s(0.1);
     assert_int_equal(st, CACHET_OK);
     check_value(r, "k", "after");
@@ -545,9 +539,9 @@ static void *blackhole_reader(void *arg)
     for (int i = 0; i < 20; i++) {
         void *v;
         size_t n;
-        double t0 = now_s();
+        double t0 = th_now_s();
         cachet_status st = cachet_get(w->r, "k", &v, &n);
-        if (now_s() - t0 >= 0.45)
+        if (th_now_s() - t0 >= 0.45)
             w->slow++;
         if (st == CACHET_EUNAVAILABLE)
             w->unavailable++;
@@ -587,12 +581,12 @@ static void blackhole_host_stalls_once_then_fails_fast(void **state)
     size_t n;
 
     assert_int_equal(test_blackhole_start(&b), 0);
-    t0 = now_s();
+    t0 = th_now_s();
     r = open_redis(b.port, "backend_argument = socket_timeout:0.5\n"
                    "backend_argument = dead_retry:1.5\n");
-    if (now_s() - t0 >= 0.45)
+    if (th_now_s() - t0 >= 0.45)
         slow++;                              /* the open's PING is the one stall */
-    assert_true(now_s() - t0 < 0.5 + 1.0);  /* bounded by socket_timeout */
+    assert_true(th_now_s() - t0 < 0.5 + 1.0);  /* bounded by socket_timeout */
     slow += blackhole_round(r, &unavailable);
     print_message("blackhole: %d slow (open included), %d of 80 gets unavailable\n", slow,
                   unavailable);
@@ -600,10 +594,10 @@ static void blackhole_host_stalls_once_then_fails_fast(void **state)
     assert_true(slow <= 1);
     /* get_or_create answers from the creator at once */
     creator_calls = 0;
-    t0 = now_s();
+    t0 = th_now_s();
     assert_int_equal(cachet_get_or_create(r, "k", make_fallback, NULL, &v, &n), CACHET_OK);
     cachet_free(v);
-    assert_true(now_s() - t0 < 0.45);
+    assert_true(th_now_s() - t0 < 0.45);
     /* after dead_retry one thread probes (one stall); the others fail fast
      * instead of queueing behind it */
     sleep_s(1.6);
@@ -782,16 +776,16 @@ static void dead_lock_holder_is_taken_over_after_lock_timeout(void **state)
     close(sig[1]);
     assert_int_equal(read(sig[0], &c, 1), 1);   /* the child holds the lock */
     /* the lock expires pttl after some moment in [t0, t1] */
-    t0 = now_s();
+    t0 = th_now_s();
     pttl = raw_int(redis_main.port, 0, "PTTL %s", "_lockhl-key");
-    t1 = now_s();
+    t1 = th_now_s();
     assert_true(pttl > 0 && pttl <= 3000);
     kill(pid, SIGKILL);
     waitpid(pid, &status, 0);
     r = open_redis(redis_main.port, extra);
     creator_calls = 0;
     assert_int_equal(cachet_get_or_create(r, "hl-key", quick_creator, NULL, &v, &n), CACHET_OK);
-    el = now_s() - t0;
+    el = th_now_s() - t0;
     assert_int_equal(creator_calls, 1);
     assert_memory_equal(v, "taken-over", 10);
     cachet_free(v);
@@ -799,30 +793,22 @@ static void dead_lock_holder_is_taken_over_after_lock_timeout(void **state)
     print_message("dead lock holder: taken over %.2f s after the lock had %.2f s left\n", el,
                   (double)pttl / 1000);
     assert_true(el >= (double)pttl / 1000 - 0.05);
-    assert_true(now_s() - t1 < (double)pttl / 1000 + 3.0);
+    assert_true(th_now_s() - t1 < (double)pttl / 1000 + 3.0);
     cachet_region_close(r);
     close(sig[0]);
 }
 
 /* the lock through the raw vtable: never blocks, owner-only release,
  * ENOTSUP when distributed_lock is off */
-#include <dlfcn.h>
-#include <cachet/backend.h>
-
 static void lock_is_released_only_by_its_owner(void **state)
 {
-    void *h = dlopen(TEST_BUILDDIR "/backends/.libs/redis.so", RTLD_NOW | RTLD_LOCAL);
-    cachet_backend_entry_fn entry;
-    const cachet_backend_ops *ops;
+    const cachet_backend_ops *ops = th_backend_plugin("redis");
     char url[64];
     cachet_backend_arg args[3] = {{"url", url}, {"distributed_lock", "true"},
                                   {"lock_timeout", "10"}};
     cachet_backend_params p = {args, 3, 0};
     void *inst, *tok1, *tok2;
 
-    assert_non_null(h);
-    *(void **)&entry = dlsym(h, CACHET_BACKEND_ENTRY_SYMBOL);
-    ops = entry();
     assert_true(ops->caps & CACHET_CAP_DIST_LOCK);
     assert_true(ops->caps & CACHET_CAP_SERVER_TTL);
     snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", redis_main.port);
@@ -843,7 +829,6 @@ static void lock_is_released_only_by_its_owner(void **state)
     assert_int_equal(ops->open(&p, &inst), CACHET_OK);
     assert_int_equal(ops->lock(inst, "lk", 2, &tok1), CACHET_ENOTSUP);
     ops->close(inst);
-    dlclose(h);
 }
 
 /* ---- sentinel ---- */
@@ -907,17 +892,17 @@ static void sentinel_failover_is_followed(void **state)
           "the replica on %d to hold the key written to the master", replica.port);
     /* the master dies; the sentinels promote the replica */
     test_server_kill(&master);
-    t0 = now_s();
+    t0 = th_now_s();
     for (int i = 0; i < 3; i++)
         AWAIT(sentinel_master_port(sentinels[i].port) == replica.port, SERVER_WAIT,
               "sentinel %d to name the replica on %d as the master (it names %d)",
               sentinels[i].port, replica.port, sentinel_master_port(sentinels[i].port));
     AWAIT(info_has(replica.port, "replication", "role:master"), SERVER_WAIT,
           "the replica on %d to take the master role", replica.port);
-    t_promoted = now_s();
+    t_promoted = th_now_s();
     /* without reopening the region, sets and gets work again: cachet asks
      * the sentinels again after a failed call to the old master */
-    while (now_s() - t_promoted < FOLLOW_WAIT) {
+    while (th_now_s() - t_promoted < FOLLOW_WAIT) {
         st = cachet_set(r, "after", "promoted", 8);
         if (st == CACHET_OK && cachet_get(r, "after", &v, &n) == CACHET_OK) {
             cachet_free(v);
@@ -927,7 +912,7 @@ static void sentinel_failover_is_followed(void **state)
         sleep_s(0.2);
     }
     print_message("sentinel: promotion seen %.1f s after the master died, cachet writable "
-                  "%.1f s after that\n", t_promoted - t0, now_s() - t_promoted);
+                  "%.1f s after that\n", t_promoted - t0, th_now_s() - t_promoted);
     if (st != CACHET_OK)
         fail_msg("cachet did not follow the failover within %.0f s: %s", FOLLOW_WAIT,
                  cachet_errmsg());
@@ -1069,7 +1054,7 @@ static void cluster_create(const test_server *nodes, int n, int replicas)
 {
     char cmd[1024], logpath[128], tail[600], why[256] = "";
     int len, rc, attempts = 0;
-    double t0 = now_s();
+    double t0 = th_now_s();
 
     for (int i = 0; i < n; i++)
         AWAIT(pings(nodes[i].port), SERVER_WAIT, "node %d to answer PING", nodes[i].port);
@@ -1086,9 +1071,9 @@ static void cluster_create(const test_server *nodes, int n, int replicas)
         rc = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
         print_message("cluster create, attempt %d: exit %d; its output ends:\n%s\n",
                       attempts, rc, log_tail(logpath, tail, sizeof tail));
-        if (now_s() - t0 > SERVER_WAIT)
+        if (th_now_s() - t0 > SERVER_WAIT)
             fail_msg("redis-cli --cluster create failed %d times in %.0f s (last exit %d)",
-                     attempts, now_s() - t0, rc);
+                     attempts, th_now_s() - t0, rc);
         for (int i = 0; i < n; i++)
             AWAIT(cluster_node_reset(nodes[i].port), SERVER_WAIT,
                   "node %d to be an empty lone node again after CLUSTER RESET HARD",
@@ -1098,7 +1083,7 @@ static void cluster_create(const test_server *nodes, int n, int replicas)
           "the cluster to be whole on every node: %s", why);
     if (attempts > 1)
         print_message("cluster: created at attempt %d, whole %.1f s after the first\n", attempts,
-                      now_s() - t0);
+                      th_now_s() - t0);
 }
 
 /* the node (index into cnodes) that has key */
@@ -1353,6 +1338,18 @@ typedef struct {
     char first_error[1024], last_error[1024];
 } fo_result;
 
+/* A call of el seconds in the tallies: the slowest, those over 3 s, and
+ * the stalls (>= FO_STALL) of its region in *stalls. */
+static void fo_timed(fo_result *res, double el, long *stalls)
+{
+    if (el > res->max_op)
+        res->max_op = el;
+    if (el > 3.0)
+        res->slow_ops++;
+    if (el >= FO_STALL)
+        ++*stalls;
+}
+
 static void fo_setup(fo_cluster *c)
 {
     const char *extra = "cluster-enabled yes\ncluster-config-file nodes.conf\n"
@@ -1436,10 +1433,10 @@ static void fo_first_calls(fo_cluster *c, fo_result *res)
     size_t n;
 
     creator_calls = 0;
-    t0 = now_s();
+    t0 = th_now_s();
     assert_int_equal(cachet_get_or_create(c->r, c->keys[c->vk], make_fallback, NULL, &v, &n),
                      CACHET_OK);
-    el = now_s() - t0;
+    el = th_now_s() - t0;
     assert_true(el < 3.0);
     if (el >= FO_STALL)
         res->stalls_single++;
@@ -1447,9 +1444,9 @@ static void fo_first_calls(fo_cluster *c, fo_result *res)
     assert_int_equal(n, strlen("from-creator"));
     assert_memory_equal(v, "from-creator", n);
     cachet_free(v);
-    t0 = now_s();
+    t0 = th_now_s();
     assert_int_equal(cachet_get(c->r, c->keys[c->vk], &v, &n), CACHET_EUNAVAILABLE);
-    el = now_s() - t0;
+    el = th_now_s() - t0;
     assert_true(el < 3.0);
     if (el >= FO_STALL)
         res->stalls_single++;
@@ -1469,26 +1466,21 @@ static void fo_recover(fo_cluster *c, double t_fail, fo_result *res, const char 
 
     res->t_promoted = res->t_single = res->t_multi = -1;
     while ((res->t_single < 0 || res->t_multi < 0) &&
-           now_s() - t_fail < (res->t_promoted < 0 ? SERVER_WAIT : res->t_promoted + FOLLOW_WAIT)) {
+           th_now_s() - t_fail < (res->t_promoted < 0 ? SERVER_WAIT : res->t_promoted + FOLLOW_WAIT)) {
         int bad = 0, mbad = 0;
         double t1;
         res->passes++;
         if (res->t_promoted < 0 && failed_over(fnodes[witness].port, fnodes[victim].port,
                                                fnodes[heir].port))
-            res->t_promoted = now_s() - t_fail;
+            res->t_promoted = th_now_s() - t_fail;
         if (res->t_single < 0) {
             for (int i = 0; i < FO_KEYS; i++) {
                 cachet_status st;
                 double el;
-                t1 = now_s();
+                t1 = th_now_s();
                 st = cachet_get(r, c->keys[i], &v, &n);
-                el = now_s() - t1;
-                if (el > res->max_op)
-                    res->max_op = el;
-                if (el > 3.0)
-                    res->slow_ops++;
-                if (el >= FO_STALL)
-                    res->stalls_single++;
+                el = th_now_s() - t1;
+                fo_timed(res, el, &res->stalls_single);
                 if (st == CACHET_OK) {
                     if (n != strlen(c->vals[i]) || memcmp(v, c->vals[i], n) != 0)
                         fail_msg("get %s: a wrong value", c->keys[i]);
@@ -1507,22 +1499,17 @@ static void fo_recover(fo_cluster *c, double t_fail, fo_result *res, const char 
             }
             res->errors += bad;
             if (!bad && res->t_promoted >= 0)
-                res->t_single = now_s() - t_fail;
+                res->t_single = th_now_s() - t_fail;
         }
         if (res->t_multi < 0) {
             cachet_status st;
             double el;
             for (int i = 0; i < FO_KEYS; i++)
                 items[i] = (cachet_item){c->keys[i], NULL, 0, CACHET_EINVAL};
-            t1 = now_s();
+            t1 = th_now_s();
             st = cachet_get_multi(r2, items, FO_KEYS);
-            el = now_s() - t1;
-            if (el > res->max_op)
-                res->max_op = el;
-            if (el > 3.0)
-                res->slow_ops++;
-            if (el >= FO_STALL)
-                res->stalls_multi++;
+            el = th_now_s() - t1;
+            fo_timed(res, el, &res->stalls_multi);
             (void)st;
             for (int i = 0; i < FO_KEYS; i++) {
                 if (items[i].status == CACHET_OK) {
@@ -1539,13 +1526,13 @@ static void fo_recover(fo_cluster *c, double t_fail, fo_result *res, const char 
             }
             res->multi_errors += mbad;
             if (!mbad && res->t_promoted >= 0)
-                res->t_multi = now_s() - t_fail;
+                res->t_multi = th_now_s() - t_fail;
         }
         sleep_s(0.05);
     }
     if (res->t_promoted < 0 && failed_over(fnodes[witness].port, fnodes[victim].port,
                                            fnodes[heir].port))
-        res->t_promoted = now_s() - t_fail;
+        res->t_promoted = th_now_s() - t_fail;
     print_message("%s: promoted seen %.2f s after the failure; all gets OK at %.2f s, "
                   "all get_multi OK at %.2f s; %ld passes, %ld get and %ld get_multi item "
                   "errors, slowest call %.3f s; calls >= %.1f s: %ld get(_or_create), "
@@ -1591,37 +1578,55 @@ static void fo_after(fo_cluster *c, const char *label)
         assert_int_equal(c->items[i].status, CACHET_OK);
         check_value(c->r, c->keys[i], c->vals[i]);
     }
-    t0 = now_s();
+    t0 = th_now_s();
     r3 = open_text(c->text);
     for (int i = 0; i < FO_KEYS; i++)
         check_value(r3, c->keys[i], c->vals[i]);
     print_message("%s: a new region read all keys %.3f s after its open began\n", label,
-                  now_s() - t0);
-    assert_true(now_s() - t0 < 3.0);
+                  th_now_s() - t0);
+    assert_true(th_now_s() - t0 < 3.0);
     cachet_region_close(r3);
     cachet_region_close(c->r2);
     cachet_region_close(c->r);
     c->r = c->r2 = NULL;
 }
 
-static void cluster_master_killed_replica_takes_over(void **state)
+/* Both failovers: the victim master killed (hung 0) or SIGSTOPped (hung 1);
+ * then as the tests' comments say.  label names it in the lines printed. */
+static void master_fails_replica_takes_over(int hung, const char *label)
 {
     fo_cluster *c = calloc(1, sizeof *c);
     fo_result res = {0};
-    double t_kill;
+    double t_fail;
 
     assert_non_null(c);
     fo_setup(c);
-    test_server_kill(&fnodes[c->victim]);
-    t_kill = now_s();
-    /* at once: the victim's keys fail fast, get_or_create answers from the creator */
+    if (hung)
+        assert_int_equal(test_server_freeze(&fnodes[c->victim]), 0);
+    else
+        test_server_kill(&fnodes[c->victim]);
+    t_fail = th_now_s();
+    /* at once: the victim's keys fail fast (hung: the first call waits
+     * socket_timeout, then it is marked down and fails fast), get_or_create
+     * answers from the creator */
     fo_first_calls(c, &res);
-    fo_recover(c, t_kill, &res, "cluster failover");
-    fo_after(c, "cluster failover");
+    fo_recover(c, t_fail, &res, label);
+    if (hung) {
+        assert_true(res.stalls_single <= 2);
+        assert_true(res.stalls_multi <= 2);
+    }
+    fo_after(c, label);
+    if (hung)
+        test_server_thaw(&fnodes[c->victim]);
     for (int i = 0; i < 6; i++)
-        if (i != c->victim)
+        if (hung || i != c->victim)
             test_server_stop(&fnodes[i]);
     free(c);
+}
+
+static void cluster_master_killed_replica_takes_over(void **state)
+{
+    master_fails_replica_takes_over(0, "cluster failover");
 }
 
 /* The same cluster, its master hung (SIGSTOP) instead of killed: it
@@ -1632,25 +1637,7 @@ static void cluster_master_killed_replica_takes_over(void **state)
  * thawed at the end. */
 static void cluster_master_hung_replica_takes_over(void **state)
 {
-    fo_cluster *c = calloc(1, sizeof *c);
-    fo_result res = {0};
-    double t_freeze;
-
-    assert_non_null(c);
-    fo_setup(c);
-    assert_int_equal(test_server_freeze(&fnodes[c->victim]), 0);
-    t_freeze = now_s();
-    /* at once: the first call waits socket_timeout, get_or_create answers
-     * from the creator; then the victim is marked down and fails fast */
-    fo_first_calls(c, &res);
-    fo_recover(c, t_freeze, &res, "cluster hung master");
-    assert_true(res.stalls_single <= 2);
-    assert_true(res.stalls_multi <= 2);
-    fo_after(c, "cluster hung master");
-    test_server_thaw(&fnodes[c->victim]);
-    for (int i = 0; i < 6; i++)
-        test_server_stop(&fnodes[i]);
-    free(c);
+    master_fails_replica_takes_over(1, "cluster hung master");
 }
 
 int main(void)

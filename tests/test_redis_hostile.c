@@ -751,33 +751,36 @@ static void urls_in_messages_show_no_userinfo(void **state)
     bad_url_hides("unix://user:p@ss@/run/x.sock?db=x", at);
 }
 
+/* A URL with userinfo to the server that refuses AUTH: the open fails,
+ * the server saw argc words of AUTH, its password last, and the message
+ * names AUTH but shows none of hidden. */
+static void auth_refused_hides(const char *userinfo, int argc, const char *last,
+                               const char *const hidden[])
+{
+    char args[512];
+    cachet_status st;
+    snprintf(args, sizeof args, "backend_argument = url:redis://%s@127.0.0.1:%d/0\n", userinfo,
+             srv->port);
+    assert_null(open_cfg("dogpile.cache.redis", args, &st));
+    pthread_mutex_lock(&kv.mu);
+    assert_int_equal(kv.auth_argc, argc);
+    assert_string_equal(kv.auth_last, last);
+    pthread_mutex_unlock(&kv.mu);
+    assert_true(has(cachet_errmsg(), "AUTH"));
+    for (size_t i = 0; hidden[i]; i++)
+        assert_false(has(cachet_errmsg(), hidden[i]));
+}
+
 /* as redis-py 4.3 parses them: the userinfo ends at the LAST '@', a lone
  * user part is a user (AUTH user ""); neither shows in a message */
 static void url_userinfo_as_redis_py(void **state)
 {
-    char args[512];
-    cachet_status st;
+    static const char *const pass[] = {"p@ss", "w0rd", NULL};
+    static const char *const lone[] = {"S3cretLone", NULL};
     (void)state;
     kv_reset(M_AUTH_ECHO);
-    snprintf(args, sizeof args, "backend_argument = url:redis://:p%%40ss@w0rd@127.0.0.1:%d/0\n",
-             srv->port);
-    assert_null(open_cfg("dogpile.cache.redis", args, &st));
-    pthread_mutex_lock(&kv.mu);
-    assert_int_equal(kv.auth_argc, 2);
-    assert_string_equal(kv.auth_last, "p@ss@w0rd");
-    pthread_mutex_unlock(&kv.mu);
-    assert_true(has(cachet_errmsg(), "AUTH"));
-    assert_false(has(cachet_errmsg(), "p@ss"));
-    assert_false(has(cachet_errmsg(), "w0rd"));
-    snprintf(args, sizeof args, "backend_argument = url:redis://S3cretLone@127.0.0.1:%d/0\n",
-             srv->port);
-    assert_null(open_cfg("dogpile.cache.redis", args, &st));
-    pthread_mutex_lock(&kv.mu);
-    assert_int_equal(kv.auth_argc, 3);
-    assert_string_equal(kv.auth_last, "");
-    pthread_mutex_unlock(&kv.mu);
-    assert_true(has(cachet_errmsg(), "AUTH"));
-    assert_false(has(cachet_errmsg(), "S3cretLone"));
+    auth_refused_hides(":p%40ss@w0rd", 2, "p@ss@w0rd", pass);
+    auth_refused_hides("S3cretLone", 3, "", lone);
 }
 
 int main(void)

@@ -42,21 +42,20 @@ static cachet_status open_gutter(mc_inst *m, const cachet_backend_params *p, con
 
 cachet_status mc_open(const cachet_backend_params *p, void **state, const char *backend, int pool)
 {
-    static const char *const known_mc[] = {
-        "url", "distribution", "binary", "socket_timeout", "dead_retry",
-        "memcached_expire_time", "distributed_lock", "lock_timeout", "replicas",
-        "sasl_enabled", "username", "password", "enable_socket_keepalive",
-        "socket_keepalive_idle", "socket_keepalive_interval", "socket_keepalive_count",
-        "enable_retry_client", "retry_attempts", "retry_delay", "max_value_size",
-        "shared_host_state", "gutter", "gutter_ttl", NULL};
+    /* both backends' arguments; memcache_pool's own go before the last three */
+#define MC_KNOWN_ARGS                                                                    \
+        "url", "distribution", "binary", "socket_timeout", "dead_retry",                 \
+        "memcached_expire_time", "distributed_lock", "lock_timeout", "replicas",         \
+        "sasl_enabled", "username", "password", "enable_socket_keepalive",               \
+        "socket_keepalive_idle", "socket_keepalive_interval", "socket_keepalive_count",  \
+        "enable_retry_client", "retry_attempts", "retry_delay", "max_value_size"
+#define MC_KNOWN_LAST "shared_host_state", "gutter", "gutter_ttl", NULL
+    static const char *const known_mc[] = {MC_KNOWN_ARGS, MC_KNOWN_LAST};
     static const char *const known_pool[] = {
-        "url", "distribution", "binary", "socket_timeout", "dead_retry",
-        "memcached_expire_time", "distributed_lock", "lock_timeout", "replicas",
-        "sasl_enabled", "username", "password", "enable_socket_keepalive",
-        "socket_keepalive_idle", "socket_keepalive_interval", "socket_keepalive_count",
-        "enable_retry_client", "retry_attempts", "retry_delay", "max_value_size",
-        "pool_maxsize", "pool_unused_timeout", "pool_connection_get_timeout",
-        "pool_flush_on_reconnect", "shared_host_state", "gutter", "gutter_ttl", NULL};
+        MC_KNOWN_ARGS, "pool_maxsize", "pool_unused_timeout", "pool_connection_get_timeout",
+        "pool_flush_on_reconnect", MC_KNOWN_LAST};
+#undef MC_KNOWN_ARGS
+#undef MC_KNOWN_LAST
     const char *url, *dist;
     long replicas, pool_max = 10, max_value;
     double unused = 60, get_to = 10;

@@ -24,6 +24,13 @@ static int key_host_down(mc_inst *m, const char *key, size_t klen)
     return cachet_host_state(&m->hosts[idx[0]].h) == CACHET_HOST_DOWN;
 }
 
+/* Does the gutter take a call that ended with st: there is one, the key's
+ * servers were unavailable and its primary is marked down? */
+static int for_gutter(mc_inst *m, cachet_status st, const char *key, size_t klen)
+{
+    return st == CACHET_EUNAVAILABLE && m->gutter && key_host_down(m, key, klen);
+}
+
 static double gutter_ttl(const mc_inst *m, double ttl)
 {
     return ttl > 0 && ttl < m->gutter_ttl ? ttl : m->gutter_ttl;
@@ -33,7 +40,7 @@ cachet_status mcg_get(void *state, const char *key, size_t klen, void **value, s
 {
     mc_inst *m = state;
     cachet_status st = mc_get(state, key, klen, value, len);
-    if (st == CACHET_EUNAVAILABLE && m->gutter && key_host_down(m, key, klen))
+    if (for_gutter(m, st, key, klen))
         return mc_get(m->gutter, key, klen, value, len);
     return st;
 }
@@ -43,7 +50,7 @@ cachet_status mcg_set(void *state, const char *key, size_t klen, const void *val
 {
     mc_inst *m = state;
     cachet_status st = mc_set(state, key, klen, value, len, ttl);
-    if (st == CACHET_EUNAVAILABLE && m->gutter && key_host_down(m, key, klen))
+    if (for_gutter(m, st, key, klen))
         return mc_set(m->gutter, key, klen, value, len, gutter_ttl(m, ttl));
     return st;
 }
@@ -53,7 +60,7 @@ cachet_status mcg_add(void *state, const char *key, size_t klen, const void *val
 {
     mc_inst *m = state;
     cachet_status st = mc_add(state, key, klen, value, len, ttl);
-    if (st == CACHET_EUNAVAILABLE && m->gutter && key_host_down(m, key, klen))
+    if (for_gutter(m, st, key, klen))
         return mc_add(m->gutter, key, klen, value, len, gutter_ttl(m, ttl));
     return st;
 }
@@ -62,7 +69,7 @@ cachet_status mcg_del(void *state, const char *key, size_t klen)
 {
     mc_inst *m = state;
     cachet_status st = mc_del(state, key, klen);
-    if (st == CACHET_EUNAVAILABLE && m->gutter && key_host_down(m, key, klen))
+    if (for_gutter(m, st, key, klen))
         return mc_del(m->gutter, key, klen);
     return st;
 }
@@ -81,7 +88,7 @@ static cachet_status to_gutter(mc_inst *m, cachet_backend_item *items, size_t n,
     if (!m->gutter || st == CACHET_OK)
         return st;
     for (size_t i = 0; i < n; i++)
-        if (items[i].status == CACHET_EUNAVAILABLE && key_host_down(m, items[i].key, items[i].klen))
+        if (for_gutter(m, items[i].status, items[i].key, items[i].klen))
             k++;
     if (k == 0)
         return st;
@@ -94,7 +101,7 @@ static cachet_status to_gutter(mc_inst *m, cachet_backend_item *items, size_t n,
     }
     k = 0;
     for (size_t i = 0; i < n; i++)
-        if (items[i].status == CACHET_EUNAVAILABLE && key_host_down(m, items[i].key, items[i].klen)) {
+        if (for_gutter(m, items[i].status, items[i].key, items[i].klen)) {
             sub[k] = items[i];
             if (writes)
                 sub[k].ttl = gutter_ttl(m, items[i].ttl);

@@ -106,6 +106,23 @@ static cachet_status group(mc_inst *m, cachet_backend_item *items, size_t n, int
     return CACHET_OK;
 }
 
+/* A connection, then the items grouped by host (waiting for the connection
+ * must not count as in flight).  On failure: neither, and every item has
+ * the status. */
+static cachet_status multi_begin(mc_inst *m, cachet_backend_item *items, size_t n,
+                                 int all_replicas, mc_conn **c, groups *g,
+                                 void (*layout)(carve *c, void *arg), void *arg)
+{
+    cachet_status st;
+    if ((st = mc_conn_get(m, c)) == CACHET_OK &&
+        (st = group(m, items, n, all_replicas, g, layout, arg)) == CACHET_OK)
+        return CACHET_OK;
+    mc_conn_put(m, *c);
+    for (size_t k = 0; k < n; k++)
+        items[k].status = st;
+    return st;
+}
+
 /* The hosts with items, known-good ones first: a probe that stalls must
  * not hold up reading the answers of the live servers. */
 static size_t host_order(mc_inst *m, const groups *g, size_t *order)
@@ -202,14 +219,8 @@ cachet_status mc_get_multi(void *state, cachet_backend_item *items, size_t n)
         items[k].len = 0;
         items[k].status = CACHET_MISS;
     }
-    /* the connection first: waiting for it must not count as in flight */
-    if ((st = mc_conn_get(m, &c)) != CACHET_OK ||
-        (st = group(m, items, n, 0, &g, get_layout, &a)) != CACHET_OK) {
-        mc_conn_put(m, c);
-        for (size_t k = 0; k < n; k++)
-            items[k].status = st;
+    if ((st = multi_begin(m, items, n, 0, &c, &g, get_layout, &a)) != CACHET_OK)
         return st;
-    }
     order = a.order;
     keys = a.keys;
     klens = a.klens;
@@ -341,13 +352,8 @@ static cachet_status write_multi(mc_inst *m, cachet_backend_item *items, size_t 
         return CACHET_OK;
     for (size_t k = 0; k < n; k++)
         items[k].status = CACHET_OK;
-    if ((st = mc_conn_get(m, &c)) != CACHET_OK ||
-        (st = group(m, items, n, 1, &g, write_layout, &a)) != CACHET_OK) {
-        mc_conn_put(m, c);
-        for (size_t k = 0; k < n; k++)
-            items[k].status = st;
+    if ((st = multi_begin(m, items, n, 1, &c, &g, write_layout, &a)) != CACHET_OK)
         return st;
-    }
     order = a.order;
     res = a.res;
     out = a.out;
