@@ -884,10 +884,10 @@ static int child_exited(void *arg)
 }
 
 /* A child forked from a process whose threads read the table (so that
- * the reader slots and the barrier mode are set up) reads and writes
- * without the lock as safely: its slots are released, its barrier
- * registration is its own.  Under ASan a block freed too early aborts the
- * child. */
+ * their reader slots exist) reads and writes without the lock as safely:
+ * the other threads' slots are released in the child, so its writers
+ * free again, and its own are fresh.  Under ASan a block freed too early
+ * aborts the child. */
 static void forked_child_reads_without_the_lock(void **state)
 {
     const cachet_backend_ops *ops;

@@ -13,18 +13,12 @@
  * The slots are shared by every table of this module (one per thread, kept
  * until the thread exits, then reused).
  *
- * The entry's store must be visible before the get's loads of the chain.
- * Two ways (epoch.c chooses once, at the first get):
- *  - light: the get stores with no fence at all, and a reclaiming writer
- *    makes every thread of the process run a full barrier instead
- *    (membarrier(2), MEMBARRIER_CMD_PRIVATE_EXPEDITED, the asymmetric fence
- *    of liburcu's "memb" flavour).  The fence was a tenth of a get (an
- *    xchg, ~6 ns here); the barrier costs ~10 us, so writers take it at
- *    most once a millisecond (or at once when a list grew past 1024 blocks
- *    or 256 KiB) and free only blocks retired before a barrier began.
- *  - full: where membarrier is missing (old kernel, seccomp, valgrind) and
- *    under ThreadSanitizer, which does not model it: the get's store is a
- *    full barrier itself (xchg on x86). */
+ * The slot's store must be visible before the get's loads of the chain:
+ * the store is a full barrier (xchg on x86).  An asymmetric fence was
+ * tried and measured (gets storing with no fence, writers running
+ * membarrier(2) before they free, liburcu's "memb" flavour): no get got
+ * faster in bench/region (19.1 M/s against 19.6 M/s with the xchg, same
+ * run), sets waited for barriers, so it is not here (docs/benchmarks.md). */
 #ifndef CACHET_MEMORY_EPOCH_H
 #define CACHET_MEMORY_EPOCH_H
 
@@ -49,21 +43,17 @@ typedef struct epoch_reader {
     struct epoch_reader *next;  /* the registry, push-only */
 } __attribute__((aligned(64))) epoch_reader;
 
-/* A block a reader may still be reading: the epoch it was retired in, and
- * the barrier count (epoch.c) read when it was. */
+/* A block a reader may still be reading, and the epoch it was retired in. */
 typedef struct {
     void    *p;
-    uint64_t epoch, barriers;
+    uint64_t epoch;
     size_t   bytes;
 } epoch_retired;
 
-/* One writer's blocks waiting to be freed, oldest first; under the
- * writer's lock. */
+/* One writer's blocks waiting to be freed; under the writer's lock. */
 typedef struct {
     epoch_retired *v;
     size_t         n, cap, bytes;
-    size_t         next_try;    /* n (or bytes: next_try_bytes) that makes the next reclaim */
-    size_t         next_try_bytes;
 } epoch_list;
 
 /* initial-exec: a get must not call __tls_get_addr (11 instructions and a
@@ -71,7 +61,6 @@ typedef struct {
  * glibc keeps for modules loaded with dlopen. */
 extern _Thread_local epoch_reader *epoch__me __attribute__((tls_model("initial-exec")));
 extern _Atomic uint64_t epoch__global;
-extern int              epoch__light;       /* set once, before any light get */
 epoch_reader *epoch__register(void) __attribute__((noinline));
 
 /* This thread's slot, announced; NULL when it has none (out of memory:
@@ -82,12 +71,6 @@ static inline epoch_reader *epoch_enter(void)
     if (__builtin_expect(!r, 0) && !(r = epoch__register()))
         return NULL;
     uint64_t g = atomic_load_explicit(&epoch__global, memory_order_acquire);
-    if (__builtin_expect(epoch__light, 1)) {
-        /* the writers' membarrier orders this store before our loads */
-        atomic_store_explicit(&r->epoch, g, memory_order_relaxed);
-        atomic_signal_fence(memory_order_seq_cst);
-        return r;
-    }
 #if defined(__x86_64__) || defined(__i386__)
     /* the store, then the loads of the chain: xchg is a full barrier on
      * x86, and cheaper than the mfence a fence would be */
