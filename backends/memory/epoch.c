@@ -14,6 +14,9 @@ _Thread_local epoch_reader *epoch__me __attribute__((tls_model("initial-exec")))
 _Atomic uint64_t epoch__global = 1;
 
 static _Atomic(epoch_reader *) readers;
+/* slots held by a thread: with none but this thread's, a writer frees at
+ * once (epoch_retire) */
+static _Atomic int slots_in_use;
 static pthread_key_t  reader_key;
 static int            reader_key_ok;
 static pthread_once_t reader_once = PTHREAD_ONCE_INIT;
@@ -22,7 +25,8 @@ static void reader_release(void *arg)
 {
     epoch_reader *r = arg;
     atomic_store_explicit(&r->epoch, 0, memory_order_release);
-    atomic_store_explicit(&r->in_use, 0, memory_order_release);
+    if (atomic_exchange(&r->in_use, 0))
+        atomic_fetch_sub(&slots_in_use, 1);
 }
 
 /* In a fork()ed child only the forking thread exists: the others' slots
@@ -83,6 +87,11 @@ epoch_reader *epoch__register(void)
         while (!atomic_compare_exchange_weak(&readers, &r->next, r))
             ;
     }
+    /* counted, then a full fence, before this thread's first announce: a
+     * writer that still counts no one but itself has its unlinks seen by
+     * this thread's loads (epoch_retire) */
+    atomic_fetch_add(&slots_in_use, 1);
+    fence(memory_order_seq_cst);
     if (pthread_setspecific(reader_key, r) != 0) {
         reader_release(r);
         return NULL;
@@ -121,11 +130,30 @@ void epoch_reclaim(epoch_list *l)
     l->n = kept;
 }
 
+/* Whether no other thread can be inside a get: no slot is held but this
+ * thread's (which is not inside one: it is writing).  Read after the
+ * writer's fence; a thread that takes a slot later fences after counting
+ * itself, so its loads see what was unlinked before. */
+static int alone(void)
+{
+    int n = atomic_load(&slots_in_use);
+    epoch_reader *me = epoch__me;
+    return n == 0 || (n == 1 && me && atomic_load_explicit(&me->in_use, memory_order_relaxed));
+}
+
 void epoch_retire(epoch_list *l, void *p, size_t bytes)
 {
     if (!p)
         return;
     fence(memory_order_seq_cst);      /* the unlink before the tag */
+    if (alone()) {
+        /* one thread (a prefork worker, a single-threaded service): the
+         * block goes back now, to malloc's per-thread cache, where the
+         * next set's entry finds it -- a batch freed later was 2.5 times
+         * slower a set (bench/region) */
+        free(p);
+        return;
+    }
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : RETIRE_BATCH * 2;
         epoch_retired *nv = realloc(l->v, cap * sizeof *nv);
