@@ -42,6 +42,14 @@ static const char *newdir(char *buf, size_t size)
     return buf;
 }
 
+/* A new directory, the database path NAME in it and its lock file's path
+ * (the buffers of the tests that hold the lock: 128, 160, 192 bytes). */
+static void db_paths(const char *name, char dir[128], char path[160], char lockpath[192])
+{
+    snprintf(path, 160, "%s/%s", newdir(dir, 128), name);
+    snprintf(lockpath, 192, "%s.rw.lock", path);
+}
+
 static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
     (void)sb;
@@ -899,7 +907,7 @@ static int all_zero(const unsigned char *p, size_t n)
 
 static void writer_killed_in_a_bucket_split(void **state)
 {
-    char dir[128], path[160], lockpath[176], key[32], val[128];
+    char dir[128], path[160], lockpath[192], key[32], val[128];
     unsigned char *old_hdr = NULL, *tail = NULL;
     int32_t bs = 0;
     uint32_t dirty = 1;
@@ -907,8 +915,7 @@ static void writer_killed_in_a_bucket_split(void **state)
     int fd, found = -1;
     cachet_region *r;
 
-    snprintf(path, sizeof path, "%s/split.db", newdir(dir, sizeof dir));
-    snprintf(lockpath, sizeof lockpath, "%s.rw.lock", path);
+    db_paths("split.db", dir, path, lockpath);
     r = open_db(path);
     memset(val, 'v', sizeof val);
     assert_int_equal(cachet_set(r, "split-first", val, sizeof val), CACHET_OK);
@@ -1120,8 +1127,7 @@ static void lock_wait_bounds_a_held_lock(void **state)
     pid_t holder;
 
     alarm(120);                         /* a regression fails instead of hanging */
-    snprintf(path, sizeof path, "%s/held.db", newdir(dir, sizeof dir));
-    snprintf(lockpath, sizeof lockpath, "%s.rw.lock", path);
+    db_paths("held.db", dir, path, lockpath);
     assert_int_equal(try_open(&r, path, NULL, "lock_wait:" LOCK_WAIT, NULL), CACHET_OK);
     assert_int_equal(cachet_set(r, "k", "before", 6), CACHET_OK);
     holder = hold_lock(lockpath, 0, 0);
@@ -1197,8 +1203,7 @@ static void lock_wait_is_per_call_across_threads(void **state)
     pid_t holder;
 
     alarm(120);
-    snprintf(path, sizeof path, "%s/threads.db", newdir(dir, sizeof dir));
-    snprintf(lockpath, sizeof lockpath, "%s.rw.lock", path);
+    db_paths("threads.db", dir, path, lockpath);
     assert_int_equal(try_open(&r, path, NULL, "lock_wait:3", NULL), CACHET_OK);
     assert_int_equal(cachet_set(r, "k", "v", 1), CACHET_OK);
     holder = hold_lock(lockpath, 0, 0);
@@ -1238,8 +1243,7 @@ static void lock_wait_zero_and_gdbm_locks(void **state)
     pid_t holder;
 
     alarm(120);                         /* a regression fails instead of hanging */
-    snprintf(path, sizeof path, "%s/zero.db", newdir(dir, sizeof dir));
-    snprintf(lockpath, sizeof lockpath, "%s.rw.lock", path);
+    db_paths("zero.db", dir, path, lockpath);
     assert_int_equal(try_open(&r, path, NULL, "lock_wait:0", NULL), CACHET_OK);
     assert_int_equal(cachet_set(r, "k", "v", 1), CACHET_OK);
     holder = hold_lock(lockpath, 0, 0);
@@ -1336,8 +1340,7 @@ static void writer_stopped_mid_set(void **state)
     char b;
 
     alarm(120);                         /* a regression fails instead of hanging */
-    snprintf(path, sizeof path, "%s/stopped.db", newdir(dir, sizeof dir));
-    snprintf(lockpath, sizeof lockpath, "%s.rw.lock", path);
+    db_paths("stopped.db", dir, path, lockpath);
     assert_int_equal(try_open(&r, path, NULL, "lock_wait:" LOCK_WAIT, NULL), CACHET_OK);
     assert_int_equal(cachet_set(r, "kept", "from before", 11), CACHET_OK);
     assert_int_equal(pipe(opened), 0);
@@ -1423,8 +1426,7 @@ static void lock_holder_dies(void **state)
     pid_t pid;
 
     alarm(120);
-    snprintf(path, sizeof path, "%s/died.db", newdir(dir, sizeof dir));
-    snprintf(lockpath, sizeof lockpath, "%s.rw.lock", path);
+    db_paths("died.db", dir, path, lockpath);
     assert_int_equal(try_open(&r, path, NULL, "lock_wait:10", NULL), CACHET_OK);
     assert_int_equal(cachet_set(r, "k", "before", 6), CACHET_OK);
 
@@ -1480,8 +1482,7 @@ static void writer_killed_holding_the_lock(void **state)
     char b;
 
     alarm(120);
-    snprintf(path, sizeof path, "%s/killed.db", newdir(dir, sizeof dir));
-    snprintf(lockpath, sizeof lockpath, "%s.rw.lock", path);
+    db_paths("killed.db", dir, path, lockpath);
     assert_int_equal(try_open(&r, path, NULL, "lock_wait:10", NULL), CACHET_OK);
     assert_int_equal(cachet_set(r, "kept", "from before", 11), CACHET_OK);
     assert_int_equal(pipe(opened), 0);
@@ -1583,8 +1584,7 @@ static void lock_file_layouts(void **state)
     cachet_region *r;
     dbm_report rep;
 
-    snprintf(path, sizeof path, "%s/layout.db", newdir(dir, sizeof dir));
-    snprintf(lockpath, sizeof lockpath, "%s.rw.lock", path);
+    db_paths("layout.db", dir, path, lockpath);
     r = open_db(path);
     assert_int_equal(cachet_set(r, "k", "v1 era", 6), CACHET_OK);
     cachet_region_close(r);
@@ -1621,8 +1621,7 @@ static void old_writers_are_fenced_off(void **state)
     int fd;
 
     alarm(120);
-    snprintf(path, sizeof path, "%s/fence.db", newdir(dir, sizeof dir));
-    snprintf(lockpath, sizeof lockpath, "%s.rw.lock", path);
+    db_paths("fence.db", dir, path, lockpath);
     r = open_db(path);
     assert_int_equal(cachet_set(r, "k", "v", 1), CACHET_OK);
     assert_true((fd = open(lockpath, O_RDWR | O_CLOEXEC)) >= 0);
@@ -1707,8 +1706,7 @@ static void read_only_lock_file(void **state)
     if (geteuid() != 0)
         skip();
     alarm(120);
-    snprintf(path, sizeof path, "%s/ro.db", newdir(dir, sizeof dir));
-    snprintf(lockpath, sizeof lockpath, "%s.rw.lock", path);
+    db_paths("ro.db", dir, path, lockpath);
     r = open_db(path);
     assert_int_equal(cachet_set(r, "k", "one", 3), CACHET_OK);
     assert_int_equal(chmod(topdir, 0711), 0);
