@@ -83,7 +83,7 @@ static int early_due(const cachet_region *r, const void *payload, cachet_rule ru
     if (exp <= 0)
         return 0;                 /* never expires (or at once: not fresh) */
     return -(double)delta * r->early_beta * log(rand01()) >=
-           (double)(payload_created(payload) + exp - cachet__coarse_now_ns());
+           (double)payload_created(payload) + (double)exp - (double)cachet__coarse_now_ns();
 }
 
 /* Takes the backend's cross-process lock, if it has one that is turned on.

@@ -206,8 +206,9 @@ CACHET_EXPORT void cachet_free(void *value)
         cachet__value_block_free((uint8_t *)value - CACHET_VALUE_HDR);
 }
 
-/* The longest per-call expiration_time: 300 years, far inside int64 ns. */
-#define MAX_EXPIRATION_S 9.4e9
+/* The longest per-call expiration_time: 290 years, inside int64 ns (9.2e18;
+ * 300 years, 9.47e18 ns, would not be). */
+#define MAX_EXPIRATION_S 9.2e9
 
 cachet_status cachet__options_check(const cachet_options *o, const char *op)
 {
@@ -402,8 +403,8 @@ cachet_status cachet__region_store(cachet_region *r, const cachet_key *k, const 
     return CACHET_OK;
 }
 
-/* The longest ttl a write takes: 300 years, far inside int64 ns. */
-#define MAX_TTL_S 9.4e9
+/* The longest ttl a write takes: 290 years, inside int64 ns (as above). */
+#define MAX_TTL_S 9.2e9
 
 /* A write's lifetimes from its options: for readers (the header) and for
  * the server (the backend's set).  CACHET_EINVAL for a ttl that means

@@ -48,7 +48,7 @@ static inline __attribute__((always_inline)) cachet_status cachet__region_poll_i
 static inline __attribute__((always_inline)) freshness cachet__region_freshness(cachet_region *r, const cachet_value_meta *m,
                                                  cachet_rule rule)
 {
-    int64_t exp = rule.expiration_ns;
+    int64_t exp = rule.expiration_ns, age;
     if (m->created_ns <= atomic_load_explicit(&r->hard_invalidated_ns, memory_order_acquire))
         return DEAD;
     if (!rule.ignore_soft &&
@@ -58,7 +58,9 @@ static inline __attribute__((always_inline)) freshness cachet__region_freshness(
         exp = m->lifetime_ns;         /* -1: never; > 0: its own */
     if (exp == 0)
         return STALE;                 /* dogpile: expiration_time 0 expires at once */
-    if (exp > 0 && cachet__coarse_now_ns() - m->created_ns > exp)
+    /* an age past int64 (a creation time from a damaged header) is old */
+    if (exp > 0 && (__builtin_sub_overflow(cachet__coarse_now_ns(), m->created_ns, &age) ||
+                    age > exp))
         return STALE;
     return FRESH;
 }

@@ -168,7 +168,7 @@ typedef struct {
     /* Seconds a value stays fresh for this call, read-side as in dogpile:
      * 0 = the region's expiration_time, -1 = never expires, > 0 = override
      * (fractions allowed).  Anything else (other negatives, NaN, infinity,
-     * over 300 years) is CACHET_EINVAL. */
+     * over 290 years) is CACHET_EINVAL. */
     double expiration_time;
     /* Nonzero: a value that is there is returned however old it is, and
      * whether or not it was soft-invalidated.  Hard-invalidated values stay
