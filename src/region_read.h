@@ -99,7 +99,7 @@ static inline __attribute__((always_inline)) cachet_status cachet__region_lookup
 {
     void *buf;
     size_t blen;
-    cachet_value_meta m = {0, 0, 0, 0, 0, 0};
+    cachet_value_meta m;        /* filled by cachet__region_accept when it is CACHET_OK */
     cachet_status st;
 
     cachet__error_clear();

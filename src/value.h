@@ -28,7 +28,10 @@ typedef struct {
     uint8_t  version;            /* as read: 1 or 2 */
     uint64_t key_check;          /* cachet_value_key_check() of the key, when KEY_BOUND */
     int64_t  lifetime_ns;        /* the value's own lifetime: 0 = the reader's rule, -1 never */
-    int64_t  creator_ns;         /* its creator's measured time (bytes 6-7), 0 = unknown */
+    int64_t  creator_ns;         /* its creator's measured time (bytes 6-7), 0 = unknown;
+                                  * for the writer: cachet_value_valid does not decode it
+                                  * (a get has no use for it; get_or_create's early
+                                  * refresh reads it with cachet_value_creator_ns) */
 } cachet_value_meta;
 
 /* Bytes 6-7 of the version-2 header: the creator's measured time (what
@@ -103,7 +106,6 @@ static inline size_t cachet_value_valid(const void *buf, size_t len, uint64_t wa
         m->key_check = le64toh(check);
         memcpy(&check, p + 32, 8);
         m->lifetime_ns = (int64_t)le64toh(check);
-        m->creator_ns = cachet_value_creator_ns(p);
         if (want_check && (!(m->flags & CACHET_VF_KEY_BOUND) || m->key_check != want_check))
             return 0;
         return CACHET_VALUE_HDR;

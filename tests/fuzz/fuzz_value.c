@@ -14,7 +14,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static const char key[] = "fuzz-key", other[] = "fuzz-kez";
     uint64_t want = cachet_value_key_check(key, sizeof key - 1);
     uint64_t want_other = cachet_value_key_check(other, sizeof other - 1);
-    cachet_value_meta m;
+    cachet_value_meta m = {0, 0, 0, 0, 0, 0};
     /* a private copy, so ASan sees any read past the end */
     uint8_t *copy = malloc(size ? size : 1);
     memcpy(copy, data, size);
