@@ -25,6 +25,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include "internal.h"
 #include "value.h"
 
@@ -126,7 +127,9 @@ void cachet__value_block_free(void *block)
     free(block);
 }
 
-CACHET_EXPORT void *cachet_backend_value_alloc(size_t n)
+/* Inline in both exported functions: a call between them would go
+ * through the PLT (they are exported, so interposable). */
+static inline __attribute__((always_inline)) void *stash_alloc(size_t n)
 {
 #ifndef STASH_OFF
     kept *k = stash.head;
@@ -139,4 +142,20 @@ CACHET_EXPORT void *cachet_backend_value_alloc(size_t n)
     }
 #endif
     return malloc(n);
+}
+
+CACHET_EXPORT void *cachet_backend_value_alloc(size_t n)
+{
+    return stash_alloc(n);
+}
+
+CACHET_EXPORT void *cachet_backend_value_copy(const void *bytes, size_t n)
+{
+    char *v = n < SIZE_MAX ? stash_alloc(n + 1) : NULL;
+    if (!v)
+        return NULL;
+    v[n] = '\0';
+    /* a tail call: one call a get where the backend had two, and none of
+     * the backend's registers to keep across a second one */
+    return n ? memcpy(v, bytes, n) : v;
 }

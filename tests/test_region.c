@@ -332,6 +332,25 @@ static void reused_blocks_hold_each_value_whole(void **state)
     assert_non_null(b);
     memset(b, 1, 150);
     free(b);
+    /* and so is one from cachet_backend_value_copy: the bytes, then a NUL,
+     * in a reused block or a new one alike */
+    for (size_t i = 0; i < NSIZES; i++) {
+        memset(want, 'A' + (int)i, sizes[i]);
+        b = cachet_backend_value_copy(want, sizes[i]);
+        assert_non_null(b);
+        assert_memory_equal(b, want, sizes[i]);
+        assert_int_equal(((char *)b)[sizes[i]], '\0');
+        /* cachet_free takes a payload, 40 bytes (the value header) into
+         * its block: what the next copy may reuse */
+        if (i % 2 || sizes[i] < 40)
+            free(b);
+        else
+            cachet_free((char *)b + 40);
+    }
+    b = cachet_backend_value_copy(NULL, 0);
+    assert_non_null(b);
+    assert_int_equal(*(char *)b, '\0');
+    free(b);
     free(want);
     cachet_region_close(r);
 }

@@ -44,7 +44,7 @@ static cachet_status mem_open(const cachet_backend_params *p, void **state)
     if (!(t = memtable_new((size_t)max_count, (size_t)max_size)))
         return cachet_backend_error(CACHET_ENOMEM, "backend " BACKEND ": out of memory");
     /* a get's copy reuses the block the caller's last cachet_free gave back */
-    memtable_set_alloc(t, cachet_backend_value_alloc);
+    memtable_set_copy(t, cachet_backend_value_copy);
     *state = t;
     return CACHET_OK;
 }

@@ -34,11 +34,12 @@ typedef struct {
 /* NULL when out of memory. */
 memtable *memtable_new(size_t max_count, size_t max_size);
 void      memtable_free(memtable *t);
-/* What the blocks a get returns come from (malloc unless set): any function
- * whose blocks free() releases, e.g. cachet_backend_value_alloc. */
-void      memtable_set_alloc(memtable *t, void *(*alloc)(size_t));
+/* What makes the copy a get returns (a malloc'd copy unless set): any
+ * function returning a block that free() releases, holding the n bytes and
+ * a NUL after them, e.g. cachet_backend_value_copy; NULL when out of memory. */
+void      memtable_set_copy(memtable *t, void *(*copy)(const void *bytes, size_t n));
 
-/* CACHET_OK with *value from the table's alloc (len + 1 bytes, NUL at value[len]),
+/* CACHET_OK with *value from the table's copy (len + 1 bytes, NUL at value[len]),
  * or CACHET_MISS, or CACHET_ENOMEM. */
 cachet_status memtable_get(memtable *t, const void *key, size_t klen, void **value, size_t *len);
 /* ttl > 0: the entry is dropped ttl seconds from now.  CACHET_OK,

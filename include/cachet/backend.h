@@ -17,7 +17,8 @@
  * cannot read past it).  The caller frees it with free().  A backend that
  * copies values out of its own memory may take the block from
  * cachet_backend_value_alloc() instead, which is malloc() reusing what the
- * thread last gave back with cachet_free().
+ * thread last gave back with cachet_free(), or have
+ * cachet_backend_value_copy() make the whole copy.
  *
  * Threads: the region calls a backend from many threads at once unless the
  * vtable sets CACHET_CAP_SERIALIZE, in which case calls on one instance are
@@ -269,6 +270,10 @@ cachet_status cachet_backend_error(cachet_status st, const char *fmt, ...)
  * copies values out of its own memory, that saves a malloc and a free a
  * get.  NULL when out of memory. */
 void *cachet_backend_value_alloc(size_t n);
+/* A block from cachet_backend_value_alloc(n + 1) holding a copy of the n
+ * bytes and a NUL after them: what a get hands back, in one call.  NULL
+ * when out of memory. */
+void *cachet_backend_value_copy(const void *bytes, size_t n);
 /* Sends a message to the service's logger (if any). */
 void cachet_backend_log(cachet_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
