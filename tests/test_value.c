@@ -19,14 +19,15 @@
 
 #define PLUGIN(n) TEST_BUILDDIR "/tests/plugins/.libs/" n ".so"
 
-static cachet_region *open_opts(const char *backend, const char *arg1, const char *arg2)
+static cachet_region *open_exp(const char *backend, const char *arg1, const char *arg2,
+                               const char *expiration_time)
 {
     cachet_config *c = cachet_config_new();
     cachet_region *r = NULL;
     assert_non_null(c);
     assert_int_equal(cachet_config_set(c, "enabled", "true"), CACHET_OK);
     assert_int_equal(cachet_config_set(c, "backend", backend), CACHET_OK);
-    assert_int_equal(cachet_config_set(c, "expiration_time", "-1"), CACHET_OK);
+    assert_int_equal(cachet_config_set(c, "expiration_time", expiration_time), CACHET_OK);
     if (arg1)
         assert_int_equal(cachet_config_set(c, "backend_argument", arg1), CACHET_OK);
     if (arg2)
@@ -35,6 +36,11 @@ static cachet_region *open_opts(const char *backend, const char *arg1, const cha
         fail_msg("open %s: %s", backend, cachet_errmsg());
     cachet_config_free(c);
     return r;
+}
+
+static cachet_region *open_opts(const char *backend, const char *arg1, const char *arg2)
+{
+    return open_exp(backend, arg1, arg2, "-1");
 }
 
 static uint64_t corrupt_count(cachet_region *r)
@@ -152,89 +158,82 @@ static void unbound_values_are_refused_where_values_cross_a_connection(void **st
 }
 
 #ifdef HAVE_GDBM_H
-/* dbm keeps its own bytes: a value a cachet of format version 1 wrote
- * still reads after the upgrade. */
-static void version_1_values_still_read_on_dbm(void **state)
+/* A dbm file in a new directory (dir: its template, rm -rf it after) with
+ * "new" = "xyz" written through a region and then the raw bytes b under
+ * raw_key written with gdbm; returns a region on it. */
+static cachet_region *dbm_beside(char *dir, const char *expiration_time, const char *raw_key,
+                                 const unsigned char *b, size_t len)
 {
-    char dir[] = "/tmp/cachet-value-XXXXXX", path[128], arg[160];
-    unsigned char b[48];
-    size_t len = header(b, 1, 0, 0);
+    char path[128], arg[160];
     cachet_region *r;
     GDBM_FILE db;
-    void *v;
-    size_t n;
-    (void)state;
     assert_non_null(mkdtemp(dir));
     snprintf(path, sizeof path, "%s/cache.db", dir);
     snprintf(arg, sizeof arg, "filename:%s", path);
-    r = open_opts("dbm", arg, NULL);
+    r = open_exp("dbm", arg, NULL, expiration_time);
     assert_int_equal(cachet_set(r, "new", "xyz", 3), CACHET_OK);
     cachet_region_close(r);
     db = gdbm_open(path, 0, GDBM_WRITER, 0600, NULL);
     assert_non_null(db);
-    datum k = {(char *)"old", 3}, d = {(char *)b, (int)len};
+    datum k = {(char *)raw_key, (int)strlen(raw_key)}, d = {(char *)b, (int)len};
     assert_int_equal(gdbm_store(db, k, d, GDBM_REPLACE), 0);
     gdbm_close(db);
-    r = open_opts("dbm", arg, NULL);
-    assert_int_equal(cachet_get(r, "old", &v, &n), CACHET_OK);
-    assert_int_equal(n, 3);
-    assert_memory_equal(v, "abc", 3);
-    cachet_free(v);
+    return open_exp("dbm", arg, NULL, expiration_time);
+}
+
+/* Reads "new" (what dbm_beside wrote through the region), closes r and
+ * removes dir. */
+static void dbm_beside_done(cachet_region *r, const char *dir)
+{
+    char cmd[200];
+    void *v;
+    size_t n;
     assert_int_equal(cachet_get(r, "new", &v, &n), CACHET_OK);
+    assert_int_equal(n, 3);
     assert_memory_equal(v, "xyz", 3);
     cachet_free(v);
     assert_int_equal(corrupt_count(r), 0);
     cachet_region_close(r);
-    char cmd[200];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     assert_int_equal(system(cmd), 0);
 }
-#endif
 
-#ifdef HAVE_GDBM_H
+/* dbm keeps its own bytes: a value a cachet of format version 1 wrote
+ * still reads after the upgrade. */
+static void version_1_values_still_read_on_dbm(void **state)
+{
+    char dir[] = "/tmp/cachet-value-XXXXXX";
+    unsigned char b[48];
+    size_t len = header(b, 1, 0, 0);
+    cachet_region *r = dbm_beside(dir, "-1", "old", b, len);
+    void *v;
+    size_t n;
+    (void)state;
+    assert_int_equal(cachet_get(r, "old", &v, &n), CACHET_OK);
+    assert_int_equal(n, 3);
+    assert_memory_equal(v, "abc", 3);
+    cachet_free(v);
+    dbm_beside_done(r, dir);
+}
+
 /* A creation time so far in the past that its age would not fit in int64
  * (a damaged dbm file): the value is a miss, and no signed overflow on the
  * way (the UBSan build of `make check` traps on one).  A value written
  * now, beside it, reads. */
 static void an_ancient_creation_time_is_a_miss(void **state)
 {
-    char dir[] = "/tmp/cachet-value-XXXXXX", path[128], arg[160], cmd[200];
+    char dir[] = "/tmp/cachet-value-XXXXXX";
     unsigned char b[48];
     size_t len = header(b, 2, 0, 0);
-    cachet_config *c = cachet_config_new();
-    cachet_region *r = NULL;
-    GDBM_FILE db;
+    cachet_region *r;
     void *v;
     size_t n;
     (void)state;
-    assert_non_null(mkdtemp(dir));
-    snprintf(path, sizeof path, "%s/cache.db", dir);
-    snprintf(arg, sizeof arg, "filename:%s", path);
-    assert_int_equal(cachet_config_set(c, "enabled", "true"), CACHET_OK);
-    assert_int_equal(cachet_config_set(c, "backend", "dbm"), CACHET_OK);
-    assert_int_equal(cachet_config_set(c, "backend_argument", arg), CACHET_OK);
-    assert_int_equal(cachet_config_set(c, "expiration_time", "600"), CACHET_OK);
-    assert_int_equal(cachet_region_open(c, &r), CACHET_OK);
-    assert_int_equal(cachet_set(r, "made", "xyz", 3), CACHET_OK);
-    cachet_region_close(r);
-
-    db = gdbm_open(path, 0, GDBM_WRITER, 0600, NULL);
-    assert_non_null(db);
     memset(b + 8, 0, 8);
     b[15] = 0x80;                              /* created: INT64_MIN ns */
-    datum k = {(char *)"ancient", 7}, d = {(char *)b, (int)len};
-    assert_int_equal(gdbm_store(db, k, d, GDBM_REPLACE), 0);
-    gdbm_close(db);
-
-    assert_int_equal(cachet_region_open(c, &r), CACHET_OK);
+    r = dbm_beside(dir, "600", "ancient", b, len);
     assert_int_equal(cachet_get(r, "ancient", &v, &n), CACHET_MISS);
-    assert_int_equal(cachet_get(r, "made", &v, &n), CACHET_OK);
-    assert_memory_equal(v, "xyz", 3);
-    cachet_free(v);
-    cachet_region_close(r);
-    cachet_config_free(c);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
+    dbm_beside_done(r, dir);
 }
 #endif
 
