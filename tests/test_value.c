@@ -13,29 +13,28 @@
 #include <cmocka.h>
 #include <cachet/cachet.h>
 #include "config.h"
+#include "helpers.h"
 #ifdef HAVE_GDBM_H
 #include <gdbm.h>
 #endif
 
 #define PLUGIN(n) TEST_BUILDDIR "/tests/plugins/.libs/" n ".so"
 
+/* A region on backend with up to two backend_argument lines. */
 static cachet_region *open_exp(const char *backend, const char *arg1, const char *arg2,
                                const char *expiration_time)
 {
-    cachet_config *c = cachet_config_new();
-    cachet_region *r = NULL;
-    assert_non_null(c);
-    assert_int_equal(cachet_config_set(c, "enabled", "true"), CACHET_OK);
-    assert_int_equal(cachet_config_set(c, "backend", backend), CACHET_OK);
-    assert_int_equal(cachet_config_set(c, "expiration_time", expiration_time), CACHET_OK);
-    if (arg1)
-        assert_int_equal(cachet_config_set(c, "backend_argument", arg1), CACHET_OK);
-    if (arg2)
-        assert_int_equal(cachet_config_set(c, "backend_argument", arg2), CACHET_OK);
-    if (cachet_region_open(c, &r) != CACHET_OK)
-        fail_msg("open %s: %s", backend, cachet_errmsg());
-    cachet_config_free(c);
-    return r;
+    const char *opts[7] = {"expiration_time", expiration_time};
+    size_t n = 2;
+    if (arg1) {
+        opts[n++] = "backend_argument";
+        opts[n++] = arg1;
+    }
+    if (arg2) {
+        opts[n++] = "backend_argument";
+        opts[n++] = arg2;
+    }
+    return th_open(backend, opts);
 }
 
 static cachet_region *open_opts(const char *backend, const char *arg1, const char *arg2)
