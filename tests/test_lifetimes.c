@@ -97,6 +97,85 @@ static void memory_drops_an_entry_after_its_ttl(void **state)
     cachet_region_close(r);
 }
 
+/* ---- the readers' clock ---- */
+
+static double realtime_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The poll of a value set at set_s with a lifetime of life_s: each get
+ * notes whether it hit though it began more than a tick (of the coarse
+ * clock: 10 ms at HZ=100) after the value came of age. */
+typedef struct {
+    cachet_region *r;
+    double         set_s, life_s, late_hit_s;
+} lifetime_poll;
+
+static int missed(void *arg)
+{
+    lifetime_poll *p = arg;
+    void *v;
+    size_t n;
+    double before = realtime_s();
+    cachet_options o = {.expiration_time = p->life_s};
+    cachet_status st = cachet_get_ex(p->r, "timed", &o, &v, &n);
+    if (st == CACHET_OK) {
+        cachet_free(v);
+        if (before - p->set_s > p->life_s + 0.02 && p->late_hit_s == 0)
+            p->late_hit_s = before - p->set_s;
+    }
+    return st == CACHET_MISS;
+}
+
+static double until_s;
+static int past_until(void *arg)
+{
+    (void)arg;
+    return realtime_s() >= until_s;
+}
+
+/* On the real clock, a value is fresh for its expiration time, not a
+ * second more or less: the readers' check decides with time()'s whole
+ * seconds unless the value comes of age within the current second, and
+ * then with the coarse clock (src/region_read.h).  The reads ask for an
+ * expiration time of 1.5 s (cachet_options), so that the backend keeps
+ * the value and only the readers' check decides.  No get that began more
+ * than a tick after the value came of age hits; the first miss comes at
+ * least 1.5 s after the set (the creation time is the precise clock, read
+ * after t0, and the coarse clock is never ahead of it); and once whole
+ * seconds alone say the value is old, it stays a miss. */
+static void a_lifetime_ends_on_the_real_clock(void **state)
+{
+    (void)state;
+    cachet_region *r = th_open("memory", NULL);
+    cachet_options o = {.expiration_time = 1.5};
+    double t0 = realtime_s();
+    lifetime_poll p = {r, 0, 1.5, 0};
+    void *v;
+    size_t n;
+    assert_int_equal(cachet_set(r, "timed", "t", 1), CACHET_OK);
+    p.set_s = realtime_s();
+    assert_int_equal(cachet_get_ex(r, "timed", &o, &v, &n), CACHET_OK);
+    cachet_free(v);
+    if (!th_wait_until(missed, &p, 10.0))
+        fail_msg("a value read with expiration 1.5 s still reads 10 s after it was set");
+    if (realtime_s() - t0 <= 1.5)
+        fail_msg("a value read with expiration 1.5 s was a miss %.3f s after it was set",
+                 realtime_s() - t0);
+    if (p.late_hit_s != 0)
+        fail_msg("a value read with expiration 1.5 s was still a hit %.3f s after it was set",
+                 p.late_hit_s);
+    /* past created + 2.5 s, floor(now) - created > 1.5 s: old by time() alone */
+    until_s = p.set_s + 2.6;
+    assert_true(th_wait_until(past_until, NULL, 10.0));
+    assert_int_equal(cachet_get_ex(r, "timed", &o, &v, &n), CACHET_MISS);
+    th_assert_hit(r, "timed", "t", 1);          /* the region's 600 s: still fresh */
+    cachet_region_close(r);
+}
+
 /* ---- redis: PTTL ---- */
 #ifdef HAVE_HIREDIS
 static test_server redis_server;
@@ -351,6 +430,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(memory_drops_an_entry_after_its_ttl),
+        cmocka_unit_test(a_lifetime_ends_on_the_real_clock),
 #ifdef HAVE_HIREDIS
         cmocka_unit_test(redis_ttl_without_backend_expiration_time),
         cmocka_unit_test_teardown(redis_ttl_with_backend_expiration_time_takes_the_max,
