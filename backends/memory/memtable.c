@@ -49,8 +49,8 @@
 /* Unbounded tables: 64 shards, so that two writing threads rarely share
  * one (1 in 64), while a get's random bucket lands on few pages: each
  * shard's bucket array is an allocation of its own among the entries, and
- * 256 of them (a quarter of the buckets each) cost a get hit 5% more at
- * 20k keys than 64 (bench/region_gets; docs/benchmarks.md). */
+ * 256 smaller arrays cost a get hit 5% more at 20k keys than 64
+ * (bench/region_gets; docs/benchmarks.md). */
 #define MAX_SHARDS        64
 #define MIN_BUCKETS       8
 #define MIN_SHARD_COUNT   256       /* max_count share under which shards are merged */
@@ -125,10 +125,10 @@ static inline void unlock(lock_t *l)
  * this small, read-mostly array, not a line of the shard's writer state
  * and another of its bucket array's header.  With 20k keys and 256 shards
  * those two lines a get cost 14% of the get hit (bench/region, against a
- * one-shard build); this array takes one of them out.  tab is
- * the bucket array with log2 of its size in the low 6 bits (the array is
- * 64-byte aligned): one load gives a pointer and a mask that belong
- * together, which two loads during a grow() would not. */
+ * one-shard build); this array puts one line of its own in their place.
+ * tab is the bucket array with log2 of its size in the low 6 bits (the
+ * array is 64-byte aligned): one load gives a pointer and a mask that
+ * belong together, which two loads during a grow() would not. */
 typedef struct {
     _Atomic uintptr_t tab;
     _Atomic unsigned  grow_seq; /* odd while grow() relinks the chains */
