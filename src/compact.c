@@ -36,7 +36,6 @@ static int keep_value(void *arg, const void *value, size_t len)
     cachet_region *r = arg;
     cachet_value_meta m;
     cachet_rule rule = cachet__region_rule(r, NULL);
-    int64_t age;
     if (!cachet_value_valid(value, len, 0, &m) && !compressed_valid(value, len, &m))
         return 0;                                 /* sweep has no key: structure only */
     rule.ignore_soft = 1;
@@ -45,8 +44,7 @@ static int keep_value(void *arg, const void *value, size_t len)
             rule.expiration_ns = m.lifetime_ns;
         return rule.expiration_ns < 0 ||
                (rule.expiration_ns > 0 &&
-                !__builtin_sub_overflow(cachet__coarse_now_ns(), m.created_ns, &age) &&
-                age <= rule.expiration_ns);
+                !cachet__region_older_than(m.created_ns, rule.expiration_ns));
     }
     return cachet__region_freshness(r, &m, rule) == FRESH;
 }

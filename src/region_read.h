@@ -29,8 +29,8 @@ static inline int64_t cachet__coarse_now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* The age of a value created at created_ns, when it is past exp ns (exp >
- * 0) on the coarse clock: whether it is.  time() -- the vDSO's whole
+/* Whether a value created at created_ns is more than exp ns old (exp > 0)
+ * on the coarse clock.  time() -- the vDSO's whole
  * seconds of that same clock, with no seqlock to read -- decides unless
  * the value comes of age within the current second; only then is the
  * coarse clock read.  clock_gettime was ~4 ns of a 43 ns memory-backend
