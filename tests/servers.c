@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <dirent.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -169,6 +170,28 @@ static int accepts(int port)
     return ok;
 }
 
+/* Whether the redis (or sentinel) on port answers a PING within a second:
+ * any reply, even an error (a server with requirepass says -NOAUTH).  A
+ * redis listens on its TCP port before it has created its unix socket and
+ * entered its event loop, so a connect that succeeds says less: a test's
+ * first command over the unix socket found none there (seen under load). */
+static int answers_ping(int port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct timeval tv = {1, 0};
+    char c;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), ok = 0;
+    if (fd < 0)
+        return 0;
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0 && write(fd, "PING\r\n", 6) == 6 &&
+         read(fd, &c, 1) == 1;
+    close(fd);
+    return ok;
+}
+
 int test_wait_port(int port, int timeout_ms)
 {
     long long deadline = mono_ms() + timeout_ms;
@@ -267,7 +290,9 @@ static int start(test_server *s)
     /* Ready when the listening socket on the port is this server's: the
      * port answering is not enough, another process may hold it, and then
      * ours failed to bind and is exiting (seen at once, not at the
-     * deadline).  A cluster node binds its bus port after the client port,
+     * deadline).  A redis must also answer a PING (answers_ping: what it
+     * sets up after its port, its unix socket, is there then).  A cluster
+     * node binds its bus port after the client port,
      * and exits when that one is taken: both must be its own.  Normally
      * well under a second; the deadline is for a loaded machine and the
      * sanitizers. */
@@ -278,6 +303,7 @@ static int start(test_server *s)
             return -1;
         }
         if (listens_for(s->pid, s->port) && accepts(s->port) &&
+            (strcmp(s->kind, "memcached") == 0 || answers_ping(s->port)) &&
             (!bus_offset(s) || listens_for(s->pid, s->port + bus_offset(s))))
             return 0;
         if (mono_ms() > deadline) {
