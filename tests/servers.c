@@ -181,7 +181,7 @@ static int answers_ping(int port)
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     struct timeval tv = {1, 0};
     char c;
-    int fd = socket(AF_INET, SOCK_STREAM, 0), ok = 0;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), ok;
     if (fd < 0)
         return 0;
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -302,8 +302,8 @@ static int start(test_server *s)
             s->pid = 0;
             return -1;
         }
-        if (listens_for(s->pid, s->port) && accepts(s->port) &&
-            (strcmp(s->kind, "memcached") == 0 || answers_ping(s->port)) &&
+        if (listens_for(s->pid, s->port) &&
+            (strcmp(s->kind, "memcached") == 0 ? accepts(s->port) : answers_ping(s->port)) &&
             (!bus_offset(s) || listens_for(s->pid, s->port + bus_offset(s))))
             return 0;
         if (mono_ms() > deadline) {
