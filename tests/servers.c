@@ -159,15 +159,26 @@ static long long mono_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int accepts(int port)
+/* A TCP connection to 127.0.0.1:port, or -1. */
+static int connect_loopback(int port)
 {
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    if (fd >= 0)
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
         close(fd);
-    return ok;
+        fd = -1;
+    }
+    return fd;
+}
+
+static int accepts(int port)
+{
+    int fd = connect_loopback(port);
+    if (fd < 0)
+        return 0;
+    close(fd);
+    return 1;
 }
 
 /* Whether the redis (or sentinel) on port answers a PING within a second:
@@ -177,17 +188,14 @@ static int accepts(int port)
  * first command over the unix socket found none there (seen under load). */
 static int answers_ping(int port)
 {
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     struct timeval tv = {1, 0};
     char c;
-    int fd = socket(AF_INET, SOCK_STREAM, 0), ok;
+    int fd = connect_loopback(port), ok;
     if (fd < 0)
         return 0;
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0 && write(fd, "PING\r\n", 6) == 6 &&
-         read(fd, &c, 1) == 1;
+    ok = write(fd, "PING\r\n", 6) == 6 && read(fd, &c, 1) == 1;
     close(fd);
     return ok;
 }
